@@ -1,0 +1,234 @@
+//! The catalog (master database): users, tokens, tenants, memberships,
+//! subscriptions, database servers, tenant databases and settings.
+//!
+//! `Catalog::connect` builds the sqlx pool itself (so tenantdb controls its
+//! size and `application_name`), wraps it as a SeaORM connection, and
+//! migrates the schema under a lock so that several processes starting at
+//! once apply each migration exactly once.
+
+mod entities;
+mod migrations;
+mod repos;
+mod tenant_databases;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, Set, SqlxPostgresConnector, SqlxSqliteConnector};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use uuid::Uuid;
+
+pub use entities::{
+    DbStatus, MemberRole, SubscriptionStatus, TenantStatus, api_tokens, catalog_info, database_servers, memberships,
+    settings, subscriptions, tenant_databases as tenant_database, tenants, users,
+};
+pub use repos::{ApiTokens, Memberships, NewServer, Servers, Settings, Subscriptions, Tenants, Users};
+pub use tenant_databases::{Lease, TenantDatabases};
+
+use crate::error::{Error, Result};
+
+/// `application_name` of catalog connections, so operators can count them
+/// in `pg_stat_activity`.
+pub const CATALOG_APPLICATION_NAME: &str = "tenantdb-catalog";
+/// Key of the advisory lock that serialises catalog migrations on PostgreSQL
+/// (the first eight bytes of "tenantdb").
+const MIGRATION_LOCK_KEY: i64 = 0x7465_6e61_6e74_6462;
+
+/// The master database and its repositories.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    db: DatabaseConnection,
+    id: Uuid,
+}
+
+impl Catalog {
+    /// Connects, migrates the catalog schema (serialised between processes)
+    /// and reads the catalog's id.
+    #[tracing::instrument(skip_all)]
+    pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Self> {
+        let url = url.expose_secret();
+        let max_connections = max_connections.max(2);
+        let db = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(Error::server("invalid catalog SQLite URL"))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(10));
+            if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(Error::io(format!("cannot create {}", dir.display())))?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .connect_with(options)
+                .await
+                .map_err(Error::server("cannot open the catalog SQLite database"))?;
+            SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
+        } else {
+            let options = PgConnectOptions::from_str(url)
+                .map_err(Error::server("invalid catalog PostgreSQL URL"))?
+                .application_name(CATALOG_APPLICATION_NAME);
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .map_err(Error::server("cannot connect to the catalog PostgreSQL database"))?;
+            SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
+        };
+        let id = migrate(&db).await?;
+        Ok(Self { db, id })
+    }
+
+    /// The SeaORM connection, for queries the repositories do not cover.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// This catalog's id; every database it creates is marked with it.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// The catalog's own database name on PostgreSQL (never a tenant).
+    pub async fn postgres_database_name(&self) -> Result<Option<String>> {
+        if self.db.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return Ok(None);
+        }
+        let name: String = sqlx::query_scalar("SELECT current_database()::text")
+            .fetch_one(self.db.get_postgres_connection_pool())
+            .await
+            .map_err(Error::server("cannot read the catalog's database name"))?;
+        Ok(Some(name))
+    }
+
+    pub fn users(&self) -> Users<'_> {
+        Users::new(&self.db)
+    }
+    pub fn tokens(&self) -> ApiTokens<'_> {
+        ApiTokens::new(&self.db)
+    }
+    pub fn tenants(&self) -> Tenants<'_> {
+        Tenants::new(&self.db)
+    }
+    pub fn memberships(&self) -> Memberships<'_> {
+        Memberships::new(&self.db)
+    }
+    pub fn subscriptions(&self) -> Subscriptions<'_> {
+        Subscriptions::new(&self.db)
+    }
+    pub fn servers(&self) -> Servers<'_> {
+        Servers::new(&self.db)
+    }
+    pub fn tenant_databases(&self) -> TenantDatabases<'_> {
+        TenantDatabases::new(&self.db)
+    }
+    pub fn settings(&self) -> Settings<'_> {
+        Settings::new(&self.db)
+    }
+
+    pub async fn close(&self) {
+        if let Err(err) = self.db.clone().close().await {
+            tracing::warn!(error = %err, "closing the catalog pool failed");
+        }
+    }
+}
+
+/// Applies the catalog migrations under a cross-process lock and returns the
+/// catalog id (made by the first process that migrates).
+async fn migrate(db: &DatabaseConnection) -> Result<Uuid> {
+    let _lock = MigrationLock::acquire(db).await?;
+    crate::migrate::apply_pending(db, migrations::all())
+        .await
+        .map_err(|failure| Error::Config(format!(
+            "catalog migration '{}' failed: {}",
+            failure.migration, failure.error
+        )))?;
+    if let Some(info) = catalog_info::Entity::find_by_id(1).one(db).await? {
+        return Ok(info.catalog_id);
+    }
+    let id = Uuid::now_v7();
+    catalog_info::ActiveModel {
+        id: Set(1),
+        catalog_id: Set(id),
+        created_at: Set(chrono::Utc::now()),
+    }
+    .insert(db)
+    .await?;
+    Ok(id)
+}
+
+/// Held while the catalog migrates. PostgreSQL: a session advisory lock on a
+/// connection taken out of the pool (a crashed process's lock dies with its
+/// connection). SQLite: an exclusive lock on a file beside the database.
+enum MigrationLock {
+    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+    File(std::fs::File),
+    None,
+}
+
+impl MigrationLock {
+    async fn acquire(db: &DatabaseConnection) -> Result<Self> {
+        match db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => {
+                let mut conn = db
+                    .get_postgres_connection_pool()
+                    .acquire()
+                    .await
+                    .map_err(Error::server("cannot take the catalog migration lock"))?;
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(MIGRATION_LOCK_KEY)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(Error::server("cannot take the catalog migration lock"))?;
+                Ok(Self::Postgres(conn))
+            }
+            _ => {
+                let Some(path) = sqlite_lock_path(db) else {
+                    return Ok(Self::None);
+                };
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&path)
+                    .map_err(Error::io(format!("cannot open {}", path.display())))?;
+                let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+                    .await
+                    .map_err(|err| Error::Task(err.to_string()))?
+                    .map_err(Error::io(format!("cannot lock {}", path.display())))?;
+                Ok(Self::File(file))
+            }
+        }
+    }
+}
+
+impl Drop for MigrationLock {
+    fn drop(&mut self) {
+        match self {
+            Self::Postgres(conn) => {
+                // Unlocking needs a round trip; closing the connection
+                // releases the lock just as surely and cannot be forgotten.
+                conn.close_on_drop();
+            }
+            Self::File(file) => {
+                let _ = file.unlock();
+            }
+            Self::None => {}
+        }
+    }
+}
+
+fn sqlite_lock_path(db: &DatabaseConnection) -> Option<PathBuf> {
+    let options = db.get_sqlite_connection_pool().connect_options();
+    let file = options.get_filename();
+    let name = file.to_string_lossy();
+    if name.is_empty() || name == ":memory:" {
+        return None;
+    }
+    let mut lock = file.as_os_str().to_owned();
+    lock.push(".migrate-lock");
+    Some(PathBuf::from(lock))
+}

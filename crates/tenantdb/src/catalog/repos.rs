@@ -1,0 +1,356 @@
+//! Typed repositories for the catalog tables other than `tenant_databases`
+//! (which has its own module for the status machine and leases).
+//!
+//! Unique violations become `Error::AlreadyExists` here, at the call site
+//! that knows which value was taken.
+
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    SqlErr,
+};
+use uuid::Uuid;
+
+use super::entities::{
+    MemberRole, SubscriptionStatus, TenantStatus, api_tokens, database_servers, memberships, settings, subscriptions,
+    tenants, users,
+};
+use crate::error::{Error, Result};
+use crate::names::TenantRef;
+use crate::secret::{hex, sha256_hex};
+
+/// Maps a unique violation to `AlreadyExists` with `what`.
+pub(crate) fn taken(what: impl FnOnce() -> String) -> impl FnOnce(DbErr) -> Error {
+    move |err| match err.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => Error::AlreadyExists(what()),
+        _ => Error::Catalog(err),
+    }
+}
+
+macro_rules! repo {
+    ($name:ident) => {
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name<'a> {
+            db: &'a DatabaseConnection,
+        }
+
+        impl<'a> $name<'a> {
+            pub(crate) fn new(db: &'a DatabaseConnection) -> Self {
+                Self { db }
+            }
+        }
+    };
+}
+
+repo!(Users);
+repo!(ApiTokens);
+repo!(Tenants);
+repo!(Memberships);
+repo!(Subscriptions);
+repo!(Servers);
+repo!(Settings);
+
+impl Users<'_> {
+    /// Creates a user; the email is stored lower case and must be unique.
+    pub async fn create(&self, email: &str, name: &str) -> Result<users::Model> {
+        let email = email.trim().to_lowercase();
+        let now = Utc::now();
+        users::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            email: Set(email.clone()),
+            name: Set(name.to_owned()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(self.db)
+        .await
+        .map_err(taken(|| format!("a user with email '{email}' already exists")))
+    }
+
+    pub async fn find(&self, id: Uuid) -> Result<Option<users::Model>> {
+        Ok(users::Entity::find_by_id(id).one(self.db).await?)
+    }
+
+    pub async fn find_by_email(&self, email: &str) -> Result<Option<users::Model>> {
+        Ok(users::Entity::find()
+            .filter(users::Column::Email.eq(email.trim().to_lowercase()))
+            .one(self.db)
+            .await?)
+    }
+}
+
+impl ApiTokens<'_> {
+    /// Creates a token for a user and returns it with the plain token, which
+    /// is shown once: only its SHA-256 is stored.
+    pub async fn create(&self, user_id: Uuid, name: &str) -> Result<(api_tokens::Model, String)> {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        let token = format!("tdb_{}", hex(&bytes));
+        let model = api_tokens::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            user_id: Set(user_id),
+            name: Set(name.to_owned()),
+            token_sha256: Set(sha256_hex(&token)),
+            created_at: Set(Utc::now()),
+            last_used_at: Set(None),
+            revoked_at: Set(None),
+        }
+        .insert(self.db)
+        .await?;
+        Ok((model, token))
+    }
+
+    /// The unrevoked token with this value, if any.
+    pub async fn find_active(&self, token: &str) -> Result<Option<api_tokens::Model>> {
+        Ok(api_tokens::Entity::find()
+            .filter(api_tokens::Column::TokenSha256.eq(sha256_hex(token)))
+            .filter(api_tokens::Column::RevokedAt.is_null())
+            .one(self.db)
+            .await?)
+    }
+
+    /// Revokes a user's token; false when there is no such token.
+    pub async fn revoke(&self, user_id: Uuid, token_id: Uuid) -> Result<bool> {
+        let result = api_tokens::Entity::update_many()
+            .col_expr(api_tokens::Column::RevokedAt, Utc::now().into())
+            .filter(api_tokens::Column::Id.eq(token_id))
+            .filter(api_tokens::Column::UserId.eq(user_id))
+            .filter(api_tokens::Column::RevokedAt.is_null())
+            .exec(self.db)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+}
+
+impl Tenants<'_> {
+    pub async fn find(&self, tenant: &TenantRef) -> Result<Option<tenants::Model>> {
+        let query = match tenant {
+            TenantRef::Id(id) => tenants::Entity::find_by_id(id.as_uuid()),
+            TenantRef::Slug(slug) => tenants::Entity::find().filter(tenants::Column::Slug.eq(slug.as_str())),
+        };
+        Ok(query.one(self.db).await?)
+    }
+
+    /// Like `find`, but a missing tenant is `Error::TenantNotFound`.
+    pub async fn get(&self, tenant: &TenantRef) -> Result<tenants::Model> {
+        self.find(tenant)
+            .await?
+            .ok_or_else(|| Error::TenantNotFound(tenant.to_string()))
+    }
+
+    /// Tenants ordered by id (creation order), after `after`, at most `limit`.
+    pub async fn list(
+        &self,
+        status: Option<TenantStatus>,
+        after: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<tenants::Model>> {
+        let mut query = tenants::Entity::find().order_by_asc(tenants::Column::Id).limit(limit);
+        if let Some(status) = status {
+            query = query.filter(tenants::Column::Status.eq(status));
+        }
+        if let Some(after) = after {
+            query = query.filter(tenants::Column::Id.gt(after));
+        }
+        Ok(query.all(self.db).await?)
+    }
+
+    pub async fn set_status(&self, id: Uuid, status: TenantStatus) -> Result<tenants::Model> {
+        self.update(id, |m| m.status = Set(status)).await
+    }
+
+    pub async fn set_name(&self, id: Uuid, name: &str) -> Result<tenants::Model> {
+        let name = name.to_owned();
+        self.update(id, move |m| m.name = Set(name)).await
+    }
+
+    /// Deletes a tenant that has no database row; its memberships and
+    /// subscription go with it (foreign keys cascade).
+    pub async fn delete(&self, id: Uuid) -> Result<()> {
+        tenants::Entity::delete_by_id(id).exec(self.db).await?;
+        Ok(())
+    }
+
+    async fn update(&self, id: Uuid, change: impl FnOnce(&mut tenants::ActiveModel)) -> Result<tenants::Model> {
+        let mut model = tenants::ActiveModel {
+            id: sea_orm::Unchanged(id),
+            updated_at: Set(Utc::now()),
+            ..Default::default()
+        };
+        change(&mut model);
+        match model.update(self.db).await {
+            Err(DbErr::RecordNotUpdated) => Err(Error::TenantNotFound(id.to_string())),
+            other => Ok(other?),
+        }
+    }
+}
+
+impl Memberships<'_> {
+    /// Adds the user to the tenant or changes their role.
+    pub async fn upsert(&self, tenant_id: Uuid, user_id: Uuid, role: MemberRole) -> Result<memberships::Model> {
+        let model = memberships::ActiveModel {
+            tenant_id: Set(tenant_id),
+            user_id: Set(user_id),
+            role: Set(role),
+            created_at: Set(Utc::now()),
+        };
+        memberships::Entity::insert(model)
+            .on_conflict(
+                OnConflict::columns([memberships::Column::TenantId, memberships::Column::UserId])
+                    .update_column(memberships::Column::Role)
+                    .to_owned(),
+            )
+            .exec_without_returning(self.db)
+            .await?;
+        self.find(tenant_id, user_id)
+            .await?
+            .ok_or_else(|| Error::Catalog(DbErr::RecordNotFound("membership".into())))
+    }
+
+    pub async fn find(&self, tenant_id: Uuid, user_id: Uuid) -> Result<Option<memberships::Model>> {
+        Ok(memberships::Entity::find_by_id((tenant_id, user_id)).one(self.db).await?)
+    }
+
+    /// Removes a membership; false when there was none.
+    pub async fn remove(&self, tenant_id: Uuid, user_id: Uuid) -> Result<bool> {
+        let result = memberships::Entity::delete_by_id((tenant_id, user_id)).exec(self.db).await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    pub async fn list_for_tenant(&self, tenant_id: Uuid) -> Result<Vec<memberships::Model>> {
+        Ok(memberships::Entity::find()
+            .filter(memberships::Column::TenantId.eq(tenant_id))
+            .order_by_asc(memberships::Column::UserId)
+            .all(self.db)
+            .await?)
+    }
+}
+
+impl Subscriptions<'_> {
+    /// Creates or replaces the tenant's subscription.
+    pub async fn upsert(
+        &self,
+        tenant_id: Uuid,
+        plan: &str,
+        status: SubscriptionStatus,
+        seats: i32,
+        current_period_end: Option<DateTime<Utc>>,
+    ) -> Result<subscriptions::Model> {
+        let now = Utc::now();
+        let model = subscriptions::ActiveModel {
+            tenant_id: Set(tenant_id),
+            plan: Set(plan.to_owned()),
+            status: Set(status),
+            seats: Set(seats),
+            current_period_end: Set(current_period_end),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        subscriptions::Entity::insert(model)
+            .on_conflict(
+                OnConflict::column(subscriptions::Column::TenantId)
+                    .update_columns([
+                        subscriptions::Column::Plan,
+                        subscriptions::Column::Status,
+                        subscriptions::Column::Seats,
+                        subscriptions::Column::CurrentPeriodEnd,
+                        subscriptions::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(self.db)
+            .await?;
+        self.find(tenant_id)
+            .await?
+            .ok_or_else(|| Error::Catalog(DbErr::RecordNotFound("subscription".into())))
+    }
+
+    pub async fn find(&self, tenant_id: Uuid) -> Result<Option<subscriptions::Model>> {
+        Ok(subscriptions::Entity::find_by_id(tenant_id).one(self.db).await?)
+    }
+}
+
+/// A tenant server as the catalog records it (no secrets).
+#[derive(Debug, Clone)]
+pub struct NewServer<'a> {
+    pub name: &'a str,
+    pub engine: &'a str,
+    pub settings: serde_json::Value,
+    pub connection_budget: i32,
+}
+
+impl Servers<'_> {
+    /// Records the server under its name, or updates its settings; returns
+    /// the row. Safe to call from several processes at once.
+    pub async fn ensure(&self, server: NewServer<'_>) -> Result<database_servers::Model> {
+        let now = Utc::now();
+        let model = database_servers::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            name: Set(server.name.to_owned()),
+            engine: Set(server.engine.to_owned()),
+            settings: Set(server.settings),
+            role: Set("primary".to_owned()),
+            primary_id: Set(None),
+            connection_budget: Set(server.connection_budget),
+            accepts_new_tenants: Set(true),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        database_servers::Entity::insert(model)
+            .on_conflict(
+                OnConflict::column(database_servers::Column::Name)
+                    .update_columns([
+                        database_servers::Column::Engine,
+                        database_servers::Column::Settings,
+                        database_servers::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(self.db)
+            .await?;
+        database_servers::Entity::find()
+            .filter(database_servers::Column::Name.eq(server.name))
+            .one(self.db)
+            .await?
+            .ok_or_else(|| Error::Catalog(DbErr::RecordNotFound(format!("database server '{}'", server.name))))
+    }
+
+    pub async fn find(&self, id: Uuid) -> Result<Option<database_servers::Model>> {
+        Ok(database_servers::Entity::find_by_id(id).one(self.db).await?)
+    }
+}
+
+impl Settings<'_> {
+    pub async fn all(&self) -> Result<Vec<settings::Model>> {
+        Ok(settings::Entity::find()
+            .order_by_asc(settings::Column::Key)
+            .all(self.db)
+            .await?)
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<serde_json::Value>> {
+        Ok(settings::Entity::find_by_id(key.to_owned())
+            .one(self.db)
+            .await?
+            .map(|row| row.value))
+    }
+
+    pub async fn put(&self, key: &str, value: serde_json::Value) -> Result<()> {
+        let model = settings::ActiveModel {
+            key: Set(key.to_owned()),
+            value: Set(value),
+            updated_at: Set(Utc::now()),
+        };
+        settings::Entity::insert(model)
+            .on_conflict(
+                OnConflict::column(settings::Column::Key)
+                    .update_columns([settings::Column::Value, settings::Column::UpdatedAt])
+                    .to_owned(),
+            )
+            .exec_without_returning(self.db)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,301 @@
+//! `tenant_databases`: the status machine and the per-tenant lease.
+//!
+//! Every status change is one conditional UPDATE that names the status it
+//! expects, so two processes can never both move a row. Work on a tenant
+//! holds a lease in its row (owner, expiry): claiming a row takes the lease,
+//! finishing releases it, and a lease that expired (its process died) can be
+//! taken over. The lease is also the per-tenant migration lock, and works
+//! the same on SQLite and PostgreSQL.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
+    TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::entities::{DbStatus, memberships, subscriptions, tenant_databases as td, tenants};
+use super::repos::taken;
+use crate::error::{Error, Result};
+
+/// Statuses in which a row is being worked on and holds a lease.
+pub const WORKING: [DbStatus; 4] = [
+    DbStatus::Provisioning,
+    DbStatus::Renaming,
+    DbStatus::Migrating,
+    DbStatus::Deleting,
+];
+
+impl DbStatus {
+    /// The status machine of DESIGN.md. A working status may also "become"
+    /// itself: that is a takeover of an expired lease by the reconciler.
+    pub fn can_become(self, to: DbStatus) -> bool {
+        use DbStatus::*;
+        matches!(
+            (self, to),
+            (Provisioning, Active | Failed | Provisioning)
+                | (Failed, Provisioning | Deleting)
+                | (Active, Renaming | Migrating | Deleting)
+                | (Renaming, Active | Renaming)
+                | (Migrating, Active | Migrating)
+                | (Deleting, Deleting)
+        )
+    }
+}
+
+/// Who holds a row's lease and for how long each claim or renewal lasts.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub owner: String,
+    pub ttl: Duration,
+}
+
+impl Lease {
+    fn expiry(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::seconds(30))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct TenantDatabases<'a> {
+    db: &'a DatabaseConnection,
+}
+
+impl<'a> TenantDatabases<'a> {
+    pub(crate) fn new(db: &'a DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    pub async fn find_by_tenant(&self, tenant_id: Uuid) -> Result<Option<td::Model>> {
+        Ok(td::Entity::find()
+            .filter(td::Column::TenantId.eq(tenant_id))
+            .one(self.db)
+            .await?)
+    }
+
+    pub async fn list(&self, status: Option<DbStatus>) -> Result<Vec<td::Model>> {
+        let mut query = td::Entity::find().order_by_asc(td::Column::TenantId);
+        if let Some(status) = status {
+            query = query.filter(td::Column::Status.eq(status));
+        }
+        Ok(query.all(self.db).await?)
+    }
+
+    /// Whether a name is the current or pending name of any row on a server.
+    pub async fn name_taken(&self, server_id: Uuid, name: &str) -> Result<bool> {
+        let row = td::Entity::find()
+            .filter(td::Column::ServerId.eq(server_id))
+            .filter(
+                Condition::any()
+                    .add(td::Column::DatabaseName.eq(name))
+                    .add(td::Column::PendingDatabaseName.eq(name)),
+            )
+            .one(self.db)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Inserts a tenant and its PROVISIONING database row, leased to the
+    /// caller, in one transaction: a taken slug or name leaves nothing.
+    pub async fn insert_with_tenant(&self, tenant: tenants::ActiveModel, row: td::ActiveModel) -> Result<td::Model> {
+        let slug = tenant.slug.clone().unwrap();
+        let name = row.database_name.clone().unwrap();
+        let txn = self.db.begin().await?;
+        tenant
+            .insert(&txn)
+            .await
+            .map_err(taken(|| format!("a tenant with slug '{slug}' already exists")))?;
+        let row = row
+            .insert(&txn)
+            .await
+            .map_err(taken(|| format!("database name '{name}' is already taken")))?;
+        txn.commit().await?;
+        Ok(row)
+    }
+
+    /// Inserts the database row of an existing tenant.
+    pub async fn insert(&self, row: td::ActiveModel) -> Result<td::Model> {
+        let name = row.database_name.clone().unwrap();
+        let tenant = row.tenant_id.clone().unwrap();
+        row.insert(self.db).await.map_err(taken(|| {
+            format!("tenant '{tenant}' already has a database, or database name '{name}' is already taken")
+        }))
+    }
+
+    /// Moves `row` to `to` and takes its lease, if the row is still as read
+    /// (same version) and its lease is free, expired or already ours.
+    /// Returns the updated row, or `None` when another process got there
+    /// first. `change` carries any other columns to set.
+    pub async fn claim(
+        &self,
+        row: &td::Model,
+        to: DbStatus,
+        lease: &Lease,
+        mut change: td::ActiveModel,
+    ) -> Result<Option<td::Model>> {
+        debug_assert!(row.status.can_become(to), "{} -> {to}", row.status);
+        let now = Utc::now();
+        change.status = Set(to);
+        change.lease_owner = Set(Some(lease.owner.clone()));
+        change.lease_expires_at = Set(Some(lease.expiry(now)));
+        change.updated_at = Set(now);
+        let result = td::Entity::update_many()
+            .set(change)
+            .col_expr(td::Column::Version, Expr::col(td::Column::Version).add(1))
+            .filter(td::Column::Id.eq(row.id))
+            .filter(td::Column::Version.eq(row.version))
+            .filter(td::Column::Status.eq(row.status))
+            .filter(lease_free_or_ours(&lease.owner, now))
+            .exec(self.db)
+            .await
+            // A pending name is unique too: a rename to a name just taken.
+            .map_err(taken(|| "database name is already taken".to_owned()))?;
+        if result.rows_affected == 0 {
+            return Ok(None);
+        }
+        Ok(td::Entity::find_by_id(row.id).one(self.db).await?)
+    }
+
+    /// Ends work on a row: moves it from `from` to `to` and releases the
+    /// lease. Fails with `LeaseLost` if the row is no longer ours.
+    pub async fn finish(
+        &self,
+        id: Uuid,
+        from: DbStatus,
+        to: DbStatus,
+        owner: &str,
+        mut change: td::ActiveModel,
+    ) -> Result<td::Model> {
+        debug_assert!(from.can_become(to), "{from} -> {to}");
+        change.status = Set(to);
+        change.lease_owner = Set(None);
+        change.lease_expires_at = Set(None);
+        change.updated_at = Set(Utc::now());
+        let result = td::Entity::update_many()
+            .set(change)
+            .col_expr(td::Column::Version, Expr::col(td::Column::Version).add(1))
+            .filter(td::Column::Id.eq(id))
+            .filter(td::Column::Status.eq(from))
+            .filter(td::Column::LeaseOwner.eq(owner))
+            .exec(self.db)
+            .await?;
+        if result.rows_affected == 0 {
+            return Err(Error::LeaseLost { tenant: id.to_string() });
+        }
+        td::Entity::find_by_id(id)
+            .one(self.db)
+            .await?
+            .ok_or_else(|| Error::LeaseLost { tenant: id.to_string() })
+    }
+
+    /// Extends our lease; false when it is no longer ours.
+    pub async fn renew(&self, id: Uuid, lease: &Lease) -> Result<bool> {
+        let now = Utc::now();
+        let result = td::Entity::update_many()
+            .col_expr(td::Column::LeaseExpiresAt, Expr::value(lease.expiry(now)))
+            .filter(td::Column::Id.eq(id))
+            .filter(td::Column::LeaseOwner.eq(lease.owner.as_str()))
+            .exec(self.db)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    /// Rows in a working status whose lease has expired (or was never
+    /// taken): work a dead process left behind.
+    pub async fn abandoned(&self) -> Result<Vec<td::Model>> {
+        let now = Utc::now();
+        Ok(td::Entity::find()
+            .filter(td::Column::Status.is_in(WORKING))
+            .filter(
+                Condition::any()
+                    .add(td::Column::LeaseExpiresAt.is_null())
+                    .add(td::Column::LeaseExpiresAt.lt(now)),
+            )
+            .order_by_asc(td::Column::TenantId)
+            .all(self.db)
+            .await?)
+    }
+
+    /// Removes a DELETING row we hold, and with `purge_tenant` the tenant,
+    /// its memberships and subscription, in one transaction.
+    pub async fn remove(&self, row: &td::Model, owner: &str) -> Result<()> {
+        let txn = self.db.begin().await?;
+        let result = td::Entity::delete_many()
+            .filter(td::Column::Id.eq(row.id))
+            .filter(td::Column::Status.eq(DbStatus::Deleting))
+            .filter(td::Column::LeaseOwner.eq(owner))
+            .exec(&txn)
+            .await?;
+        if result.rows_affected == 0 {
+            return Err(Error::LeaseLost {
+                tenant: row.tenant_id.to_string(),
+            });
+        }
+        if row.purge_tenant {
+            memberships::Entity::delete_many()
+                .filter(memberships::Column::TenantId.eq(row.tenant_id))
+                .exec(&txn)
+                .await?;
+            subscriptions::Entity::delete_by_id(row.tenant_id).exec(&txn).await?;
+            tenants::Entity::delete_by_id(row.tenant_id).exec(&txn).await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
+fn lease_free_or_ours(owner: &str, now: DateTime<Utc>) -> Condition {
+    Condition::any()
+        .add(td::Column::LeaseOwner.is_null())
+        .add(td::Column::LeaseExpiresAt.lt(now))
+        .add(td::Column::LeaseOwner.eq(owner))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DbStatus::*;
+
+    #[test]
+    fn only_the_status_machine_transitions_are_legal() {
+        let legal = [
+            (Provisioning, Active),
+            (Provisioning, Failed),
+            (Failed, Provisioning),
+            (Failed, Deleting),
+            (Active, Renaming),
+            (Renaming, Active),
+            (Active, Migrating),
+            (Migrating, Active),
+            (Active, Deleting),
+        ];
+        for (from, to) in legal {
+            assert!(from.can_become(to), "{from} -> {to}");
+        }
+        let illegal = [
+            (Active, Provisioning),
+            (Active, Failed),
+            (Active, Active),
+            (Failed, Active),
+            (Failed, Failed),
+            (Deleting, Active),
+            (Renaming, Deleting),
+            (Migrating, Deleting),
+            (Provisioning, Deleting),
+        ];
+        for (from, to) in illegal {
+            assert!(!from.can_become(to), "{from} -> {to}");
+        }
+    }
+
+    #[test]
+    fn only_active_and_migrating_serve_traffic() {
+        let serving: Vec<_> = <DbStatus as sea_orm::Iterable>::iter()
+            .filter(|s| s.serves_traffic())
+            .collect();
+        assert_eq!(serving, vec![Active, Migrating]);
+    }
+}

@@ -1,0 +1,197 @@
+//! Settings of a `Tenancy` and their defaults. The library never reads the
+//! environment: the binary maps `TENANTDB_*` variables onto this struct.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::{Error, Result};
+use crate::names::DatabasePrefix;
+use crate::secret::TenantSecret;
+
+pub const DEFAULT_DATA_DIR: &str = "./data";
+pub const DEFAULT_SERVER_NAME: &str = "default";
+/// How long a lease on a tenant row lasts without renewal. Work renews it
+/// every third of this; a crashed process's rows are free again after it.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+/// `CONNECTION LIMIT` of every tenant role.
+pub const DEFAULT_ROLE_CONNECTION_LIMIT: i32 = 20;
+/// Connections of the catalog pool.
+pub const DEFAULT_CATALOG_MAX_CONNECTIONS: u32 = 5;
+/// Connections of the admin pool on the tenant server (DDL only).
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: u32 = 2;
+
+/// Where tenant databases live.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum TenantServerConfig {
+    /// One SQLite file per tenant in this directory.
+    Sqlite { dir: PathBuf },
+    /// A PostgreSQL server, reached with an admin connection (a role with
+    /// CREATEDB and CREATEROLE, or a superuser).
+    Postgres { url: SecretString },
+}
+
+impl TenantServerConfig {
+    /// `postgres://...` or `postgresql://...` selects PostgreSQL; a
+    /// `sqlite://DIR` URL or a plain path selects SQLite files in that
+    /// directory.
+    pub fn parse(value: &str) -> Result<Self> {
+        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            return Ok(Self::Postgres {
+                url: SecretString::from(value.to_owned()),
+            });
+        }
+        if value.contains("://") && !value.starts_with("sqlite://") {
+            return Err(Error::Config(
+                "tenant server URL must start with postgres://, postgresql:// or sqlite:// (or be a directory)".into(),
+            ));
+        }
+        let dir = value.trim_start_matches("sqlite://");
+        if dir.is_empty() {
+            return Err(Error::Config("tenant server directory is empty".into()));
+        }
+        Ok(Self::Sqlite { dir: PathBuf::from(dir) })
+    }
+
+    pub fn engine_name(&self) -> &'static str {
+        match self {
+            Self::Sqlite { .. } => "sqlite",
+            Self::Postgres { .. } => "postgres",
+        }
+    }
+}
+
+impl fmt::Debug for TenantServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite { dir } => f.debug_struct("Sqlite").field("dir", dir).finish(),
+            Self::Postgres { .. } => f.debug_struct("Postgres").field("url", &"[redacted]").finish(),
+        }
+    }
+}
+
+/// Everything a [`crate::Tenancy`] needs.
+#[derive(Clone)]
+pub struct Config {
+    /// The catalog (master) database: `sqlite://...` or `postgres://...`.
+    pub catalog_url: SecretString,
+    pub tenant_server: TenantServerConfig,
+    /// Name of the tenant server in the catalog's `database_servers`.
+    pub server_name: String,
+    pub database_prefix: DatabasePrefix,
+    /// Required when the tenant server is PostgreSQL.
+    pub secret: Option<TenantSecret>,
+    pub lease_ttl: Duration,
+    pub role_connection_limit: i32,
+    pub catalog_max_connections: u32,
+}
+
+impl Config {
+    /// The embedded default: a SQLite catalog and SQLite tenant files under
+    /// `data_dir`. Needs no server and no secret.
+    pub fn embedded(data_dir: impl AsRef<Path>) -> Self {
+        let data_dir = data_dir.as_ref();
+        Self::new(
+            SecretString::from(sqlite_url(&data_dir.join("catalog.db"))),
+            TenantServerConfig::Sqlite {
+                dir: data_dir.join("tenants"),
+            },
+        )
+    }
+
+    pub fn new(catalog_url: SecretString, tenant_server: TenantServerConfig) -> Self {
+        Self {
+            catalog_url,
+            tenant_server,
+            server_name: DEFAULT_SERVER_NAME.to_owned(),
+            database_prefix: DatabasePrefix::default(),
+            secret: None,
+            lease_ttl: DEFAULT_LEASE_TTL,
+            role_connection_limit: DEFAULT_ROLE_CONNECTION_LIMIT,
+            catalog_max_connections: DEFAULT_CATALOG_MAX_CONNECTIONS,
+        }
+    }
+
+    /// Checks what can be checked without connecting.
+    pub fn validate(&self) -> Result<()> {
+        let url = self.catalog_url.expose_secret();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(Error::Config(
+                "catalog URL must start with sqlite:, postgres:// or postgresql://".into(),
+            ));
+        }
+        if matches!(self.tenant_server, TenantServerConfig::Postgres { .. }) && self.secret.is_none() {
+            return Err(Error::Config(
+                "TENANTDB_SECRET is required when tenant databases live on PostgreSQL: every instance must share it, \
+                 tenant role passwords derive from it"
+                    .into(),
+            ));
+        }
+        if self.lease_ttl < Duration::from_millis(300) {
+            return Err(Error::Config("lease TTL must be at least 300 ms".into()));
+        }
+        if self.role_connection_limit < 1 {
+            return Err(Error::Config("role connection limit must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("catalog_url", &"[redacted]")
+            .field("tenant_server", &self.tenant_server)
+            .field("server_name", &self.server_name)
+            .field("database_prefix", &self.database_prefix)
+            .field("secret", &self.secret)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("role_connection_limit", &self.role_connection_limit)
+            .finish()
+    }
+}
+
+/// A `sqlite://` URL for a file, created if missing.
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_server_is_chosen_by_url() {
+        assert!(matches!(
+            TenantServerConfig::parse("postgres://u@h/db").unwrap(),
+            TenantServerConfig::Postgres { .. }
+        ));
+        match TenantServerConfig::parse("sqlite://./data/tenants").unwrap() {
+            TenantServerConfig::Sqlite { dir } => assert_eq!(dir, PathBuf::from("./data/tenants")),
+            other => panic!("{other:?}"),
+        }
+        assert!(TenantServerConfig::parse("mysql://h/db").is_err());
+    }
+
+    #[test]
+    fn postgres_tenants_need_a_secret() {
+        let config = Config::new(
+            SecretString::from("sqlite::memory:".to_owned()),
+            TenantServerConfig::parse("postgres://u:pw@h/db").unwrap(),
+        );
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("TENANTDB_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_hides_urls() {
+        let config = Config::new(
+            SecretString::from("postgres://u:hunter2@h/db".to_owned()),
+            TenantServerConfig::parse("postgres://u:hunter2@h/db").unwrap(),
+        );
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,129 @@
+//! Database engines: where tenant databases physically live.
+//!
+//! One interface over PostgreSQL (a database and a login role per tenant)
+//! and SQLite (a file per tenant, named by tenant id). Every operation is
+//! idempotent, so the provisioner can run the same step again after a crash,
+//! and acts only on databases tenantdb created: PostgreSQL databases are
+//! owned by the tenant's role, whose comment marks it as tenantdb's for that
+//! catalog and tenant; anything else is `Foreign` and never touched.
+
+mod postgres;
+mod sqlite;
+
+use sea_orm::DatabaseConnection;
+
+pub use postgres::PostgresEngine;
+pub use sqlite::SqliteEngine;
+
+use crate::error::Result;
+use crate::names::{DatabaseName, RoleName, TenantId};
+
+/// `application_name` of connections to tenant databases.
+pub const TENANT_APPLICATION_NAME: &str = "tenantdb-tenant";
+
+/// The physical identity of one tenant database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantDb {
+    pub tenant: TenantId,
+    pub database: DatabaseName,
+    pub role: RoleName,
+}
+
+/// Who a database on the server belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    Missing,
+    /// Created by tenantdb for this tenant.
+    Ours,
+    /// Exists, but tenantdb did not create it for this tenant.
+    Foreign,
+}
+
+/// The tenant server of a deployment.
+#[derive(Debug, Clone)]
+pub enum Engine {
+    Postgres(PostgresEngine),
+    Sqlite(SqliteEngine),
+}
+
+impl Engine {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Postgres(_) => "postgres",
+            Self::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Settings the catalog may record about this server (no secrets).
+    pub fn describe(&self) -> serde_json::Value {
+        match self {
+            Self::Postgres(pg) => pg.describe(),
+            Self::Sqlite(sqlite) => sqlite.describe(),
+        }
+    }
+
+    /// Whether any database by this name exists on the server. SQLite files
+    /// are named by tenant id, so names exist only in the catalog there.
+    pub async fn name_in_use(&self, name: &DatabaseName) -> Result<bool> {
+        match self {
+            Self::Postgres(pg) => pg.name_in_use(name).await,
+            Self::Sqlite(_) => Ok(false),
+        }
+    }
+
+    /// Who owns the database `name` (for SQLite: the tenant's file).
+    pub async fn ownership(&self, db: &TenantDb, name: &DatabaseName) -> Result<Ownership> {
+        match self {
+            Self::Postgres(pg) => pg.ownership(db, name).await,
+            Self::Sqlite(sqlite) => sqlite.ownership(db).await,
+        }
+    }
+
+    /// Creates the tenant's role (PostgreSQL), or updates it if it exists.
+    pub async fn ensure_role(&self, db: &TenantDb) -> Result<()> {
+        match self {
+            Self::Postgres(pg) => pg.ensure_role(db).await,
+            Self::Sqlite(_) => Ok(()),
+        }
+    }
+
+    /// Creates the tenant's database owned by its role, closed to everybody
+    /// else; finishes a half-made one.
+    pub async fn ensure_database(&self, db: &TenantDb) -> Result<()> {
+        match self {
+            Self::Postgres(pg) => pg.ensure_database(db).await,
+            Self::Sqlite(sqlite) => sqlite.ensure_database(db).await,
+        }
+    }
+
+    /// Drops the tenant's database (ending its sessions first) and role.
+    pub async fn drop_tenant(&self, db: &TenantDb) -> Result<()> {
+        match self {
+            Self::Postgres(pg) => pg.drop_tenant(db).await,
+            Self::Sqlite(sqlite) => sqlite.drop_tenant(db).await,
+        }
+    }
+
+    /// Renames `db.database` to `to`, ending the database's sessions and
+    /// refusing new ones meanwhile. Finishes a half-done rename.
+    pub async fn rename(&self, db: &TenantDb, to: &DatabaseName) -> Result<()> {
+        match self {
+            Self::Postgres(pg) => pg.rename(db, to).await,
+            Self::Sqlite(_) => Ok(()),
+        }
+    }
+
+    /// A pool on the tenant's database, logged in as the tenant's role.
+    pub async fn connect(&self, db: &TenantDb, max_connections: u32) -> Result<DatabaseConnection> {
+        match self {
+            Self::Postgres(pg) => pg.connect(db, max_connections).await,
+            Self::Sqlite(sqlite) => sqlite.connect(db, max_connections).await,
+        }
+    }
+
+    pub async fn close(&self) {
+        if let Self::Postgres(pg) = self {
+            pg.close().await;
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! PostgreSQL: one database and one login role per tenant.
+//!
+//! - The role (`<prefix>r_<tenant id>`) logs in, is not a superuser, cannot
+//!   create databases or roles, has a connection limit, and carries a
+//!   comment that marks it as this catalog's role for this tenant. The role
+//!   and its comment are made in one transaction, so a role without the mark
+//!   never exists.
+//! - The database is created owned by that role with `ALLOW_CONNECTIONS
+//!   false`, then `CONNECT` is revoked from `PUBLIC` and only then are
+//!   connections allowed: nobody but the owner (and superusers) can connect
+//!   at any moment, including while it is being made.
+//! - A database is "ours" when its owner is the tenant's marked role.
+//! - The server only ever sees a SCRAM verifier of the role's password.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{DatabaseConnection, SqlxPostgresConnector};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Row};
+use uuid::Uuid;
+
+use super::{Ownership, TENANT_APPLICATION_NAME, TenantDb};
+use crate::error::{Error, Result};
+use crate::names::{DatabaseName, quote_ident, quote_literal};
+use crate::secret::{TenantSecret, scram_verifier};
+
+/// SQLSTATE: object in use (a database someone is connected to).
+const OBJECT_IN_USE: &str = "55006";
+/// SQLSTATE: duplicate database / duplicate object (role).
+const DUPLICATE_DATABASE: &str = "42P04";
+const DUPLICATE_OBJECT: &str = "42710";
+/// The oldest server we support: `DROP DATABASE ... WITH (FORCE)` is 13+.
+const MIN_SERVER_VERSION: i32 = 130_000;
+
+#[derive(Clone)]
+pub struct PostgresEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    admin: PgPool,
+    options: PgConnectOptions,
+    secret: TenantSecret,
+    catalog_id: Uuid,
+    role_connection_limit: i32,
+}
+
+impl std::fmt::Debug for PostgresEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresEngine")
+            .field("host", &self.inner.options.get_host())
+            .field("port", &self.inner.options.get_port())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresEngine {
+    /// Connects the admin pool and checks the server version.
+    pub async fn connect_admin(
+        url: &SecretString,
+        secret: TenantSecret,
+        catalog_id: Uuid,
+        role_connection_limit: i32,
+        max_connections: u32,
+    ) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url.expose_secret())
+            .map_err(Error::server("invalid tenant server URL"))?
+            .application_name("tenantdb-admin");
+        let admin = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await
+            .map_err(Error::server("cannot connect to the tenant PostgreSQL server"))?;
+        let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
+            .fetch_one(&admin)
+            .await
+            .map_err(Error::server("cannot read the server version"))?;
+        if version < MIN_SERVER_VERSION {
+            return Err(Error::Config(format!(
+                "tenant server runs PostgreSQL {version}; tenantdb needs 13 or newer"
+            )));
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                admin,
+                options,
+                secret,
+                catalog_id,
+                role_connection_limit,
+            }),
+        })
+    }
+
+    pub(crate) fn describe(&self) -> serde_json::Value {
+        let options = &self.inner.options;
+        serde_json::json!({
+            "host": options.get_host(),
+            "port": options.get_port(),
+            "user": options.get_username(),
+            "admin_database": options.get_database(),
+        })
+    }
+
+    /// The admin pool (superuser or CREATEDB + CREATEROLE).
+    pub fn admin_pool(&self) -> &PgPool {
+        &self.inner.admin
+    }
+
+    fn marker(&self, db: &TenantDb) -> String {
+        format!("tenantdb catalog={} tenant={}", self.inner.catalog_id, db.tenant)
+    }
+
+    pub(crate) async fn name_in_use(&self, name: &DatabaseName) -> Result<bool> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name.as_str())
+            .fetch_one(&self.inner.admin)
+            .await
+            .map_err(Error::server(format!("cannot look up database '{name}'")))
+    }
+
+    pub(crate) async fn ownership(&self, db: &TenantDb, name: &DatabaseName) -> Result<Ownership> {
+        let row = sqlx::query(
+            "SELECT r.rolname::text AS owner, shobj_description(r.oid, 'pg_authid') AS mark
+             FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE d.datname = $1",
+        )
+        .bind(name.as_str())
+        .fetch_optional(&self.inner.admin)
+        .await
+        .map_err(Error::server(format!("cannot look up database '{name}'")))?;
+        let Some(row) = row else {
+            return Ok(Ownership::Missing);
+        };
+        let owner: String = row.get("owner");
+        let mark: Option<String> = row.get("mark");
+        let ours = owner == db.role.as_str() && mark.as_deref() == Some(self.marker(db).as_str());
+        Ok(if ours { Ownership::Ours } else { Ownership::Foreign })
+    }
+
+    /// The role's comment, or `None` when the role does not exist.
+    async fn role_mark(&self, db: &TenantDb) -> Result<Option<Option<String>>> {
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1")
+                .bind(db.role.as_str())
+                .fetch_optional(&self.inner.admin)
+                .await
+                .map_err(Error::server(format!("cannot look up role '{}'", db.role)))?;
+        Ok(row.map(|(mark,)| mark))
+    }
+
+    pub(crate) async fn ensure_role(&self, db: &TenantDb) -> Result<()> {
+        let role = quote_ident(db.role.as_str());
+        let password = quote_literal(&scram_verifier(&self.inner.secret.password_for(db.tenant)));
+        let limit = self.inner.role_connection_limit;
+        match self.role_mark(db).await? {
+            Some(mark) if mark.as_deref() == Some(self.marker(db).as_str()) => {
+                let sql = format!("ALTER ROLE {role} WITH LOGIN CONNECTION LIMIT {limit} PASSWORD {password}");
+                self.exec(&sql, || format!("cannot update role '{}'", db.role)).await
+            }
+            Some(_) => Err(Error::NotOurs {
+                tenant: db.tenant.to_string(),
+                database: format!("(role) {}", db.role),
+            }),
+            None => {
+                let mut txn = self
+                    .inner
+                    .admin
+                    .begin()
+                    .await
+                    .map_err(Error::server("cannot begin a transaction on the tenant server"))?;
+                let create = format!(
+                    "CREATE ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION \
+                     NOBYPASSRLS CONNECTION LIMIT {limit} PASSWORD {password}"
+                );
+                let comment = format!("COMMENT ON ROLE {role} IS {}", quote_literal(&self.marker(db)));
+                let context = || format!("cannot create role '{}'", db.role);
+                for sql in [create, comment] {
+                    if let Err(err) = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *txn).await {
+                        // Two processes raced to create it: the winner's role
+                        // carries the same mark, which the next call checks.
+                        if sql_state(&err).as_deref() == Some(DUPLICATE_OBJECT) {
+                            return Box::pin(self.ensure_role(db)).await;
+                        }
+                        return Err(Error::server(context())(err));
+                    }
+                }
+                txn.commit().await.map_err(Error::server(context()))
+            }
+        }
+    }
+
+    pub(crate) async fn ensure_database(&self, db: &TenantDb) -> Result<()> {
+        let name = quote_ident(db.database.as_str());
+        match self.ownership(db, &db.database).await? {
+            Ownership::Foreign => {
+                return Err(Error::NotOurs {
+                    tenant: db.tenant.to_string(),
+                    database: db.database.to_string(),
+                });
+            }
+            Ownership::Missing => {
+                let sql = format!(
+                    "CREATE DATABASE {name} WITH OWNER {} ALLOW_CONNECTIONS false",
+                    quote_ident(db.role.as_str())
+                );
+                let result = self
+                    .exec_retrying(&sql, || format!("cannot create database '{}'", db.database))
+                    .await;
+                if let Err(err) = result {
+                    // Lost a race to another creator: only fine if it is ours.
+                    let duplicate = matches!(&err, Error::Server { source, .. } if sql_state(source).as_deref() == Some(DUPLICATE_DATABASE));
+                    if !duplicate || self.ownership(db, &db.database).await? != Ownership::Ours {
+                        return Err(err);
+                    }
+                }
+            }
+            Ownership::Ours => {}
+        }
+        let context = || format!("cannot secure database '{}'", db.database);
+        self.exec(&format!("REVOKE ALL ON DATABASE {name} FROM PUBLIC"), context)
+            .await?;
+        let comment = format!("COMMENT ON DATABASE {name} IS {}", quote_literal(&self.marker(db)));
+        self.exec(&comment, context).await?;
+        self.exec(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true"), context)
+            .await
+    }
+
+    pub(crate) async fn drop_tenant(&self, db: &TenantDb) -> Result<()> {
+        match self.ownership(db, &db.database).await? {
+            Ownership::Foreign => {
+                return Err(Error::NotOurs {
+                    tenant: db.tenant.to_string(),
+                    database: db.database.to_string(),
+                });
+            }
+            Ownership::Ours => {
+                let name = quote_ident(db.database.as_str());
+                let context = || format!("cannot drop database '{}'", db.database);
+                self.exec(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"), context)
+                    .await?;
+                // FORCE ends the remaining sessions (PostgreSQL 13+).
+                self.exec_retrying(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), context)
+                    .await?;
+            }
+            Ownership::Missing => {}
+        }
+        match self.role_mark(db).await? {
+            None => Ok(()),
+            Some(mark) if mark.as_deref() == Some(self.marker(db).as_str()) => {
+                let sql = format!("DROP ROLE IF EXISTS {}", quote_ident(db.role.as_str()));
+                self.exec(&sql, || format!("cannot drop role '{}'", db.role)).await
+            }
+            Some(_) => Err(Error::NotOurs {
+                tenant: db.tenant.to_string(),
+                database: format!("(role) {}", db.role),
+            }),
+        }
+    }
+
+    pub(crate) async fn rename(&self, db: &TenantDb, to: &DatabaseName) -> Result<()> {
+        let from_state = self.ownership(db, &db.database).await?;
+        let to_state = self.ownership(db, to).await?;
+        let context = || format!("cannot rename database '{}' to '{to}'", db.database);
+        match (from_state, to_state) {
+            (Ownership::Ours, Ownership::Missing) => {
+                let from = quote_ident(db.database.as_str());
+                self.exec(&format!("ALTER DATABASE {from} WITH ALLOW_CONNECTIONS false"), context)
+                    .await?;
+                self.terminate_sessions(&db.database).await?;
+                let sql = format!("ALTER DATABASE {from} RENAME TO {}", quote_ident(to.as_str()));
+                if let Err(err) = self.exec_retrying(&sql, context).await {
+                    // Leave the old database usable; the caller rolls back.
+                    let reopen = format!("ALTER DATABASE {from} WITH ALLOW_CONNECTIONS true");
+                    let _ = self.exec(&reopen, context).await;
+                    return Err(err);
+                }
+            }
+            // Already renamed by an earlier attempt that died.
+            (Ownership::Missing, Ownership::Ours) => {}
+            (Ownership::Missing, Ownership::Missing) => {
+                return Err(Error::TenantDatabaseNotFound(format!(
+                    "{} (database '{}' is missing on the server)",
+                    db.tenant, db.database
+                )));
+            }
+            _ => {
+                return Err(Error::NotOurs {
+                    tenant: db.tenant.to_string(),
+                    database: to.to_string(),
+                });
+            }
+        }
+        let sql = format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", quote_ident(to.as_str()));
+        self.exec(&sql, context).await
+    }
+
+    async fn terminate_sessions(&self, name: &DatabaseName) -> Result<()> {
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
+            .bind(name.as_str())
+            .execute(&self.inner.admin)
+            .await
+            .map_err(Error::server(format!("cannot end the sessions of database '{name}'")))?;
+        Ok(())
+    }
+
+    /// Connection options for the tenant's role on its database, derived
+    /// from the admin options (never by formatting a URL).
+    pub fn tenant_options(&self, db: &TenantDb) -> PgConnectOptions {
+        let password = self.inner.secret.password_for(db.tenant);
+        self.inner
+            .options
+            .clone()
+            .username(db.role.as_str())
+            .password(password.expose_secret())
+            .database(db.database.as_str())
+            .application_name(TENANT_APPLICATION_NAME)
+    }
+
+    pub(crate) async fn connect(&self, db: &TenantDb, max_connections: u32) -> Result<DatabaseConnection> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(self.tenant_options(db))
+            .await
+            .map_err(Error::server(format!(
+                "cannot connect to database '{}' as role '{}'",
+                db.database, db.role
+            )))?;
+        Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
+    }
+
+    pub(crate) async fn close(&self) {
+        self.inner.admin.close().await;
+    }
+
+    async fn exec(&self, sql: &str, context: impl FnOnce() -> String) -> Result<()> {
+        sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+            .execute(&self.inner.admin)
+            .await
+            .map(drop)
+            .map_err(|err| Error::server(context())(err))
+    }
+
+    /// Runs DDL that PostgreSQL refuses while a session is still on the
+    /// database (terminated backends take a moment to exit): retries for up
+    /// to five seconds on "object in use".
+    async fn exec_retrying(&self, sql: &str, context: impl Fn() -> String) -> Result<()> {
+        let mut delay = Duration::from_millis(20);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&self.inner.admin).await {
+                Ok(_) => return Ok(()),
+                Err(err) if sql_state(&err).as_deref() == Some(OBJECT_IN_USE) && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(500));
+                }
+                Err(err) => return Err(Error::server(context())(err)),
+            }
+        }
+    }
+}
+
+fn sql_state(err: &sqlx::Error) -> Option<String> {
+    match err {
+        sqlx::Error::Database(db) => db.code().map(|code| code.into_owned()),
+        _ => None,
+    }
+}

@@ -1,0 +1,142 @@
+//! The error type of the core crate.
+//!
+//! Policy: every message is lower case and names the tenant and database it
+//! is about; variants that callers branch on (already exists, not found, not
+//! serving, conflict) are their own variants; errors from the database
+//! drivers are kept as sources so the binary can log the chain once, and
+//! never carry a password (connection options are never formatted into
+//! messages).
+
+use crate::catalog::DbStatus;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A name, id or setting broke a validation rule; nothing was changed.
+    #[error("invalid {kind} '{value}': {rule}")]
+    Invalid {
+        kind: &'static str,
+        value: String,
+        rule: String,
+    },
+
+    /// The configuration is unusable (missing secret, bad URL, ...).
+    #[error("configuration: {0}")]
+    Config(String),
+
+    #[error("tenant '{0}' not found")]
+    TenantNotFound(String),
+
+    #[error("tenant '{0}' has no database")]
+    TenantDatabaseNotFound(String),
+
+    /// A unique value is taken: a slug, a database name in the catalog, or a
+    /// database on the server.
+    #[error("{0}")]
+    AlreadyExists(String),
+
+    /// The requested change is not allowed from the row's current status
+    /// (for example retrying a tenant that is ACTIVE).
+    #[error("tenant '{tenant}' database '{database}' is {status}: cannot {action}")]
+    IllegalState {
+        tenant: String,
+        database: String,
+        status: DbStatus,
+        action: &'static str,
+    },
+
+    /// Another process holds the tenant's lease (it is creating, renaming,
+    /// deleting or migrating it right now).
+    #[error("tenant '{tenant}' is being worked on by another process; try again later")]
+    Locked { tenant: String },
+
+    /// A database exists on the server that tenantdb did not create (or that
+    /// belongs to another tenant); tenantdb never adopts or drops it.
+    #[error("database '{database}' exists on the server and was not created by tenantdb for tenant '{tenant}'")]
+    NotOurs { tenant: String, database: String },
+
+    /// Creating the tenant's database failed; the row is FAILED with the
+    /// message and `retry` can finish it.
+    #[error("provisioning tenant '{tenant}' database '{database}' failed: {message}")]
+    ProvisioningFailed {
+        tenant: String,
+        database: String,
+        message: String,
+    },
+
+    /// A tenant migration failed; the schema stays at its last good version.
+    #[error("migrating tenant '{tenant}' database '{database}' failed in '{migration}': {message}")]
+    MigrationFailed {
+        tenant: String,
+        database: String,
+        migration: String,
+        message: String,
+    },
+
+    /// Work stopped on purpose at a step (test hook that simulates a crash).
+    #[error("tenant '{tenant}': stopped after step {step:?} (simulated crash)")]
+    Interrupted {
+        tenant: String,
+        step: crate::provisioner::Step,
+    },
+
+    /// The lease was lost while working (the process stalled longer than the
+    /// lease and another one took over).
+    #[error("tenant '{tenant}': lease lost while working")]
+    LeaseLost { tenant: String },
+
+    #[error("catalog: {0}")]
+    Catalog(#[from] sea_orm::DbErr),
+
+    #[error("database server: {context}")]
+    Server {
+        context: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+impl Error {
+    pub(crate) fn invalid(kind: &'static str, value: &str, rule: &str) -> Self {
+        Self::Invalid {
+            kind,
+            value: value.to_owned(),
+            rule: rule.to_owned(),
+        }
+    }
+
+    pub(crate) fn server(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Self {
+        let context = context.into();
+        move |source| Self::Server { context, source }
+    }
+
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let context = context.into();
+        move |source| Self::Io { context, source }
+    }
+
+    /// The full chain of causes in one line, for `error_message` columns and
+    /// logs. Driver errors name SQL states and objects, never passwords.
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(err) = source {
+            out.push_str(": ");
+            out.push_str(&err.to_string());
+            source = err.source();
+        }
+        out
+    }
+}

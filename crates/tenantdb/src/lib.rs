@@ -1,0 +1,180 @@
+//! tenantdb: the core of a database-per-tenant backend.
+//!
+//! A catalog (master) database knows every user, tenant, subscription and
+//! tenant database; each tenant has its own database on a tenant server
+//! (PostgreSQL, or SQLite files for the embedded default). [`Tenancy`] builds
+//! and holds the parts:
+//!
+//! - [`catalog::Catalog`]: the master database and its repositories;
+//! - [`engine::Engine`]: creates, renames and drops tenant databases and
+//!   their roles;
+//! - [`provisioner::Provisioner`]: the status machine around them (create,
+//!   retry, rename, delete, migrate, reconcile), crash-safe through leases;
+//! - [`migrate`]: the migration runner and the tenant migration set.
+//!
+//! ```no_run
+//! use sea_orm_migration::prelude::*;
+//! use tenantdb::{Config, NewTenant, Tenancy, TenantMigrations};
+//!
+//! struct Migrator;
+//! impl MigratorTrait for Migrator {
+//!     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+//!         vec![] // the application's tenant migrations
+//!     }
+//! }
+//!
+//! # async fn example() -> tenantdb::Result<()> {
+//! let tenancy = Tenancy::connect(Config::embedded("./data"), TenantMigrations::of::<Migrator>()).await?;
+//! let db = tenancy
+//!     .provisioner()
+//!     .create_tenant(NewTenant { slug: "acme".into(), ..Default::default() })
+//!     .await?;
+//! println!("{} is {}", db.database_name, db.status);
+//! tenancy.close().await;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod catalog;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod migrate;
+pub mod names;
+pub mod provisioner;
+pub mod secret;
+
+use secrecy::ExposeSecret;
+
+pub use catalog::{Catalog, DbStatus, TenantStatus};
+pub use config::{Config, TenantServerConfig};
+pub use error::{Error, Result};
+pub use migrate::TenantMigrations;
+pub use names::{DatabaseName, DatabasePrefix, TenantId, TenantRef, TenantSlug};
+pub use provisioner::{NewTenant, Provisioner};
+
+use crate::catalog::{NewServer, tenant_database, tenants};
+use crate::engine::{Engine, PostgresEngine, SqliteEngine};
+use crate::provisioner::ProvisionerSettings;
+
+/// A tenant and its database row, as the catalog has them.
+#[derive(Debug, Clone)]
+pub struct TenantView {
+    pub tenant: tenants::Model,
+    pub database: Option<tenant_database::Model>,
+}
+
+/// Everything tenantdb needs at run time, built from a [`Config`].
+#[derive(Debug, Clone)]
+pub struct Tenancy {
+    catalog: Catalog,
+    provisioner: Provisioner,
+}
+
+impl Tenancy {
+    /// Connects the catalog (migrating it), the tenant server, and records
+    /// the server in the catalog.
+    pub async fn connect(config: Config, migrations: TenantMigrations) -> Result<Self> {
+        config.validate()?;
+        let catalog = Catalog::connect(&config.catalog_url, config.catalog_max_connections).await?;
+        let engine = match &config.tenant_server {
+            TenantServerConfig::Sqlite { dir } => Engine::Sqlite(SqliteEngine::open(dir)?),
+            TenantServerConfig::Postgres { url } => {
+                let secret = config
+                    .secret
+                    .clone()
+                    .ok_or_else(|| Error::Config("TENANTDB_SECRET is required for PostgreSQL".into()))?;
+                let pg = PostgresEngine::connect_admin(
+                    url,
+                    secret,
+                    catalog.id(),
+                    config.role_connection_limit,
+                    config::DEFAULT_ADMIN_MAX_CONNECTIONS,
+                )
+                .await?;
+                Engine::Postgres(pg)
+            }
+        };
+        let reserved = protect_catalog(&catalog, &engine, &config).await?;
+        let server = catalog
+            .servers()
+            .ensure(NewServer {
+                name: &config.server_name,
+                engine: engine.name(),
+                settings: engine.describe(),
+                connection_budget: 0,
+            })
+            .await?;
+        let settings = ProvisionerSettings {
+            server_id: server.id,
+            prefix: config.database_prefix.clone(),
+            reserved,
+            secret_version: config.secret.as_ref().map_or(0, |s| s.version()),
+            lease_ttl: config.lease_ttl,
+        };
+        let provisioner = Provisioner::new(catalog.clone(), engine, migrations, settings);
+        Ok(Self { catalog, provisioner })
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn provisioner(&self) -> &Provisioner {
+        &self.provisioner
+    }
+
+    pub fn engine(&self) -> &Engine {
+        self.provisioner.engine()
+    }
+
+    /// A tenant by id or slug, with its database row.
+    pub async fn tenant(&self, tenant: &TenantRef) -> Result<TenantView> {
+        let tenant = self.catalog.tenants().get(tenant).await?;
+        let database = self.catalog.tenant_databases().find_by_tenant(tenant.id).await?;
+        Ok(TenantView { tenant, database })
+    }
+
+    /// Suspends or resumes a tenant (its database keeps being migrated).
+    pub async fn set_tenant_status(&self, tenant: &TenantRef, status: TenantStatus) -> Result<TenantView> {
+        let found = self.catalog.tenants().get(tenant).await?;
+        self.catalog.tenants().set_status(found.id, status).await?;
+        self.tenant(&TenantRef::Id(found.id.into())).await
+    }
+
+    /// Waits for provisioning work under way, then closes every pool.
+    pub async fn close(&self) {
+        self.provisioner.shutdown().await;
+        self.catalog.close().await;
+    }
+}
+
+/// Keeps tenant roles out of the catalog when it lives on the tenant server:
+/// revokes `CONNECT` on the catalog's database from `PUBLIC` (granting it to
+/// the catalog's own user), and reserves its name. Returns the names no
+/// tenant database may take.
+async fn protect_catalog(catalog: &Catalog, engine: &Engine, config: &Config) -> Result<Vec<String>> {
+    let Engine::Postgres(_) = engine else {
+        return Ok(Vec::new());
+    };
+    let Some(name) = catalog.postgres_database_name().await? else {
+        return Ok(Vec::new());
+    };
+    if name == "postgres" {
+        tracing::warn!(
+            "the catalog lives in the 'postgres' database, which every role may connect to; \
+             give the catalog a database of its own so tenant roles cannot reach it"
+        );
+    } else {
+        let sql = "DO $$ BEGIN \
+                   EXECUTE format('REVOKE CONNECT ON DATABASE %I FROM PUBLIC', current_database()); \
+                   EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), current_user); \
+                   END $$";
+        sqlx::raw_sql(sql)
+            .execute(catalog.db().get_postgres_connection_pool())
+            .await
+            .map_err(Error::server("cannot revoke CONNECT on the catalog database from PUBLIC"))?;
+    }
+    let _ = config.catalog_url.expose_secret();
+    Ok(vec![name])
+}

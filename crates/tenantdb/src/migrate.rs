@@ -1,0 +1,153 @@
+//! Migrations: the runner shared by the catalog and the tenant databases, and
+//! the tenant migration set the application supplies.
+//!
+//! Why not `MigratorTrait::up`: sea-orm-migration wraps each migration in a
+//! transaction only on PostgreSQL. A failed SQLite migration would leave half
+//! its DDL behind. This runner applies every migration in its own
+//! transaction on both engines (SQLite DDL is transactional too), records it
+//! in SeaORM's own `seaql_migrations` table in that transaction, and so
+//! leaves the schema at its last good version when one fails. A migration
+//! that opts out (`use_transaction() == Some(false)`, e.g. for
+//! `CREATE INDEX CONCURRENTLY`) runs outside a transaction, as SeaORM does.
+//!
+//! The runner takes no lock: callers hold the tenant's lease (tenant
+//! databases) or the catalog's migration lock.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Schema, Set, TransactionTrait};
+use sea_orm_migration::{MigrationTrait, MigratorTrait, SchemaManager, seaql_migrations};
+
+/// The list of migrations of one schema, oldest first.
+pub type MigrationList = fn() -> Vec<Box<dyn MigrationTrait>>;
+
+/// The tenant schema, as a list of SeaORM migrations supplied by the
+/// application (usually `TenantMigrations::of::<my_app::Migrator>()`).
+#[derive(Clone, Copy)]
+pub struct TenantMigrations {
+    list: MigrationList,
+}
+
+impl TenantMigrations {
+    pub fn of<M: MigratorTrait>() -> Self {
+        Self { list: M::migrations }
+    }
+
+    pub fn from_fn(list: MigrationList) -> Self {
+        Self { list }
+    }
+
+    pub fn migrations(&self) -> Vec<Box<dyn MigrationTrait>> {
+        (self.list)()
+    }
+
+    /// The version a fully migrated tenant has: the last migration's name.
+    pub fn latest_version(&self) -> Option<String> {
+        self.migrations().last().map(|m| m.name().to_owned())
+    }
+}
+
+impl fmt::Debug for TenantMigrations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantMigrations")
+            .field("latest_version", &self.latest_version())
+            .finish()
+    }
+}
+
+/// What a run applied and where the schema now stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// Name of the last applied migration, `None` for an empty schema.
+    pub version: Option<String>,
+    /// The migrations this run applied, in order.
+    pub applied: Vec<String>,
+}
+
+/// A migration failed; everything before it stays applied.
+#[derive(Debug)]
+pub struct MigrationFailure {
+    pub migration: String,
+    /// The version the schema is left at.
+    pub version: Option<String>,
+    pub error: DbErr,
+}
+
+/// Applies every pending migration of `list`, each in its own transaction.
+pub async fn apply_pending(
+    db: &DatabaseConnection,
+    list: Vec<Box<dyn MigrationTrait>>,
+) -> Result<Applied, MigrationFailure> {
+    let fail = |migration: &str, version: Option<String>| {
+        let migration = migration.to_owned();
+        move |error| MigrationFailure {
+            migration,
+            version,
+            error,
+        }
+    };
+    install(db).await.map_err(fail("(install migration table)", None))?;
+    let done = applied_names(db).await.map_err(fail("(read migration table)", None))?;
+
+    let mut version = current_version(&list, &done);
+    let mut applied = Vec::new();
+    for migration in &list {
+        let name = migration.name();
+        if done.contains(name) {
+            continue;
+        }
+        tracing::debug!(migration = name, "applying migration");
+        apply_one(db, migration.as_ref())
+            .await
+            .map_err(fail(name, version.clone()))?;
+        version = Some(name.to_owned());
+        applied.push(name.to_owned());
+    }
+    Ok(Applied { version, applied })
+}
+
+/// The version a database is at, read from its migration table without
+/// changing anything (`None` when nothing was applied).
+pub async fn applied_version(db: &DatabaseConnection, list: &[Box<dyn MigrationTrait>]) -> Result<Option<String>, DbErr> {
+    install(db).await?;
+    let done = applied_names(db).await?;
+    Ok(current_version(list, &done))
+}
+
+async fn install(db: &DatabaseConnection) -> Result<(), DbErr> {
+    let mut stmt = Schema::new(db.get_database_backend()).create_table_from_entity(seaql_migrations::Entity);
+    stmt.if_not_exists();
+    db.execute(&stmt).await.map(drop)
+}
+
+async fn applied_names(db: &DatabaseConnection) -> Result<HashSet<String>, DbErr> {
+    let rows = seaql_migrations::Entity::find().all(db).await?;
+    Ok(rows.into_iter().map(|row| row.version).collect())
+}
+
+/// The last migration of the list that is applied. Migrations are applied in
+/// order, so that is the schema's version.
+fn current_version(list: &[Box<dyn MigrationTrait>], done: &HashSet<String>) -> Option<String> {
+    list.iter()
+        .rev()
+        .map(|m| m.name())
+        .find(|name| done.contains(*name))
+        .map(str::to_owned)
+}
+
+async fn apply_one(db: &DatabaseConnection, migration: &dyn MigrationTrait) -> Result<(), DbErr> {
+    let record = seaql_migrations::ActiveModel {
+        version: Set(migration.name().to_owned()),
+        applied_at: Set(chrono::Utc::now().timestamp()),
+    };
+    if migration.use_transaction() == Some(false) {
+        migration.up(&SchemaManager::new(db)).await?;
+        record.insert(db).await?;
+        return Ok(());
+    }
+    let txn = db.begin().await?;
+    migration.up(&SchemaManager::new(&txn)).await?;
+    record.insert(&txn).await?;
+    txn.commit().await
+}

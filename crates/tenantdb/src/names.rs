@@ -1,0 +1,358 @@
+//! Validated names: tenant ids, slugs, database names and prefixes.
+//!
+//! Raw strings never cross a module boundary: everything that ends up in DDL
+//! is one of these types first, and DDL still quotes it (see [`quote_ident`]).
+
+use std::fmt;
+
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// PostgreSQL silently truncates identifiers longer than this many bytes.
+pub const MAX_IDENTIFIER_LEN: usize = 63;
+/// The longest database-name prefix we accept, so generated names keep room
+/// for the slug or the tenant id.
+pub const MAX_PREFIX_LEN: usize = 20;
+/// Names no tenant database may take, whatever the prefix.
+const RESERVED_DATABASE_NAMES: &[&str] = &["postgres", "template0", "template1"];
+
+/// A tenant's id (a UUID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(Uuid);
+
+impl TenantId {
+    /// A fresh id. Version 7 UUIDs sort by creation time, which keeps catalog
+    /// indexes compact.
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Uuid::parse_str(s)
+            .map(Self)
+            .map_err(|_| Error::invalid("tenant id", s, "must be a UUID"))
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+
+    /// 32 lower-case hex digits, no dashes: used in role and file names.
+    pub fn simple(&self) -> String {
+        self.0.simple().to_string()
+    }
+}
+
+impl Default for TenantId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl From<Uuid> for TenantId {
+    fn from(id: Uuid) -> Self {
+        Self(id)
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A tenant's slug: a DNS label (1-63 of `a-z 0-9 -`, not starting or ending
+/// with `-`), so it can also be the first label of a host name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantSlug(String);
+
+impl TenantSlug {
+    pub fn parse(s: &str) -> Result<Self> {
+        const RULE: &str = "must be 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'";
+        let ok = !s.is_empty()
+            && s.len() <= MAX_IDENTIFIER_LEN
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(Error::invalid("slug", s, RULE))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantSlug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How a caller names a tenant: by id or by slug. A string that parses as a
+/// UUID is an id; anything else must be a valid slug.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TenantRef {
+    Id(TenantId),
+    Slug(TenantSlug),
+}
+
+impl TenantRef {
+    pub fn parse(s: &str) -> Result<Self> {
+        match Uuid::parse_str(s) {
+            Ok(id) => Ok(Self::Id(TenantId(id))),
+            Err(_) => TenantSlug::parse(s).map(Self::Slug),
+        }
+    }
+}
+
+impl From<TenantId> for TenantRef {
+    fn from(id: TenantId) -> Self {
+        Self::Id(id)
+    }
+}
+
+impl From<TenantSlug> for TenantRef {
+    fn from(slug: TenantSlug) -> Self {
+        Self::Slug(slug)
+    }
+}
+
+impl fmt::Display for TenantRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Id(id) => id.fmt(f),
+            Self::Slug(slug) => slug.fmt(f),
+        }
+    }
+}
+
+/// The prefix of every tenant database name of a deployment (default
+/// `tenant_`): 1-20 of `a-z 0-9 _`, starting with a letter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DatabasePrefix(String);
+
+impl DatabasePrefix {
+    pub fn parse(s: &str) -> Result<Self> {
+        const RULE: &str = "must be 1-20 characters of a-z, 0-9 and '_', starting with a letter";
+        let ok = s.len() <= MAX_PREFIX_LEN && is_plain_identifier(s) && !s.starts_with("pg_");
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(Error::invalid("database prefix", s, RULE))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for DatabasePrefix {
+    fn default() -> Self {
+        Self("tenant_".to_owned())
+    }
+}
+
+impl fmt::Display for DatabasePrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A tenant database name: 1-63 of `a-z 0-9 _`, starting with a letter, with
+/// the deployment's prefix, and never a system database.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DatabaseName(String);
+
+impl DatabaseName {
+    /// Validates a requested name against the rules and the prefix.
+    pub fn parse(s: &str, prefix: &DatabasePrefix) -> Result<Self> {
+        if !is_plain_identifier(s) {
+            return Err(Error::invalid(
+                "database name",
+                s,
+                "must be 1-63 characters of a-z, 0-9 and '_', starting with a letter",
+            ));
+        }
+        if RESERVED_DATABASE_NAMES.contains(&s) || s.starts_with("pg_") {
+            return Err(Error::invalid(
+                "database name",
+                s,
+                "must not be a system database name (postgres, template0, template1, pg_*)",
+            ));
+        }
+        if !s.starts_with(prefix.as_str()) || s.len() == prefix.as_str().len() {
+            return Err(Error::invalid(
+                "database name",
+                s,
+                &format!("must start with the prefix '{prefix}' and have more after it"),
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The name a tenant gets when none is requested: the prefix and the
+    /// slug (`-` becomes `_`); when that would pass 63 bytes, the slug is cut
+    /// and eight hex digits of the tenant id keep it unique.
+    pub fn generate(prefix: &DatabasePrefix, slug: &TenantSlug, id: TenantId) -> Self {
+        let body = slug.as_str().replace('-', "_");
+        let full = format!("{prefix}{body}");
+        if full.len() <= MAX_IDENTIFIER_LEN {
+            return Self(full);
+        }
+        let suffix = &id.simple()[..8];
+        let room = MAX_IDENTIFIER_LEN - prefix.as_str().len() - suffix.len() - 1;
+        Self(format!("{prefix}{}_{suffix}", &body[..room]))
+    }
+
+    /// A name read back from the catalog, which only ever stores validated
+    /// names.
+    pub(crate) fn from_catalog(s: String) -> Self {
+        Self(s)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DatabaseName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The PostgreSQL role of one tenant: the prefix, `r_`, and the tenant id, so
+/// it survives renames and never collides between tenants (at most 54 bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RoleName(String);
+
+impl RoleName {
+    pub fn for_tenant(prefix: &DatabasePrefix, id: TenantId) -> Self {
+        Self(format!("{prefix}r_{}", id.simple()))
+    }
+
+    pub(crate) fn from_catalog(s: String) -> Self {
+        Self(s)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RoleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn is_plain_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_IDENTIFIER_LEN
+        && s.as_bytes()[0].is_ascii_lowercase()
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Quotes an identifier for DDL. Names are validated before they get here;
+/// quoting anyway means a validation bug cannot become an injection.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a string literal for DDL that takes no bind parameters
+/// (`COMMENT ON`, `PASSWORD`).
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefix() -> DatabasePrefix {
+        DatabasePrefix::default()
+    }
+
+    #[test]
+    fn slugs_follow_the_dns_label_rules() {
+        for good in ["acme", "a", "acme-2", "0day", &"a".repeat(63)] {
+            assert!(TenantSlug::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-acme", "acme-", "Acme", "ac_me", "a b", "x; drop database y", &"a".repeat(64)] {
+            assert!(TenantSlug::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn database_names_are_refused_with_the_rule_they_break() {
+        let cases = [
+            ("x; drop database y", "a-z"),
+            ("\"quoted\"", "a-z"),
+            ("pg_catalog", "system database"),
+            ("template0", "system database"),
+            ("postgres", "system database"),
+            ("other_db", "prefix"),
+            ("tenant_", "prefix"),
+            ("Tenant_acme", "a-z"),
+            ("", "a-z"),
+        ];
+        for (name, rule) in cases {
+            let err = DatabaseName::parse(name, &prefix()).unwrap_err().to_string();
+            assert!(err.contains(rule), "{name}: {err}");
+        }
+        let long = format!("tenant_{}", "a".repeat(57));
+        assert_eq!(long.len(), 64);
+        assert!(DatabaseName::parse(&long, &prefix()).is_err());
+        assert!(DatabaseName::parse(&long[..63], &prefix()).is_ok());
+    }
+
+    #[test]
+    fn generated_names_fit_in_63_bytes_and_stay_valid() {
+        let id = TenantId::new();
+        let short = DatabaseName::generate(&prefix(), &TenantSlug::parse("acme-co").unwrap(), id);
+        assert_eq!(short.as_str(), "tenant_acme_co");
+        let long_slug = TenantSlug::parse(&"b".repeat(63)).unwrap();
+        let long_prefix = DatabasePrefix::parse(&"p".repeat(20)).unwrap();
+        let long = DatabaseName::generate(&long_prefix, &long_slug, id);
+        assert_eq!(long.as_str().len(), 63);
+        assert!(long.as_str().ends_with(&id.simple()[..8]));
+        assert!(DatabaseName::parse(long.as_str(), &long_prefix).is_ok());
+    }
+
+    #[test]
+    fn prefixes_are_short_plain_identifiers() {
+        assert!(DatabasePrefix::parse("tenant_").is_ok());
+        assert!(DatabasePrefix::parse(&"p".repeat(21)).is_err());
+        assert!(DatabasePrefix::parse("pg_tenant").is_err());
+        assert!(DatabasePrefix::parse("1tenant").is_err());
+    }
+
+    #[test]
+    fn role_names_derive_from_the_tenant_id() {
+        let id = TenantId::new();
+        let long_prefix = DatabasePrefix::parse(&"p".repeat(20)).unwrap();
+        let role = RoleName::for_tenant(&long_prefix, id);
+        assert!(role.as_str().len() <= MAX_IDENTIFIER_LEN);
+        assert!(role.as_str().ends_with(&id.simple()));
+    }
+
+    #[test]
+    fn tenant_refs_are_ids_or_slugs() {
+        let id = TenantId::new();
+        assert_eq!(TenantRef::parse(&id.to_string()).unwrap(), TenantRef::Id(id));
+        assert!(matches!(TenantRef::parse("acme").unwrap(), TenantRef::Slug(_)));
+        assert!(TenantRef::parse("ACME").is_err());
+    }
+
+    #[test]
+    fn quoting_doubles_embedded_quotes() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+}

@@ -1,0 +1,321 @@
+//! The provisioner: create, retry, rename, delete and migrate tenant
+//! databases, and reconcile what a dead process left half-done.
+//!
+//! Every operation follows the same shape:
+//! 1. validate, then claim the row (a conditional UPDATE into a working
+//!    status that takes the row's lease);
+//! 2. run idempotent engine steps in a task owned by the provisioner, so a
+//!    caller that goes away (a client hanging up, a request timeout) never
+//!    cancels DDL half-way, and [`Provisioner::shutdown`] waits for it;
+//! 3. finish the row (status, versions, error message; lease released).
+//!
+//! A process that dies between steps leaves the row in its working status
+//! with a lease that expires; [`Provisioner::reconcile`] then runs the same
+//! steps again, which finishes the work.
+
+mod lease;
+mod ops;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use sea_orm::Set;
+use uuid::Uuid;
+
+use crate::catalog::{Catalog, DbStatus, Lease, TenantStatus, tenant_database, tenants};
+use crate::engine::{Engine, TenantDb};
+use crate::error::{Error, Result};
+use crate::migrate::TenantMigrations;
+use crate::names::{DatabaseName, DatabasePrefix, RoleName, TenantId, TenantRef, TenantSlug};
+
+pub use ops::{ReconcileOutcome, Reconciled};
+
+/// Longest display name of a tenant.
+pub const MAX_TENANT_NAME_LEN: usize = 200;
+
+/// A step after which work can be stopped on purpose, to test crash repair
+/// (see [`Provisioner::crash_after`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Step {
+    /// create: the tenant and its PROVISIONING row are in the catalog.
+    RowInserted,
+    /// create: the tenant's role exists.
+    RoleCreated,
+    /// create: the database exists and is secured.
+    DatabaseCreated,
+    /// create: the migrations ran; the row is not ACTIVE yet.
+    Migrated,
+    /// rename: the row is RENAMING with the new name pending.
+    RenameClaimed,
+    /// rename: the database has its new name; the row still the old one.
+    DatabaseRenamed,
+    /// delete: the row is DELETING.
+    DeleteClaimed,
+    /// delete: database and role are gone; the rows are still there.
+    DatabaseDropped,
+}
+
+/// What `create_tenant` needs.
+#[derive(Debug, Clone, Default)]
+pub struct NewTenant {
+    pub slug: String,
+    /// Display name; the slug when empty.
+    pub name: Option<String>,
+    /// Requested database name; generated from the prefix and slug if none.
+    pub database_name: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Provisioner {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    catalog: Catalog,
+    engine: Engine,
+    migrations: TenantMigrations,
+    server_id: Uuid,
+    prefix: DatabasePrefix,
+    /// Names no tenant may take besides the system ones (the catalog's own
+    /// database when it lives on the tenant server).
+    reserved: Vec<String>,
+    secret_version: i32,
+    lease: Lease,
+    tasks: tokio_util::task::TaskTracker,
+    crash_after: Mutex<Option<Step>>,
+}
+
+impl std::fmt::Debug for Provisioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provisioner")
+            .field("engine", &self.inner.engine.name())
+            .field("server_id", &self.inner.server_id)
+            .field("lease_owner", &self.inner.lease.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings of a provisioner (built by `Tenancy`).
+#[derive(Debug, Clone)]
+pub struct ProvisionerSettings {
+    pub server_id: Uuid,
+    pub prefix: DatabasePrefix,
+    pub reserved: Vec<String>,
+    pub secret_version: i32,
+    pub lease_ttl: Duration,
+}
+
+impl Provisioner {
+    pub fn new(catalog: Catalog, engine: Engine, migrations: TenantMigrations, settings: ProvisionerSettings) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                catalog,
+                engine,
+                migrations,
+                server_id: settings.server_id,
+                prefix: settings.prefix,
+                reserved: settings.reserved,
+                secret_version: settings.secret_version,
+                lease: Lease {
+                    // Unique per process and provisioner: a restarted process
+                    // never mistakes its predecessor's lease for its own.
+                    owner: format!("{}:{}", std::process::id(), Uuid::new_v4().simple()),
+                    ttl: settings.lease_ttl,
+                },
+                tasks: tokio_util::task::TaskTracker::new(),
+                crash_after: Mutex::new(None),
+            }),
+        }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub fn migrations(&self) -> &TenantMigrations {
+        &self.inner.migrations
+    }
+
+    pub fn server_id(&self) -> Uuid {
+        self.inner.server_id
+    }
+
+    /// Test hook: the next operation that reaches `step` stops there as if
+    /// the process died (no cleanup, lease left to expire). One-shot.
+    #[doc(hidden)]
+    pub fn crash_after(&self, step: Step) {
+        *self.inner.crash_after.lock().unwrap_or_else(|e| e.into_inner()) = Some(step);
+    }
+
+    fn step(&self, step: Step, tenant: Uuid) -> Result<()> {
+        let mut crash = self.inner.crash_after.lock().unwrap_or_else(|e| e.into_inner());
+        if *crash == Some(step) {
+            *crash = None;
+            tracing::warn!(tenant.id = %tenant, ?step, "stopping on purpose (test hook)");
+            return Err(Error::Interrupted {
+                tenant: tenant.to_string(),
+                step,
+            });
+        }
+        Ok(())
+    }
+
+    /// Validates a requested database name: the rules of `DatabaseName` and
+    /// the reserved names of this deployment.
+    pub fn parse_database_name(&self, name: &str) -> Result<DatabaseName> {
+        let parsed = DatabaseName::parse(name, &self.inner.prefix)?;
+        if self.inner.reserved.iter().any(|r| r == name) {
+            return Err(Error::invalid(
+                "database name",
+                name,
+                "must not be the catalog's own database",
+            ));
+        }
+        Ok(parsed)
+    }
+
+    /// Refuses a name that is taken in the catalog or exists on the server.
+    async fn check_name_free(&self, name: &DatabaseName) -> Result<()> {
+        if self.inner.reserved.iter().any(|r| r == name.as_str()) {
+            return Err(Error::AlreadyExists(format!(
+                "database name '{name}' is the catalog's own database"
+            )));
+        }
+        if self.inner.catalog.tenant_databases().name_taken(self.inner.server_id, name.as_str()).await? {
+            return Err(Error::AlreadyExists(format!("database name '{name}' is already taken")));
+        }
+        if self.inner.engine.name_in_use(name).await? {
+            return Err(Error::AlreadyExists(format!(
+                "database '{name}' already exists on the server; tenantdb never adopts a database it did not create"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The physical identity of a row's database (under its current name).
+    fn spec(&self, row: &tenant_database::Model) -> TenantDb {
+        TenantDb {
+            tenant: TenantId::from(row.tenant_id),
+            database: DatabaseName::from_catalog(row.database_name.clone()),
+            role: RoleName::from_catalog(row.role_name.clone()),
+        }
+    }
+
+    /// Creates a tenant and its database; returns once the database is
+    /// ACTIVE. On failure the tenant stays with a FAILED row and
+    /// `Error::ProvisioningFailed`; `retry` finishes it.
+    #[tracing::instrument(skip_all, fields(tenant.slug = %new.slug))]
+    pub async fn create_tenant(&self, new: NewTenant) -> Result<tenant_database::Model> {
+        let slug = TenantSlug::parse(&new.slug)?;
+        let name = validate_tenant_name(new.name.as_deref().unwrap_or(slug.as_str()))?;
+        let id = TenantId::new();
+        let database = match &new.database_name {
+            Some(requested) => self.parse_database_name(requested)?,
+            None => DatabaseName::generate(&self.inner.prefix, &slug, id),
+        };
+        self.check_name_free(&database).await?;
+
+        let now = Utc::now();
+        let tenant = tenants::ActiveModel {
+            id: Set(id.as_uuid()),
+            slug: Set(slug.as_str().to_owned()),
+            name: Set(name),
+            status: Set(TenantStatus::Active),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        let row = self
+            .inner
+            .catalog
+            .tenant_databases()
+            .insert_with_tenant(tenant, self.new_row(id, &database))
+            .await?;
+        self.step(Step::RowInserted, row.tenant_id)?;
+        self.run(move |this| async move { this.provision(row).await }).await
+    }
+
+    /// Creates the database of an existing tenant that has none.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn create_tenant_database(
+        &self,
+        tenant: &TenantRef,
+        database_name: Option<&str>,
+    ) -> Result<tenant_database::Model> {
+        let tenant = self.inner.catalog.tenants().get(tenant).await?;
+        let id = TenantId::from(tenant.id);
+        let slug = TenantSlug::parse(&tenant.slug)?;
+        let database = match database_name {
+            Some(requested) => self.parse_database_name(requested)?,
+            None => DatabaseName::generate(&self.inner.prefix, &slug, id),
+        };
+        self.check_name_free(&database).await?;
+        let row = self.inner.catalog.tenant_databases().insert(self.new_row(id, &database)).await?;
+        self.step(Step::RowInserted, row.tenant_id)?;
+        self.run(move |this| async move { this.provision(row).await }).await
+    }
+
+    /// A PROVISIONING row for a new database, leased to us.
+    fn new_row(&self, tenant: TenantId, database: &DatabaseName) -> tenant_database::ActiveModel {
+        let now = Utc::now();
+        let lease = &self.inner.lease;
+        tenant_database::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(tenant.as_uuid()),
+            server_id: Set(self.inner.server_id),
+            database_name: Set(database.as_str().to_owned()),
+            pending_database_name: Set(None),
+            read_server_id: Set(self.inner.server_id),
+            read_database_name: Set(database.as_str().to_owned()),
+            role_name: Set(RoleName::for_tenant(&self.inner.prefix, tenant).as_str().to_owned()),
+            secret_version: Set(self.inner.secret_version),
+            status: Set(DbStatus::Provisioning),
+            schema_version: Set(None),
+            last_migration_at: Set(None),
+            error_message: Set(None),
+            purge_tenant: Set(false),
+            lease_owner: Set(Some(lease.owner.clone())),
+            lease_expires_at: Set(Some(now + chrono::Duration::from_std(lease.ttl).unwrap_or_default())),
+            version: Set(0),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+    }
+
+    /// Runs work in a task the provisioner owns: dropping the returned
+    /// future does not cancel it, and `shutdown` waits for it.
+    async fn run<F, Fut, T>(&self, work: F) -> Result<T>
+    where
+        F: FnOnce(Provisioner) -> Fut,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let handle = self.inner.tasks.spawn(work(self.clone()));
+        handle.await.map_err(|err| Error::Task(err.to_string()))?
+    }
+
+    /// Waits for every operation under way (call after the service stops
+    /// taking requests), then closes the engine's admin connections.
+    pub async fn shutdown(&self) {
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+        self.inner.engine.close().await;
+    }
+}
+
+fn validate_tenant_name(name: &str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_TENANT_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "tenant name",
+            name,
+            "must be 1-200 characters without control characters",
+        ));
+    }
+    Ok(name.to_owned())
+}

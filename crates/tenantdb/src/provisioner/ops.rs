@@ -1,0 +1,422 @@
+//! The operations of the provisioner, each split into a claim (in the
+//! caller's task) and idempotent steps (in a task the provisioner owns) that
+//! the reconciler can run again.
+
+use chrono::Utc;
+use sea_orm::Set;
+use uuid::Uuid;
+
+use super::lease::LeaseKeeper;
+use super::{Provisioner, Step};
+use crate::catalog::{DbStatus, tenant_database, tenants};
+use crate::engine::{Ownership, TenantDb};
+use crate::error::{Error, Result};
+use crate::migrate::{self, Applied, MigrationFailure};
+use crate::names::{DatabaseName, TenantRef};
+
+type Row = tenant_database::Model;
+type Change = tenant_database::ActiveModel;
+
+/// What `reconcile` did with one abandoned row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReconcileOutcome {
+    /// The interrupted work was run again to its end.
+    Finished,
+    /// Running it again failed; the row says why (FAILED for a create).
+    Failed(String),
+    /// Another process took the row first.
+    Skipped,
+}
+
+#[derive(Debug, Clone)]
+pub struct Reconciled {
+    pub tenant_id: Uuid,
+    pub database_name: String,
+    /// The status the row was abandoned in.
+    pub status: DbStatus,
+    pub outcome: ReconcileOutcome,
+}
+
+/// Errors after which the row must be left exactly as it is: the process is
+/// "dead" (test hook) or another one owns the row now.
+fn is_crash(err: &Error) -> bool {
+    matches!(err, Error::Interrupted { .. } | Error::LeaseLost { .. })
+}
+
+impl Provisioner {
+    /// The tenant and its database row.
+    pub(super) async fn load(&self, tenant: &TenantRef) -> Result<(tenants::Model, Row)> {
+        let tenant = self.inner.catalog.tenants().get(tenant).await?;
+        let row = self
+            .inner
+            .catalog
+            .tenant_databases()
+            .find_by_tenant(tenant.id)
+            .await?
+            .ok_or_else(|| Error::TenantDatabaseNotFound(tenant.slug.clone()))?;
+        Ok((tenant, row))
+    }
+
+    fn expect(&self, row: &Row, allowed: &[DbStatus], action: &'static str) -> Result<()> {
+        if allowed.contains(&row.status) {
+            return Ok(());
+        }
+        Err(Error::IllegalState {
+            tenant: row.tenant_id.to_string(),
+            database: row.database_name.clone(),
+            status: row.status,
+            action,
+        })
+    }
+
+    /// Moves the row into a working status with our lease, or explains why
+    /// not (another process holds it).
+    async fn claim(&self, row: &Row, to: DbStatus, change: Change) -> Result<Row> {
+        let claimed = self
+            .inner
+            .catalog
+            .tenant_databases()
+            .claim(row, to, &self.inner.lease, change)
+            .await;
+        match claimed {
+            Ok(Some(row)) => Ok(row),
+            Ok(None) => Err(Error::Locked {
+                tenant: row.tenant_id.to_string(),
+            }),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn keep(&self, row: &Row) -> LeaseKeeper {
+        LeaseKeeper::start(
+            self.inner.catalog.clone(),
+            row.id,
+            row.tenant_id,
+            self.inner.lease.clone(),
+        )
+    }
+
+    async fn finish(&self, row: &Row, to: DbStatus, change: Change) -> Result<Row> {
+        self.inner
+            .catalog
+            .tenant_databases()
+            .finish(row.id, row.status, to, &self.inner.lease.owner, change)
+            .await
+    }
+
+    /// Connects as the tenant's role and applies pending migrations.
+    async fn apply_migrations(&self, spec: &TenantDb) -> Result<Result<Applied, MigrationFailure>> {
+        let conn = self.inner.engine.connect(spec, 1).await?;
+        let result = migrate::apply_pending(&conn, self.inner.migrations.migrations()).await;
+        if let Err(err) = conn.close().await {
+            tracing::warn!(tenant.id = %spec.tenant, error = %err, "closing the migration connection failed");
+        }
+        Ok(result)
+    }
+
+    fn migration_error(spec: &TenantDb, failure: MigrationFailure) -> Error {
+        Error::MigrationFailed {
+            tenant: spec.tenant.to_string(),
+            database: spec.database.to_string(),
+            migration: failure.migration,
+            message: failure.error.to_string(),
+        }
+    }
+
+    // ---- create ---------------------------------------------------------
+
+    /// Runs the create steps on a PROVISIONING row we hold.
+    pub(super) async fn provision(&self, row: Row) -> Result<Row> {
+        let spec = self.spec(&row);
+        let keeper = self.keep(&row);
+        let started = std::time::Instant::now();
+        match self.provision_steps(&spec, &keeper).await {
+            Ok(version) => {
+                let change = Change {
+                    schema_version: Set(version),
+                    last_migration_at: Set(Some(Utc::now())),
+                    error_message: Set(None),
+                    ..Default::default()
+                };
+                let row = self.finish(&row, DbStatus::Active, change).await?;
+                tracing::info!(
+                    tenant.id = %row.tenant_id,
+                    database = %row.database_name,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "tenant database is active"
+                );
+                Ok(row)
+            }
+            Err(err) if is_crash(&err) => Err(err),
+            Err(err) => {
+                let mut message = err.chain();
+                // Leave nothing half-made; if cleanup fails too, retry
+                // finishes the same (idempotent) steps.
+                if let Err(cleanup) = self.inner.engine.drop_tenant(&spec).await {
+                    message.push_str(&format!("; cleanup failed too: {}", cleanup.chain()));
+                }
+                tracing::warn!(tenant.id = %row.tenant_id, database = %row.database_name, error = %message, "provisioning failed");
+                let change = Change {
+                    error_message: Set(Some(message.clone())),
+                    ..Default::default()
+                };
+                self.finish(&row, DbStatus::Failed, change).await?;
+                Err(Error::ProvisioningFailed {
+                    tenant: row.tenant_id.to_string(),
+                    database: row.database_name,
+                    message,
+                })
+            }
+        }
+    }
+
+    async fn provision_steps(&self, spec: &TenantDb, keeper: &LeaseKeeper) -> Result<Option<String>> {
+        let tenant = spec.tenant.as_uuid();
+        self.inner.engine.ensure_role(spec).await?;
+        self.step(Step::RoleCreated, tenant)?;
+        keeper.check()?;
+        self.inner.engine.ensure_database(spec).await?;
+        self.step(Step::DatabaseCreated, tenant)?;
+        keeper.check()?;
+        let applied = self
+            .apply_migrations(spec)
+            .await?
+            .map_err(|failure| Self::migration_error(spec, failure))?;
+        self.step(Step::Migrated, tenant)?;
+        keeper.check()?;
+        Ok(applied.version)
+    }
+
+    /// Provisions a FAILED tenant database again.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn retry(&self, tenant: &TenantRef) -> Result<Row> {
+        let (_, row) = self.load(tenant).await?;
+        self.expect(&row, &[DbStatus::Failed], "retry")?;
+        let change = Change {
+            error_message: Set(None),
+            secret_version: Set(self.inner.secret_version),
+            ..Default::default()
+        };
+        let row = self.claim(&row, DbStatus::Provisioning, change).await?;
+        self.run(move |this| async move { this.provision(row).await }).await
+    }
+
+    // ---- rename ---------------------------------------------------------
+
+    /// Renames the tenant's database; its data stays. PostgreSQL: the
+    /// database's sessions are ended and new ones refused while it happens.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, to = new_name))]
+    pub async fn rename_tenant_database(&self, tenant: &TenantRef, new_name: &str) -> Result<Row> {
+        let to = self.parse_database_name(new_name)?;
+        let (_, row) = self.load(tenant).await?;
+        if row.status == DbStatus::Active && row.database_name == to.as_str() {
+            return Ok(row);
+        }
+        self.expect(&row, &[DbStatus::Active], "rename its database")?;
+        self.check_name_free(&to).await?;
+        let change = Change {
+            pending_database_name: Set(Some(to.as_str().to_owned())),
+            error_message: Set(None),
+            ..Default::default()
+        };
+        let row = self.claim(&row, DbStatus::Renaming, change).await?;
+        self.step(Step::RenameClaimed, row.tenant_id)?;
+        self.run(move |this| async move { this.finish_rename(row).await }).await
+    }
+
+    pub(super) async fn finish_rename(&self, row: Row) -> Result<Row> {
+        let spec = self.spec(&row);
+        let Some(to) = row.pending_database_name.clone().map(DatabaseName::from_catalog) else {
+            // Nothing pending: a RENAMING row without a target goes back.
+            return self.finish(&row, DbStatus::Active, Change::default()).await;
+        };
+        let keeper = self.keep(&row);
+        let steps = async {
+            self.inner.engine.rename(&spec, &to).await?;
+            self.step(Step::DatabaseRenamed, row.tenant_id)?;
+            keeper.check()
+        };
+        match steps.await {
+            Ok(()) => {
+                let change = Change {
+                    database_name: Set(to.as_str().to_owned()),
+                    read_database_name: Set(to.as_str().to_owned()),
+                    pending_database_name: Set(None),
+                    error_message: Set(None),
+                    ..Default::default()
+                };
+                self.finish(&row, DbStatus::Active, change).await
+            }
+            Err(err) if is_crash(&err) => Err(err),
+            Err(err) => {
+                // Roll back when the old database is still in place; else
+                // leave RENAMING for the reconciler (its lease will expire).
+                if self.inner.engine.ownership(&spec, &spec.database).await? == Ownership::Ours {
+                    let change = Change {
+                        pending_database_name: Set(None),
+                        error_message: Set(Some(format!("rename to '{to}' failed: {}", err.chain()))),
+                        ..Default::default()
+                    };
+                    self.finish(&row, DbStatus::Active, change).await?;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    // ---- delete ---------------------------------------------------------
+
+    /// Deletes the tenant: its database, role, memberships, subscription and
+    /// the tenant itself.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn delete_tenant(&self, tenant: &TenantRef) -> Result<()> {
+        self.delete(tenant, true).await
+    }
+
+    /// Deletes the tenant's database and role; the tenant stays, without a
+    /// database.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn delete_tenant_database(&self, tenant: &TenantRef) -> Result<()> {
+        self.delete(tenant, false).await
+    }
+
+    async fn delete(&self, tenant: &TenantRef, purge: bool) -> Result<()> {
+        let tenant = self.inner.catalog.tenants().get(tenant).await?;
+        let Some(row) = self.inner.catalog.tenant_databases().find_by_tenant(tenant.id).await? else {
+            if purge {
+                return self.inner.catalog.tenants().delete(tenant.id).await;
+            }
+            return Err(Error::TenantDatabaseNotFound(tenant.slug));
+        };
+        self.expect(&row, &[DbStatus::Active, DbStatus::Failed, DbStatus::Deleting], "delete it")?;
+        let change = Change {
+            purge_tenant: Set(purge || row.purge_tenant),
+            ..Default::default()
+        };
+        let row = self.claim(&row, DbStatus::Deleting, change).await?;
+        self.step(Step::DeleteClaimed, row.tenant_id)?;
+        self.run(move |this| async move { this.finish_delete(row).await }).await
+    }
+
+    pub(super) async fn finish_delete(&self, row: Row) -> Result<()> {
+        let spec = self.spec(&row);
+        let keeper = self.keep(&row);
+        let steps = async {
+            self.inner.engine.drop_tenant(&spec).await?;
+            self.step(Step::DatabaseDropped, row.tenant_id)?;
+            keeper.check()?;
+            self.inner
+                .catalog
+                .tenant_databases()
+                .remove(&row, &self.inner.lease.owner)
+                .await
+        };
+        let result = steps.await;
+        match &result {
+            Ok(()) => tracing::info!(tenant.id = %row.tenant_id, database = %row.database_name, "tenant database deleted"),
+            Err(err) if is_crash(err) => {}
+            Err(err) => {
+                // Stay DELETING (it serves nothing), say why, and free the
+                // lease so that a retried delete or the reconciler finishes.
+                let change = Change {
+                    error_message: Set(Some(err.chain())),
+                    ..Default::default()
+                };
+                self.finish(&row, DbStatus::Deleting, change).await?;
+            }
+        }
+        result
+    }
+
+    // ---- migrate --------------------------------------------------------
+
+    /// Brings one tenant's database up to the latest tenant migration. A
+    /// failure records `error_message`, leaves the schema at its last good
+    /// version and the database serving. Holds the tenant's lease, so two
+    /// migrators never run on one tenant at once.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn migrate_tenant(&self, tenant: &TenantRef) -> Result<Row> {
+        let (_, row) = self.load(tenant).await?;
+        self.expect(&row, &[DbStatus::Active], "migrate it")?;
+        let row = self.claim(&row, DbStatus::Migrating, Change::default()).await?;
+        self.run(move |this| async move { this.finish_migrate(row).await }).await
+    }
+
+    pub(super) async fn finish_migrate(&self, row: Row) -> Result<Row> {
+        let spec = self.spec(&row);
+        let _keeper = self.keep(&row);
+        match self.apply_migrations(&spec).await {
+            Ok(Ok(applied)) => {
+                let mut change = Change {
+                    schema_version: Set(applied.version),
+                    error_message: Set(None),
+                    ..Default::default()
+                };
+                if !applied.applied.is_empty() {
+                    change.last_migration_at = Set(Some(Utc::now()));
+                }
+                self.finish(&row, DbStatus::Active, change).await
+            }
+            Ok(Err(failure)) => {
+                let last_good = failure.version.clone();
+                let err = Self::migration_error(&spec, failure);
+                let change = Change {
+                    schema_version: Set(last_good),
+                    error_message: Set(Some(err.to_string())),
+                    ..Default::default()
+                };
+                self.finish(&row, DbStatus::Active, change).await?;
+                Err(err)
+            }
+            Err(err) => {
+                let change = Change {
+                    error_message: Set(Some(err.chain())),
+                    ..Default::default()
+                };
+                self.finish(&row, DbStatus::Active, change).await?;
+                Err(err)
+            }
+        }
+    }
+
+    // ---- reconcile ------------------------------------------------------
+
+    /// Finishes work that a dead process left: rows in PROVISIONING,
+    /// RENAMING, DELETING or MIGRATING whose lease has expired. Rows whose
+    /// lease is alive belong to a process still working and are not touched.
+    #[tracing::instrument(skip_all)]
+    pub async fn reconcile(&self) -> Result<Vec<Reconciled>> {
+        let rows = self.inner.catalog.tenant_databases().abandoned().await?;
+        let mut report = Vec::with_capacity(rows.len());
+        for row in rows {
+            let status = row.status;
+            let mut entry = Reconciled {
+                tenant_id: row.tenant_id,
+                database_name: row.database_name.clone(),
+                status,
+                outcome: ReconcileOutcome::Skipped,
+            };
+            let claimed = self
+                .inner
+                .catalog
+                .tenant_databases()
+                .claim(&row, status, &self.inner.lease, Change::default())
+                .await?;
+            if let Some(row) = claimed {
+                tracing::info!(tenant.id = %row.tenant_id, %status, "finishing abandoned work");
+                let result = match status {
+                    DbStatus::Provisioning => self.run(move |this| async move { this.provision(row).await.map(drop) }).await,
+                    DbStatus::Renaming => self.run(move |this| async move { this.finish_rename(row).await.map(drop) }).await,
+                    DbStatus::Deleting => self.run(move |this| async move { this.finish_delete(row).await }).await,
+                    _ => self.run(move |this| async move { this.finish_migrate(row).await.map(drop) }).await,
+                };
+                entry.outcome = match result {
+                    Ok(()) => ReconcileOutcome::Finished,
+                    Err(err) => ReconcileOutcome::Failed(err.to_string()),
+                };
+            }
+            report.push(entry);
+        }
+        Ok(report)
+    }
+}
