@@ -43,8 +43,7 @@ pub mod migrate;
 pub mod names;
 pub mod provisioner;
 pub mod secret;
-
-use secrecy::ExposeSecret;
+pub mod view;
 
 pub use catalog::{Catalog, DbStatus, TenantStatus};
 pub use config::{Config, TenantServerConfig};
@@ -52,23 +51,18 @@ pub use error::{Error, Result};
 pub use migrate::TenantMigrations;
 pub use names::{DatabaseName, DatabasePrefix, TenantId, TenantRef, TenantSlug};
 pub use provisioner::{NewTenant, Provisioner};
+pub use view::{TenantDatabaseView, TenantView};
 
-use crate::catalog::{NewServer, tenant_database, tenants};
+use crate::catalog::NewServer;
 use crate::engine::{Engine, PostgresEngine, SqliteEngine};
 use crate::provisioner::ProvisionerSettings;
-
-/// A tenant and its database row, as the catalog has them.
-#[derive(Debug, Clone)]
-pub struct TenantView {
-    pub tenant: tenants::Model,
-    pub database: Option<tenant_database::Model>,
-}
 
 /// Everything tenantdb needs at run time, built from a [`Config`].
 #[derive(Debug, Clone)]
 pub struct Tenancy {
     catalog: Catalog,
     provisioner: Provisioner,
+    server_name: String,
 }
 
 impl Tenancy {
@@ -95,7 +89,7 @@ impl Tenancy {
                 Engine::Postgres(pg)
             }
         };
-        let reserved = protect_catalog(&catalog, &engine, &config).await?;
+        let reserved = protect_catalog(&catalog, &engine).await?;
         let server = catalog
             .servers()
             .ensure(NewServer {
@@ -113,7 +107,11 @@ impl Tenancy {
             lease_ttl: config.lease_ttl,
         };
         let provisioner = Provisioner::new(catalog.clone(), engine, migrations, settings);
-        Ok(Self { catalog, provisioner })
+        Ok(Self {
+            catalog,
+            provisioner,
+            server_name: config.server_name,
+        })
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -128,11 +126,36 @@ impl Tenancy {
         self.provisioner.engine()
     }
 
-    /// A tenant by id or slug, with its database row.
+    /// Name of the tenant server in the catalog.
+    pub fn server_name(&self) -> &str {
+        &self.server_name
+    }
+
+    /// A tenant by id or slug, with its database.
     pub async fn tenant(&self, tenant: &TenantRef) -> Result<TenantView> {
         let tenant = self.catalog.tenants().get(tenant).await?;
         let database = self.catalog.tenant_databases().find_by_tenant(tenant.id).await?;
-        Ok(TenantView { tenant, database })
+        Ok(TenantView::new(&tenant, database.as_ref(), &self.server_name))
+    }
+
+    /// Tenants in creation order with their databases: at most `limit`
+    /// after the tenant id `after`, optionally only those with `status`.
+    pub async fn list_tenants(
+        &self,
+        status: Option<TenantStatus>,
+        after: Option<uuid::Uuid>,
+        limit: u64,
+    ) -> Result<Vec<TenantView>> {
+        let tenants = self.catalog.tenants().list(status, after, limit).await?;
+        let ids: Vec<_> = tenants.iter().map(|t| t.id).collect();
+        let rows = self.catalog.tenant_databases().for_tenants(&ids).await?;
+        Ok(tenants
+            .iter()
+            .map(|t| {
+                let row = rows.iter().find(|r| r.tenant_id == t.id);
+                TenantView::new(t, row, &self.server_name)
+            })
+            .collect())
     }
 
     /// Suspends or resumes a tenant (its database keeps being migrated).
@@ -153,7 +176,7 @@ impl Tenancy {
 /// revokes `CONNECT` on the catalog's database from `PUBLIC` (granting it to
 /// the catalog's own user), and reserves its name. Returns the names no
 /// tenant database may take.
-async fn protect_catalog(catalog: &Catalog, engine: &Engine, config: &Config) -> Result<Vec<String>> {
+async fn protect_catalog(catalog: &Catalog, engine: &Engine) -> Result<Vec<String>> {
     let Engine::Postgres(_) = engine else {
         return Ok(Vec::new());
     };
@@ -175,6 +198,5 @@ async fn protect_catalog(catalog: &Catalog, engine: &Engine, config: &Config) ->
             .await
             .map_err(Error::server("cannot revoke CONNECT on the catalog database from PUBLIC"))?;
     }
-    let _ = config.catalog_url.expose_secret();
     Ok(vec![name])
 }

@@ -117,8 +117,13 @@ enum Settings {
     UpdatedAt,
 }
 
-#[derive(DeriveMigrationName)]
 struct CreateCatalog;
+
+impl MigrationName for CreateCatalog {
+    fn name(&self) -> &str {
+        "m0001_create_catalog"
+    }
+}
 
 fn created_updated(table: &mut TableCreateStatement, created: impl IntoIden, updated: impl IntoIden) {
     table

@@ -76,6 +76,13 @@ impl<'a> TenantDatabases<'a> {
             .await?)
     }
 
+    pub async fn for_tenants(&self, tenant_ids: &[Uuid]) -> Result<Vec<td::Model>> {
+        Ok(td::Entity::find()
+            .filter(td::Column::TenantId.is_in(tenant_ids.iter().copied()))
+            .all(self.db)
+            .await?)
+    }
+
     pub async fn list(&self, status: Option<DbStatus>) -> Result<Vec<td::Model>> {
         let mut query = td::Entity::find().order_by_asc(td::Column::TenantId);
         if let Some(status) = status {

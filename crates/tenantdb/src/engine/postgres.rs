@@ -172,7 +172,7 @@ impl PostgresEngine {
                     .await
                     .map_err(Error::server("cannot begin a transaction on the tenant server"))?;
                 let create = format!(
-                    "CREATE ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION \
+                    "CREATE ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
                      NOBYPASSRLS CONNECTION LIMIT {limit} PASSWORD {password}"
                 );
                 let comment = format!("COMMENT ON ROLE {role} IS {}", quote_literal(&self.marker(db)));

@@ -214,6 +214,9 @@ impl Provisioner {
     pub async fn create_tenant(&self, new: NewTenant) -> Result<tenant_database::Model> {
         let slug = TenantSlug::parse(&new.slug)?;
         let name = validate_tenant_name(new.name.as_deref().unwrap_or(slug.as_str()))?;
+        if self.inner.catalog.tenants().find(&TenantRef::Slug(slug.clone())).await?.is_some() {
+            return Err(Error::AlreadyExists(format!("a tenant with slug '{slug}' already exists")));
+        }
         let id = TenantId::new();
         let database = match &new.database_name {
             Some(requested) => self.parse_database_name(requested)?,

@@ -1,0 +1,315 @@
+//! The operator commands.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tenantdb::catalog::DbStatus;
+use tenantdb::provisioner::ReconcileOutcome;
+use tenantdb::{NewTenant, Tenancy, TenantMigrations, TenantRef, TenantStatus, TenantView};
+
+use crate::settings::Settings;
+use crate::tenant_schema::Migrator;
+
+/// Database-per-tenant toolkit: create, inspect, migrate, repair and delete
+/// tenant databases.
+///
+/// With no configuration everything lives in SQLite files under ./data.
+/// Point TENANTDB_DATABASE_URL (catalog) and TENANTDB_TENANT_SERVER_URL
+/// (tenant server) at PostgreSQL, and set TENANTDB_SECRET, for production.
+#[derive(Debug, Parser)]
+#[command(name = "tenantdb", version)]
+pub struct Cli {
+    #[command(flatten)]
+    settings: Settings,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, list, inspect, rename, repair and delete tenants.
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+    /// Finish work a dead process left half-done (rows in PROVISIONING,
+    /// RENAMING, MIGRATING or DELETING whose lease expired).
+    Reconcile,
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantsCommand {
+    /// Create a tenant and its database; exits 0 once the database is ACTIVE.
+    Create {
+        /// DNS label: 1-63 of a-z, 0-9 and '-'.
+        slug: String,
+        /// Display name [default: the slug].
+        #[arg(long)]
+        name: Option<String>,
+        /// Database name (must start with the prefix) [default: prefix + slug].
+        #[arg(long)]
+        database_name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tenants with their database status and schema version.
+    List {
+        /// Only tenants with this status (ACTIVE or SUSPENDED).
+        #[arg(long, value_parser = parse_tenant_status)]
+        status: Option<TenantStatus>,
+        /// Only tenants whose database has this status (PROVISIONING,
+        /// ACTIVE, MIGRATING, RENAMING, FAILED, DELETING).
+        #[arg(long, value_parser = parse_db_status)]
+        database_status: Option<DbStatus>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one tenant (by slug or id).
+    Show {
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rename a tenant's database; its data stays.
+    RenameDatabase {
+        tenant: String,
+        new_name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a tenant: its database, role, memberships and subscription.
+    Delete {
+        tenant: String,
+        /// Confirm: the tenant's data is gone for good.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Provision a FAILED tenant database again.
+    Retry {
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring one tenant's database up to the latest tenant migration.
+    Migrate {
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refuse the tenant's requests (its database keeps being migrated).
+    Suspend { tenant: String },
+    /// Serve the tenant again.
+    Resume { tenant: String },
+}
+
+fn parse_tenant_status(s: &str) -> Result<TenantStatus, String> {
+    match s.to_ascii_uppercase().as_str() {
+        "ACTIVE" => Ok(TenantStatus::Active),
+        "SUSPENDED" => Ok(TenantStatus::Suspended),
+        _ => Err("expected ACTIVE or SUSPENDED".into()),
+    }
+}
+
+fn parse_db_status(s: &str) -> Result<DbStatus, String> {
+    DbStatus::parse(&s.to_ascii_uppercase())
+        .ok_or_else(|| "expected PROVISIONING, ACTIVE, MIGRATING, RENAMING, FAILED or DELETING".into())
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.settings.to_config()?;
+    let tenancy = Tenancy::connect(config, TenantMigrations::of::<Migrator>())
+        .await
+        .context("failed to start")?;
+    // Work under way belongs to the provisioner: on Ctrl-C, stop waiting
+    // for the result but let DDL that already started finish cleanly.
+    let result = tokio::select! {
+        result = dispatch(&tenancy, cli.command) => result,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted: waiting for work under way to finish");
+            Err(anyhow::anyhow!("interrupted"))
+        }
+    };
+    tenancy.close().await;
+    result
+}
+
+async fn dispatch(tenancy: &Tenancy, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Tenants(command) => tenants(tenancy, command).await,
+        Command::Reconcile => reconcile(tenancy).await,
+    }
+}
+
+async fn tenants(tenancy: &Tenancy, command: TenantsCommand) -> anyhow::Result<()> {
+    let provisioner = tenancy.provisioner();
+    match command {
+        TenantsCommand::Create {
+            slug,
+            name,
+            database_name,
+            json,
+        } => {
+            let row = provisioner
+                .create_tenant(NewTenant {
+                    slug: slug.clone(),
+                    name,
+                    database_name,
+                })
+                .await
+                .with_context(|| format!("failed to create tenant '{slug}'"))?;
+            print_tenant(tenancy, &TenantRef::Id(row.tenant_id.into()), json).await
+        }
+        TenantsCommand::List {
+            status,
+            database_status,
+            json,
+        } => list(tenancy, status, database_status, json).await,
+        TenantsCommand::Show { tenant, json } => print_tenant(tenancy, &parse_ref(&tenant)?, json).await,
+        TenantsCommand::RenameDatabase { tenant, new_name, json } => {
+            let tenant = parse_ref(&tenant)?;
+            provisioner
+                .rename_tenant_database(&tenant, &new_name)
+                .await
+                .with_context(|| format!("failed to rename the database of tenant '{tenant}'"))?;
+            print_tenant(tenancy, &tenant, json).await
+        }
+        TenantsCommand::Delete { tenant, yes } => {
+            if !yes {
+                bail!("refusing to delete tenant '{tenant}' without --yes: its database and data are gone for good");
+            }
+            let tenant = parse_ref(&tenant)?;
+            provisioner
+                .delete_tenant(&tenant)
+                .await
+                .with_context(|| format!("failed to delete tenant '{tenant}'"))?;
+            println!("deleted tenant {tenant}");
+            Ok(())
+        }
+        TenantsCommand::Retry { tenant, json } => {
+            let tenant = parse_ref(&tenant)?;
+            provisioner
+                .retry(&tenant)
+                .await
+                .with_context(|| format!("failed to retry tenant '{tenant}'"))?;
+            print_tenant(tenancy, &tenant, json).await
+        }
+        TenantsCommand::Migrate { tenant, json } => {
+            let tenant = parse_ref(&tenant)?;
+            provisioner
+                .migrate_tenant(&tenant)
+                .await
+                .with_context(|| format!("failed to migrate tenant '{tenant}'"))?;
+            print_tenant(tenancy, &tenant, json).await
+        }
+        TenantsCommand::Suspend { tenant } => set_status(tenancy, &tenant, TenantStatus::Suspended).await,
+        TenantsCommand::Resume { tenant } => set_status(tenancy, &tenant, TenantStatus::Active).await,
+    }
+}
+
+fn parse_ref(tenant: &str) -> anyhow::Result<TenantRef> {
+    Ok(TenantRef::parse(tenant)?)
+}
+
+async fn set_status(tenancy: &Tenancy, tenant: &str, status: TenantStatus) -> anyhow::Result<()> {
+    let tenant = parse_ref(tenant)?;
+    let view = tenancy
+        .set_tenant_status(&tenant, status)
+        .await
+        .with_context(|| format!("failed to change the status of tenant '{tenant}'"))?;
+    println!("tenant {} is {}", view.slug, status_str(view.status));
+    Ok(())
+}
+
+async fn print_tenant(tenancy: &Tenancy, tenant: &TenantRef, json: bool) -> anyhow::Result<()> {
+    let view = tenancy.tenant(tenant).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        print_table(&[view]);
+    }
+    Ok(())
+}
+
+async fn list(
+    tenancy: &Tenancy,
+    status: Option<TenantStatus>,
+    database_status: Option<DbStatus>,
+    json: bool,
+) -> anyhow::Result<()> {
+    const PAGE: u64 = 500;
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = tenancy.list_tenants(status, after, PAGE).await?;
+        after = page.last().map(|t| t.id);
+        let done = (page.len() as u64) < PAGE;
+        all.extend(
+            page.into_iter()
+                .filter(|t| database_status.is_none() || t.database.as_ref().map(|d| d.status) == database_status),
+        );
+        if done {
+            break;
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else {
+        print_table(&all);
+    }
+    Ok(())
+}
+
+fn status_str(status: TenantStatus) -> &'static str {
+    match status {
+        TenantStatus::Active => "ACTIVE",
+        TenantStatus::Suspended => "SUSPENDED",
+    }
+}
+
+fn print_table(tenants: &[TenantView]) {
+    println!(
+        "{:<24} {:<10} {:<32} {:<12} {:<34} ERROR",
+        "SLUG", "TENANT", "DATABASE", "DB STATUS", "SCHEMA VERSION"
+    );
+    for t in tenants {
+        let (name, status, version, error) = match &t.database {
+            Some(d) => (
+                d.database_name.as_str(),
+                d.status.as_str(),
+                d.schema_version.as_deref().unwrap_or("-"),
+                d.error_message.as_deref().unwrap_or(""),
+            ),
+            None => ("-", "-", "-", ""),
+        };
+        println!(
+            "{:<24} {:<10} {:<32} {:<12} {:<34} {}",
+            t.slug,
+            status_str(t.status),
+            name,
+            status,
+            version,
+            error
+        );
+    }
+}
+
+async fn reconcile(tenancy: &Tenancy) -> anyhow::Result<()> {
+    let report = tenancy.provisioner().reconcile().await?;
+    if report.is_empty() {
+        println!("nothing to reconcile");
+        return Ok(());
+    }
+    let mut failed = 0;
+    for entry in &report {
+        let outcome = match &entry.outcome {
+            ReconcileOutcome::Finished => "finished".to_owned(),
+            ReconcileOutcome::Skipped => "skipped (taken by another process)".to_owned(),
+            ReconcileOutcome::Failed(message) => {
+                failed += 1;
+                format!("failed: {message}")
+            }
+        };
+        println!("{} {} ({}): {outcome}", entry.tenant_id, entry.database_name, entry.status);
+    }
+    if failed > 0 {
+        bail!("{failed} of {} abandoned rows could not be finished", report.len());
+    }
+    Ok(())
+}

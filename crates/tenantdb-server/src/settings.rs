@@ -1,0 +1,70 @@
+//! Settings from the environment (and matching flags). Every variable, its
+//! default and its meaning is listed in the README.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use secrecy::SecretString;
+use tenantdb::config::{self, Config, TenantServerConfig};
+use tenantdb::names::DatabasePrefix;
+use tenantdb::secret::TenantSecret;
+
+#[derive(Debug, Args)]
+pub struct Settings {
+    /// Directory for the embedded default (SQLite catalog and tenant files).
+    #[arg(long, env = "TENANTDB_DATA_DIR", default_value = config::DEFAULT_DATA_DIR, global = true)]
+    pub data_dir: PathBuf,
+
+    /// Catalog database URL [default: sqlite://$TENANTDB_DATA_DIR/catalog.db].
+    #[arg(long = "database-url", env = "TENANTDB_DATABASE_URL", hide_env_values = true, global = true)]
+    pub catalog_url: Option<String>,
+
+    /// Where tenant databases are created: a postgres:// admin URL, or a
+    /// directory for SQLite files [default: $TENANTDB_DATA_DIR/tenants].
+    #[arg(long, env = "TENANTDB_TENANT_SERVER_URL", hide_env_values = true, global = true)]
+    pub tenant_server_url: Option<String>,
+
+    /// Prefix of tenant database names (at most 20 of a-z, 0-9, _).
+    #[arg(long, env = "TENANTDB_DATABASE_PREFIX", default_value = "tenant_", global = true)]
+    pub database_prefix: String,
+
+    /// Secret that tenant role passwords derive from (required with
+    /// PostgreSQL tenants; at least 32 characters; shared by all instances).
+    #[arg(long, env = "TENANTDB_SECRET", hide_env_values = true, hide = true, global = true)]
+    pub secret: Option<String>,
+
+    /// Version of TENANTDB_SECRET; raise it when rotating the secret.
+    #[arg(long, env = "TENANTDB_SECRET_VERSION", default_value_t = 1, global = true)]
+    pub secret_version: i32,
+
+    /// Seconds a lease on a tenant lasts without renewal; after it a dead
+    /// process's work is picked up by `reconcile`.
+    #[arg(long, env = "TENANTDB_LEASE_SECS", default_value_t = 30, global = true)]
+    pub lease_secs: u64,
+}
+
+impl Settings {
+    pub fn to_config(&self) -> anyhow::Result<Config> {
+        let catalog_url = match &self.catalog_url {
+            Some(url) => url.clone(),
+            None => config::sqlite_url(&self.data_dir.join("catalog.db")),
+        };
+        let tenant_server = match &self.tenant_server_url {
+            Some(url) => TenantServerConfig::parse(url)?,
+            None => TenantServerConfig::Sqlite {
+                dir: self.data_dir.join("tenants"),
+            },
+        };
+        let mut config = Config::new(SecretString::from(catalog_url), tenant_server);
+        config.database_prefix =
+            DatabasePrefix::parse(&self.database_prefix).context("invalid TENANTDB_DATABASE_PREFIX")?;
+        if let Some(secret) = &self.secret {
+            config.secret = Some(TenantSecret::new(self.secret_version, SecretString::from(secret.clone()))?);
+        }
+        config.lease_ttl = Duration::from_secs(self.lease_secs);
+        config.validate()?;
+        Ok(config)
+    }
+}
