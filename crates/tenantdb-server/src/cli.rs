@@ -306,7 +306,10 @@ async fn reconcile(tenancy: &Tenancy) -> anyhow::Result<()> {
                 format!("failed: {message}")
             }
         };
-        println!("{} {} ({}): {outcome}", entry.tenant_id, entry.database_name, entry.status);
+        println!(
+            "{} {} ({}): {outcome}",
+            entry.tenant_id, entry.database_name, entry.status
+        );
     }
     if failed > 0 {
         bail!("{failed} of {} abandoned rows could not be finished", report.len());

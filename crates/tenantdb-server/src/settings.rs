@@ -18,7 +18,12 @@ pub struct Settings {
     pub data_dir: PathBuf,
 
     /// Catalog database URL [default: sqlite://$TENANTDB_DATA_DIR/catalog.db].
-    #[arg(long = "database-url", env = "TENANTDB_DATABASE_URL", hide_env_values = true, global = true)]
+    #[arg(
+        long = "database-url",
+        env = "TENANTDB_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
     pub catalog_url: Option<String>,
 
     /// Where tenant databases are created: a postgres:// admin URL, or a
@@ -61,7 +66,10 @@ impl Settings {
         config.database_prefix =
             DatabasePrefix::parse(&self.database_prefix).context("invalid TENANTDB_DATABASE_PREFIX")?;
         if let Some(secret) = &self.secret {
-            config.secret = Some(TenantSecret::new(self.secret_version, SecretString::from(secret.clone()))?);
+            config.secret = Some(TenantSecret::new(
+                self.secret_version,
+                SecretString::from(secret.clone()),
+            )?);
         }
         config.lease_ttl = Duration::from_secs(self.lease_secs);
         config.validate()?;

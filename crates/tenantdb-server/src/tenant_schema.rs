@@ -48,7 +48,11 @@ impl MigrationTrait for CreateProjectsAndTasks {
                     .table(Projects::Table)
                     .col(ColumnDef::new(Projects::Id).uuid().not_null().primary_key())
                     .col(ColumnDef::new(Projects::Name).string_len(200).not_null())
-                    .col(ColumnDef::new(Projects::CreatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Projects::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;

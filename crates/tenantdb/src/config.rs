@@ -53,7 +53,9 @@ impl TenantServerConfig {
         if dir.is_empty() {
             return Err(Error::Config("tenant server directory is empty".into()));
         }
-        Ok(Self::Sqlite { dir: PathBuf::from(dir) })
+        Ok(Self::Sqlite {
+            dir: PathBuf::from(dir),
+        })
     }
 
     pub fn engine_name(&self) -> &'static str {

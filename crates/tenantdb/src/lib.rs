@@ -196,7 +196,9 @@ async fn protect_catalog(catalog: &Catalog, engine: &Engine) -> Result<Vec<Strin
         sqlx::raw_sql(sql)
             .execute(catalog.db().get_postgres_connection_pool())
             .await
-            .map_err(Error::server("cannot revoke CONNECT on the catalog database from PUBLIC"))?;
+            .map_err(Error::server(
+                "cannot revoke CONNECT on the catalog database from PUBLIC",
+            ))?;
     }
     Ok(vec![name])
 }

@@ -16,7 +16,9 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Schema, Set, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Schema, Set, TransactionTrait,
+};
 use sea_orm_migration::{MigrationTrait, MigratorTrait, SchemaManager, seaql_migrations};
 
 /// The list of migrations of one schema, oldest first.
@@ -109,7 +111,10 @@ pub async fn apply_pending(
 
 /// The version a database is at, read from its migration table without
 /// changing anything (`None` when nothing was applied).
-pub async fn applied_version(db: &DatabaseConnection, list: &[Box<dyn MigrationTrait>]) -> Result<Option<String>, DbErr> {
+pub async fn applied_version(
+    db: &DatabaseConnection,
+    list: &[Box<dyn MigrationTrait>],
+) -> Result<Option<String>, DbErr> {
     install(db).await?;
     let done = applied_names(db).await?;
     Ok(current_version(list, &done))

@@ -72,7 +72,8 @@ impl TenantSlug {
         const RULE: &str = "must be 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'";
         let ok = !s.is_empty()
             && s.len() <= MAX_IDENTIFIER_LEN
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-')
             && !s.ends_with('-');
         if ok {
@@ -256,7 +257,8 @@ fn is_plain_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_IDENTIFIER_LEN
         && s.as_bytes()[0].is_ascii_lowercase()
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// Quotes an identifier for DDL. Names are validated before they get here;
@@ -284,7 +286,16 @@ mod tests {
         for good in ["acme", "a", "acme-2", "0day", &"a".repeat(63)] {
             assert!(TenantSlug::parse(good).is_ok(), "{good}");
         }
-        for bad in ["", "-acme", "acme-", "Acme", "ac_me", "a b", "x; drop database y", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "-acme",
+            "acme-",
+            "Acme",
+            "ac_me",
+            "a b",
+            "x; drop database y",
+            &"a".repeat(64),
+        ] {
             assert!(TenantSlug::parse(bad).is_err(), "{bad}");
         }
     }

@@ -163,7 +163,11 @@ impl MigrationTrait for CreateCatalog {
                     .table(CatalogInfo::Table)
                     .col(ColumnDef::new(CatalogInfo::Id).integer().not_null().primary_key())
                     .col(ColumnDef::new(CatalogInfo::CatalogId).uuid().not_null())
-                    .col(ColumnDef::new(CatalogInfo::CreatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(CatalogInfo::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -184,8 +188,17 @@ impl MigrationTrait for CreateCatalog {
                     .col(ColumnDef::new(ApiTokens::Id).uuid().not_null().primary_key())
                     .col(ColumnDef::new(ApiTokens::UserId).uuid().not_null())
                     .col(ColumnDef::new(ApiTokens::Name).string_len(200).not_null())
-                    .col(ColumnDef::new(ApiTokens::TokenSha256).string_len(64).not_null().unique_key())
-                    .col(ColumnDef::new(ApiTokens::CreatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(ApiTokens::TokenSha256)
+                            .string_len(64)
+                            .not_null()
+                            .unique_key(),
+                    )
+                    .col(
+                        ColumnDef::new(ApiTokens::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(ApiTokens::LastUsedAt).timestamp_with_time_zone().null())
                     .col(ColumnDef::new(ApiTokens::RevokedAt).timestamp_with_time_zone().null())
                     .foreign_key(&mut fk(
@@ -215,7 +228,11 @@ impl MigrationTrait for CreateCatalog {
                     .col(ColumnDef::new(Memberships::TenantId).uuid().not_null())
                     .col(ColumnDef::new(Memberships::UserId).uuid().not_null())
                     .col(ColumnDef::new(Memberships::Role).string_len(16).not_null())
-                    .col(ColumnDef::new(Memberships::CreatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Memberships::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .primary_key(Index::create().col(Memberships::TenantId).col(Memberships::UserId))
                     .foreign_key(&mut fk(
                         "fk_memberships_tenant",
@@ -233,7 +250,13 @@ impl MigrationTrait for CreateCatalog {
             )
             .await?;
         manager
-            .create_index(Index::create().name("ix_memberships_user").table(Memberships::Table).col(Memberships::UserId).to_owned())
+            .create_index(
+                Index::create()
+                    .name("ix_memberships_user")
+                    .table(Memberships::Table)
+                    .col(Memberships::UserId)
+                    .to_owned(),
+            )
             .await?;
 
         let mut subscriptions = Table::create();
@@ -243,7 +266,11 @@ impl MigrationTrait for CreateCatalog {
             .col(ColumnDef::new(Subscriptions::Plan).string_len(100).not_null())
             .col(ColumnDef::new(Subscriptions::Status).string_len(16).not_null())
             .col(ColumnDef::new(Subscriptions::Seats).integer().not_null())
-            .col(ColumnDef::new(Subscriptions::CurrentPeriodEnd).timestamp_with_time_zone().null())
+            .col(
+                ColumnDef::new(Subscriptions::CurrentPeriodEnd)
+                    .timestamp_with_time_zone()
+                    .null(),
+            )
             .foreign_key(&mut fk(
                 "fk_subscriptions_tenant",
                 (Subscriptions::Table, Subscriptions::TenantId),
@@ -257,7 +284,12 @@ impl MigrationTrait for CreateCatalog {
         servers
             .table(DatabaseServers::Table)
             .col(ColumnDef::new(DatabaseServers::Id).uuid().not_null().primary_key())
-            .col(ColumnDef::new(DatabaseServers::Name).string_len(100).not_null().unique_key())
+            .col(
+                ColumnDef::new(DatabaseServers::Name)
+                    .string_len(100)
+                    .not_null()
+                    .unique_key(),
+            )
             .col(ColumnDef::new(DatabaseServers::Engine).string_len(16).not_null())
             .col(ColumnDef::new(DatabaseServers::Settings).json_binary().not_null())
             .col(ColumnDef::new(DatabaseServers::Role).string_len(16).not_null())
@@ -273,18 +305,34 @@ impl MigrationTrait for CreateCatalog {
             .col(ColumnDef::new(TenantDatabases::TenantId).uuid().not_null().unique_key())
             .col(ColumnDef::new(TenantDatabases::ServerId).uuid().not_null())
             .col(ColumnDef::new(TenantDatabases::DatabaseName).string_len(63).not_null())
-            .col(ColumnDef::new(TenantDatabases::PendingDatabaseName).string_len(63).null())
+            .col(
+                ColumnDef::new(TenantDatabases::PendingDatabaseName)
+                    .string_len(63)
+                    .null(),
+            )
             .col(ColumnDef::new(TenantDatabases::ReadServerId).uuid().not_null())
-            .col(ColumnDef::new(TenantDatabases::ReadDatabaseName).string_len(63).not_null())
+            .col(
+                ColumnDef::new(TenantDatabases::ReadDatabaseName)
+                    .string_len(63)
+                    .not_null(),
+            )
             .col(ColumnDef::new(TenantDatabases::RoleName).string_len(63).not_null())
             .col(ColumnDef::new(TenantDatabases::SecretVersion).integer().not_null())
             .col(ColumnDef::new(TenantDatabases::Status).string_len(16).not_null())
             .col(ColumnDef::new(TenantDatabases::SchemaVersion).string_len(255).null())
-            .col(ColumnDef::new(TenantDatabases::LastMigrationAt).timestamp_with_time_zone().null())
+            .col(
+                ColumnDef::new(TenantDatabases::LastMigrationAt)
+                    .timestamp_with_time_zone()
+                    .null(),
+            )
             .col(ColumnDef::new(TenantDatabases::ErrorMessage).text().null())
             .col(ColumnDef::new(TenantDatabases::PurgeTenant).boolean().not_null())
             .col(ColumnDef::new(TenantDatabases::LeaseOwner).string_len(64).null())
-            .col(ColumnDef::new(TenantDatabases::LeaseExpiresAt).timestamp_with_time_zone().null())
+            .col(
+                ColumnDef::new(TenantDatabases::LeaseExpiresAt)
+                    .timestamp_with_time_zone()
+                    .null(),
+            )
             .col(ColumnDef::new(TenantDatabases::Version).big_integer().not_null())
             .foreign_key(&mut fk(
                 "fk_tenant_databases_tenant",
@@ -305,7 +353,9 @@ impl MigrationTrait for CreateCatalog {
             ("ux_tenant_databases_name", ["server_id", "database_name"]),
             ("ux_tenant_databases_pending", ["server_id", "pending_database_name"]),
         ] {
-            manager.create_index(unique_index(name, TenantDatabases::Table, &cols)).await?;
+            manager
+                .create_index(unique_index(name, TenantDatabases::Table, &cols))
+                .await?;
         }
         manager
             .create_index(
@@ -323,7 +373,11 @@ impl MigrationTrait for CreateCatalog {
                     .table(Settings::Table)
                     .col(ColumnDef::new(Settings::Key).string_len(200).not_null().primary_key())
                     .col(ColumnDef::new(Settings::Value).json_binary().not_null())
-                    .col(ColumnDef::new(Settings::UpdatedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Settings::UpdatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await

@@ -142,10 +142,12 @@ async fn migrate(db: &DatabaseConnection) -> Result<Uuid> {
     let _lock = MigrationLock::acquire(db).await?;
     crate::migrate::apply_pending(db, migrations::all())
         .await
-        .map_err(|failure| Error::Config(format!(
-            "catalog migration '{}' failed: {}",
-            failure.migration, failure.error
-        )))?;
+        .map_err(|failure| {
+            Error::Config(format!(
+                "catalog migration '{}' failed: {}",
+                failure.migration, failure.error
+            ))
+        })?;
     if let Some(info) = catalog_info::Entity::find_by_id(1).one(db).await? {
         return Ok(info.catalog_id);
     }

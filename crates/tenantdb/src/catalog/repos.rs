@@ -210,12 +210,16 @@ impl Memberships<'_> {
     }
 
     pub async fn find(&self, tenant_id: Uuid, user_id: Uuid) -> Result<Option<memberships::Model>> {
-        Ok(memberships::Entity::find_by_id((tenant_id, user_id)).one(self.db).await?)
+        Ok(memberships::Entity::find_by_id((tenant_id, user_id))
+            .one(self.db)
+            .await?)
     }
 
     /// Removes a membership; false when there was none.
     pub async fn remove(&self, tenant_id: Uuid, user_id: Uuid) -> Result<bool> {
-        let result = memberships::Entity::delete_by_id((tenant_id, user_id)).exec(self.db).await?;
+        let result = memberships::Entity::delete_by_id((tenant_id, user_id))
+            .exec(self.db)
+            .await?;
         Ok(result.rows_affected == 1)
     }
 

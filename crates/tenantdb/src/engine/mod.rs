@@ -87,12 +87,21 @@ impl Engine {
         }
     }
 
-    /// Creates the tenant's database owned by its role, closed to everybody
-    /// else; finishes a half-made one.
-    pub async fn ensure_database(&self, db: &TenantDb) -> Result<()> {
+    /// Creates the tenant's database owned by its role, accepting no
+    /// connections yet (PostgreSQL); nothing to do if it exists and is ours.
+    pub async fn create_database(&self, db: &TenantDb) -> Result<()> {
         match self {
-            Self::Postgres(pg) => pg.ensure_database(db).await,
-            Self::Sqlite(sqlite) => sqlite.ensure_database(db).await,
+            Self::Postgres(pg) => pg.create_database(db).await,
+            Self::Sqlite(sqlite) => sqlite.create_database(db).await,
+        }
+    }
+
+    /// Closes the database to everybody but its owner, marks it, then lets
+    /// the owner connect (PostgreSQL). Idempotent.
+    pub async fn open_database(&self, db: &TenantDb) -> Result<()> {
+        match self {
+            Self::Postgres(pg) => pg.open_database(db).await,
+            Self::Sqlite(_) => Ok(()),
         }
     }
 

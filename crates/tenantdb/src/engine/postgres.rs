@@ -192,7 +192,7 @@ impl PostgresEngine {
         }
     }
 
-    pub(crate) async fn ensure_database(&self, db: &TenantDb) -> Result<()> {
+    pub(crate) async fn create_database(&self, db: &TenantDb) -> Result<()> {
         let name = quote_ident(db.database.as_str());
         match self.ownership(db, &db.database).await? {
             Ownership::Foreign => {
@@ -219,6 +219,17 @@ impl PostgresEngine {
             }
             Ownership::Ours => {}
         }
+        Ok(())
+    }
+
+    pub(crate) async fn open_database(&self, db: &TenantDb) -> Result<()> {
+        if self.ownership(db, &db.database).await? != Ownership::Ours {
+            return Err(Error::NotOurs {
+                tenant: db.tenant.to_string(),
+                database: db.database.to_string(),
+            });
+        }
+        let name = quote_ident(db.database.as_str());
         let context = || format!("cannot secure database '{}'", db.database);
         self.exec(&format!("REVOKE ALL ON DATABASE {name} FROM PUBLIC"), context)
             .await?;
@@ -293,16 +304,21 @@ impl PostgresEngine {
                 });
             }
         }
-        let sql = format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", quote_ident(to.as_str()));
+        let sql = format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
+            quote_ident(to.as_str())
+        );
         self.exec(&sql, context).await
     }
 
     async fn terminate_sessions(&self, name: &DatabaseName) -> Result<()> {
-        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
-            .bind(name.as_str())
-            .execute(&self.inner.admin)
-            .await
-            .map_err(Error::server(format!("cannot end the sessions of database '{name}'")))?;
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(name.as_str())
+        .execute(&self.inner.admin)
+        .await
+        .map_err(Error::server(format!("cannot end the sessions of database '{name}'")))?;
         Ok(())
     }
 
@@ -351,9 +367,14 @@ impl PostgresEngine {
         let mut delay = Duration::from_millis(20);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
-            match sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&self.inner.admin).await {
+            match sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+                .execute(&self.inner.admin)
+                .await
+            {
                 Ok(_) => return Ok(()),
-                Err(err) if sql_state(&err).as_deref() == Some(OBJECT_IN_USE) && tokio::time::Instant::now() < deadline => {
+                Err(err)
+                    if sql_state(&err).as_deref() == Some(OBJECT_IN_USE) && tokio::time::Instant::now() < deadline =>
+                {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_millis(500));
                 }

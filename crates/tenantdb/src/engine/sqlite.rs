@@ -55,7 +55,7 @@ impl SqliteEngine {
         Ok(if exists { Ownership::Ours } else { Ownership::Missing })
     }
 
-    pub(crate) async fn ensure_database(&self, db: &TenantDb) -> Result<()> {
+    pub(crate) async fn create_database(&self, db: &TenantDb) -> Result<()> {
         // Opening with create_if_missing makes the file and switches it to
         // WAL, which SQLite records in the file itself.
         let pool = SqlitePoolOptions::new()

@@ -43,8 +43,11 @@ pub enum Step {
     RowInserted,
     /// create: the tenant's role exists.
     RoleCreated,
-    /// create: the database exists and is secured.
+    /// create: the database exists, accepting no connections yet.
     DatabaseCreated,
+    /// create: the database is closed to everybody but its owner, who may
+    /// now connect.
+    DatabaseOpened,
     /// create: the migrations ran; the row is not ACTIVE yet.
     Migrated,
     /// rename: the row is RENAMING with the new name pending.
@@ -187,7 +190,13 @@ impl Provisioner {
                 "database name '{name}' is the catalog's own database"
             )));
         }
-        if self.inner.catalog.tenant_databases().name_taken(self.inner.server_id, name.as_str()).await? {
+        if self
+            .inner
+            .catalog
+            .tenant_databases()
+            .name_taken(self.inner.server_id, name.as_str())
+            .await?
+        {
             return Err(Error::AlreadyExists(format!("database name '{name}' is already taken")));
         }
         if self.inner.engine.name_in_use(name).await? {
@@ -199,7 +208,7 @@ impl Provisioner {
     }
 
     /// The physical identity of a row's database (under its current name).
-    fn spec(&self, row: &tenant_database::Model) -> TenantDb {
+    pub fn tenant_db(&self, row: &tenant_database::Model) -> TenantDb {
         TenantDb {
             tenant: TenantId::from(row.tenant_id),
             database: DatabaseName::from_catalog(row.database_name.clone()),
@@ -214,8 +223,17 @@ impl Provisioner {
     pub async fn create_tenant(&self, new: NewTenant) -> Result<tenant_database::Model> {
         let slug = TenantSlug::parse(&new.slug)?;
         let name = validate_tenant_name(new.name.as_deref().unwrap_or(slug.as_str()))?;
-        if self.inner.catalog.tenants().find(&TenantRef::Slug(slug.clone())).await?.is_some() {
-            return Err(Error::AlreadyExists(format!("a tenant with slug '{slug}' already exists")));
+        if self
+            .inner
+            .catalog
+            .tenants()
+            .find(&TenantRef::Slug(slug.clone()))
+            .await?
+            .is_some()
+        {
+            return Err(Error::AlreadyExists(format!(
+                "a tenant with slug '{slug}' already exists"
+            )));
         }
         let id = TenantId::new();
         let database = match &new.database_name {
@@ -258,7 +276,12 @@ impl Provisioner {
             None => DatabaseName::generate(&self.inner.prefix, &slug, id),
         };
         self.check_name_free(&database).await?;
-        let row = self.inner.catalog.tenant_databases().insert(self.new_row(id, &database)).await?;
+        let row = self
+            .inner
+            .catalog
+            .tenant_databases()
+            .insert(self.new_row(id, &database))
+            .await?;
         self.step(Step::RowInserted, row.tenant_id)?;
         self.run(move |this| async move { this.provision(row).await }).await
     }

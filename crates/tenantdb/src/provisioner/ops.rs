@@ -127,7 +127,7 @@ impl Provisioner {
 
     /// Runs the create steps on a PROVISIONING row we hold.
     pub(super) async fn provision(&self, row: Row) -> Result<Row> {
-        let spec = self.spec(&row);
+        let spec = self.tenant_db(&row);
         let keeper = self.keep(&row);
         let started = std::time::Instant::now();
         match self.provision_steps(&spec, &keeper).await {
@@ -175,8 +175,11 @@ impl Provisioner {
         self.inner.engine.ensure_role(spec).await?;
         self.step(Step::RoleCreated, tenant)?;
         keeper.check()?;
-        self.inner.engine.ensure_database(spec).await?;
+        self.inner.engine.create_database(spec).await?;
         self.step(Step::DatabaseCreated, tenant)?;
+        keeper.check()?;
+        self.inner.engine.open_database(spec).await?;
+        self.step(Step::DatabaseOpened, tenant)?;
         keeper.check()?;
         let applied = self
             .apply_migrations(spec)
@@ -225,7 +228,7 @@ impl Provisioner {
     }
 
     pub(super) async fn finish_rename(&self, row: Row) -> Result<Row> {
-        let spec = self.spec(&row);
+        let spec = self.tenant_db(&row);
         let Some(to) = row.pending_database_name.clone().map(DatabaseName::from_catalog) else {
             // Nothing pending: a RENAMING row without a target goes back.
             return self.finish(&row, DbStatus::Active, Change::default()).await;
@@ -288,7 +291,11 @@ impl Provisioner {
             }
             return Err(Error::TenantDatabaseNotFound(tenant.slug));
         };
-        self.expect(&row, &[DbStatus::Active, DbStatus::Failed, DbStatus::Deleting], "delete it")?;
+        self.expect(
+            &row,
+            &[DbStatus::Active, DbStatus::Failed, DbStatus::Deleting],
+            "delete it",
+        )?;
         let change = Change {
             purge_tenant: Set(purge || row.purge_tenant),
             ..Default::default()
@@ -299,7 +306,7 @@ impl Provisioner {
     }
 
     pub(super) async fn finish_delete(&self, row: Row) -> Result<()> {
-        let spec = self.spec(&row);
+        let spec = self.tenant_db(&row);
         let keeper = self.keep(&row);
         let steps = async {
             self.inner.engine.drop_tenant(&spec).await?;
@@ -313,7 +320,9 @@ impl Provisioner {
         };
         let result = steps.await;
         match &result {
-            Ok(()) => tracing::info!(tenant.id = %row.tenant_id, database = %row.database_name, "tenant database deleted"),
+            Ok(()) => {
+                tracing::info!(tenant.id = %row.tenant_id, database = %row.database_name, "tenant database deleted")
+            }
             Err(err) if is_crash(err) => {}
             Err(err) => {
                 // Stay DELETING (it serves nothing), say why, and free the
@@ -339,11 +348,12 @@ impl Provisioner {
         let (_, row) = self.load(tenant).await?;
         self.expect(&row, &[DbStatus::Active], "migrate it")?;
         let row = self.claim(&row, DbStatus::Migrating, Change::default()).await?;
-        self.run(move |this| async move { this.finish_migrate(row).await }).await
+        self.run(move |this| async move { this.finish_migrate(row).await })
+            .await
     }
 
     pub(super) async fn finish_migrate(&self, row: Row) -> Result<Row> {
-        let spec = self.spec(&row);
+        let spec = self.tenant_db(&row);
         let _keeper = self.keep(&row);
         match self.apply_migrations(&spec).await {
             Ok(Ok(applied)) => {
@@ -405,10 +415,19 @@ impl Provisioner {
             if let Some(row) = claimed {
                 tracing::info!(tenant.id = %row.tenant_id, %status, "finishing abandoned work");
                 let result = match status {
-                    DbStatus::Provisioning => self.run(move |this| async move { this.provision(row).await.map(drop) }).await,
-                    DbStatus::Renaming => self.run(move |this| async move { this.finish_rename(row).await.map(drop) }).await,
+                    DbStatus::Provisioning => {
+                        self.run(move |this| async move { this.provision(row).await.map(drop) })
+                            .await
+                    }
+                    DbStatus::Renaming => {
+                        self.run(move |this| async move { this.finish_rename(row).await.map(drop) })
+                            .await
+                    }
                     DbStatus::Deleting => self.run(move |this| async move { this.finish_delete(row).await }).await,
-                    _ => self.run(move |this| async move { this.finish_migrate(row).await.map(drop) }).await,
+                    _ => {
+                        self.run(move |this| async move { this.finish_migrate(row).await.map(drop) })
+                            .await
+                    }
                 };
                 entry.outcome = match result {
                     Ok(()) => ReconcileOutcome::Finished,
