@@ -1,0 +1,158 @@
+//! The `tenantdb` binary end to end, as an operator uses it, on the
+//! embedded default (SQLite under a data directory) and on PostgreSQL.
+
+use std::process::{Command, Output};
+
+use tenantdb_test_support::{PgScratch, postgres_url};
+
+struct Cli {
+    envs: Vec<(String, String)>,
+    _dir: tempfile::TempDir,
+    _scratch: Option<PgScratch>,
+}
+
+impl Cli {
+    fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let envs = vec![("TENANTDB_DATA_DIR".into(), dir.path().join("data").display().to_string())];
+        Self {
+            envs,
+            _dir: dir,
+            _scratch: None,
+        }
+    }
+
+    async fn postgres() -> Self {
+        let scratch = PgScratch::new();
+        let catalog = scratch.create_database("cat").await;
+        let dir = tempfile::tempdir().unwrap();
+        let envs = vec![
+            ("TENANTDB_DATA_DIR".into(), dir.path().join("data").display().to_string()),
+            ("TENANTDB_DATABASE_URL".into(), catalog),
+            ("TENANTDB_TENANT_SERVER_URL".into(), postgres_url()),
+            ("TENANTDB_DATABASE_PREFIX".into(), format!("{}_", scratch.prefix())),
+            ("TENANTDB_SECRET".into(), "cli-test-secret-0123456789abcdef0123".into()),
+        ];
+        Self {
+            envs,
+            _dir: dir,
+            _scratch: Some(scratch),
+        }
+    }
+
+    fn prefix(&self) -> String {
+        self.envs
+            .iter()
+            .find(|(k, _)| k == "TENANTDB_DATABASE_PREFIX")
+            .map_or("tenant_".into(), |(_, v)| v.clone())
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tenantdb"));
+        command.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (key, value) in &self.envs {
+            command.env(key, value);
+        }
+        command.output().expect("the binary runs")
+    }
+
+    /// Runs a command that must succeed and returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a command that must fail and returns its stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "{args:?} should have failed");
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+}
+
+async fn operator_session(cli: Cli) {
+    let created = cli.ok(&["tenants", "create", "acme", "--name", "Acme Inc."]);
+    assert!(created.contains("acme") && created.contains("ACTIVE"), "{created}");
+
+    let list = cli.json(&["tenants", "list", "--json"]);
+    let acme = &list[0];
+    assert_eq!(acme["slug"], "acme");
+    assert_eq!(acme["name"], "Acme Inc.");
+    assert_eq!(acme["database"]["status"], "ACTIVE");
+    assert_eq!(acme["database"]["schema_version"], "m0001_create_projects_and_tasks");
+    let id = acme["id"].as_str().unwrap().to_owned();
+    assert_eq!(cli.json(&["tenants", "show", &id, "--json"])["slug"], "acme");
+
+    // Bad input: a clear message naming the rule, and nothing created.
+    let err = cli.fails(&["tenants", "create", "x; drop database y"]);
+    assert!(err.contains("invalid slug") && err.contains("a-z"), "{err}");
+    let err = cli.fails(&["tenants", "create", "ok", "--database-name", "template0"]);
+    assert!(err.contains("system database"), "{err}");
+    let err = cli.fails(&["tenants", "create", "acme"]);
+    assert!(err.contains("already exists"), "{err}");
+    let err = cli.fails(&["tenants", "show", "nobody"]);
+    assert!(err.contains("tenant 'nobody' not found"), "{err}");
+    assert_eq!(cli.json(&["tenants", "list", "--json"]).as_array().unwrap().len(), 1);
+
+    let new_name = format!("{}acme_two", cli.prefix());
+    let renamed = cli.json(&["tenants", "rename-database", "acme", &new_name, "--json"]);
+    assert_eq!(renamed["database"]["database_name"], new_name.as_str());
+
+    cli.ok(&["tenants", "suspend", "acme"]);
+    let suspended = cli.json(&["tenants", "list", "--status", "SUSPENDED", "--json"]);
+    assert_eq!(suspended.as_array().unwrap().len(), 1);
+    cli.ok(&["tenants", "resume", "acme"]);
+    let migrated = cli.json(&["tenants", "migrate", "acme", "--json"]);
+    assert_eq!(migrated["database"]["status"], "ACTIVE");
+
+    let err = cli.fails(&["tenants", "retry", "acme"]);
+    assert!(err.contains("is ACTIVE: cannot retry"), "{err}");
+    let err = cli.fails(&["tenants", "delete", "acme"]);
+    assert!(err.contains("--yes"), "{err}");
+    cli.ok(&["tenants", "delete", "acme", "--yes"]);
+    assert!(cli.json(&["tenants", "list", "--json"]).as_array().unwrap().is_empty());
+    assert!(cli.ok(&["reconcile"]).contains("nothing to reconcile"));
+}
+
+#[tokio::test]
+async fn an_operator_session_works_on_the_embedded_default() {
+    operator_session(Cli::sqlite()).await;
+}
+
+#[tokio::test]
+async fn an_operator_session_works_on_postgres() {
+    operator_session(Cli::postgres().await).await;
+}
+
+#[test]
+fn postgres_tenants_without_a_secret_are_refused_at_start() {
+    let cli = Cli::sqlite();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tenantdb"));
+    let out = command
+        .args(["tenants", "list"])
+        .env_clear()
+        .env("TENANTDB_DATA_DIR", cli.envs[0].1.clone())
+        .env("TENANTDB_TENANT_SERVER_URL", postgres_url())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TENANTDB_SECRET is required"), "{err}");
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = Cli::sqlite().ok(&["tenants", "--help"]);
+    for command in ["create", "list", "show", "rename-database", "delete", "retry", "suspend", "resume"] {
+        assert!(out.contains(command), "{command} missing from:\n{out}");
+    }
+}
