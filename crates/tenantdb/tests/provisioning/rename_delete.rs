@@ -40,9 +40,10 @@ async fn renaming_a_tenant_keeps_its_data(backend: Backend) {
         })
         .await
         .unwrap();
-    let conn = env.connect_tenant(&before).await;
-    write_note(&conn, "kept").await;
-    conn.close().await.unwrap();
+    // A session left open: the rename ends it (PostgreSQL refuses to rename
+    // a database anyone is connected to).
+    let open = env.connect_tenant(&before).await;
+    write_note(&open, "kept").await;
 
     let new_name = format!("{}acme_renamed", env.db_prefix());
     let after = provisioner
@@ -56,6 +57,7 @@ async fn renaming_a_tenant_keeps_its_data(backend: Backend) {
     assert!(after.pending_database_name.is_none());
     assert_eq!(read_note(&env.connect_tenant(&after).await).await, "kept");
     if backend == Backend::Postgres {
+        assert!(open.execute_unprepared("SELECT 1").await.is_err(), "the old session was ended");
         assert!(!env.pg_database_exists(&before.database_name).await);
         assert!(env.pg_database_exists(&new_name).await);
     } else {
