@@ -14,7 +14,10 @@ struct Cli {
 impl Cli {
     fn sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let envs = vec![("TENANTDB_DATA_DIR".into(), dir.path().join("data").display().to_string())];
+        let envs = vec![(
+            "TENANTDB_DATA_DIR".into(),
+            dir.path().join("data").display().to_string(),
+        )];
         Self {
             envs,
             _dir: dir,
@@ -27,7 +30,10 @@ impl Cli {
         let catalog = scratch.create_database("cat").await;
         let dir = tempfile::tempdir().unwrap();
         let envs = vec![
-            ("TENANTDB_DATA_DIR".into(), dir.path().join("data").display().to_string()),
+            (
+                "TENANTDB_DATA_DIR".into(),
+                dir.path().join("data").display().to_string(),
+            ),
             ("TENANTDB_DATABASE_URL".into(), catalog),
             ("TENANTDB_TENANT_SERVER_URL".into(), postgres_url()),
             ("TENANTDB_DATABASE_PREFIX".into(), format!("{}_", scratch.prefix())),
@@ -49,7 +55,10 @@ impl Cli {
 
     fn run(&self, args: &[&str]) -> Output {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tenantdb"));
-        command.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
         for (key, value) in &self.envs {
             command.env(key, value);
         }
@@ -152,7 +161,16 @@ fn postgres_tenants_without_a_secret_are_refused_at_start() {
 #[test]
 fn help_lists_the_commands() {
     let out = Cli::sqlite().ok(&["tenants", "--help"]);
-    for command in ["create", "list", "show", "rename-database", "delete", "retry", "suspend", "resume"] {
+    for command in [
+        "create",
+        "list",
+        "show",
+        "rename-database",
+        "delete",
+        "retry",
+        "suspend",
+        "resume",
+    ] {
         assert!(out.contains(command), "{command} missing from:\n{out}");
     }
 }

@@ -57,7 +57,10 @@ async fn renaming_a_tenant_keeps_its_data(backend: Backend) {
     assert!(after.pending_database_name.is_none());
     assert_eq!(read_note(&env.connect_tenant(&after).await).await, "kept");
     if backend == Backend::Postgres {
-        assert!(open.execute_unprepared("SELECT 1").await.is_err(), "the old session was ended");
+        assert!(
+            open.execute_unprepared("SELECT 1").await.is_err(),
+            "the old session was ended"
+        );
         assert!(!env.pg_database_exists(&before.database_name).await);
         assert!(env.pg_database_exists(&new_name).await);
     } else {
