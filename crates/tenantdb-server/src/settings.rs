@@ -11,7 +11,7 @@ use tenantdb::config::{self, Config, TenantServerConfig};
 use tenantdb::names::DatabasePrefix;
 use tenantdb::secret::TenantSecret;
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct Settings {
     /// Directory for the embedded default (SQLite catalog and tenant files).
     #[arg(long, env = "TENANTDB_DATA_DIR", default_value = config::DEFAULT_DATA_DIR, global = true)]
@@ -74,5 +74,17 @@ impl Settings {
         config.lease_ttl = Duration::from_secs(self.lease_secs);
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// Without URLs or the secret, which may hold passwords.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("data_dir", &self.data_dir)
+            .field("database_prefix", &self.database_prefix)
+            .field("secret_version", &self.secret_version)
+            .field("lease_secs", &self.lease_secs)
+            .finish_non_exhaustive()
     }
 }

@@ -23,6 +23,44 @@ pub const DEFAULT_CATALOG_MAX_CONNECTIONS: u32 = 5;
 /// Connections of the admin pool on the tenant server (DDL only).
 pub const DEFAULT_ADMIN_MAX_CONNECTIONS: u32 = 2;
 
+/// Connections all tenant pools of one server may hold at once.
+pub const DEFAULT_POOL_BUDGET: u32 = 40;
+/// Largest pool of one tenant.
+pub const DEFAULT_POOL_MAX_PER_TENANT: u32 = 4;
+/// A pool nobody used for this long is closed (and its idle connections).
+pub const DEFAULT_POOL_IDLE: Duration = Duration::from_secs(300);
+/// How long a caller waits for a connection before getting "busy".
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// A connection idle for longer than this is pinged before reuse; fresher
+/// ones are not (a ping on every acquire doubles the cost of a short query).
+pub const DEFAULT_VALIDATE_AFTER_IDLE: Duration = Duration::from_secs(5);
+/// How often each process polls the catalog generation, so that changes
+/// made by other processes reach it within about this long.
+pub const DEFAULT_CATALOG_POLL: Duration = Duration::from_millis(500);
+
+/// Settings of the tenant pools.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Per server: the open connections of all tenant pools never exceed it.
+    pub budget: u32,
+    pub max_per_tenant: u32,
+    pub idle_timeout: Duration,
+    pub acquire_timeout: Duration,
+    pub validate_after_idle: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            budget: DEFAULT_POOL_BUDGET,
+            max_per_tenant: DEFAULT_POOL_MAX_PER_TENANT,
+            idle_timeout: DEFAULT_POOL_IDLE,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            validate_after_idle: DEFAULT_VALIDATE_AFTER_IDLE,
+        }
+    }
+}
+
 /// Where tenant databases live.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -89,6 +127,8 @@ pub struct Config {
     pub lease_ttl: Duration,
     pub role_connection_limit: i32,
     pub catalog_max_connections: u32,
+    pub pools: PoolConfig,
+    pub catalog_poll_interval: Duration,
 }
 
 impl Config {
@@ -114,6 +154,8 @@ impl Config {
             lease_ttl: DEFAULT_LEASE_TTL,
             role_connection_limit: DEFAULT_ROLE_CONNECTION_LIMIT,
             catalog_max_connections: DEFAULT_CATALOG_MAX_CONNECTIONS,
+            pools: PoolConfig::default(),
+            catalog_poll_interval: DEFAULT_CATALOG_POLL,
         }
     }
 
@@ -135,6 +177,15 @@ impl Config {
         if self.lease_ttl < Duration::from_millis(300) {
             return Err(Error::Config("lease TTL must be at least 300 ms".into()));
         }
+        if self.pools.budget < 1 || self.pools.max_per_tenant < 1 {
+            return Err(Error::Config("pool budget and pool size must be at least 1".into()));
+        }
+        if self.pools.max_per_tenant as i32 > self.role_connection_limit {
+            return Err(Error::Config(format!(
+                "pool size per tenant ({}) exceeds the tenant role's connection limit ({})",
+                self.pools.max_per_tenant, self.role_connection_limit
+            )));
+        }
         if self.role_connection_limit < 1 {
             return Err(Error::Config("role connection limit must be at least 1".into()));
         }
@@ -152,6 +203,7 @@ impl fmt::Debug for Config {
             .field("secret", &self.secret)
             .field("lease_ttl", &self.lease_ttl)
             .field("role_connection_limit", &self.role_connection_limit)
+            .field("pools", &self.pools)
             .finish()
     }
 }

@@ -47,6 +47,33 @@ pub enum Error {
         action: &'static str,
     },
 
+    /// The tenant is suspended: refused at the door.
+    #[error("tenant '{0}' is suspended")]
+    TenantSuspended(String),
+
+    /// The tenant's database does not serve traffic in its status
+    /// (PROVISIONING, RENAMING, FAILED, DELETING).
+    #[error("tenant '{tenant}' database is {status}: not serving")]
+    TenantUnavailable { tenant: String, status: DbStatus },
+
+    /// No connection could be had within the acquire timeout (the server's
+    /// connection budget is in use).
+    #[error("tenant '{tenant}': no connection within {waited_ms} ms, the connection budget is in use")]
+    Busy { tenant: String, waited_ms: u64 },
+
+    /// A new pool reached a database that is not the tenant's.
+    #[error("tenant '{tenant}': connected to database '{found}' as '{role}', expected '{expected}'")]
+    WrongDatabase {
+        tenant: String,
+        expected: String,
+        found: String,
+        role: String,
+    },
+
+    /// `TenantContext::current()` outside a tenant scope.
+    #[error("no tenant in scope: wrap the work in TenantContext::scope (a spawned task must open its own scope)")]
+    NoTenantContext,
+
     /// Another process holds the tenant's lease (it is creating, renaming,
     /// deleting or migrating it right now).
     #[error("tenant '{tenant}' is being worked on by another process; try again later")]
@@ -109,6 +136,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the error means "try again shortly": no connection within the
+    /// acquire timeout, from the budget or from the tenant's own pool.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            Self::Busy { .. } => true,
+            Self::Catalog(err) => is_busy_db_err(err),
+            _ => false,
+        }
+    }
+
     pub(crate) fn invalid(kind: &'static str, value: &str, rule: &str) -> Self {
         Self::Invalid {
             kind,
@@ -139,4 +176,13 @@ impl Error {
         }
         out
     }
+}
+
+/// Whether a SeaORM error is a pool acquire timeout (the tenant's pool had no
+/// free connection within the acquire timeout).
+pub fn is_busy_db_err(err: &sea_orm::DbErr) -> bool {
+    matches!(
+        err,
+        sea_orm::DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout)
+    )
 }

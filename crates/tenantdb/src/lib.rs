@@ -41,6 +41,7 @@ pub mod engine;
 pub mod error;
 pub mod migrate;
 pub mod names;
+pub mod pools;
 pub mod provisioner;
 pub mod secret;
 pub mod view;

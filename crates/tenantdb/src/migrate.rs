@@ -76,10 +76,14 @@ pub struct MigrationFailure {
     pub error: DbErr,
 }
 
-/// Applies every pending migration of `list`, each in its own transaction.
+/// Applies every pending migration of `list`, each in its own transaction,
+/// checking `keep_going` before each one (the caller's lock still held).
+/// Refuses a database that holds migrations `list` does not know: it was
+/// migrated by newer code, and recording an older version would be a lie.
 pub async fn apply_pending(
     db: &DatabaseConnection,
     list: Vec<Box<dyn MigrationTrait>>,
+    keep_going: &(dyn Fn() -> bool + Sync),
 ) -> Result<Applied, MigrationFailure> {
     let fail = |migration: &str, version: Option<String>| {
         let migration = migration.to_owned();
@@ -91,13 +95,30 @@ pub async fn apply_pending(
     };
     install(db).await.map_err(fail("(install migration table)", None))?;
     let done = applied_names(db).await.map_err(fail("(read migration table)", None))?;
-
     let mut version = current_version(&list, &done);
+    let known: HashSet<&str> = list.iter().map(|m| m.name()).collect();
+    if let Some(unknown) = done.iter().find(|name| !known.contains(name.as_str())) {
+        return Err(MigrationFailure {
+            migration: unknown.clone(),
+            version,
+            error: DbErr::Migration(format!(
+                "the database has migration '{unknown}' that this program does not know: it was migrated by newer code"
+            )),
+        });
+    }
+
     let mut applied = Vec::new();
     for migration in &list {
         let name = migration.name();
         if done.contains(name) {
             continue;
+        }
+        if !keep_going() {
+            return Err(MigrationFailure {
+                migration: name.to_owned(),
+                version,
+                error: DbErr::Migration("stopped: the tenant's lease was lost".into()),
+            });
         }
         tracing::debug!(migration = name, "applying migration");
         apply_one(db, migration.as_ref())

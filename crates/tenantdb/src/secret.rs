@@ -66,9 +66,23 @@ impl fmt::Debug for TenantSecret {
     }
 }
 
-/// A SCRAM-SHA-256 verifier in PostgreSQL's `pg_authid` format, with a fresh
-/// random salt. The password must be ASCII (ours is hex), so SASLprep is the
-/// identity.
+impl TenantSecret {
+    /// The SCRAM-SHA-256 verifier of the tenant role's password, in
+    /// PostgreSQL's `pg_authid` format. The salt is derived too (unique per
+    /// tenant and secret version), so the verifier is reproducible: what the
+    /// server stores can be compared with it, which shows it was sent a
+    /// verifier (a password would have been hashed with a random salt).
+    pub fn verifier_for(&self, tenant: TenantId) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.key.expose_secret().as_bytes())
+            .expect("HMAC accepts keys of any length");
+        mac.update(format!("tenantdb role salt v{} {}", self.version, tenant).as_bytes());
+        let salt = mac.finalize().into_bytes();
+        scram_verifier_with_salt(self.password_for(tenant).expose_secret(), &salt[..16], SCRAM_ITERATIONS)
+    }
+}
+
+/// A SCRAM-SHA-256 verifier with a fresh random salt. The password must be
+/// ASCII (ours is hex), so SASLprep is the identity.
 pub fn scram_verifier(password: &SecretString) -> String {
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);

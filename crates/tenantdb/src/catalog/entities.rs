@@ -102,6 +102,9 @@ pub mod catalog_info {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: i32,
         pub catalog_id: Uuid,
+        /// Bumped by every write that changes routing; polled by every
+        /// process to flush its caches.
+        pub generation: i64,
         pub created_at: DateTimeUtc,
     }
 

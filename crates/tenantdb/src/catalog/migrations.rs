@@ -5,7 +5,7 @@ use sea_orm_migration::prelude::*;
 
 /// Every catalog migration, oldest first.
 pub fn all() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(CreateCatalog)]
+    vec![Box::new(CreateCatalog), Box::new(AddGeneration)]
 }
 
 #[derive(DeriveIden)]
@@ -13,6 +13,7 @@ enum CatalogInfo {
     Table,
     Id,
     CatalogId,
+    Generation,
     CreatedAt,
 }
 
@@ -377,6 +378,37 @@ impl MigrationTrait for CreateCatalog {
                         ColumnDef::new(Settings::UpdatedAt)
                             .timestamp_with_time_zone()
                             .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// A counter bumped by every catalog write that changes how requests are
+/// routed (tenants, tenant databases, memberships, tokens). Every process
+/// polls it and flushes its caches when it moves, so a change reaches all of
+/// them within a poll interval even without notifications.
+struct AddGeneration;
+
+impl MigrationName for AddGeneration {
+    fn name(&self) -> &str {
+        "m0002_catalog_generation"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddGeneration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(CatalogInfo::Table)
+                    .add_column(
+                        ColumnDef::new(CatalogInfo::Generation)
+                            .big_integer()
+                            .not_null()
+                            .default(0),
                     )
                     .to_owned(),
             )

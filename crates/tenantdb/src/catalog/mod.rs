@@ -13,9 +13,15 @@ mod tenant_databases;
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, Set, SqlxPostgresConnector, SqlxSqliteConnector};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
+    SqlxPostgresConnector, SqlxSqliteConnector,
+};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
@@ -30,6 +36,11 @@ pub use tenant_databases::{Lease, TenantDatabases};
 
 use crate::error::{Error, Result};
 
+/// The catalog's own migrations, oldest first.
+pub fn migrations() -> Vec<Box<dyn sea_orm_migration::MigrationTrait>> {
+    migrations::all()
+}
+
 /// `application_name` of catalog connections, so operators can count them
 /// in `pg_stat_activity`.
 pub const CATALOG_APPLICATION_NAME: &str = "tenantdb-catalog";
@@ -37,11 +48,47 @@ pub const CATALOG_APPLICATION_NAME: &str = "tenantdb-catalog";
 /// (the first eight bytes of "tenantdb").
 const MIGRATION_LOCK_KEY: i64 = 0x7465_6e61_6e74_6462;
 
+/// Counts catalog writes that change routing, in this process. Bumping it
+/// also bumps `catalog_info.generation`, which other processes poll.
+#[derive(Debug, Default)]
+pub struct Changes {
+    local: AtomicU64,
+}
+
+impl Changes {
+    /// Records a routing change: in the catalog for other processes (after
+    /// the change itself is committed) and locally for this one.
+    pub(crate) async fn bump(&self, db: &impl ConnectionTrait) -> Result<()> {
+        catalog_info::Entity::update_many()
+            .col_expr(
+                catalog_info::Column::Generation,
+                Expr::col(catalog_info::Column::Generation).add(1),
+            )
+            .filter(catalog_info::Column::Id.eq(1))
+            .exec(db)
+            .await?;
+        self.mark();
+        Ok(())
+    }
+
+    /// Records that something changed elsewhere (seen by polling).
+    pub fn mark(&self) {
+        self.local.fetch_add(1, Ordering::Release);
+    }
+
+    /// Moves whenever this process wrote, or saw, a routing change: caches
+    /// tag entries with it and treat older ones as stale.
+    pub fn current(&self) -> u64 {
+        self.local.load(Ordering::Acquire)
+    }
+}
+
 /// The master database and its repositories.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     db: DatabaseConnection,
     id: Uuid,
+    changes: Arc<Changes>,
 }
 
 impl Catalog {
@@ -50,7 +97,7 @@ impl Catalog {
     #[tracing::instrument(skip_all)]
     pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Self> {
         let url = url.expose_secret();
-        let max_connections = max_connections.max(2);
+        let max_connections = Ord::max(max_connections, 2);
         let db = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(Error::server("invalid catalog SQLite URL"))?
@@ -79,7 +126,11 @@ impl Catalog {
             SqlxPostgresConnector::from_sqlx_postgres_pool(pool)
         };
         let id = migrate(&db).await?;
-        Ok(Self { db, id })
+        Ok(Self {
+            db,
+            id,
+            changes: Arc::new(Changes::default()),
+        })
     }
 
     /// The SeaORM connection, for queries the repositories do not cover.
@@ -104,29 +155,40 @@ impl Catalog {
         Ok(Some(name))
     }
 
+    /// Routing changes this process wrote or saw (see [`Changes`]).
+    pub fn changes(&self) -> &Changes {
+        &self.changes
+    }
+
+    /// The catalog-wide generation counter (one cheap query).
+    pub async fn generation(&self) -> Result<i64> {
+        let info = catalog_info::Entity::find_by_id(1).one(&self.db).await?;
+        Ok(info.map_or(0, |row| row.generation))
+    }
+
     pub fn users(&self) -> Users<'_> {
-        Users::new(&self.db)
+        Users::new(&self.db, &self.changes)
     }
     pub fn tokens(&self) -> ApiTokens<'_> {
-        ApiTokens::new(&self.db)
+        ApiTokens::new(&self.db, &self.changes)
     }
     pub fn tenants(&self) -> Tenants<'_> {
-        Tenants::new(&self.db)
+        Tenants::new(&self.db, &self.changes)
     }
     pub fn memberships(&self) -> Memberships<'_> {
-        Memberships::new(&self.db)
+        Memberships::new(&self.db, &self.changes)
     }
     pub fn subscriptions(&self) -> Subscriptions<'_> {
-        Subscriptions::new(&self.db)
+        Subscriptions::new(&self.db, &self.changes)
     }
     pub fn servers(&self) -> Servers<'_> {
-        Servers::new(&self.db)
+        Servers::new(&self.db, &self.changes)
     }
     pub fn tenant_databases(&self) -> TenantDatabases<'_> {
-        TenantDatabases::new(&self.db)
+        TenantDatabases::new(&self.db, &self.changes)
     }
     pub fn settings(&self) -> Settings<'_> {
-        Settings::new(&self.db)
+        Settings::new(&self.db, &self.changes)
     }
 
     pub async fn close(&self) {
@@ -140,7 +202,7 @@ impl Catalog {
 /// catalog id (made by the first process that migrates).
 async fn migrate(db: &DatabaseConnection) -> Result<Uuid> {
     let _lock = MigrationLock::acquire(db).await?;
-    crate::migrate::apply_pending(db, migrations::all())
+    crate::migrate::apply_pending(db, migrations::all(), &|| true)
         .await
         .map_err(|failure| {
             Error::Config(format!(
@@ -155,6 +217,7 @@ async fn migrate(db: &DatabaseConnection) -> Result<Uuid> {
     catalog_info::ActiveModel {
         id: Set(1),
         catalog_id: Set(id),
+        generation: Set(0),
         created_at: Set(chrono::Utc::now()),
     }
     .insert(db)

@@ -13,6 +13,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::Changes;
 use super::entities::{
     MemberRole, SubscriptionStatus, TenantStatus, api_tokens, database_servers, memberships, settings, subscriptions,
     tenants, users,
@@ -34,11 +35,13 @@ macro_rules! repo {
         #[derive(Debug, Clone, Copy)]
         pub struct $name<'a> {
             db: &'a DatabaseConnection,
+            #[allow(dead_code)]
+            changes: &'a Changes,
         }
 
         impl<'a> $name<'a> {
-            pub(crate) fn new(db: &'a DatabaseConnection) -> Self {
-                Self { db }
+            pub(crate) fn new(db: &'a DatabaseConnection, changes: &'a Changes) -> Self {
+                Self { db, changes }
             }
         }
     };
@@ -99,6 +102,7 @@ impl ApiTokens<'_> {
         }
         .insert(self.db)
         .await?;
+        self.changes.bump(self.db).await?;
         Ok((model, token))
     }
 
@@ -120,6 +124,7 @@ impl ApiTokens<'_> {
             .filter(api_tokens::Column::RevokedAt.is_null())
             .exec(self.db)
             .await?;
+        self.changes.bump(self.db).await?;
         Ok(result.rows_affected == 1)
     }
 }
@@ -170,7 +175,7 @@ impl Tenants<'_> {
     /// subscription go with it (foreign keys cascade).
     pub async fn delete(&self, id: Uuid) -> Result<()> {
         tenants::Entity::delete_by_id(id).exec(self.db).await?;
-        Ok(())
+        self.changes.bump(self.db).await
     }
 
     async fn update(&self, id: Uuid, change: impl FnOnce(&mut tenants::ActiveModel)) -> Result<tenants::Model> {
@@ -180,10 +185,12 @@ impl Tenants<'_> {
             ..Default::default()
         };
         change(&mut model);
-        match model.update(self.db).await {
-            Err(DbErr::RecordNotUpdated) => Err(Error::TenantNotFound(id.to_string())),
-            other => Ok(other?),
-        }
+        let updated = match model.update(self.db).await {
+            Err(DbErr::RecordNotUpdated) => return Err(Error::TenantNotFound(id.to_string())),
+            other => other?,
+        };
+        self.changes.bump(self.db).await?;
+        Ok(updated)
     }
 }
 
@@ -204,6 +211,7 @@ impl Memberships<'_> {
             )
             .exec_without_returning(self.db)
             .await?;
+        self.changes.bump(self.db).await?;
         self.find(tenant_id, user_id)
             .await?
             .ok_or_else(|| Error::Catalog(DbErr::RecordNotFound("membership".into())))

@@ -17,6 +17,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::Changes;
 use super::entities::{DbStatus, memberships, subscriptions, tenant_databases as td, tenants};
 use super::repos::taken;
 use crate::error::{Error, Result};
@@ -62,11 +63,12 @@ impl Lease {
 #[derive(Debug, Clone, Copy)]
 pub struct TenantDatabases<'a> {
     db: &'a DatabaseConnection,
+    changes: &'a Changes,
 }
 
 impl<'a> TenantDatabases<'a> {
-    pub(crate) fn new(db: &'a DatabaseConnection) -> Self {
-        Self { db }
+    pub(crate) fn new(db: &'a DatabaseConnection, changes: &'a Changes) -> Self {
+        Self { db, changes }
     }
 
     pub async fn find_by_tenant(&self, tenant_id: Uuid) -> Result<Option<td::Model>> {
@@ -120,6 +122,7 @@ impl<'a> TenantDatabases<'a> {
             .await
             .map_err(taken(|| format!("database name '{name}' is already taken")))?;
         txn.commit().await?;
+        self.changes.bump(self.db).await?;
         Ok(row)
     }
 
@@ -127,9 +130,11 @@ impl<'a> TenantDatabases<'a> {
     pub async fn insert(&self, row: td::ActiveModel) -> Result<td::Model> {
         let name = row.database_name.clone().unwrap();
         let tenant = row.tenant_id.clone().unwrap();
-        row.insert(self.db).await.map_err(taken(|| {
+        let row = row.insert(self.db).await.map_err(taken(|| {
             format!("tenant '{tenant}' already has a database, or database name '{name}' is already taken")
-        }))
+        }))?;
+        self.changes.bump(self.db).await?;
+        Ok(row)
     }
 
     /// Moves `row` to `to` and takes its lease, if the row is still as read
@@ -163,6 +168,7 @@ impl<'a> TenantDatabases<'a> {
         if result.rows_affected == 0 {
             return Ok(None);
         }
+        self.changes.bump(self.db).await?;
         Ok(td::Entity::find_by_id(row.id).one(self.db).await?)
     }
 
@@ -192,6 +198,7 @@ impl<'a> TenantDatabases<'a> {
         if result.rows_affected == 0 {
             return Err(Error::LeaseLost { tenant: id.to_string() });
         }
+        self.changes.bump(self.db).await?;
         td::Entity::find_by_id(id)
             .one(self.db)
             .await?
@@ -250,7 +257,7 @@ impl<'a> TenantDatabases<'a> {
             tenants::Entity::delete_by_id(row.tenant_id).exec(&txn).await?;
         }
         txn.commit().await?;
-        Ok(())
+        self.changes.bump(self.db).await
     }
 }
 

@@ -15,6 +15,7 @@ use sea_orm::DatabaseConnection;
 pub use postgres::PostgresEngine;
 pub use sqlite::SqliteEngine;
 
+use crate::config::PoolConfig;
 use crate::error::Result;
 use crate::names::{DatabaseName, RoleName, TenantId};
 
@@ -127,6 +128,27 @@ impl Engine {
         match self {
             Self::Postgres(pg) => pg.connect(db, max_connections).await,
             Self::Sqlite(sqlite) => sqlite.connect(db, max_connections).await,
+        }
+    }
+
+    /// A tenant pool of `size` connections, logged in as the tenant's role,
+    /// checked to have reached the tenant's own database. Opens one
+    /// connection now; connections idle longer than
+    /// `validate_after_idle` are pinged before reuse.
+    pub async fn open_pool(&self, db: &TenantDb, config: &PoolConfig, size: u32) -> Result<DatabaseConnection> {
+        match self {
+            Self::Postgres(pg) => pg.open_pool(db, config, size).await,
+            Self::Sqlite(sqlite) => sqlite.open_pool(db, config, size).await,
+        }
+    }
+
+    /// Connections tenant pools may use on this server at most, given its
+    /// own limit: PostgreSQL's `max_connections` less reserved slots and
+    /// tenantdb's other connections (`others`). `None` when unlimited.
+    pub async fn connection_room(&self, others: u32) -> Result<Option<u32>> {
+        match self {
+            Self::Postgres(pg) => pg.connection_room(others).await.map(Some),
+            Self::Sqlite(_) => Ok(None),
         }
     }
 

@@ -19,13 +19,14 @@ use std::time::Duration;
 use sea_orm::{DatabaseConnection, SqlxPostgresConnector};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Connection, Row};
 use uuid::Uuid;
 
 use super::{Ownership, TENANT_APPLICATION_NAME, TenantDb};
+use crate::config::PoolConfig;
 use crate::error::{Error, Result};
 use crate::names::{DatabaseName, quote_ident, quote_literal};
-use crate::secret::{TenantSecret, scram_verifier};
+use crate::secret::TenantSecret;
 
 /// SQLSTATE: object in use (a database someone is connected to).
 const OBJECT_IN_USE: &str = "55006";
@@ -153,7 +154,7 @@ impl PostgresEngine {
 
     pub(crate) async fn ensure_role(&self, db: &TenantDb) -> Result<()> {
         let role = quote_ident(db.role.as_str());
-        let password = quote_literal(&scram_verifier(&self.inner.secret.password_for(db.tenant)));
+        let password = quote_literal(&self.inner.secret.verifier_for(db.tenant));
         let limit = self.inner.role_connection_limit;
         match self.role_mark(db).await? {
             Some(mark) if mark.as_deref() == Some(self.marker(db).as_str()) => {
@@ -202,8 +203,11 @@ impl PostgresEngine {
                 });
             }
             Ownership::Missing => {
+                // template0, not template1: nobody can connect to template0,
+                // so no session can block the copy and no role can have
+                // planted objects in it.
                 let sql = format!(
-                    "CREATE DATABASE {name} WITH OWNER {} ALLOW_CONNECTIONS false",
+                    "CREATE DATABASE {name} WITH OWNER {} TEMPLATE template0 ALLOW_CONNECTIONS false",
                     quote_ident(db.role.as_str())
                 );
                 let result = self
@@ -242,10 +246,12 @@ impl PostgresEngine {
     pub(crate) async fn drop_tenant(&self, db: &TenantDb) -> Result<()> {
         match self.ownership(db, &db.database).await? {
             Ownership::Foreign => {
-                return Err(Error::NotOurs {
-                    tenant: db.tenant.to_string(),
-                    database: db.database.to_string(),
-                });
+                // Somebody else's database under this name (it appeared
+                // after our check): nothing of ours to drop there.
+                tracing::warn!(
+                    tenant.id = %db.tenant, database = %db.database,
+                    "leaving a database tenantdb did not create untouched"
+                );
             }
             Ownership::Ours => {
                 let name = quote_ident(db.database.as_str());
@@ -346,6 +352,56 @@ impl PostgresEngine {
                 db.database, db.role
             )))?;
         Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
+    }
+
+    pub(crate) async fn open_pool(&self, db: &TenantDb, config: &PoolConfig, size: u32) -> Result<DatabaseConnection> {
+        let validate_after = config.validate_after_idle;
+        let pool = PgPoolOptions::new()
+            .max_connections(size)
+            .min_connections(0)
+            .acquire_timeout(config.acquire_timeout)
+            .idle_timeout(config.idle_timeout)
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= validate_after {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .connect_with(self.tenant_options(db))
+            .await
+            .map_err(Error::server(format!(
+                "cannot connect to database '{}' of tenant '{}'",
+                db.database, db.tenant
+            )))?;
+        let (found, role): (String, String) = sqlx::query_as("SELECT current_database()::text, current_user::text")
+            .fetch_one(&pool)
+            .await
+            .map_err(Error::server(format!("cannot check database '{}'", db.database)))?;
+        if found != db.database.as_str() || role != db.role.as_str() {
+            pool.close().await;
+            return Err(Error::WrongDatabase {
+                tenant: db.tenant.to_string(),
+                expected: db.database.to_string(),
+                found,
+                role,
+            });
+        }
+        Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
+    }
+
+    pub(crate) async fn connection_room(&self, others: u32) -> Result<u32> {
+        let (max, reserved): (i32, i32) = sqlx::query_as(
+            "SELECT current_setting('max_connections')::int, \
+             current_setting('superuser_reserved_connections')::int \
+             + coalesce(current_setting('reserved_connections', true)::int, 0)",
+        )
+        .fetch_one(&self.inner.admin)
+        .await
+        .map_err(Error::server("cannot read max_connections"))?;
+        Ok(u32::try_from(max - reserved).unwrap_or(0).saturating_sub(others))
     }
 
     pub(crate) async fn close(&self) {

@@ -12,6 +12,7 @@ use sea_orm::{DatabaseConnection, SqlxSqliteConnector};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{Ownership, TenantDb};
+use crate::config::PoolConfig;
 use crate::error::{Error, Result};
 use crate::names::TenantId;
 
@@ -69,7 +70,9 @@ impl SqliteEngine {
 
     pub(crate) async fn drop_tenant(&self, db: &TenantDb) -> Result<()> {
         let path = self.path(db.tenant);
-        for suffix in ["", "-wal", "-shm"] {
+        // The WAL first: a WAL left beside a later file of the same name
+        // would be replayed into it.
+        for suffix in ["-wal", "-shm", ""] {
             let mut file = path.clone().into_os_string();
             file.push(suffix);
             match tokio::fs::remove_file(&file).await {
@@ -81,6 +84,24 @@ impl SqliteEngine {
             }
         }
         Ok(())
+    }
+
+    pub(crate) async fn open_pool(&self, db: &TenantDb, config: &PoolConfig, size: u32) -> Result<DatabaseConnection> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(size)
+            .min_connections(0)
+            .acquire_timeout(config.acquire_timeout)
+            .idle_timeout(config.idle_timeout)
+            .test_before_acquire(false)
+            // Opening checks the file is there: a missing one is an error,
+            // never a new empty database.
+            .connect_with(self.options(db.tenant))
+            .await
+            .map_err(Error::server(format!(
+                "cannot open database '{}' of tenant '{}'",
+                db.database, db.tenant
+            )))?;
+        Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
     }
 
     pub(crate) async fn connect(&self, db: &TenantDb, max_connections: u32) -> Result<DatabaseConnection> {

@@ -1,7 +1,8 @@
 //! Keeps a row's lease alive while work on it runs.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
 
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -10,10 +11,15 @@ use crate::catalog::{Catalog, Lease};
 use crate::error::{Error, Result};
 
 /// Renews the lease every third of its TTL until dropped. If a renewal finds
-/// the lease gone (this process stalled past the TTL and another took over),
-/// `check` fails so the work stops at its next step.
+/// the lease gone (another process took over), or no renewal succeeded for a
+/// whole TTL (the lease may have expired and been taken), `check` fails so
+/// the work stops at its next step and touches nothing more.
 pub(crate) struct LeaseKeeper {
     lost: Arc<AtomicBool>,
+    /// Milliseconds after `started` of the last successful renewal.
+    renewed_ms: Arc<AtomicU64>,
+    started: Instant,
+    ttl_ms: u64,
     task: JoinHandle<()>,
     tenant: Uuid,
 }
@@ -21,13 +27,17 @@ pub(crate) struct LeaseKeeper {
 impl LeaseKeeper {
     pub(crate) fn start(catalog: Catalog, row_id: Uuid, tenant: Uuid, lease: Lease) -> Self {
         let lost = Arc::new(AtomicBool::new(false));
-        let flag = lost.clone();
+        let renewed_ms = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let ttl_ms = u64::try_from(lease.ttl.as_millis()).unwrap_or(u64::MAX);
+        let (flag, renewed) = (lost.clone(), renewed_ms.clone());
         let task = tokio::spawn(async move {
             let period = lease.ttl / 3;
             loop {
                 tokio::time::sleep(period).await;
+                let attempt = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                 match catalog.tenant_databases().renew(row_id, &lease).await {
-                    Ok(true) => {}
+                    Ok(true) => renewed.store(attempt, Ordering::SeqCst),
                     Ok(false) => {
                         flag.store(true, Ordering::SeqCst);
                         return;
@@ -38,11 +48,24 @@ impl LeaseKeeper {
                 }
             }
         });
-        Self { lost, task, tenant }
+        Self {
+            lost,
+            renewed_ms,
+            started,
+            ttl_ms,
+            task,
+            tenant,
+        }
+    }
+
+    /// Whether the lease is still certainly ours.
+    pub(crate) fn held(&self) -> bool {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        !self.lost.load(Ordering::SeqCst) && now.saturating_sub(self.renewed_ms.load(Ordering::SeqCst)) < self.ttl_ms
     }
 
     pub(crate) fn check(&self) -> Result<()> {
-        if self.lost.load(Ordering::SeqCst) {
+        if !self.held() {
             return Err(Error::LeaseLost {
                 tenant: self.tenant.to_string(),
             });

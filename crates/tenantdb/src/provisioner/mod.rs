@@ -85,7 +85,10 @@ struct Inner {
     /// database when it lives on the tenant server).
     reserved: Vec<String>,
     secret_version: i32,
-    lease: Lease,
+    /// Identifies this process in lease owners; each claim adds a token of
+    /// its own, so two operations of one process never share a lease.
+    lease_prefix: String,
+    lease_ttl: Duration,
     tasks: tokio_util::task::TaskTracker,
     crash_after: Mutex<Option<Step>>,
 }
@@ -95,7 +98,7 @@ impl std::fmt::Debug for Provisioner {
         f.debug_struct("Provisioner")
             .field("engine", &self.inner.engine.name())
             .field("server_id", &self.inner.server_id)
-            .field("lease_owner", &self.inner.lease.owner)
+            .field("lease_prefix", &self.inner.lease_prefix)
             .finish_non_exhaustive()
     }
 }
@@ -121,12 +124,8 @@ impl Provisioner {
                 prefix: settings.prefix,
                 reserved: settings.reserved,
                 secret_version: settings.secret_version,
-                lease: Lease {
-                    // Unique per process and provisioner: a restarted process
-                    // never mistakes its predecessor's lease for its own.
-                    owner: format!("{}:{}", std::process::id(), Uuid::new_v4().simple()),
-                    ttl: settings.lease_ttl,
-                },
+                lease_prefix: std::process::id().to_string(),
+                lease_ttl: settings.lease_ttl,
                 tasks: tokio_util::task::TaskTracker::new(),
                 crash_after: Mutex::new(None),
             }),
@@ -286,10 +285,28 @@ impl Provisioner {
         self.run(move |this| async move { this.provision(row).await }).await
     }
 
+    /// A lease for one operation: unique, so a restarted process, a second
+    /// operation of this one, or the reconciler never mistakes another
+    /// operation's lease for its own.
+    fn new_lease(&self) -> Lease {
+        Lease {
+            owner: format!("{}:{}", self.inner.lease_prefix, Uuid::new_v4().simple()),
+            ttl: self.inner.lease_ttl,
+        }
+    }
+
+    /// The lease a claimed row carries.
+    fn lease_of(&self, row: &tenant_database::Model) -> Lease {
+        Lease {
+            owner: row.lease_owner.clone().unwrap_or_default(),
+            ttl: self.inner.lease_ttl,
+        }
+    }
+
     /// A PROVISIONING row for a new database, leased to us.
     fn new_row(&self, tenant: TenantId, database: &DatabaseName) -> tenant_database::ActiveModel {
         let now = Utc::now();
-        let lease = &self.inner.lease;
+        let lease = self.new_lease();
         tenant_database::ActiveModel {
             id: Set(Uuid::now_v7()),
             tenant_id: Set(tenant.as_uuid()),
@@ -305,7 +322,7 @@ impl Provisioner {
             last_migration_at: Set(None),
             error_message: Set(None),
             purge_tenant: Set(false),
-            lease_owner: Set(Some(lease.owner.clone())),
+            lease_owner: Set(Some(lease.owner)),
             lease_expires_at: Set(Some(now + chrono::Duration::from_std(lease.ttl).unwrap_or_default())),
             version: Set(0),
             created_at: Set(now),

@@ -76,7 +76,7 @@ impl Provisioner {
             .inner
             .catalog
             .tenant_databases()
-            .claim(row, to, &self.inner.lease, change)
+            .claim(row, to, &self.new_lease(), change)
             .await;
         match claimed {
             Ok(Some(row)) => Ok(row),
@@ -88,26 +88,26 @@ impl Provisioner {
     }
 
     fn keep(&self, row: &Row) -> LeaseKeeper {
-        LeaseKeeper::start(
-            self.inner.catalog.clone(),
-            row.id,
-            row.tenant_id,
-            self.inner.lease.clone(),
-        )
+        LeaseKeeper::start(self.inner.catalog.clone(), row.id, row.tenant_id, self.lease_of(row))
     }
 
     async fn finish(&self, row: &Row, to: DbStatus, change: Change) -> Result<Row> {
         self.inner
             .catalog
             .tenant_databases()
-            .finish(row.id, row.status, to, &self.inner.lease.owner, change)
+            .finish(row.id, row.status, to, &self.lease_of(row).owner, change)
             .await
     }
 
-    /// Connects as the tenant's role and applies pending migrations.
-    async fn apply_migrations(&self, spec: &TenantDb) -> Result<Result<Applied, MigrationFailure>> {
+    /// Connects as the tenant's role and applies pending migrations while
+    /// `lease_held` says the tenant's lease is still ours.
+    async fn apply_migrations(
+        &self,
+        spec: &TenantDb,
+        lease_held: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Result<Applied, MigrationFailure>> {
         let conn = self.inner.engine.connect(spec, 1).await?;
-        let result = migrate::apply_pending(&conn, self.inner.migrations.migrations()).await;
+        let result = migrate::apply_pending(&conn, self.inner.migrations.migrations(), lease_held).await;
         if let Err(err) = conn.close().await {
             tracing::warn!(tenant.id = %spec.tenant, error = %err, "closing the migration connection failed");
         }
@@ -150,6 +150,22 @@ impl Provisioner {
             Err(err) if is_crash(&err) => Err(err),
             Err(err) => {
                 let mut message = err.chain();
+                // Clean up only what is still certainly ours: if the lease
+                // lapsed, another process may own (and have finished) it.
+                let lease = self.lease_of(&row);
+                let still_ours = keeper.held()
+                    && self
+                        .inner
+                        .catalog
+                        .tenant_databases()
+                        .renew(row.id, &lease)
+                        .await
+                        .unwrap_or(false);
+                if !still_ours {
+                    return Err(Error::LeaseLost {
+                        tenant: row.tenant_id.to_string(),
+                    });
+                }
                 // Leave nothing half-made; if cleanup fails too, retry
                 // finishes the same (idempotent) steps.
                 if let Err(cleanup) = self.inner.engine.drop_tenant(&spec).await {
@@ -160,7 +176,9 @@ impl Provisioner {
                     error_message: Set(Some(message.clone())),
                     ..Default::default()
                 };
-                self.finish(&row, DbStatus::Failed, change).await?;
+                if let Err(finish) = self.finish(&row, DbStatus::Failed, change).await {
+                    tracing::error!(tenant.id = %row.tenant_id, error = %finish.chain(), "cannot mark the row FAILED");
+                }
                 Err(Error::ProvisioningFailed {
                     tenant: row.tenant_id.to_string(),
                     database: row.database_name,
@@ -182,7 +200,7 @@ impl Provisioner {
         self.step(Step::DatabaseOpened, tenant)?;
         keeper.check()?;
         let applied = self
-            .apply_migrations(spec)
+            .apply_migrations(spec, &|| keeper.held())
             .await?
             .map_err(|failure| Self::migration_error(spec, failure))?;
         self.step(Step::Migrated, tenant)?;
@@ -254,13 +272,16 @@ impl Provisioner {
             Err(err) => {
                 // Roll back when the old database is still in place; else
                 // leave RENAMING for the reconciler (its lease will expire).
-                if self.inner.engine.ownership(&spec, &spec.database).await? == Ownership::Ours {
+                let old_in_place = self.inner.engine.ownership(&spec, &spec.database).await;
+                if matches!(old_in_place, Ok(Ownership::Ours)) {
                     let change = Change {
                         pending_database_name: Set(None),
                         error_message: Set(Some(format!("rename to '{to}' failed: {}", err.chain()))),
                         ..Default::default()
                     };
-                    self.finish(&row, DbStatus::Active, change).await?;
+                    if let Err(finish) = self.finish(&row, DbStatus::Active, change).await {
+                        tracing::error!(tenant.id = %row.tenant_id, error = %finish.chain(), "cannot roll back a failed rename");
+                    }
                 }
                 Err(err)
             }
@@ -315,7 +336,7 @@ impl Provisioner {
             self.inner
                 .catalog
                 .tenant_databases()
-                .remove(&row, &self.inner.lease.owner)
+                .remove(&row, &self.lease_of(&row).owner)
                 .await
         };
         let result = steps.await;
@@ -354,8 +375,8 @@ impl Provisioner {
 
     pub(super) async fn finish_migrate(&self, row: Row) -> Result<Row> {
         let spec = self.tenant_db(&row);
-        let _keeper = self.keep(&row);
-        match self.apply_migrations(&spec).await {
+        let keeper = self.keep(&row);
+        match self.apply_migrations(&spec, &|| keeper.held()).await {
             Ok(Ok(applied)) => {
                 let mut change = Change {
                     schema_version: Set(applied.version),
@@ -410,7 +431,7 @@ impl Provisioner {
                 .inner
                 .catalog
                 .tenant_databases()
-                .claim(&row, status, &self.inner.lease, Change::default())
+                .claim(&row, status, &self.new_lease(), Change::default())
                 .await?;
             if let Some(row) = claimed {
                 tracing::info!(tenant.id = %row.tenant_id, %status, "finishing abandoned work");

@@ -27,7 +27,7 @@ async fn the_catalog_migrates_once_when_many_processes_start_together(backend: B
             .count(catalog.db())
             .await
             .unwrap();
-        assert_eq!(applied, 1);
+        assert_eq!(applied, tenantdb::catalog::migrations().len() as u64);
         catalog.close().await;
     }
     ids.dedup();

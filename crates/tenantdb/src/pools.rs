@@ -1,0 +1,523 @@
+//! `TenantPools`: one connection pool per tenant database, under a budget.
+//!
+//! - **Single flight**: the first request for a tenant creates its pool;
+//!   concurrent ones wait for that same creation (a `OnceCell` per key).
+//! - **Budget**: sqlx fixes a pool's size when it is built and has no limit
+//!   shared across pools, so each pool *reserves* its size from the server's
+//!   semaphore when it is created and gives it back once it is closed and
+//!   all its connections are gone. Under pressure a new pool takes fewer
+//!   permits (down to one); when none are left, the least recently used pool
+//!   whose connections are all idle is closed; when nothing can be closed,
+//!   the caller waits up to the acquire timeout, then gets `Error::Busy`.
+//!   The open connections of all pools never exceed the budget.
+//! - **Validation**: connections idle longer than a threshold are pinged
+//!   before reuse (see `Engine::open_pool`); a new pool checks that it
+//!   reached the right tenant's database as the tenant's role.
+//! - **Lifecycle**: pools nobody used for `idle_timeout` close; a tenant is
+//!   invalidated (rename, delete) by closing its pools once borrowed
+//!   connections return; `close_all` on shutdown.
+
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use sea_orm::DatabaseConnection;
+use tokio::sync::{Mutex, Notify, OnceCell, OwnedSemaphorePermit, Semaphore};
+use tokio_util::task::TaskTracker;
+
+use crate::config::PoolConfig;
+use crate::engine::{Engine, TenantDb};
+use crate::error::{Error, Result};
+use crate::names::{DatabaseName, TenantId};
+
+/// A pool used less than this long ago is never evicted: a caller may have
+/// just been handed its connection handle and not yet acquired.
+const EVICTION_GRACE: Duration = Duration::from_millis(25);
+/// How often a caller waiting for budget looks again, besides being woken
+/// when a pool closes (a pool's connections going idle wakes nobody).
+const BUDGET_RECHECK: Duration = Duration::from_millis(5);
+
+/// Why a pool was closed (the `reason` label of `tenantdb_pools_closed_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Unused for longer than the idle timeout.
+    Idle,
+    /// Closed to make room under the budget.
+    Evicted,
+    /// The tenant was renamed, deleted or changed.
+    Invalidated,
+    /// `close_all` (shutdown).
+    Shutdown,
+}
+
+impl CloseReason {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Evicted => "evicted",
+            Self::Invalidated => "invalidated",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PoolKey {
+    tenant: TenantId,
+    database: DatabaseName,
+}
+
+/// One tenant's pool and the budget it holds.
+struct TenantPool {
+    db: DatabaseConnection,
+    /// Milliseconds since `Inner::epoch` of the last hand-out.
+    last_used: AtomicU64,
+    closed: AtomicBool,
+    permits: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+impl TenantPool {
+    fn size(&self) -> u32 {
+        match self.db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => self.db.get_postgres_connection_pool().size(),
+            _ => self.db.get_sqlite_connection_pool().size(),
+        }
+    }
+
+    fn num_idle(&self) -> u32 {
+        let idle = match self.db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => self.db.get_postgres_connection_pool().num_idle(),
+            _ => self.db.get_sqlite_connection_pool().num_idle(),
+        };
+        u32::try_from(idle).unwrap_or(u32::MAX)
+    }
+
+    fn all_idle(&self) -> bool {
+        self.num_idle() >= self.size()
+    }
+
+    async fn close_connections(&self) {
+        // sqlx's close waits for borrowed connections to come back.
+        match self.db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => self.db.get_postgres_connection_pool().close().await,
+            _ => self.db.get_sqlite_connection_pool().close().await,
+        }
+    }
+}
+
+type Slot = Arc<OnceCell<Arc<TenantPool>>>;
+
+/// Counters and gauges, fetched once so the hot path does no lookups.
+struct PoolMetrics {
+    hits: metrics::Counter,
+    misses: metrics::Counter,
+    created: metrics::Counter,
+    budget_wait: metrics::Histogram,
+    open_pools: metrics::Gauge,
+    open_connections: metrics::Gauge,
+    server: String,
+}
+
+impl PoolMetrics {
+    fn new(server: &str) -> Self {
+        let label = [("server", server.to_owned())];
+        Self {
+            hits: metrics::counter!("tenantdb_pool_hits_total", &label),
+            misses: metrics::counter!("tenantdb_pool_misses_total", &label),
+            created: metrics::counter!("tenantdb_pools_created_total", &label),
+            budget_wait: metrics::histogram!("tenantdb_pool_budget_wait_seconds", &label),
+            open_pools: metrics::gauge!("tenantdb_pools_open", &label),
+            open_connections: metrics::gauge!("tenantdb_pool_connections", &label),
+            server: server.to_owned(),
+        }
+    }
+
+    fn closed(&self, reason: CloseReason) {
+        metrics::counter!(
+            "tenantdb_pools_closed_total",
+            "server" => self.server.clone(),
+            "reason" => reason.label()
+        )
+        .increment(1);
+    }
+}
+
+/// A snapshot of the pools of one server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub pools: usize,
+    pub connections: u32,
+    pub idle_connections: u32,
+    /// Budget permits not reserved by any pool.
+    pub budget_free: usize,
+    pub pools_created: u64,
+}
+
+/// The pool cache of one tenant server.
+#[derive(Clone)]
+pub struct TenantPools {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    config: PoolConfig,
+    budget: Arc<Semaphore>,
+    pools: DashMap<PoolKey, Slot>,
+    /// Woken when a pool closes and its permits return.
+    freed: Notify,
+    /// Serialises evictions so that waiters do not close several pools for
+    /// one free slot.
+    evicting: Mutex<()>,
+    epoch: Instant,
+    created: AtomicU64,
+    metrics: PoolMetrics,
+    closing: TaskTracker,
+    reaper: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for TenantPools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantPools")
+            .field("config", &self.inner.config)
+            .field("pools", &self.inner.pools.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantPools {
+    /// Pools for `engine`'s server. Starts a reaper task that closes idle
+    /// pools (it stops when the last handle is dropped or on `close_all`).
+    pub fn new(engine: Engine, config: PoolConfig, server_name: &str) -> Self {
+        let inner = Arc::new(Inner {
+            engine,
+            budget: Arc::new(Semaphore::new(config.budget as usize)),
+            config,
+            pools: DashMap::new(),
+            freed: Notify::new(),
+            evicting: Mutex::new(()),
+            epoch: Instant::now(),
+            created: AtomicU64::new(0),
+            metrics: PoolMetrics::new(server_name),
+            closing: TaskTracker::new(),
+            reaper: std::sync::Mutex::new(None),
+        });
+        let reaper = tokio::spawn(reap(Arc::downgrade(&inner)));
+        *inner.reaper.lock().unwrap_or_else(|e| e.into_inner()) = Some(reaper);
+        Self { inner }
+    }
+
+    pub fn config(&self) -> &PoolConfig {
+        &self.inner.config
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The pool of a tenant database, created on first use.
+    pub async fn get(&self, db: &TenantDb) -> Result<DatabaseConnection> {
+        let key = PoolKey {
+            tenant: db.tenant,
+            database: db.database.clone(),
+        };
+        if let Some(pool) = self.inner.pools.get(&key).and_then(|slot| slot.get().cloned())
+            && !pool.closed.load(Ordering::Acquire)
+        {
+            pool.last_used.store(self.now_ms(), Ordering::Relaxed);
+            self.inner.metrics.hits.increment(1);
+            return Ok(pool.db.clone());
+        }
+        self.inner.metrics.misses.increment(1);
+        // A slot can be removed (invalidated) while its pool is being made;
+        // the pool made for a removed slot is closed and we go again.
+        for _ in 0..3 {
+            let slot = self.inner.pools.entry(key.clone()).or_default().clone();
+            let pool = slot.get_or_try_init(|| self.open(db)).await?.clone();
+            let current = self.inner.pools.get(&key).is_some_and(|s| Arc::ptr_eq(&s, &slot));
+            if current && !pool.closed.load(Ordering::Acquire) {
+                pool.last_used.store(self.now_ms(), Ordering::Relaxed);
+                return Ok(pool.db.clone());
+            }
+            self.spawn_close(pool, CloseReason::Invalidated);
+        }
+        Err(Error::TenantUnavailable {
+            tenant: db.tenant.to_string(),
+            status: crate::catalog::DbStatus::Renaming,
+        })
+    }
+
+    async fn open(&self, db: &TenantDb) -> Result<Arc<TenantPool>> {
+        let started = Instant::now();
+        let permits = self.reserve(db, started + self.inner.config.acquire_timeout).await?;
+        self.inner.metrics.budget_wait.record(started.elapsed().as_secs_f64());
+        let size = u32::try_from(permits.num_permits()).unwrap_or(1);
+        // On failure the permits drop here and go back to the budget.
+        let conn = self.inner.engine.open_pool(db, &self.inner.config, size).await?;
+        self.inner.created.fetch_add(1, Ordering::Relaxed);
+        self.inner.metrics.created.increment(1);
+        self.inner.metrics.open_pools.increment(1.0);
+        tracing::debug!(tenant.id = %db.tenant, database = %db.database, size, "tenant pool opened");
+        Ok(Arc::new(TenantPool {
+            db: conn,
+            last_used: AtomicU64::new(self.now_ms()),
+            closed: AtomicBool::new(false),
+            permits: std::sync::Mutex::new(Some(permits)),
+        }))
+    }
+
+    /// Takes up to `max_per_tenant` permits (at least one), evicting idle
+    /// pools or waiting for room until `deadline`.
+    async fn reserve(&self, db: &TenantDb, deadline: Instant) -> Result<OwnedSemaphorePermit> {
+        loop {
+            let want = reservation_size(self.inner.budget.available_permits(), self.inner.config.max_per_tenant);
+            if let Some(want) = want
+                && let Ok(permits) = self.inner.budget.clone().try_acquire_many_owned(want)
+            {
+                return Ok(permits);
+            }
+            if want.is_none() && self.evict_one().await {
+                continue;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Busy {
+                    tenant: db.tenant.to_string(),
+                    waited_ms: u64::try_from(self.inner.config.acquire_timeout.as_millis()).unwrap_or(u64::MAX),
+                });
+            }
+            let wait = (deadline - now).min(BUDGET_RECHECK);
+            let _ = tokio::time::timeout(wait, self.inner.freed.notified()).await;
+        }
+    }
+
+    /// Closes the least recently used pool whose connections are all idle;
+    /// false if there is none.
+    async fn evict_one(&self) -> bool {
+        let _guard = self.inner.evicting.lock().await;
+        if self.inner.budget.available_permits() > 0 {
+            return true; // someone else made room meanwhile
+        }
+        let now = self.now_ms();
+        let candidates: Vec<(PoolKey, Candidate)> = self
+            .inner
+            .pools
+            .iter()
+            .filter_map(|entry| {
+                let pool = entry.value().get()?;
+                let candidate = Candidate {
+                    last_used_ms: pool.last_used.load(Ordering::Relaxed),
+                    all_idle: pool.all_idle(),
+                };
+                Some((entry.key().clone(), candidate))
+            })
+            .collect();
+        let grace = u64::try_from(EVICTION_GRACE.as_millis()).unwrap_or(0);
+        let only: Vec<Candidate> = candidates.iter().map(|(_, c)| *c).collect();
+        let Some(victim) = pick_victim(&only, now, grace) else {
+            return false;
+        };
+        let key = candidates[victim].0.clone();
+        self.close_key(&key, CloseReason::Evicted).await;
+        true
+    }
+
+    /// Removes a key and closes its pool (waiting for its connections).
+    async fn close_key(&self, key: &PoolKey, reason: CloseReason) {
+        let Some((_, slot)) = self.inner.pools.remove(key) else {
+            return;
+        };
+        if let Some(pool) = slot.get().cloned() {
+            self.close_pool(pool, reason).await;
+        }
+    }
+
+    async fn close_pool(&self, pool: Arc<TenantPool>, reason: CloseReason) {
+        if pool.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        pool.close_connections().await;
+        // Only now, with every connection gone, does the budget get its
+        // permits back.
+        drop(pool.permits.lock().unwrap_or_else(|e| e.into_inner()).take());
+        self.inner.metrics.open_pools.decrement(1.0);
+        self.inner.metrics.closed(reason);
+        self.inner.freed.notify_waiters();
+    }
+
+    fn spawn_close(&self, pool: Arc<TenantPool>, reason: CloseReason) {
+        let this = self.clone();
+        self.inner
+            .closing
+            .spawn(async move { this.close_pool(pool, reason).await });
+    }
+
+    /// Closes every pool of a tenant once its borrowed connections return;
+    /// the next request gets a fresh pool. Returns at once.
+    pub fn invalidate(&self, tenant: TenantId) {
+        let keys: Vec<PoolKey> = self
+            .inner
+            .pools
+            .iter()
+            .filter(|entry| entry.key().tenant == tenant)
+            .map(|entry| entry.key().clone())
+            .collect();
+        for key in keys {
+            if let Some((_, slot)) = self.inner.pools.remove(&key)
+                && let Some(pool) = slot.get().cloned()
+            {
+                self.spawn_close(pool, CloseReason::Invalidated);
+            }
+        }
+    }
+
+    /// Tenants and database names of the open pools.
+    pub fn open_pools(&self) -> Vec<(TenantId, DatabaseName)> {
+        self.inner
+            .pools
+            .iter()
+            .filter(|entry| entry.value().initialized())
+            .map(|entry| (entry.key().tenant, entry.key().database.clone()))
+            .collect()
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let mut stats = PoolStats {
+            pools: 0,
+            connections: 0,
+            idle_connections: 0,
+            budget_free: self.inner.budget.available_permits(),
+            pools_created: self.inner.created.load(Ordering::Relaxed),
+        };
+        for entry in &self.inner.pools {
+            if let Some(pool) = entry.value().get() {
+                stats.pools += 1;
+                stats.connections += pool.size();
+                stats.idle_connections += pool.num_idle();
+            }
+        }
+        stats
+    }
+
+    async fn close_idle(&self) {
+        let idle_ms = u64::try_from(self.inner.config.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let now = self.now_ms();
+        let expired: Vec<PoolKey> = self
+            .inner
+            .pools
+            .iter()
+            .filter(|entry| {
+                entry.value().get().is_some_and(|pool| {
+                    is_idle_expired(pool.last_used.load(Ordering::Relaxed), now, idle_ms) && pool.all_idle()
+                })
+            })
+            .map(|entry| entry.key().clone())
+            .collect();
+        for key in expired {
+            self.close_key(&key, CloseReason::Idle).await;
+        }
+        self.inner
+            .metrics
+            .open_connections
+            .set(f64::from(self.stats().connections));
+    }
+
+    /// Closes every pool (waiting for borrowed connections) and stops the
+    /// reaper. For shutdown.
+    pub async fn close_all(&self) {
+        if let Some(reaper) = self.inner.reaper.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            reaper.abort();
+        }
+        let keys: Vec<PoolKey> = self.inner.pools.iter().map(|e| e.key().clone()).collect();
+        for key in keys {
+            self.close_key(&key, CloseReason::Shutdown).await;
+        }
+        self.inner.closing.close();
+        self.inner.closing.wait().await;
+    }
+}
+
+async fn reap(inner: std::sync::Weak<Inner>) {
+    loop {
+        let period = match inner.upgrade() {
+            Some(inner) => (inner.config.idle_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(5)),
+            None => return,
+        };
+        tokio::time::sleep(period).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        TenantPools { inner }.close_idle().await;
+    }
+}
+
+/// What eviction knows about a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    pub last_used_ms: u64,
+    pub all_idle: bool,
+}
+
+/// The pool to evict: the least recently used one whose connections are all
+/// idle and that was not used within `grace_ms`.
+pub(crate) fn pick_victim(candidates: &[Candidate], now_ms: u64, grace_ms: u64) -> Option<usize> {
+    candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.all_idle && now_ms.saturating_sub(c.last_used_ms) >= grace_ms)
+        .min_by_key(|(_, c)| c.last_used_ms)
+        .map(|(i, _)| i)
+}
+
+/// Whether a pool last used at `last_used_ms` has been idle past `idle_ms`.
+pub(crate) fn is_idle_expired(last_used_ms: u64, now_ms: u64, idle_ms: u64) -> bool {
+    now_ms.saturating_sub(last_used_ms) >= idle_ms
+}
+
+/// How many permits a new pool takes: as many as it may use, but no more
+/// than are free; `None` when none are.
+pub(crate) fn reservation_size(available: usize, max_per_tenant: u32) -> Option<u32> {
+    let available = u32::try_from(available).unwrap_or(u32::MAX);
+    (available > 0).then(|| available.min(max_per_tenant))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(last_used_ms: u64, all_idle: bool) -> Candidate {
+        Candidate { last_used_ms, all_idle }
+    }
+
+    #[test]
+    fn the_victim_is_the_least_recently_used_idle_pool() {
+        let pools = [c(500, true), c(100, false), c(200, true), c(300, true)];
+        assert_eq!(pick_victim(&pools, 1000, 25), Some(2));
+    }
+
+    #[test]
+    fn busy_or_just_used_pools_are_never_evicted() {
+        assert_eq!(pick_victim(&[c(100, false)], 1000, 25), None);
+        assert_eq!(pick_victim(&[c(990, true)], 1000, 25), None);
+        assert_eq!(pick_victim(&[c(990, true), c(900, true)], 1000, 25), Some(1));
+        assert_eq!(pick_victim(&[], 1000, 25), None);
+    }
+
+    #[test]
+    fn pools_expire_after_the_idle_timeout() {
+        assert!(!is_idle_expired(1000, 1299, 300));
+        assert!(is_idle_expired(1000, 1300, 300));
+        // A clock that reads earlier than last use (it was touched after the
+        // reaper read the time) is not expired.
+        assert!(!is_idle_expired(1000, 900, 300));
+    }
+
+    #[test]
+    fn a_new_pool_takes_what_is_free_up_to_its_maximum() {
+        assert_eq!(reservation_size(10, 4), Some(4));
+        assert_eq!(reservation_size(3, 4), Some(3));
+        assert_eq!(reservation_size(0, 4), None);
+    }
+}
