@@ -37,6 +37,8 @@
 
 pub mod catalog;
 pub mod config;
+pub mod connections;
+pub mod context;
 pub mod engine;
 pub mod error;
 pub mod migrate;
@@ -47,10 +49,12 @@ pub mod secret;
 pub mod view;
 
 pub use catalog::{Catalog, DbStatus, TenantStatus};
-pub use config::{Config, TenantServerConfig};
+pub use config::{Config, PoolConfig, TenantServerConfig};
+pub use connections::TenantConnections;
 pub use error::{Error, Result};
 pub use migrate::TenantMigrations;
 pub use names::{DatabaseName, DatabasePrefix, TenantId, TenantRef, TenantSlug};
+pub use pools::TenantPools;
 pub use provisioner::{NewTenant, Provisioner};
 pub use view::{TenantDatabaseView, TenantView};
 
@@ -63,6 +67,7 @@ use crate::provisioner::ProvisionerSettings;
 pub struct Tenancy {
     catalog: Catalog,
     provisioner: Provisioner,
+    connections: TenantConnections,
     server_name: String,
 }
 
@@ -100,6 +105,9 @@ impl Tenancy {
                 connection_budget: 0,
             })
             .await?;
+        check_budget(&engine, &config).await?;
+        let pools = TenantPools::new(engine.clone(), config.pools.clone(), &config.server_name);
+        let connections = TenantConnections::new(catalog.clone(), pools.clone(), config.catalog_poll_interval).await?;
         let settings = ProvisionerSettings {
             server_id: server.id,
             prefix: config.database_prefix.clone(),
@@ -107,10 +115,11 @@ impl Tenancy {
             secret_version: config.secret.as_ref().map_or(0, |s| s.version()),
             lease_ttl: config.lease_ttl,
         };
-        let provisioner = Provisioner::new(catalog.clone(), engine, migrations, settings);
+        let provisioner = Provisioner::new(catalog.clone(), engine, pools, migrations, settings);
         Ok(Self {
             catalog,
             provisioner,
+            connections,
             server_name: config.server_name,
         })
     }
@@ -125,6 +134,15 @@ impl Tenancy {
 
     pub fn engine(&self) -> &Engine {
         self.provisioner.engine()
+    }
+
+    /// Resolution and connections: the hot path of every request.
+    pub fn connections(&self) -> &TenantConnections {
+        &self.connections
+    }
+
+    pub fn pools(&self) -> &TenantPools {
+        self.connections.pools()
     }
 
     /// Name of the tenant server in the catalog.
@@ -169,8 +187,28 @@ impl Tenancy {
     /// Waits for provisioning work under way, then closes every pool.
     pub async fn close(&self) {
         self.provisioner.shutdown().await;
+        self.connections.stop();
+        self.connections.pools().close_all().await;
         self.catalog.close().await;
     }
+}
+
+/// Refuses a pool budget the tenant server cannot hold: PostgreSQL's
+/// `max_connections`, less reserved slots and tenantdb's own other
+/// connections (catalog and admin pools, one migration connection per
+/// operation under way, counted as two).
+async fn check_budget(engine: &Engine, config: &Config) -> Result<()> {
+    let others = config.catalog_max_connections + config::DEFAULT_ADMIN_MAX_CONNECTIONS + 2;
+    if let Some(room) = engine.connection_room(others).await?
+        && config.pools.budget > room
+    {
+        return Err(Error::Config(format!(
+            "pool budget {} does not fit the tenant server: it has room for {room} tenant connections \
+             (max_connections less reserved slots and tenantdb's own {others}); lower TENANTDB_POOL_BUDGET",
+            config.pools.budget
+        )));
+    }
+    Ok(())
 }
 
 /// Keeps tenant roles out of the catalog when it lives on the tenant server:

@@ -271,13 +271,18 @@ impl TenantPools {
     /// Takes up to `max_per_tenant` permits (at least one), evicting idle
     /// pools or waiting for room until `deadline`.
     async fn reserve(&self, db: &TenantDb, deadline: Instant) -> Result<OwnedSemaphorePermit> {
+        // Under pressure (once we had to evict or wait) a new pool takes a
+        // single permit, so that more tenants fit in the budget at once.
+        let mut pressed = false;
         loop {
-            let want = reservation_size(self.inner.budget.available_permits(), self.inner.config.max_per_tenant);
+            let max = if pressed { 1 } else { self.inner.config.max_per_tenant };
+            let want = reservation_size(self.inner.budget.available_permits(), max);
             if let Some(want) = want
                 && let Ok(permits) = self.inner.budget.clone().try_acquire_many_owned(want)
             {
                 return Ok(permits);
             }
+            pressed = true;
             if want.is_none() && self.evict_one().await {
                 continue;
             }
@@ -347,16 +352,17 @@ impl TenantPools {
         self.inner.freed.notify_waiters();
     }
 
-    fn spawn_close(&self, pool: Arc<TenantPool>, reason: CloseReason) {
+    fn spawn_close(&self, pool: Arc<TenantPool>, reason: CloseReason) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         self.inner
             .closing
-            .spawn(async move { this.close_pool(pool, reason).await });
+            .spawn(async move { this.close_pool(pool, reason).await })
     }
 
     /// Closes every pool of a tenant once its borrowed connections return;
-    /// the next request gets a fresh pool. Returns at once.
-    pub fn invalidate(&self, tenant: TenantId) {
+    /// the next request gets a fresh pool. Returns at once; the closing
+    /// goes on in the background.
+    pub fn invalidate(&self, tenant: TenantId) -> Vec<tokio::task::JoinHandle<()>> {
         let keys: Vec<PoolKey> = self
             .inner
             .pools
@@ -364,13 +370,28 @@ impl TenantPools {
             .filter(|entry| entry.key().tenant == tenant)
             .map(|entry| entry.key().clone())
             .collect();
+        let mut closing = Vec::new();
         for key in keys {
             if let Some((_, slot)) = self.inner.pools.remove(&key)
                 && let Some(pool) = slot.get().cloned()
             {
-                self.spawn_close(pool, CloseReason::Invalidated);
+                closing.push(self.spawn_close(pool, CloseReason::Invalidated));
             }
         }
+        closing
+    }
+
+    /// Like `invalidate`, then waits up to `max_wait` for the pools to
+    /// close (long requests may hold connections longer; the closing goes
+    /// on after that).
+    pub async fn invalidate_and_wait(&self, tenant: TenantId, max_wait: Duration) {
+        let closing = self.invalidate(tenant);
+        let _ = tokio::time::timeout(max_wait, async {
+            for handle in closing {
+                let _ = handle.await;
+            }
+        })
+        .await;
     }
 
     /// Tenants and database names of the open pools.

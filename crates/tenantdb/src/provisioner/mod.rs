@@ -28,8 +28,14 @@ use crate::engine::{Engine, TenantDb};
 use crate::error::{Error, Result};
 use crate::migrate::TenantMigrations;
 use crate::names::{DatabaseName, DatabasePrefix, RoleName, TenantId, TenantRef, TenantSlug};
+use crate::pools::TenantPools;
 
 pub use ops::{ReconcileOutcome, Reconciled};
+
+/// How long a rename or delete waits for this process's borrowed
+/// connections to come back before going ahead (PostgreSQL then ends the
+/// remaining sessions itself).
+const DRAIN_WAIT: Duration = Duration::from_secs(2);
 
 /// Longest display name of a tenant.
 pub const MAX_TENANT_NAME_LEN: usize = 200;
@@ -78,6 +84,8 @@ pub struct Provisioner {
 struct Inner {
     catalog: Catalog,
     engine: Engine,
+    /// This process's pools: closed before a rename or delete.
+    pools: TenantPools,
     migrations: TenantMigrations,
     server_id: Uuid,
     prefix: DatabasePrefix,
@@ -114,11 +122,18 @@ pub struct ProvisionerSettings {
 }
 
 impl Provisioner {
-    pub fn new(catalog: Catalog, engine: Engine, migrations: TenantMigrations, settings: ProvisionerSettings) -> Self {
+    pub fn new(
+        catalog: Catalog,
+        engine: Engine,
+        pools: TenantPools,
+        migrations: TenantMigrations,
+        settings: ProvisionerSettings,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 catalog,
                 engine,
+                pools,
                 migrations,
                 server_id: settings.server_id,
                 prefix: settings.prefix,

@@ -253,6 +253,10 @@ impl Provisioner {
         };
         let keeper = self.keep(&row);
         let steps = async {
+            self.inner
+                .pools
+                .invalidate_and_wait(spec.tenant, super::DRAIN_WAIT)
+                .await;
             self.inner.engine.rename(&spec, &to).await?;
             self.step(Step::DatabaseRenamed, row.tenant_id)?;
             keeper.check()
@@ -330,6 +334,10 @@ impl Provisioner {
         let spec = self.tenant_db(&row);
         let keeper = self.keep(&row);
         let steps = async {
+            self.inner
+                .pools
+                .invalidate_and_wait(spec.tenant, super::DRAIN_WAIT)
+                .await;
             self.inner.engine.drop_tenant(&spec).await?;
             self.step(Step::DatabaseDropped, row.tenant_id)?;
             keeper.check()?;

@@ -66,6 +66,11 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub async fn new(backend: Backend, migrations: TenantMigrations) -> Self {
+        Self::with(backend, migrations, |_| {}).await
+    }
+
+    /// An env whose config `adjust` changes first.
+    pub async fn with(backend: Backend, migrations: TenantMigrations, adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (mut config, scratch) = match backend {
             Backend::Sqlite => {
@@ -87,6 +92,11 @@ impl TestEnv {
         };
         config.lease_ttl = LEASE_TTL;
         config.catalog_max_connections = 2;
+        // The shared server has about 97 usable connections for every run.
+        config.pools.budget = 6;
+        config.pools.max_per_tenant = 2;
+        config.catalog_poll_interval = Duration::from_millis(200);
+        adjust(&mut config);
         let tenancy = Tenancy::connect(config.clone(), migrations)
             .await
             .expect("connecting the test tenancy failed");

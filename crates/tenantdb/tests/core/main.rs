@@ -1,9 +1,11 @@
-//! Provisioning, catalog and engine tests against real servers: every
+//! Catalog, engine, provisioning and connection tests against real servers: every
 //! behaviour runs on PostgreSQL and on SQLite (see `support`).
 
 mod support;
 
 mod catalog;
+mod connections;
+mod context;
 mod crash;
 mod create;
 mod migrations;

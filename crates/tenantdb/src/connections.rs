@@ -1,0 +1,289 @@
+//! `TenantConnections`: from a tenant (id or slug) to a connection to its
+//! database, on the hot path of every request.
+//!
+//! 1. Resolve the tenant from an in-process cache (never the catalog on a
+//!    hit). Entries carry the catalog change stamp they were read at
+//!    (`Catalog::changes`); any routing change written by this process, or
+//!    seen by the poller in another's, moves the stamp and makes every entry
+//!    stale at once.
+//! 2. Refuse early unless the tenant is ACTIVE (not suspended) and its
+//!    database serves traffic (ACTIVE, MIGRATING).
+//! 3. Hand out the tenant's pool from `TenantPools`.
+//!
+//! Other processes: a poller reads the catalog generation every
+//! `catalog_poll_interval` (one indexed single-row read). When it moved, the
+//! cache is flushed and every open pool whose row changed (renamed, deleted,
+//! not serving) is closed, so a change anywhere reaches this process within
+//! about one interval even with no notification at all.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+use crate::catalog::{Catalog, DbStatus, TenantStatus, tenant_database, tenants};
+use crate::engine::TenantDb;
+use crate::error::{Error, Result};
+use crate::names::{DatabaseName, RoleName, TenantId, TenantRef};
+use crate::pools::TenantPools;
+
+/// Past this many entries (most of them misses for made-up names) the cache
+/// starts over rather than grow without bound.
+const MAX_CACHE_ENTRIES: usize = 100_000;
+
+/// A tenant as routing needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedTenant {
+    pub id: TenantId,
+    pub slug: String,
+    pub status: TenantStatus,
+    pub database: Option<ResolvedDatabase>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedDatabase {
+    pub status: DbStatus,
+    pub primary: TenantDb,
+    /// The read database; in this version always the primary.
+    pub read: TenantDb,
+}
+
+impl ResolvedTenant {
+    fn new(tenant: &tenants::Model, row: Option<&tenant_database::Model>) -> Self {
+        let id = TenantId::from(tenant.id);
+        Self {
+            id,
+            slug: tenant.slug.clone(),
+            status: tenant.status,
+            database: row.map(|row| {
+                let role = RoleName::from_catalog(row.role_name.clone());
+                ResolvedDatabase {
+                    status: row.status,
+                    primary: TenantDb {
+                        tenant: id,
+                        database: DatabaseName::from_catalog(row.database_name.clone()),
+                        role: role.clone(),
+                    },
+                    read: TenantDb {
+                        tenant: id,
+                        database: DatabaseName::from_catalog(row.read_database_name.clone()),
+                        role,
+                    },
+                }
+            }),
+        }
+    }
+
+    /// The database, if the tenant may be served now; otherwise the precise
+    /// reason: suspended, no database, or a database status that does not
+    /// serve traffic.
+    pub fn serving(&self) -> Result<&ResolvedDatabase> {
+        if self.status == TenantStatus::Suspended {
+            return Err(Error::TenantSuspended(self.slug.clone()));
+        }
+        let database = self
+            .database
+            .as_ref()
+            .ok_or_else(|| Error::TenantDatabaseNotFound(self.slug.clone()))?;
+        if !database.status.serves_traffic() {
+            return Err(Error::TenantUnavailable {
+                tenant: self.slug.clone(),
+                status: database.status,
+            });
+        }
+        Ok(database)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum CacheKey {
+    Id(Uuid),
+    Slug(String),
+}
+
+impl From<&TenantRef> for CacheKey {
+    fn from(tenant: &TenantRef) -> Self {
+        match tenant {
+            TenantRef::Id(id) => Self::Id(id.as_uuid()),
+            TenantRef::Slug(slug) => Self::Slug(slug.as_str().to_owned()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    stamp: u64,
+    /// `None`: the catalog has no such tenant (cached too, so probing for
+    /// names does not reach the catalog on every request).
+    value: Option<Arc<ResolvedTenant>>,
+}
+
+/// Resolution, status checks and pools: the seed's TypeormTenantService.
+#[derive(Clone)]
+pub struct TenantConnections {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    catalog: Catalog,
+    pools: TenantPools,
+    cache: DashMap<CacheKey, Cached>,
+    hits: metrics::Counter,
+    misses: metrics::Counter,
+    poller: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for TenantConnections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantConnections")
+            .field("cached", &self.inner.cache.len())
+            .field("pools", &self.inner.pools)
+            .finish()
+    }
+}
+
+impl TenantConnections {
+    /// Starts the poller that watches the catalog generation.
+    pub async fn new(catalog: Catalog, pools: TenantPools, poll_interval: Duration) -> Result<Self> {
+        let generation = catalog.generation().await?;
+        let inner = Arc::new(Inner {
+            catalog,
+            pools,
+            cache: DashMap::new(),
+            hits: metrics::counter!("tenantdb_resolve_cache_hits_total"),
+            misses: metrics::counter!("tenantdb_resolve_cache_misses_total"),
+            poller: std::sync::Mutex::new(None),
+        });
+        let poller = tokio::spawn(poll(Arc::downgrade(&inner), poll_interval, generation));
+        *inner.poller.lock().unwrap_or_else(|e| e.into_inner()) = Some(poller);
+        Ok(Self { inner })
+    }
+
+    pub fn pools(&self) -> &TenantPools {
+        &self.inner.pools
+    }
+
+    /// The tenant as routing sees it, from the cache when it is current.
+    pub async fn resolve(&self, tenant: &TenantRef) -> Result<Arc<ResolvedTenant>> {
+        let key = CacheKey::from(tenant);
+        // Read the stamp before the catalog: a change that lands while we
+        // load makes this entry stale at once.
+        let stamp = self.inner.catalog.changes().current();
+        if let Some(cached) = self.inner.cache.get(&key)
+            && cached.stamp == stamp
+        {
+            self.inner.hits.increment(1);
+            return cached
+                .value
+                .clone()
+                .ok_or_else(|| Error::TenantNotFound(tenant.to_string()));
+        }
+        self.inner.misses.increment(1);
+        let value = self.load(tenant).await?;
+        if self.inner.cache.len() >= MAX_CACHE_ENTRIES {
+            self.inner.cache.clear();
+        }
+        if let Some(found) = &value {
+            // Cache under the other name too: requests use both.
+            let other = match tenant {
+                TenantRef::Id(_) => CacheKey::Slug(found.slug.clone()),
+                TenantRef::Slug(_) => CacheKey::Id(found.id.as_uuid()),
+            };
+            self.inner.cache.insert(
+                other,
+                Cached {
+                    stamp,
+                    value: value.clone(),
+                },
+            );
+        }
+        self.inner.cache.insert(
+            key,
+            Cached {
+                stamp,
+                value: value.clone(),
+            },
+        );
+        value.ok_or_else(|| Error::TenantNotFound(tenant.to_string()))
+    }
+
+    async fn load(&self, tenant: &TenantRef) -> Result<Option<Arc<ResolvedTenant>>> {
+        let Some(found) = self.inner.catalog.tenants().find(tenant).await? else {
+            return Ok(None);
+        };
+        let row = self.inner.catalog.tenant_databases().find_by_tenant(found.id).await?;
+        Ok(Some(Arc::new(ResolvedTenant::new(&found, row.as_ref()))))
+    }
+
+    /// A connection to the tenant's (primary) database, as the tenant's own
+    /// role. Fails early with the tenant's status when it may not be served.
+    pub async fn connection(&self, tenant: &TenantRef) -> Result<DatabaseConnection> {
+        let resolved = self.resolve(tenant).await?;
+        self.inner.pools.get(&resolved.serving()?.primary).await
+    }
+
+    /// A connection to the tenant's read database (the primary in this
+    /// version: `read_database_name` equals `database_name`).
+    pub async fn read_connection(&self, tenant: &TenantRef) -> Result<DatabaseConnection> {
+        let resolved = self.resolve(tenant).await?;
+        self.inner.pools.get(&resolved.serving()?.read).await
+    }
+
+    /// Whether the tenant may be served now (exists, not suspended, its
+    /// database ACTIVE or MIGRATING). Touches no pool.
+    pub async fn is_active(&self, tenant: &TenantRef) -> Result<bool> {
+        match self.resolve(tenant).await {
+            Ok(resolved) => Ok(resolved.serving().is_ok()),
+            Err(Error::TenantNotFound(_)) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Stops the poller (shutdown). Pools are closed by `TenantPools`.
+    pub fn stop(&self) {
+        if let Some(poller) = self.inner.poller.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            poller.abort();
+        }
+    }
+}
+
+async fn poll(inner: Weak<Inner>, interval: Duration, mut seen: i64) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        match inner.catalog.generation().await {
+            Ok(generation) if generation != seen => {
+                seen = generation;
+                inner.catalog.changes().mark();
+                if let Err(err) = revalidate_pools(&inner).await {
+                    tracing::warn!(error = %err, "revalidating tenant pools failed");
+                }
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "polling the catalog generation failed"),
+        }
+    }
+}
+
+/// Closes the pools whose database was renamed, deleted or stopped serving.
+async fn revalidate_pools(inner: &Inner) -> Result<()> {
+    let open = inner.pools.open_pools();
+    if open.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = open.iter().map(|(tenant, _)| tenant.as_uuid()).collect();
+    let rows = inner.catalog.tenant_databases().for_tenants(&ids).await?;
+    for (tenant, database) in open {
+        let still_good = rows.iter().any(|row| {
+            row.tenant_id == tenant.as_uuid() && row.database_name == database.as_str() && row.status.serves_traffic()
+        });
+        if !still_good {
+            drop(inner.pools.invalidate(tenant));
+        }
+    }
+    Ok(())
+}
