@@ -93,6 +93,9 @@ enum TenantsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Connect to the tenant's database the way a request does (resolution,
+    /// status check, pool as the tenant's role) and time a query.
+    Check { tenant: String },
     /// Refuse the tenant's requests (its database keeps being migrated).
     Suspend { tenant: String },
     /// Serve the tenant again.
@@ -198,6 +201,7 @@ async fn tenants(tenancy: &Tenancy, command: TenantsCommand) -> anyhow::Result<(
                 .with_context(|| format!("failed to migrate tenant '{tenant}'"))?;
             print_tenant(tenancy, &tenant, json).await
         }
+        TenantsCommand::Check { tenant } => check(tenancy, &parse_ref(&tenant)?).await,
         TenantsCommand::Suspend { tenant } => set_status(tenancy, &tenant, TenantStatus::Suspended).await,
         TenantsCommand::Resume { tenant } => set_status(tenancy, &tenant, TenantStatus::Active).await,
     }
@@ -288,6 +292,26 @@ fn print_table(tenants: &[TenantView]) {
             error
         );
     }
+}
+
+async fn check(tenancy: &Tenancy, tenant: &TenantRef) -> anyhow::Result<()> {
+    use sea_orm::ConnectionTrait;
+    let started = std::time::Instant::now();
+    let db = tenancy
+        .connections()
+        .connection(tenant)
+        .await
+        .with_context(|| format!("tenant '{tenant}' is not reachable"))?;
+    let connected = started.elapsed();
+    db.execute_unprepared("SELECT 1")
+        .await
+        .with_context(|| format!("a query on tenant '{tenant}' failed"))?;
+    println!(
+        "tenant {tenant} is reachable: connected in {:.1} ms, first query after {:.1} ms",
+        connected.as_secs_f64() * 1e3,
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(())
 }
 
 async fn reconcile(tenancy: &Tenancy) -> anyhow::Result<()> {

@@ -48,6 +48,22 @@ pub struct Settings {
     /// process's work is picked up by `reconcile`.
     #[arg(long, env = "TENANTDB_LEASE_SECS", default_value_t = 30, global = true)]
     pub lease_secs: u64,
+
+    /// Connections all tenant pools may hold at once on the tenant server.
+    #[arg(long, env = "TENANTDB_POOL_BUDGET", default_value_t = config::DEFAULT_POOL_BUDGET, global = true)]
+    pub pool_budget: u32,
+
+    /// Largest pool of one tenant.
+    #[arg(long, env = "TENANTDB_POOL_MAX_PER_TENANT", default_value_t = config::DEFAULT_POOL_MAX_PER_TENANT, global = true)]
+    pub pool_max_per_tenant: u32,
+
+    /// Seconds after which an unused tenant pool is closed.
+    #[arg(long, env = "TENANTDB_POOL_IDLE_SECS", default_value_t = config::DEFAULT_POOL_IDLE.as_secs(), global = true)]
+    pub pool_idle_secs: u64,
+
+    /// Milliseconds a request waits for a connection before "busy".
+    #[arg(long, env = "TENANTDB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000, global = true)]
+    pub acquire_timeout_ms: u64,
 }
 
 impl Settings {
@@ -72,6 +88,10 @@ impl Settings {
             )?);
         }
         config.lease_ttl = Duration::from_secs(self.lease_secs);
+        config.pools.budget = self.pool_budget;
+        config.pools.max_per_tenant = self.pool_max_per_tenant;
+        config.pools.idle_timeout = Duration::from_secs(self.pool_idle_secs);
+        config.pools.acquire_timeout = Duration::from_millis(self.acquire_timeout_ms);
         config.validate()?;
         Ok(config)
     }
@@ -85,6 +105,8 @@ impl std::fmt::Debug for Settings {
             .field("database_prefix", &self.database_prefix)
             .field("secret_version", &self.secret_version)
             .field("lease_secs", &self.lease_secs)
+            .field("pool_budget", &self.pool_budget)
+            .field("pool_max_per_tenant", &self.pool_max_per_tenant)
             .finish_non_exhaustive()
     }
 }

@@ -116,7 +116,10 @@ async fn operator_session(cli: Cli) {
     let renamed = cli.json(&["tenants", "rename-database", "acme", &new_name, "--json"]);
     assert_eq!(renamed["database"]["database_name"], new_name.as_str());
 
+    assert!(cli.ok(&["tenants", "check", "acme"]).contains("reachable"));
     cli.ok(&["tenants", "suspend", "acme"]);
+    let err = cli.fails(&["tenants", "check", "acme"]);
+    assert!(err.contains("suspended"), "{err}");
     let suspended = cli.json(&["tenants", "list", "--status", "SUSPENDED", "--json"]);
     assert_eq!(suspended.as_array().unwrap().len(), 1);
     cli.ok(&["tenants", "resume", "acme"]);
