@@ -210,11 +210,8 @@ impl TenantConnections {
     }
 
     async fn load(&self, tenant: &TenantRef) -> Result<Option<Arc<ResolvedTenant>>> {
-        let Some(found) = self.inner.catalog.tenants().find(tenant).await? else {
-            return Ok(None);
-        };
-        let row = self.inner.catalog.tenant_databases().find_by_tenant(found.id).await?;
-        Ok(Some(Arc::new(ResolvedTenant::new(&found, row.as_ref()))))
+        let found = self.inner.catalog.tenants().find_with_database(tenant).await?;
+        Ok(found.map(|(tenant, row)| Arc::new(ResolvedTenant::new(&tenant, row.as_ref()))))
     }
 
     /// A connection to the tenant's (primary) database, as the tenant's own

@@ -175,7 +175,16 @@ pub mod tenants {
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub enum Relation {
+        #[sea_orm(has_one = "super::tenant_databases::Entity")]
+        TenantDatabase,
+    }
+
+    impl Related<super::tenant_databases::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::TenantDatabase.def()
+        }
+    }
 
     impl ActiveModelBehavior for ActiveModel {}
 }
@@ -296,7 +305,20 @@ pub mod tenant_databases {
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub enum Relation {
+        #[sea_orm(
+            belongs_to = "super::tenants::Entity",
+            from = "Column::TenantId",
+            to = "super::tenants::Column::Id"
+        )]
+        Tenant,
+    }
+
+    impl Related<super::tenants::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Tenant.def()
+        }
+    }
 
     impl ActiveModelBehavior for ActiveModel {}
 }

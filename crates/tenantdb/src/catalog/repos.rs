@@ -138,6 +138,21 @@ impl Tenants<'_> {
         Ok(query.one(self.db).await?)
     }
 
+    /// The tenant with its database row, in one query (the routing path).
+    pub async fn find_with_database(
+        &self,
+        tenant: &TenantRef,
+    ) -> Result<Option<(tenants::Model, Option<super::entities::tenant_databases::Model>)>> {
+        let query = match tenant {
+            TenantRef::Id(id) => tenants::Entity::find_by_id(id.as_uuid()),
+            TenantRef::Slug(slug) => tenants::Entity::find().filter(tenants::Column::Slug.eq(slug.as_str())),
+        };
+        Ok(query
+            .find_also_related(super::entities::tenant_databases::Entity)
+            .one(self.db)
+            .await?)
+    }
+
     /// Like `find`, but a missing tenant is `Error::TenantNotFound`.
     pub async fn get(&self, tenant: &TenantRef) -> Result<tenants::Model> {
         self.find(tenant)

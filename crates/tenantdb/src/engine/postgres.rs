@@ -376,10 +376,17 @@ impl PostgresEngine {
                 "cannot connect to database '{}' of tenant '{}'",
                 db.database, db.tenant
             )))?;
-        let (found, role): (String, String) = sqlx::query_as("SELECT current_database()::text, current_user::text")
+        // The simple query protocol: no statement to prepare, one round trip.
+        let check = sqlx::raw_sql("SELECT current_database()::text, current_user::text")
             .fetch_one(&pool)
             .await
             .map_err(Error::server(format!("cannot check database '{}'", db.database)))?;
+        let found: String = check
+            .try_get(0)
+            .map_err(Error::server("cannot read the database check"))?;
+        let role: String = check
+            .try_get(1)
+            .map_err(Error::server("cannot read the database check"))?;
         if found != db.database.as_str() || role != db.role.as_str() {
             pool.close().await;
             return Err(Error::WrongDatabase {

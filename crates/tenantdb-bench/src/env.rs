@@ -1,0 +1,140 @@
+//! A benchmark world: a catalog and N tenants with one row each, on
+//! PostgreSQL (under a scratch prefix) or SQLite (a temporary directory).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use sea_orm_migration::prelude::*;
+use secrecy::SecretString;
+use tenantdb::names::DatabasePrefix;
+use tenantdb::secret::TenantSecret;
+use tenantdb::{Config, NewTenant, Tenancy, TenantId, TenantMigrations, TenantServerConfig};
+use tenantdb_test_support::{PgScratch, postgres_url};
+
+use crate::Engine;
+
+pub struct BenchEnv {
+    pub tenancy: Tenancy,
+    pub tenants: Vec<TenantId>,
+    pub backend: DbBackend,
+    _scratch: Option<PgScratch>,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn postgres_version() -> anyhow::Result<String> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&postgres_url())
+        .await
+        .context("no PostgreSQL server at TENANTDB_TEST_POSTGRES_URL")?;
+    Ok(sqlx::query_scalar("SELECT version()").fetch_one(&mut conn).await?)
+}
+
+impl BenchEnv {
+    /// `tenants` tenants, pools of `per_tenant` connections under `budget`.
+    pub async fn new(engine: Engine, tenants: usize, budget: u32, per_tenant: u32) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let (mut config, scratch) = match engine {
+            Engine::Sqlite => (Config::embedded(dir.path()), None),
+            Engine::Postgres => {
+                let scratch = PgScratch::new();
+                let catalog = scratch.create_database("cat").await;
+                let mut config = Config::new(SecretString::from(catalog), TenantServerConfig::parse(&postgres_url())?);
+                config.database_prefix = DatabasePrefix::parse(&format!("{}_", scratch.prefix()))?;
+                config.secret = Some(TenantSecret::new(
+                    1,
+                    SecretString::from("bench-secret-0123456789abcdef0123456789"),
+                )?);
+                (config, Some(scratch))
+            }
+        };
+        config.pools.budget = budget;
+        config.pools.max_per_tenant = per_tenant;
+        config.pools.acquire_timeout = Duration::from_secs(10);
+        config.catalog_max_connections = 2;
+        let tenancy = Tenancy::connect(config, TenantMigrations::from_fn(schema)).await?;
+        let mut ids = Vec::with_capacity(tenants);
+        let numbers: Vec<usize> = (0..tenants).collect();
+        for chunk in numbers.chunks(4) {
+            let creates: Vec<_> = chunk
+                .iter()
+                .map(|&i| {
+                    let provisioner = tenancy.provisioner().clone();
+                    tokio::spawn(async move {
+                        provisioner
+                            .create_tenant(NewTenant {
+                                slug: format!("b{i}"),
+                                ..Default::default()
+                            })
+                            .await
+                    })
+                })
+                .collect();
+            for create in creates {
+                ids.push(TenantId::from(create.await??.tenant_id));
+            }
+        }
+        let backend = match engine {
+            Engine::Postgres => DbBackend::Postgres,
+            Engine::Sqlite => DbBackend::Sqlite,
+        };
+        let env = Self {
+            tenancy,
+            tenants: ids,
+            backend,
+            _scratch: scratch,
+            _dir: dir,
+        };
+        // One row per tenant to read by primary key.
+        for &id in &env.tenants {
+            let db = env
+                .tenancy
+                .connections()
+                .connection(&tenantdb::TenantRef::Id(id))
+                .await?;
+            db.execute_unprepared("INSERT INTO items (id, body) VALUES (1, 'hello')")
+                .await?;
+        }
+        Ok(env)
+    }
+
+    pub async fn close(self) {
+        self.tenancy.close().await;
+    }
+}
+
+/// The primary-key select every scenario runs.
+pub async fn select_item(db: &DatabaseConnection, backend: DbBackend) -> anyhow::Result<()> {
+    let sql = match backend {
+        DbBackend::Postgres => "SELECT body FROM items WHERE id = $1",
+        _ => "SELECT body FROM items WHERE id = ?",
+    };
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, [1i32.into()]))
+        .await?;
+    anyhow::ensure!(row.is_some(), "the row is missing");
+    Ok(())
+}
+
+struct Items;
+
+impl MigrationName for Items {
+    fn name(&self) -> &str {
+        "m0001_items"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Items {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("CREATE TABLE items (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+            .await
+            .map(drop)
+    }
+}
+
+fn schema() -> Vec<Box<dyn MigrationTrait>> {
+    vec![Box::new(Items)]
+}
