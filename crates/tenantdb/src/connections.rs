@@ -129,7 +129,7 @@ pub struct TenantConnections {
 struct Inner {
     catalog: Catalog,
     pools: TenantPools,
-    cache: DashMap<CacheKey, Cached>,
+    cache: DashMap<CacheKey, Cached, foldhash::fast::RandomState>,
     hits: metrics::Counter,
     misses: metrics::Counter,
     poller: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -151,7 +151,7 @@ impl TenantConnections {
         let inner = Arc::new(Inner {
             catalog,
             pools,
-            cache: DashMap::new(),
+            cache: DashMap::default(),
             hits: metrics::counter!("tenantdb_resolve_cache_hits_total"),
             misses: metrics::counter!("tenantdb_resolve_cache_misses_total"),
             poller: std::sync::Mutex::new(None),

@@ -17,7 +17,6 @@
 //!   invalidated (rename, delete) by closing its pools once borrowed
 //!   connections return; `close_all` on shutdown.
 
-use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -63,11 +62,30 @@ impl CloseReason {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct PoolKey {
-    tenant: TenantId,
+/// The pool map's value: the pool of one tenant under one database name
+/// (a rename gives the tenant a new slot), created once.
+struct Slot {
     database: DatabaseName,
+    cell: OnceCell<Arc<TenantPool>>,
 }
+
+impl Slot {
+    fn new(database: &DatabaseName) -> Arc<Self> {
+        Arc::new(Self {
+            database: database.clone(),
+            cell: OnceCell::new(),
+        })
+    }
+
+    fn get(&self) -> Option<&Arc<TenantPool>> {
+        self.cell.get()
+    }
+}
+
+/// Keyed by tenant id (no allocation or string hashing on a hit);
+/// foldhash because the default SipHash is a measurable share of a routed
+/// query on SQLite.
+type PoolMap = DashMap<TenantId, Arc<Slot>, foldhash::fast::RandomState>;
 
 /// One tenant's pool and the budget it holds.
 struct TenantPool {
@@ -106,8 +124,6 @@ impl TenantPool {
         }
     }
 }
-
-type Slot = Arc<OnceCell<Arc<TenantPool>>>;
 
 /// Counters and gauges, fetched once so the hot path does no lookups.
 struct PoolMetrics {
@@ -165,7 +181,7 @@ struct Inner {
     engine: Engine,
     config: PoolConfig,
     budget: Arc<Semaphore>,
-    pools: DashMap<PoolKey, Slot>,
+    pools: PoolMap,
     /// Woken when a pool closes and its permits return.
     freed: Notify,
     /// Serialises evictions so that waiters do not close several pools for
@@ -195,7 +211,7 @@ impl TenantPools {
             engine,
             budget: Arc::new(Semaphore::new(config.budget as usize)),
             config,
-            pools: DashMap::new(),
+            pools: PoolMap::default(),
             freed: Notify::new(),
             evicting: Mutex::new(()),
             epoch: Instant::now(),
@@ -219,11 +235,9 @@ impl TenantPools {
 
     /// The pool of a tenant database, created on first use.
     pub async fn get(&self, db: &TenantDb) -> Result<DatabaseConnection> {
-        let key = PoolKey {
-            tenant: db.tenant,
-            database: db.database.clone(),
-        };
-        if let Some(pool) = self.inner.pools.get(&key).and_then(|slot| slot.get().cloned())
+        if let Some(slot) = self.inner.pools.get(&db.tenant)
+            && slot.database == db.database
+            && let Some(pool) = slot.get()
             && !pool.closed.load(Ordering::Acquire)
         {
             pool.last_used.store(self.now_ms(), Ordering::Relaxed);
@@ -231,12 +245,12 @@ impl TenantPools {
             return Ok(pool.db.clone());
         }
         self.inner.metrics.misses.increment(1);
-        // A slot can be removed (invalidated) while its pool is being made;
-        // the pool made for a removed slot is closed and we go again.
+        // A slot can be replaced or removed (rename, invalidation) while its
+        // pool is being made; such a pool is closed and we go again.
         for _ in 0..3 {
-            let slot = self.inner.pools.entry(key.clone()).or_default().clone();
-            let pool = slot.get_or_try_init(|| self.open(db)).await?.clone();
-            let current = self.inner.pools.get(&key).is_some_and(|s| Arc::ptr_eq(&s, &slot));
+            let slot = self.slot_for(db);
+            let pool = slot.cell.get_or_try_init(|| self.open(db)).await?.clone();
+            let current = self.inner.pools.get(&db.tenant).is_some_and(|s| Arc::ptr_eq(&s, &slot));
             if current && !pool.closed.load(Ordering::Acquire) {
                 pool.last_used.store(self.now_ms(), Ordering::Relaxed);
                 return Ok(pool.db.clone());
@@ -247,6 +261,24 @@ impl TenantPools {
             tenant: db.tenant.to_string(),
             status: crate::catalog::DbStatus::Renaming,
         })
+    }
+
+    /// The tenant's slot for this database name; a slot for an older name
+    /// (the tenant was renamed) is replaced and its pool closed.
+    fn slot_for(&self, db: &TenantDb) -> Arc<Slot> {
+        use dashmap::mapref::entry::Entry;
+        match self.inner.pools.entry(db.tenant) {
+            Entry::Occupied(entry) if entry.get().database == db.database => entry.get().clone(),
+            Entry::Occupied(mut entry) => {
+                let slot = Slot::new(&db.database);
+                let old = entry.insert(slot.clone());
+                if let Some(pool) = old.get().cloned() {
+                    self.spawn_close(pool, CloseReason::Invalidated);
+                }
+                slot
+            }
+            Entry::Vacant(entry) => entry.insert(Slot::new(&db.database)).clone(),
+        }
     }
 
     async fn open(&self, db: &TenantDb) -> Result<Arc<TenantPool>> {
@@ -306,7 +338,7 @@ impl TenantPools {
             return true; // someone else made room meanwhile
         }
         let now = self.now_ms();
-        let candidates: Vec<(PoolKey, Candidate)> = self
+        let candidates: Vec<(TenantId, Candidate)> = self
             .inner
             .pools
             .iter()
@@ -316,7 +348,7 @@ impl TenantPools {
                     last_used_ms: pool.last_used.load(Ordering::Relaxed),
                     all_idle: pool.all_idle(),
                 };
-                Some((entry.key().clone(), candidate))
+                Some((*entry.key(), candidate))
             })
             .collect();
         let grace = u64::try_from(EVICTION_GRACE.as_millis()).unwrap_or(0);
@@ -324,13 +356,13 @@ impl TenantPools {
         let Some(victim) = pick_victim(&only, now, grace) else {
             return false;
         };
-        let key = candidates[victim].0.clone();
+        let key = candidates[victim].0;
         self.close_key(&key, CloseReason::Evicted).await;
         true
     }
 
     /// Removes a key and closes its pool (waiting for its connections).
-    async fn close_key(&self, key: &PoolKey, reason: CloseReason) {
+    async fn close_key(&self, key: &TenantId, reason: CloseReason) {
         let Some((_, slot)) = self.inner.pools.remove(key) else {
             return;
         };
@@ -363,20 +395,11 @@ impl TenantPools {
     /// the next request gets a fresh pool. Returns at once; the closing
     /// goes on in the background.
     pub fn invalidate(&self, tenant: TenantId) -> Vec<tokio::task::JoinHandle<()>> {
-        let keys: Vec<PoolKey> = self
-            .inner
-            .pools
-            .iter()
-            .filter(|entry| entry.key().tenant == tenant)
-            .map(|entry| entry.key().clone())
-            .collect();
         let mut closing = Vec::new();
-        for key in keys {
-            if let Some((_, slot)) = self.inner.pools.remove(&key)
-                && let Some(pool) = slot.get().cloned()
-            {
-                closing.push(self.spawn_close(pool, CloseReason::Invalidated));
-            }
+        if let Some((_, slot)) = self.inner.pools.remove(&tenant)
+            && let Some(pool) = slot.get().cloned()
+        {
+            closing.push(self.spawn_close(pool, CloseReason::Invalidated));
         }
         closing
     }
@@ -399,8 +422,8 @@ impl TenantPools {
         self.inner
             .pools
             .iter()
-            .filter(|entry| entry.value().initialized())
-            .map(|entry| (entry.key().tenant, entry.key().database.clone()))
+            .filter(|entry| entry.value().get().is_some())
+            .map(|entry| (*entry.key(), entry.value().database.clone()))
             .collect()
     }
 
@@ -425,7 +448,7 @@ impl TenantPools {
     async fn close_idle(&self) {
         let idle_ms = u64::try_from(self.inner.config.idle_timeout.as_millis()).unwrap_or(u64::MAX);
         let now = self.now_ms();
-        let expired: Vec<PoolKey> = self
+        let expired: Vec<TenantId> = self
             .inner
             .pools
             .iter()
@@ -434,7 +457,7 @@ impl TenantPools {
                     is_idle_expired(pool.last_used.load(Ordering::Relaxed), now, idle_ms) && pool.all_idle()
                 })
             })
-            .map(|entry| entry.key().clone())
+            .map(|entry| *entry.key())
             .collect();
         for key in expired {
             self.close_key(&key, CloseReason::Idle).await;
@@ -451,7 +474,7 @@ impl TenantPools {
         if let Some(reaper) = self.inner.reaper.lock().unwrap_or_else(|e| e.into_inner()).take() {
             reaper.abort();
         }
-        let keys: Vec<PoolKey> = self.inner.pools.iter().map(|e| e.key().clone()).collect();
+        let keys: Vec<TenantId> = self.inner.pools.iter().map(|e| *e.key()).collect();
         for key in keys {
             self.close_key(&key, CloseReason::Shutdown).await;
         }

@@ -11,3 +11,4 @@ mod create;
 mod migrations;
 mod postgres_security;
 mod rename_delete;
+mod server_faults;

@@ -1,0 +1,222 @@
+//! Server faults on a throwaway PostgreSQL cluster this test starts itself
+//! (`initdb` + `pg_ctl` on a free port, as the `postgres` OS user, password
+//! auth on), never on the shared server: password authentication with the
+//! SCRAM verifiers tenantdb sends, wrong credentials, server down, restart.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use sea_orm::ConnectionTrait;
+use secrecy::SecretString;
+use tenantdb::error::Error;
+use tenantdb::names::quote_ident;
+use tenantdb::secret::TenantSecret;
+use tenantdb::{Config, NewTenant, Tenancy, TenantRef, TenantServerConfig};
+
+use crate::support::schema_v1;
+
+const SUPERUSER_PASSWORD: &str = "throwaway-superuser-pw";
+
+/// A PostgreSQL cluster of its own, stopped and removed on drop.
+struct Cluster {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn postgres_bin() -> Option<PathBuf> {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop()
+}
+
+fn as_postgres(program: &Path, args: &[&str]) {
+    let status = Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(program)
+        .args(args)
+        .status()
+        .expect("runuser runs");
+    assert!(status.success(), "{} {args:?} failed", program.display());
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let bin = postgres_bin().expect(
+            "these tests start a throwaway PostgreSQL cluster: initdb and pg_ctl from the PostgreSQL server \
+             package are needed under /usr/lib/postgresql/<version>/bin",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let pwfile = dir.path().join("pw");
+        std::fs::write(&pwfile, SUPERUSER_PASSWORD).unwrap();
+        Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        let pwfile_arg = format!("--pwfile={}", pwfile.display());
+        let data_arg = data.display().to_string();
+        as_postgres(
+            &bin.join("initdb"),
+            &[
+                "-D",
+                &data_arg,
+                "-U",
+                "postgres",
+                &pwfile_arg,
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+                "-N",
+            ],
+        );
+        let cluster = Self {
+            bin,
+            data,
+            port: free_port(),
+            _dir: dir,
+        };
+        cluster.pg_ctl_start();
+        cluster
+    }
+
+    fn pg_ctl_start(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=30 -c fsync=off",
+            self.port,
+            self.data.display()
+        );
+        let data = self.data.display().to_string();
+        let log = self.data.join("log.txt").display().to_string();
+        as_postgres(
+            &self.bin.join("pg_ctl"),
+            &["-D", &data, "-o", &options, "-l", &log, "-w", "start"],
+        );
+    }
+
+    fn pg_ctl_stop(&self) {
+        let data = self.data.display().to_string();
+        as_postgres(&self.bin.join("pg_ctl"), &["-D", &data, "-m", "fast", "-w", "stop"]);
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "postgres://postgres:{SUPERUSER_PASSWORD}@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.data.display().to_string();
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", &data, "-m", "immediate", "-w", "stop"])
+            .status();
+    }
+}
+
+async fn tenancy(cluster: &Cluster, dir: &Path) -> Tenancy {
+    let catalog = tenantdb::config::sqlite_url(&dir.join("catalog.db"));
+    let mut config = Config::new(
+        SecretString::from(catalog),
+        TenantServerConfig::parse(&cluster.url()).unwrap(),
+    );
+    config.secret = Some(TenantSecret::new(1, SecretString::from("fault-test-secret-0123456789abcdef0123")).unwrap());
+    config.pools.budget = 8;
+    config.pools.acquire_timeout = Duration::from_millis(1500);
+    config.pools.validate_after_idle = Duration::from_millis(50);
+    Tenancy::connect(config, schema_v1())
+        .await
+        .expect("tenancy on the throwaway cluster")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_auth_restarts_and_bad_credentials_on_a_throwaway_cluster() {
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tenancy = tenancy(&cluster, dir.path()).await;
+    let acme = TenantRef::parse("acme").unwrap();
+
+    // Password authentication (scram-sha-256) with the verifier tenantdb
+    // sent: provisioning migrates as the tenant role, requests connect.
+    let row = tenancy
+        .provisioner()
+        .create_tenant(NewTenant {
+            slug: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("the tenant role logs in with its derived password");
+    let db = tenancy.connections().connection(&acme).await.unwrap();
+    db.execute_unprepared("INSERT INTO notes (id, body) VALUES (1, 'x')")
+        .await
+        .unwrap();
+
+    // Server down: a clear error within the acquire timeout, no hang.
+    cluster.pg_ctl_stop();
+    let started = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let result = async {
+        let db = tenancy.connections().connection(&acme).await?;
+        db.execute_unprepared("SELECT 1").await.map_err(Error::from)
+    }
+    .await;
+    assert!(result.is_err(), "the server is down");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no hang: {:?}",
+        started.elapsed()
+    );
+
+    // Restarted: served again without restarting the process.
+    cluster.pg_ctl_start();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let db = tenancy.connections().connection(&acme).await.unwrap();
+    db.execute_unprepared("SELECT 1")
+        .await
+        .expect("recovered after the restart");
+
+    // Wrong credentials (the role's password changed behind our back): a
+    // clear error naming the tenant, then recovery once the cause is gone.
+    let admin = match tenancy.engine() {
+        tenantdb::engine::Engine::Postgres(pg) => pg.admin_pool().clone(),
+        _ => unreachable!(),
+    };
+    let role = quote_ident(&row.role_name);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER ROLE {role} PASSWORD 'not-the-derived-one'"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    drop(tenancy.pools().invalidate(row.tenant_id.into()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let err = tenancy.connections().connection(&acme).await.unwrap_err();
+    let message = err.chain();
+    assert!(message.contains(&row.tenant_id.to_string()), "{message}");
+    assert!(message.contains("password authentication failed"), "{message}");
+
+    // Retry-able repair: provisioning steps set the derived password again.
+    tenancy
+        .engine()
+        .ensure_role(&tenancy.provisioner().tenant_db(&row))
+        .await
+        .unwrap();
+    let db = tenancy.connections().connection(&acme).await.unwrap();
+    db.execute_unprepared("SELECT 1").await.unwrap();
+    tenancy.close().await;
+}
