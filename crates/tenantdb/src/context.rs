@@ -67,6 +67,15 @@ impl TenantScope {
         })
     }
 
+    /// A scope for a tenant already resolved and checked (the axum layer
+    /// resolves first to authorize the caller).
+    pub fn from_resolved(connections: &TenantConnections, tenant: Arc<ResolvedTenant>) -> Self {
+        Self {
+            tenant,
+            connections: connections.clone(),
+        }
+    }
+
     pub fn tenant_id(&self) -> TenantId {
         self.tenant.id
     }

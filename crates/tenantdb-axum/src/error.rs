@@ -1,0 +1,153 @@
+//! One JSON error shape for every failure: `{"error": {"code", "message"}}`
+//! (API.md). Each status has its codes; 5xx bodies are generic and the cause
+//! is logged once here, never sent: no SQL, stack trace, URL or secret.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tenantdb::Error;
+
+/// How long clients are told to wait after `tenant_unavailable` / `busy`.
+const RETRY_UNAVAILABLE_SECS: u32 = 2;
+const RETRY_BUSY_SECS: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 400 `invalid_request`: nothing was changed.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    /// 401: missing or unknown bearer token.
+    pub fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required")
+    }
+
+    /// 403: the token is valid but may not do this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+    }
+
+    /// 404 for a tenant that does not exist *or* that the caller may not
+    /// see: the same answer, so names cannot be probed.
+    pub fn tenant_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "tenant_not_found", "tenant not found")
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// 500 with a generic body; the cause is logged here, once.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+    }
+
+    fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> Self {
+        if err.is_busy() {
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "no database connection could be had in time; try again",
+            )
+            .retry_after(RETRY_BUSY_SECS);
+        }
+        match err {
+            Error::Invalid { .. } => Self::invalid(err.to_string()),
+            Error::TenantNotFound(_) => Self::tenant_not_found(),
+            Error::TenantDatabaseNotFound(_) => Self::not_found("tenant database"),
+            Error::AlreadyExists(message) => Self::conflict(message),
+            Error::IllegalState { .. } | Error::Locked { .. } => Self::conflict(err.to_string()),
+            Error::TenantSuspended(_) => Self::new(StatusCode::FORBIDDEN, "tenant_suspended", "the tenant is suspended"),
+            Error::TenantUnavailable { status, .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "tenant_unavailable",
+                format!("the tenant's database is {status}; try again later"),
+            )
+            .retry_after(RETRY_UNAVAILABLE_SECS),
+            Error::ProvisioningFailed { ref tenant, .. } => {
+                tracing::warn!(error = %err.chain(), "provisioning failed");
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "provisioning_failed",
+                    format!(
+                        "creating the database of tenant {tenant} failed; the tenant is FAILED with its \
+                         error_message, and POST /v1/tenants/{tenant}/database/retry can finish it"
+                    ),
+                )
+            }
+            other => Self::internal(&other.chain()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({ "error": { "code": self.code, "message": self.message } }));
+        let mut response = (self.status, body).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_errors_map_to_the_api_codes() {
+        let cases = [
+            (Error::TenantNotFound("x".into()), StatusCode::NOT_FOUND, "tenant_not_found"),
+            (Error::TenantSuspended("x".into()), StatusCode::FORBIDDEN, "tenant_suspended"),
+            (Error::AlreadyExists("taken".into()), StatusCode::CONFLICT, "conflict"),
+            (
+                Error::Busy {
+                    tenant: "x".into(),
+                    waited_ms: 1,
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+            ),
+            (Error::Config("secret stuff".into()), StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        ];
+        for (err, status, code) in cases {
+            let api = ApiError::from(err);
+            assert_eq!((api.status, api.code), (status, code));
+        }
+        let internal = ApiError::from(Error::Config("postgres://u:pw@h".into()));
+        assert!(!internal.message.contains("pw"), "5xx bodies are generic");
+    }
+}

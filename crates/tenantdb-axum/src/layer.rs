@@ -1,0 +1,150 @@
+//! The tenant layer: resolve the request's tenant, check the caller may act
+//! for it, refuse early if it cannot be served, and run the handler inside
+//! its `TenantContext` scope.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, header, request::Parts};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tenantdb::connections::ResolvedTenant;
+use tenantdb::context::{TenantContext, TenantScope};
+use tenantdb::{TenantConnections, TenantRef};
+
+use crate::error::ApiError;
+use crate::extract::CurrentTenant;
+
+/// The header that names the tenant (slug or id). It wins over the Host.
+pub const TENANT_HEADER: &str = "x-tenant";
+
+/// Decides whether the caller may act for a tenant. Run after the tenant is
+/// found and before its status is revealed, so a caller who may not see a
+/// tenant cannot learn that it is suspended.
+pub trait Authorizer: Send + Sync + 'static {
+    fn authorize<'a>(
+        &'a self,
+        parts: &'a Parts,
+        tenant: &'a ResolvedTenant,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>>;
+}
+
+/// Lets every caller act for every tenant (for services that authorize
+/// elsewhere).
+#[derive(Debug, Clone, Copy)]
+pub struct AllowAll;
+
+impl Authorizer for AllowAll {
+    fn authorize<'a>(
+        &'a self,
+        _: &'a Parts,
+        _: &'a ResolvedTenant,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// State of the tenant layer.
+#[derive(Clone)]
+pub struct TenantResolution {
+    connections: TenantConnections,
+    base_domain: Option<String>,
+    authorizer: Arc<dyn Authorizer>,
+}
+
+impl std::fmt::Debug for TenantResolution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantResolution")
+            .field("base_domain", &self.base_domain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantResolution {
+    pub fn new(connections: TenantConnections) -> Self {
+        Self {
+            connections,
+            base_domain: None,
+            authorizer: Arc::new(AllowAll),
+        }
+    }
+
+    /// Also take the tenant from the first label of a Host under `domain`
+    /// (`acme.example.test` for `example.test`).
+    pub fn base_domain(mut self, domain: impl Into<String>) -> Self {
+        self.base_domain = Some(domain.into().trim_start_matches('.').to_ascii_lowercase());
+        self
+    }
+
+    pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
+        self.authorizer = Arc::new(authorizer);
+        self
+    }
+}
+
+/// The tenant a request names: the `X-Tenant` header, else the first label
+/// of a Host under the base domain. `None` when it names none.
+pub fn tenant_of(headers: &HeaderMap, base_domain: Option<&str>) -> Option<String> {
+    if let Some(value) = headers.get(TENANT_HEADER) {
+        return Some(value.to_str().unwrap_or_default().trim().to_owned());
+    }
+    let base = base_domain?;
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let host = host.split(':').next()?.to_ascii_lowercase();
+    let label = host.strip_suffix(base)?.strip_suffix('.')?;
+    (!label.is_empty() && !label.contains('.')).then(|| label.to_owned())
+}
+
+/// The middleware: `axum::middleware::from_fn_with_state(resolution,
+/// tenantdb_axum::resolve_tenant)`.
+pub async fn resolve_tenant(State(resolution): State<TenantResolution>, request: Request, next: Next) -> Response {
+    match enter(&resolution, request).await {
+        Ok((scope, request)) => TenantContext::scope(scope, next.run(request)).await,
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn enter(resolution: &TenantResolution, request: Request) -> Result<(TenantScope, Request), ApiError> {
+    let named = tenant_of(request.headers(), resolution.base_domain.as_deref())
+        .ok_or_else(|| ApiError::invalid("name the tenant in the X-Tenant header"))?;
+    // A malformed name cannot exist: the same answer as an unknown one.
+    let tenant = TenantRef::parse(&named).map_err(|_| ApiError::tenant_not_found())?;
+    let resolved = resolution.connections.resolve(&tenant).await?;
+    let (parts, body) = request.into_parts();
+    resolution.authorizer.authorize(&parts, &resolved).await?;
+    resolved.serving()?;
+    let scope = TenantScope::from_resolved(&resolution.connections, resolved);
+    let mut request = Request::from_parts(parts, body);
+    request.extensions_mut().insert(CurrentTenant(scope.clone()));
+    Ok((scope, request))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn the_header_wins_over_the_host() {
+        let h = headers(&[("x-tenant", "beta"), ("host", "acme.example.test")]);
+        assert_eq!(tenant_of(&h, Some("example.test")).as_deref(), Some("beta"));
+    }
+
+    #[test]
+    fn the_first_label_under_the_base_domain_names_the_tenant() {
+        let base = Some("example.test");
+        assert_eq!(tenant_of(&headers(&[("host", "acme.example.test:8080")]), base).as_deref(), Some("acme"));
+        assert_eq!(tenant_of(&headers(&[("host", "ACME.Example.Test")]), base).as_deref(), Some("acme"));
+        assert_eq!(tenant_of(&headers(&[("host", "example.test")]), base), None);
+        assert_eq!(tenant_of(&headers(&[("host", "a.b.example.test")]), base), None);
+        assert_eq!(tenant_of(&headers(&[("host", "acme.other.test")]), base), None);
+        assert_eq!(tenant_of(&headers(&[("host", "acme.example.test")]), None), None);
+    }
+}
