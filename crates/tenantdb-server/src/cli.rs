@@ -2,10 +2,11 @@
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use tenantdb::catalog::DbStatus;
+use tenantdb::catalog::{DbStatus, MemberRole};
 use tenantdb::provisioner::ReconcileOutcome;
 use tenantdb::{NewTenant, Tenancy, TenantMigrations, TenantRef, TenantStatus, TenantView};
 
+use crate::http;
 use crate::settings::Settings;
 use crate::tenant_schema::Migrator;
 
@@ -20,18 +21,72 @@ use crate::tenant_schema::Migrator;
 pub struct Cli {
     #[command(flatten)]
     settings: Settings,
+    /// With no command: `serve`.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+}
+
+impl Cli {
+    pub fn is_serve(&self) -> bool {
+        matches!(self.command, None | Some(Command::Serve))
+    }
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the HTTP service (API.md) on TENANTDB_LISTEN until SIGINT or
+    /// SIGTERM; the default command.
+    Serve,
+    /// Create users and their API tokens.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Add and remove tenant members.
+    #[command(subcommand)]
+    Members(MembersCommand),
     /// Create, list, inspect, rename, repair and delete tenants.
     #[command(subcommand)]
     Tenants(TenantsCommand),
     /// Finish work a dead process left half-done (rows in PROVISIONING,
     /// RENAMING, MIGRATING or DELETING whose lease expired).
     Reconcile,
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Create a user.
+    Create {
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Make an API token for a user; it is printed once and never stored.
+    Token {
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MembersCommand {
+    /// Make a user a member of a tenant (or change their role).
+    Add {
+        tenant: String,
+        email: String,
+        #[arg(long, value_parser = parse_role)]
+        role: MemberRole,
+    },
+    /// Remove a user from a tenant.
+    Remove { tenant: String, email: String },
+}
+
+fn parse_role(s: &str) -> Result<MemberRole, String> {
+    match s.to_ascii_uppercase().as_str() {
+        "OWNER" => Ok(MemberRole::Owner),
+        "ADMIN" => Ok(MemberRole::Admin),
+        "MEMBER" => Ok(MemberRole::Member),
+        _ => Err("expected OWNER, ADMIN or MEMBER".into()),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,13 +172,17 @@ fn parse_db_status(s: &str) -> Result<DbStatus, String> {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.settings.to_config()?;
+    let command = match cli.command {
+        None | Some(Command::Serve) => return serve(config, &cli.settings).await,
+        Some(command) => command,
+    };
     let tenancy = Tenancy::connect(config, TenantMigrations::of::<Migrator>())
         .await
         .context("failed to start")?;
     // Work under way belongs to the provisioner: on Ctrl-C, stop waiting
     // for the result but let DDL that already started finish cleanly.
     let result = tokio::select! {
-        result = dispatch(&tenancy, cli.command) => result,
+        result = dispatch(&tenancy, command) => result,
         _ = tokio::signal::ctrl_c() => {
             eprintln!("interrupted: waiting for work under way to finish");
             Err(anyhow::anyhow!("interrupted"))
@@ -137,7 +196,100 @@ async fn dispatch(tenancy: &Tenancy, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Tenants(command) => tenants(tenancy, command).await,
         Command::Reconcile => reconcile(tenancy).await,
+        Command::Users(command) => users(tenancy, command).await,
+        Command::Members(command) => members(tenancy, command).await,
+        Command::Serve => unreachable!("serve is handled before dispatch"),
     }
+}
+
+async fn serve(config: tenantdb::Config, settings: &Settings) -> anyhow::Result<()> {
+    let (admin_token, token_file) = settings.admin_token()?;
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", settings.listen))?;
+    let address = listener.local_addr()?;
+    match token_file {
+        Some(path) => eprintln!("tenantdb listening on http://{address} (operator token in {})", path.display()),
+        None => eprintln!("tenantdb listening on http://{address} (operator token from TENANTDB_ADMIN_TOKEN)"),
+    }
+    let options = http::ServiceOptions {
+        admin_token,
+        base_domain: settings.base_domain.clone(),
+    };
+    http::start(config, options, listener, shutdown_signal()).await
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn users(tenancy: &Tenancy, command: UsersCommand) -> anyhow::Result<()> {
+    let users = tenancy.catalog().users();
+    match command {
+        UsersCommand::Create { email, name } => {
+            let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_owned());
+            let user = users
+                .create(&email, &name)
+                .await
+                .with_context(|| format!("failed to create user '{email}'"))?;
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"id": user.id, "email": user.email, "name": user.name}))?);
+        }
+        UsersCommand::Token { email, name } => {
+            let user = users
+                .find_by_email(&email)
+                .await?
+                .with_context(|| format!("no user with email '{email}'"))?;
+            let (_, token) = tenancy
+                .catalog()
+                .tokens()
+                .create(user.id, name.as_deref().unwrap_or("cli"))
+                .await?;
+            println!("{token}");
+        }
+    }
+    Ok(())
+}
+
+async fn members(tenancy: &Tenancy, command: MembersCommand) -> anyhow::Result<()> {
+    let catalog = tenancy.catalog();
+    let (tenant, email) = match &command {
+        MembersCommand::Add { tenant, email, .. } | MembersCommand::Remove { tenant, email } => (tenant, email),
+    };
+    let tenant = catalog.tenants().get(&parse_ref(tenant)?).await?;
+    let user = catalog
+        .users()
+        .find_by_email(email)
+        .await?
+        .with_context(|| format!("no user with email '{email}'"))?;
+    match command {
+        MembersCommand::Add { role, .. } => {
+            catalog.memberships().upsert(tenant.id, user.id, role).await?;
+            println!("{} is {role:?} of {}", user.email, tenant.slug);
+        }
+        MembersCommand::Remove { .. } => {
+            anyhow::ensure!(
+                catalog.memberships().remove(tenant.id, user.id).await?,
+                "{} is not a member of {}",
+                user.email,
+                tenant.slug
+            );
+            println!("{} is no longer a member of {}", user.email, tenant.slug);
+        }
+    }
+    Ok(())
 }
 
 async fn tenants(tenancy: &Tenancy, command: TenantsCommand) -> anyhow::Result<()> {

@@ -61,12 +61,45 @@ pub struct Settings {
     #[arg(long, env = "TENANTDB_POOL_IDLE_SECS", default_value_t = config::DEFAULT_POOL_IDLE.as_secs(), global = true)]
     pub pool_idle_secs: u64,
 
+    /// Address the service listens on.
+    #[arg(long, env = "TENANTDB_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    pub listen: String,
+
+    /// The operator's bearer token [default: made once and kept in
+    /// $TENANTDB_DATA_DIR/admin-token].
+    #[arg(long, env = "TENANTDB_ADMIN_TOKEN", hide_env_values = true, hide = true, global = true)]
+    pub admin_token: Option<String>,
+
+    /// Also take the tenant from the first label of a Host under this
+    /// domain (acme.example.test for example.test).
+    #[arg(long, env = "TENANTDB_BASE_DOMAIN", global = true)]
+    pub base_domain: Option<String>,
+
     /// Milliseconds a request waits for a connection before "busy".
     #[arg(long, env = "TENANTDB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000, global = true)]
     pub acquire_timeout_ms: u64,
 }
 
 impl Settings {
+    /// The operator token: from the environment, else the one kept under
+    /// the data directory (made on first start, readable by the owner only).
+    pub fn admin_token(&self) -> anyhow::Result<(SecretString, Option<PathBuf>)> {
+        if let Some(token) = &self.admin_token {
+            anyhow::ensure!(token.len() >= 16, "TENANTDB_ADMIN_TOKEN must be at least 16 characters");
+            return Ok((SecretString::from(token.clone()), None));
+        }
+        let path = self.data_dir.join("admin-token");
+        if let Ok(token) = std::fs::read_to_string(&path) {
+            return Ok((SecretString::from(token.trim().to_owned()), Some(path)));
+        }
+        std::fs::create_dir_all(&self.data_dir).with_context(|| format!("failed to create {}", self.data_dir.display()))?;
+        let mut bytes = [0u8; 24];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+        let token = format!("tdb_admin_{}", tenantdb::secret::hex(&bytes));
+        write_private(&path, &token).with_context(|| format!("failed to write {}", path.display()))?;
+        Ok((SecretString::from(token), Some(path)))
+    }
+
     pub fn to_config(&self) -> anyhow::Result<Config> {
         let catalog_url = match &self.catalog_url {
             Some(url) => url.clone(),
@@ -107,6 +140,15 @@ impl std::fmt::Debug for Settings {
             .field("lease_secs", &self.lease_secs)
             .field("pool_budget", &self.pool_budget)
             .field("pool_max_per_tenant", &self.pool_max_per_tenant)
+            .field("listen", &self.listen)
+            .field("base_domain", &self.base_domain)
             .finish_non_exhaustive()
     }
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(contents.as_bytes())
 }

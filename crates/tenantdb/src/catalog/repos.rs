@@ -115,6 +115,16 @@ impl ApiTokens<'_> {
             .await?)
     }
 
+    /// Records that a token was used (no routing change: no generation bump).
+    pub async fn touch(&self, token_id: Uuid) -> Result<()> {
+        api_tokens::Entity::update_many()
+            .col_expr(api_tokens::Column::LastUsedAt, Utc::now().into())
+            .filter(api_tokens::Column::Id.eq(token_id))
+            .exec(self.db)
+            .await?;
+        Ok(())
+    }
+
     /// Revokes a user's token; false when there is no such token.
     pub async fn revoke(&self, user_id: Uuid, token_id: Uuid) -> Result<bool> {
         let result = api_tokens::Entity::update_many()

@@ -1,0 +1,85 @@
+//! Request parsing with API.md's error shape: malformed JSON, a wrong
+//! content type, an oversized body, unknown or mistyped fields and bad
+//! query strings are all `400 invalid_request`, and nothing is written.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tenantdb_axum::ApiError;
+
+pub const DEFAULT_LIMIT: u64 = 50;
+pub const MAX_LIMIT: u64 = 500;
+
+/// `Json<T>` whose rejections are `ApiError`s.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::invalid(describe(&rejection))),
+        }
+    }
+}
+
+fn describe(rejection: &JsonRejection) -> String {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => "the body must be JSON (Content-Type: application/json)".into(),
+        JsonRejection::JsonSyntaxError(_) => "the body is not valid JSON".into(),
+        // serde's message names the field and what was expected; it holds
+        // no SQL or internals.
+        JsonRejection::JsonDataError(err) => format!("invalid body: {}", err.body_text()),
+        JsonRejection::BytesRejection(_) => format!("the body could not be read (at most {} bytes)", super::BODY_LIMIT),
+        _ => "invalid body".into(),
+    }
+}
+
+/// `?limit=&cursor=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPage {
+    limit: Option<u64>,
+    cursor: Option<String>,
+    status: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub limit: u64,
+    pub cursor: Option<uuid::Uuid>,
+    pub status: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Page {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(raw) = Query::<RawPage>::from_request_parts(parts, state)
+            .await
+            .map_err(|e: QueryRejection| ApiError::invalid(format!("invalid query: {}", e.body_text())))?;
+        let limit = raw.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::invalid(format!("limit must be 1 to {MAX_LIMIT}")));
+        }
+        let cursor = raw
+            .cursor
+            .map(|c| uuid::Uuid::parse_str(&c).map_err(|_| ApiError::invalid("cursor is not one this API gave")))
+            .transpose()?;
+        Ok(Self {
+            limit,
+            cursor,
+            status: raw.status,
+        })
+    }
+}
+
+/// `{"items": [...], "next_cursor": ...}`.
+pub fn page<T: serde::Serialize>(items: Vec<T>, limit: u64, last_id: Option<uuid::Uuid>) -> serde_json::Value {
+    let next = (items.len() as u64 == limit).then_some(last_id).flatten();
+    serde_json::json!({ "items": items, "next_cursor": next })
+}

@@ -1,0 +1,145 @@
+//! The reference HTTP service (API.md): operator API, tenant API and
+//! service endpoints. `App::build` is shared by `main` and the tests, which
+//! bind port 0 and call `serve` with their own shutdown signal.
+
+mod auth;
+mod json;
+mod operator;
+mod projects;
+mod service;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use secrecy::SecretString;
+use tenantdb::Tenancy;
+use tenantdb_axum::{ApiError, TenantResolution, resolve_tenant};
+use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+pub use auth::MembershipAuthorizer;
+
+/// Largest request body.
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// Requests other than provisioning ones are cut off after this long.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What handlers share.
+pub struct App {
+    pub tenancy: Tenancy,
+    pub auth: auth::Auth,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("tenancy", &self.tenancy).finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AppState(pub Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// Options of the service beyond the library's `Config`.
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    pub admin_token: SecretString,
+    pub base_domain: Option<String>,
+}
+
+impl AppState {
+    pub fn new(tenancy: Tenancy, admin_token: SecretString) -> Self {
+        Self(Arc::new(App {
+            auth: auth::Auth::new(tenancy.catalog().clone(), admin_token),
+            tenancy,
+            metrics: service::prometheus(),
+        }))
+    }
+}
+
+/// The router of the whole service.
+pub fn router(state: AppState, base_domain: Option<String>) -> Router {
+    let mut resolution =
+        TenantResolution::new(state.tenancy.connections().clone()).authorizer(MembershipAuthorizer(state.clone()));
+    if let Some(domain) = base_domain {
+        resolution = resolution.base_domain(domain);
+    }
+    let tenant_api = projects::router()
+        .route_layer(axum::middleware::from_fn_with_state(resolution, resolve_tenant))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_user));
+    // Provisioning routes get no timeout: a timeout would not cancel the
+    // DDL (the provisioner owns it) but would hide its outcome.
+    let quick = operator::router()
+        .merge(tenant_api)
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
+    Router::new()
+        .merge(quick)
+        .merge(operator::provisioning_router())
+        .merge(service::router())
+        .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed")
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(
+            // One line per request: method, path, tenant, status, latency.
+            // Headers are not logged (tokens live there).
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &axum::http::Request<_>| {
+                    let tenant = tenantdb_axum::tenant_of(request.headers(), None).unwrap_or_default();
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), tenant = %tenant)
+                })
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .with_state(state)
+}
+
+/// Installs the metrics recorder, connects, and runs the service: what
+/// `tenantdb serve` does, and what the tests call with port 0.
+pub async fn start(
+    config: tenantdb::Config,
+    options: ServiceOptions,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    // Before connecting: the pools fetch their counters when they are made.
+    service::prometheus();
+    let tenancy = Tenancy::connect(
+        config,
+        tenantdb::TenantMigrations::of::<crate::tenant_schema::Migrator>(),
+    )
+    .await
+    .context("failed to start")?;
+    run(tenancy, options, listener, shutdown).await
+}
+
+/// Runs the service on `listener` until `shutdown` resolves: reconciles
+/// abandoned work first, then serves; on shutdown stops accepting, lets
+/// requests in flight finish, waits for provisioning under way, and closes
+/// every pool. Shared by `tenantdb serve` and the tests (which bind port 0).
+pub async fn run(
+    tenancy: Tenancy,
+    options: ServiceOptions,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    for entry in tenancy.provisioner().reconcile().await? {
+        tracing::info!(tenant.id = %entry.tenant_id, status = %entry.status, outcome = ?entry.outcome, "reconciled");
+    }
+    let state = AppState::new(tenancy.clone(), options.admin_token);
+    let app = router(state, options.base_domain);
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    tenancy.close().await;
+    Ok(served?)
+}

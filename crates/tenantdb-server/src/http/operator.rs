@@ -1,0 +1,395 @@
+//! The operator API (admin token): users, tokens, tenants and their
+//! databases, members, subscriptions, settings.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tenantdb::catalog::{MemberRole, SubscriptionStatus, memberships, subscriptions, users};
+use tenantdb::view::rfc3339;
+use tenantdb::{NewTenant, TenantRef, TenantStatus, TenantView};
+use tenantdb_axum::ApiError;
+use uuid::Uuid;
+
+use super::AppState;
+use super::auth::Admin;
+use super::json::{ApiJson, Page, page};
+
+type ApiResult<T = Response> = Result<T, ApiError>;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/users", post(create_user))
+        .route("/v1/users/{user}", get(get_user))
+        .route("/v1/users/{user}/tokens", post(create_token))
+        .route("/v1/users/{user}/tokens/{token_id}", axum::routing::delete(revoke_token))
+        .route("/v1/tenants", get(list_tenants))
+        .route("/v1/tenants/{tenant}", get(get_tenant).patch(patch_tenant))
+        .route("/v1/tenants/{tenant}/database", get(get_database))
+        .route("/v1/tenants/{tenant}/members", get(list_members))
+        .route("/v1/tenants/{tenant}/members/{user}", put(put_member).delete(delete_member))
+        .route("/v1/tenants/{tenant}/subscription", get(get_subscription).put(put_subscription))
+        .route("/v1/settings", get(get_settings))
+        .route("/v1/settings/{key}", put(put_setting))
+}
+
+/// Routes whose work runs in the provisioner: no request timeout.
+pub fn provisioning_router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tenants", post(create_tenant))
+        .route("/v1/tenants/{tenant}", axum::routing::delete(delete_tenant))
+        .route("/v1/tenants/{tenant}/database", axum::routing::patch(rename_database))
+        .route("/v1/tenants/{tenant}/database/retry", post(retry_database))
+}
+
+// ---- helpers ----------------------------------------------------------------
+
+/// `{tenant}`: an id or a slug; a malformed one cannot exist.
+fn tenant_ref(raw: &str) -> ApiResult<TenantRef> {
+    TenantRef::parse(raw).map_err(|_| ApiError::tenant_not_found())
+}
+
+async fn tenant_view(state: &AppState, tenant: &TenantRef) -> ApiResult<TenantView> {
+    Ok(state.tenancy.tenant(tenant).await?)
+}
+
+fn user_json(user: &users::Model) -> Value {
+    json!({ "id": user.id, "email": user.email, "name": user.name, "created_at": rfc3339(user.created_at) })
+}
+
+fn membership_json(m: &memberships::Model) -> Value {
+    json!({ "tenant_id": m.tenant_id, "user_id": m.user_id, "role": m.role, "created_at": rfc3339(m.created_at) })
+}
+
+fn subscription_json(s: &subscriptions::Model) -> Value {
+    json!({
+        "tenant_id": s.tenant_id, "plan": s.plan, "status": s.status, "seats": s.seats,
+        "current_period_end": s.current_period_end.map(rfc3339),
+        "created_at": rfc3339(s.created_at), "updated_at": rfc3339(s.updated_at),
+    })
+}
+
+/// `{user}`: an id or an email.
+async fn find_user(state: &AppState, raw: &str) -> ApiResult<users::Model> {
+    let users = state.tenancy.catalog().users();
+    let found = match Uuid::parse_str(raw) {
+        Ok(id) => users.find(id).await?,
+        Err(_) => users.find_by_email(raw).await?,
+    };
+    found.ok_or_else(|| ApiError::not_found("user"))
+}
+
+fn check_text(field: &str, value: &str, max: usize) -> ApiResult<String> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > max || value.chars().any(char::is_control) {
+        return Err(ApiError::invalid(format!(
+            "{field} must be 1-{max} characters without control characters"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+fn check_email(email: &str) -> ApiResult<String> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        });
+    if !valid {
+        return Err(ApiError::invalid(format!("email '{email}' is not an email address")));
+    }
+    Ok(email)
+}
+
+// ---- users and tokens -------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    email: String,
+    name: String,
+}
+
+async fn create_user(_: Admin, State(state): State<AppState>, ApiJson(body): ApiJson<NewUser>) -> ApiResult {
+    let email = check_email(&body.email)?;
+    let name = check_text("name", &body.name, 200)?;
+    let user = state.tenancy.catalog().users().create(&email, &name).await?;
+    Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
+}
+
+async fn get_user(_: Admin, State(state): State<AppState>, Path(user): Path<String>) -> ApiResult {
+    Ok(Json(user_json(&find_user(&state, &user).await?)).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: Option<String>,
+}
+
+async fn create_token(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(user): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    // The body is optional here: no body means no name.
+    let body: NewToken = if body.iter().all(u8::is_ascii_whitespace) {
+        NewToken::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid body: {e}")))?
+    };
+    let user = find_user(&state, &user).await?;
+    let name = match body.name {
+        Some(name) => check_text("name", &name, 200)?,
+        None => "api".to_owned(),
+    };
+    let (row, token) = state.tenancy.catalog().tokens().create(user.id, &name).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": row.id, "name": row.name, "token": token }))).into_response())
+}
+
+async fn revoke_token(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((user, token_id)): Path<(String, String)>,
+) -> ApiResult {
+    let user = find_user(&state, &user).await?;
+    let token_id = Uuid::parse_str(&token_id).map_err(|_| ApiError::not_found("token"))?;
+    if !state.tenancy.catalog().tokens().revoke(user.id, token_id).await? {
+        return Err(ApiError::not_found("token"));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- tenants ----------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    slug: String,
+    name: Option<String>,
+    owner_user_id: Option<Uuid>,
+    database_name: Option<String>,
+    plan: Option<String>,
+}
+
+async fn create_tenant(_: Admin, State(state): State<AppState>, ApiJson(body): ApiJson<CreateTenant>) -> ApiResult {
+    let catalog = state.tenancy.catalog();
+    // Check everything before anything is made.
+    if let Some(owner) = body.owner_user_id
+        && catalog.users().find(owner).await?.is_none()
+    {
+        return Err(ApiError::invalid(format!("owner_user_id: no user {owner}")));
+    }
+    let plan = body.plan.as_deref().map(|p| check_text("plan", p, 100)).transpose()?;
+    let name = body.name.as_deref().map(|n| check_text("name", n, 200)).transpose()?;
+    let row = state
+        .tenancy
+        .provisioner()
+        .create_tenant(NewTenant {
+            slug: body.slug,
+            name,
+            database_name: body.database_name,
+        })
+        .await?;
+    if let Some(owner) = body.owner_user_id {
+        catalog.memberships().upsert(row.tenant_id, owner, MemberRole::Owner).await?;
+    }
+    if let Some(plan) = plan {
+        catalog
+            .subscriptions()
+            .upsert(row.tenant_id, &plan, SubscriptionStatus::Trialing, 1, None)
+            .await?;
+    }
+    let view = tenant_view(&state, &TenantRef::Id(row.tenant_id.into())).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+async fn list_tenants(_: Admin, State(state): State<AppState>, page_query: Page) -> ApiResult {
+    let status = match page_query.status.as_deref() {
+        None => None,
+        Some("ACTIVE") => Some(TenantStatus::Active),
+        Some("SUSPENDED") => Some(TenantStatus::Suspended),
+        Some(other) => return Err(ApiError::invalid(format!("status '{other}' is not ACTIVE or SUSPENDED"))),
+    };
+    let items = state
+        .tenancy
+        .list_tenants(status, page_query.cursor, page_query.limit)
+        .await?;
+    let last = items.last().map(|t| t.id);
+    Ok(Json(page(items, page_query.limit, last)).into_response())
+}
+
+async fn get_tenant(_: Admin, State(state): State<AppState>, Path(tenant): Path<String>) -> ApiResult {
+    Ok(Json(tenant_view(&state, &tenant_ref(&tenant)?).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchTenant {
+    name: Option<String>,
+    status: Option<TenantStatus>,
+}
+
+async fn patch_tenant(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    ApiJson(body): ApiJson<PatchTenant>,
+) -> ApiResult {
+    let tenant = tenant_ref(&tenant)?;
+    let found = state.tenancy.catalog().tenants().get(&tenant).await?;
+    let name = body.name.as_deref().map(|n| check_text("name", n, 200)).transpose()?;
+    if let Some(name) = name {
+        state.tenancy.catalog().tenants().set_name(found.id, &name).await?;
+    }
+    if let Some(status) = body.status {
+        state.tenancy.catalog().tenants().set_status(found.id, status).await?;
+    }
+    Ok(Json(tenant_view(&state, &TenantRef::Id(found.id.into())).await?).into_response())
+}
+
+async fn delete_tenant(_: Admin, State(state): State<AppState>, Path(tenant): Path<String>) -> ApiResult {
+    state.tenancy.provisioner().delete_tenant(&tenant_ref(&tenant)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn get_database(_: Admin, State(state): State<AppState>, Path(tenant): Path<String>) -> ApiResult {
+    let view = tenant_view(&state, &tenant_ref(&tenant)?).await?;
+    let database = view.database.ok_or_else(|| ApiError::not_found("tenant database"))?;
+    Ok(Json(database).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenameDatabase {
+    database_name: String,
+}
+
+async fn rename_database(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    ApiJson(body): ApiJson<RenameDatabase>,
+) -> ApiResult {
+    let tenant = tenant_ref(&tenant)?;
+    state
+        .tenancy
+        .provisioner()
+        .rename_tenant_database(&tenant, &body.database_name)
+        .await?;
+    get_database(Admin, State(state), Path(tenant.to_string())).await
+}
+
+async fn retry_database(_: Admin, State(state): State<AppState>, Path(tenant): Path<String>) -> ApiResult {
+    let tenant = tenant_ref(&tenant)?;
+    state.tenancy.provisioner().retry(&tenant).await?;
+    get_database(Admin, State(state), Path(tenant.to_string())).await
+}
+
+// ---- members ----------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutMember {
+    role: MemberRole,
+}
+
+async fn put_member(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((tenant, user)): Path<(String, String)>,
+    ApiJson(body): ApiJson<PutMember>,
+) -> ApiResult {
+    let tenant = state.tenancy.catalog().tenants().get(&tenant_ref(&tenant)?).await?;
+    let user = find_user(&state, &user).await?;
+    let membership = state.tenancy.catalog().memberships().upsert(tenant.id, user.id, body.role).await?;
+    Ok(Json(membership_json(&membership)).into_response())
+}
+
+async fn delete_member(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((tenant, user)): Path<(String, String)>,
+) -> ApiResult {
+    let tenant = state.tenancy.catalog().tenants().get(&tenant_ref(&tenant)?).await?;
+    let user = find_user(&state, &user).await?;
+    if !state.tenancy.catalog().memberships().remove(tenant.id, user.id).await? {
+        return Err(ApiError::not_found("membership"));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_members(_: Admin, State(state): State<AppState>, Path(tenant): Path<String>) -> ApiResult {
+    let tenant = state.tenancy.catalog().tenants().get(&tenant_ref(&tenant)?).await?;
+    let members = state.tenancy.catalog().memberships().list_for_tenant(tenant.id).await?;
+    let items: Vec<Value> = members.iter().map(membership_json).collect();
+    Ok(Json(json!({ "items": items, "next_cursor": null })).into_response())
+}
+
+// ---- subscriptions ----------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutSubscription {
+    plan: String,
+    status: SubscriptionStatus,
+    seats: i32,
+    current_period_end: Option<DateTime<Utc>>,
+}
+
+async fn put_subscription(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    ApiJson(body): ApiJson<PutSubscription>,
+) -> ApiResult {
+    let tenant = state.tenancy.catalog().tenants().get(&tenant_ref(&tenant)?).await?;
+    let plan = check_text("plan", &body.plan, 100)?;
+    if !(0..=1_000_000).contains(&body.seats) {
+        return Err(ApiError::invalid("seats must be 0 to 1000000"));
+    }
+    let sub = state
+        .tenancy
+        .catalog()
+        .subscriptions()
+        .upsert(tenant.id, &plan, body.status, body.seats, body.current_period_end)
+        .await?;
+    Ok(Json(subscription_json(&sub)).into_response())
+}
+
+async fn get_subscription(_: Admin, State(state): State<AppState>, Path(tenant): Path<String>) -> ApiResult {
+    let tenant = state.tenancy.catalog().tenants().get(&tenant_ref(&tenant)?).await?;
+    let sub = state.tenancy.catalog().subscriptions().find(tenant.id).await?;
+    let sub = sub.ok_or_else(|| ApiError::not_found("subscription"))?;
+    Ok(Json(subscription_json(&sub)).into_response())
+}
+
+// ---- settings ---------------------------------------------------------------
+
+async fn get_settings(_: Admin, State(state): State<AppState>) -> ApiResult {
+    let all = state.tenancy.catalog().settings().all().await?;
+    let map: serde_json::Map<String, Value> = all.into_iter().map(|s| (s.key, s.value)).collect();
+    Ok(Json(Value::Object(map)).into_response())
+}
+
+async fn put_setting(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    ApiJson(value): ApiJson<Value>,
+) -> ApiResult {
+    let valid = !key.is_empty()
+        && key.len() <= 200
+        && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if !valid {
+        return Err(ApiError::invalid("setting keys are 1-200 of a-z, 0-9, '.', '_' and '-'"));
+    }
+    state.tenancy.catalog().settings().put(&key, value.clone()).await?;
+    Ok(Json(json!({ "key": key, "value": value })).into_response())
+}

@@ -1,0 +1,216 @@
+//! The tenant API's example domain: projects and their tasks, in the
+//! request tenant's own database (reached through `TenantDb`). An id that
+//! belongs to another tenant is simply not in this database: 404.
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch};
+use axum::{Json, Router};
+use chrono::{NaiveDate, Utc};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tenantdb::catalog::MemberRole;
+use tenantdb::view::rfc3339;
+use tenantdb_axum::{ApiError, CurrentTenant, TenantDb};
+use uuid::Uuid;
+
+use super::AppState;
+use super::auth::{UserId, role_of};
+use super::json::{ApiJson, Page, page};
+use crate::tenant_schema::{projects, tasks};
+
+type ApiResult<T = Response> = Result<T, ApiError>;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/projects", get(list_projects).post(create_project))
+        .route("/v1/projects/{id}", get(get_project).patch(rename_project).delete(delete_project))
+        .route("/v1/projects/{id}/tasks", get(list_tasks).post(create_task))
+        .route("/v1/tasks/{id}", patch(update_task).delete(delete_task))
+}
+
+fn db_err(err: DbErr) -> ApiError {
+    ApiError::from(tenantdb::Error::from(err))
+}
+
+fn id(raw: &str, what: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::not_found(what))
+}
+
+fn project_json(p: &projects::Model) -> Value {
+    json!({ "id": p.id, "name": p.name, "created_at": rfc3339(p.created_at) })
+}
+
+fn task_json(t: &tasks::Model) -> Value {
+    json!({
+        "id": t.id, "project_id": t.project_id, "title": t.title, "done": t.done,
+        "due": t.due, "created_at": rfc3339(t.created_at),
+    })
+}
+
+fn check(field: &str, value: &str, max: usize) -> ApiResult<String> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > max || value.chars().any(char::is_control) {
+        return Err(ApiError::invalid(format!("{field} must be 1-{max} characters without control characters")));
+    }
+    Ok(value.to_owned())
+}
+
+async fn find_project(db: &TenantDb, id: Uuid) -> ApiResult<projects::Model> {
+    projects::Entity::find_by_id(id)
+        .one(&db.read)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| ApiError::not_found("project"))
+}
+
+async fn list_projects(db: TenantDb, query: Page) -> ApiResult {
+    let mut select = projects::Entity::find().order_by_asc(projects::Column::Id).limit(query.limit);
+    if let Some(after) = query.cursor {
+        select = select.filter(projects::Column::Id.gt(after));
+    }
+    let rows = select.all(&db.read).await.map_err(db_err)?;
+    let last = rows.last().map(|p| p.id);
+    let items: Vec<Value> = rows.iter().map(project_json).collect();
+    Ok(Json(page(items, query.limit, last)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectBody {
+    name: String,
+}
+
+async fn create_project(db: TenantDb, ApiJson(body): ApiJson<ProjectBody>) -> ApiResult {
+    let name = check("name", &body.name, 200)?;
+    let project = projects::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        name: Set(name),
+        created_at: Set(Utc::now()),
+    }
+    .insert(&db.write)
+    .await
+    .map_err(db_err)?;
+    Ok((StatusCode::CREATED, Json(project_json(&project))).into_response())
+}
+
+async fn get_project(db: TenantDb, Path(project): Path<String>) -> ApiResult {
+    let project = find_project(&db, id(&project, "project")?).await?;
+    Ok(Json(project_json(&project)).into_response())
+}
+
+async fn rename_project(db: TenantDb, Path(project): Path<String>, ApiJson(body): ApiJson<ProjectBody>) -> ApiResult {
+    let name = check("name", &body.name, 200)?;
+    let project = find_project(&db, id(&project, "project")?).await?;
+    let mut active: projects::ActiveModel = project.into();
+    active.name = Set(name);
+    let project = active.update(&db.write).await.map_err(db_err)?;
+    Ok(Json(project_json(&project)).into_response())
+}
+
+async fn delete_project(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    user: UserId,
+    CurrentTenant(tenant): CurrentTenant,
+    db: TenantDb,
+    Path(project): Path<String>,
+) -> ApiResult {
+    let role = role_of(&state, user, tenant.tenant_id().as_uuid()).await?;
+    if role == MemberRole::Member {
+        return Err(ApiError::forbidden("only an OWNER or ADMIN may delete projects"));
+    }
+    let project = find_project(&db, id(&project, "project")?).await?;
+    // Tasks go with it (ON DELETE CASCADE).
+    projects::Entity::delete_by_id(project.id).exec(&db.write).await.map_err(db_err)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_tasks(db: TenantDb, Path(project): Path<String>, query: Page) -> ApiResult {
+    let project = find_project(&db, id(&project, "project")?).await?;
+    let mut select = tasks::Entity::find()
+        .filter(tasks::Column::ProjectId.eq(project.id))
+        .order_by_asc(tasks::Column::Id)
+        .limit(query.limit);
+    if let Some(after) = query.cursor {
+        select = select.filter(tasks::Column::Id.gt(after));
+    }
+    let rows = select.all(&db.read).await.map_err(db_err)?;
+    let last = rows.last().map(|t| t.id);
+    let items: Vec<Value> = rows.iter().map(task_json).collect();
+    Ok(Json(page(items, query.limit, last)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTask {
+    title: String,
+    due: Option<NaiveDate>,
+}
+
+async fn create_task(db: TenantDb, Path(project): Path<String>, ApiJson(body): ApiJson<NewTask>) -> ApiResult {
+    let title = check("title", &body.title, 500)?;
+    let project = find_project(&db, id(&project, "project")?).await?;
+    let task = tasks::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        project_id: Set(project.id),
+        title: Set(title),
+        done: Set(false),
+        due: Set(body.due),
+        created_at: Set(Utc::now()),
+    }
+    .insert(&db.write)
+    .await
+    .map_err(db_err)?;
+    Ok((StatusCode::CREATED, Json(task_json(&task))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskPatch {
+    title: Option<String>,
+    done: Option<bool>,
+    /// `null` clears the due date; absent leaves it.
+    #[serde(default, deserialize_with = "some_or_null")]
+    due: Option<Option<NaiveDate>>,
+}
+
+fn some_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<NaiveDate>>, D::Error> {
+    Option::<NaiveDate>::deserialize(d).map(Some)
+}
+
+async fn find_task(db: &TenantDb, id: Uuid) -> ApiResult<tasks::Model> {
+    tasks::Entity::find_by_id(id)
+        .one(&db.read)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| ApiError::not_found("task"))
+}
+
+async fn update_task(db: TenantDb, Path(task): Path<String>, ApiJson(body): ApiJson<TaskPatch>) -> ApiResult {
+    let title = body.title.as_deref().map(|t| check("title", t, 500)).transpose()?;
+    let task = find_task(&db, id(&task, "task")?).await?;
+    let mut active: tasks::ActiveModel = task.clone().into();
+    if let Some(title) = title {
+        active.title = Set(title);
+    }
+    if let Some(done) = body.done {
+        active.done = Set(done);
+    }
+    if let Some(due) = body.due {
+        active.due = Set(due);
+    }
+    let task = if active.is_changed() {
+        active.update(&db.write).await.map_err(db_err)?
+    } else {
+        task
+    };
+    Ok(Json(task_json(&task)).into_response())
+}
+
+async fn delete_task(db: TenantDb, Path(task): Path<String>) -> ApiResult {
+    let task = find_task(&db, id(&task, "task")?).await?;
+    tasks::Entity::delete_by_id(task.id).exec(&db.write).await.map_err(db_err)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
