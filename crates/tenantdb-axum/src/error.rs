@@ -37,7 +37,11 @@ impl ApiError {
 
     /// 401: missing or unknown bearer token.
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        )
     }
 
     /// 403: the token is valid but may not do this.
@@ -87,7 +91,9 @@ impl From<Error> for ApiError {
             Error::TenantDatabaseNotFound(_) => Self::not_found("tenant database"),
             Error::AlreadyExists(message) => Self::conflict(message),
             Error::IllegalState { .. } | Error::Locked { .. } => Self::conflict(err.to_string()),
-            Error::TenantSuspended(_) => Self::new(StatusCode::FORBIDDEN, "tenant_suspended", "the tenant is suspended"),
+            Error::TenantSuspended(_) => {
+                Self::new(StatusCode::FORBIDDEN, "tenant_suspended", "the tenant is suspended")
+            }
             Error::TenantUnavailable { status, .. } => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "tenant_unavailable",
@@ -130,8 +136,16 @@ mod tests {
     #[test]
     fn library_errors_map_to_the_api_codes() {
         let cases = [
-            (Error::TenantNotFound("x".into()), StatusCode::NOT_FOUND, "tenant_not_found"),
-            (Error::TenantSuspended("x".into()), StatusCode::FORBIDDEN, "tenant_suspended"),
+            (
+                Error::TenantNotFound("x".into()),
+                StatusCode::NOT_FOUND,
+                "tenant_not_found",
+            ),
+            (
+                Error::TenantSuspended("x".into()),
+                StatusCode::FORBIDDEN,
+                "tenant_suspended",
+            ),
             (Error::AlreadyExists("taken".into()), StatusCode::CONFLICT, "conflict"),
             (
                 Error::Busy {
@@ -141,7 +155,28 @@ mod tests {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy",
             ),
-            (Error::Config("secret stuff".into()), StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            (
+                Error::Config("secret stuff".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+            (
+                Error::ProvisioningFailed {
+                    tenant: "t1".into(),
+                    database: "tenant_x".into(),
+                    message: "relation \"x\" already exists".into(),
+                },
+                StatusCode::BAD_GATEWAY,
+                "provisioning_failed",
+            ),
+            (
+                Error::TenantUnavailable {
+                    tenant: "x".into(),
+                    status: tenantdb::DbStatus::Renaming,
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+                "tenant_unavailable",
+            ),
         ];
         for (err, status, code) in cases {
             let api = ApiError::from(err);
@@ -149,5 +184,20 @@ mod tests {
         }
         let internal = ApiError::from(Error::Config("postgres://u:pw@h".into()));
         assert!(!internal.message.contains("pw"), "5xx bodies are generic");
+        let failed = ApiError::from(Error::ProvisioningFailed {
+            tenant: "t1".into(),
+            database: "tenant_x".into(),
+            message: "relation \"x\" already exists".into(),
+        });
+        assert!(
+            failed.message.contains("t1") && !failed.message.contains("relation"),
+            "{}",
+            failed.message
+        );
+        let unavailable = ApiError::from(Error::TenantUnavailable {
+            tenant: "x".into(),
+            status: tenantdb::DbStatus::Renaming,
+        });
+        assert!(matches!(unavailable.retry_after, Some(1..=30)));
     }
 }

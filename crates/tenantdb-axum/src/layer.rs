@@ -140,8 +140,14 @@ mod tests {
     #[test]
     fn the_first_label_under_the_base_domain_names_the_tenant() {
         let base = Some("example.test");
-        assert_eq!(tenant_of(&headers(&[("host", "acme.example.test:8080")]), base).as_deref(), Some("acme"));
-        assert_eq!(tenant_of(&headers(&[("host", "ACME.Example.Test")]), base).as_deref(), Some("acme"));
+        assert_eq!(
+            tenant_of(&headers(&[("host", "acme.example.test:8080")]), base).as_deref(),
+            Some("acme")
+        );
+        assert_eq!(
+            tenant_of(&headers(&[("host", "ACME.Example.Test")]), base).as_deref(),
+            Some("acme")
+        );
         assert_eq!(tenant_of(&headers(&[("host", "example.test")]), base), None);
         assert_eq!(tenant_of(&headers(&[("host", "a.b.example.test")]), base), None);
         assert_eq!(tenant_of(&headers(&[("host", "acme.other.test")]), base), None);

@@ -209,7 +209,10 @@ async fn serve(config: tenantdb::Config, settings: &Settings) -> anyhow::Result<
         .with_context(|| format!("failed to listen on {}", settings.listen))?;
     let address = listener.local_addr()?;
     match token_file {
-        Some(path) => eprintln!("tenantdb listening on http://{address} (operator token in {})", path.display()),
+        Some(path) => eprintln!(
+            "tenantdb listening on http://{address} (operator token in {})",
+            path.display()
+        ),
         None => eprintln!("tenantdb listening on http://{address} (operator token from TENANTDB_ADMIN_TOKEN)"),
     }
     let options = http::ServiceOptions {
@@ -245,7 +248,12 @@ async fn users(tenancy: &Tenancy, command: UsersCommand) -> anyhow::Result<()> {
                 .create(&email, &name)
                 .await
                 .with_context(|| format!("failed to create user '{email}'"))?;
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"id": user.id, "email": user.email, "name": user.name}))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"id": user.id, "email": user.email, "name": user.name})
+                )?
+            );
         }
         UsersCommand::Token { email, name } => {
             let user = users

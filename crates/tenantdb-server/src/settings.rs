@@ -67,7 +67,13 @@ pub struct Settings {
 
     /// The operator's bearer token [default: made once and kept in
     /// $TENANTDB_DATA_DIR/admin-token].
-    #[arg(long, env = "TENANTDB_ADMIN_TOKEN", hide_env_values = true, hide = true, global = true)]
+    #[arg(
+        long,
+        env = "TENANTDB_ADMIN_TOKEN",
+        hide_env_values = true,
+        hide = true,
+        global = true
+    )]
     pub admin_token: Option<String>,
 
     /// Also take the tenant from the first label of a Host under this
@@ -92,7 +98,8 @@ impl Settings {
         if let Ok(token) = std::fs::read_to_string(&path) {
             return Ok((SecretString::from(token.trim().to_owned()), Some(path)));
         }
-        std::fs::create_dir_all(&self.data_dir).with_context(|| format!("failed to create {}", self.data_dir.display()))?;
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("failed to create {}", self.data_dir.display()))?;
         let mut bytes = [0u8; 24];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
         let token = format!("tdb_admin_{}", tenantdb::secret::hex(&bytes));
@@ -149,6 +156,10 @@ impl std::fmt::Debug for Settings {
 fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(contents.as_bytes())
 }

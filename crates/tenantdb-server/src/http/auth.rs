@@ -112,7 +112,10 @@ impl Auth {
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?.trim();
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?
+        .trim();
     (!token.is_empty()).then_some(token)
 }
 
@@ -140,9 +143,7 @@ pub async fn require_user(State(state): State<AppState>, mut request: Request, n
             request.extensions_mut().insert(UserId(user_id));
             next.run(request).await
         }
-        Ok(Caller::Admin) => {
-            ApiError::forbidden("the operator's token cannot use the tenant API").into_response()
-        }
+        Ok(Caller::Admin) => ApiError::forbidden("the operator's token cannot use the tenant API").into_response(),
         Err(err) => err.into_response(),
     }
 }
@@ -181,6 +182,10 @@ impl FromRequestParts<AppState> for UserId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
-        parts.extensions.get::<UserId>().copied().ok_or_else(ApiError::unauthorized)
+        parts
+            .extensions
+            .get::<UserId>()
+            .copied()
+            .ok_or_else(ApiError::unauthorized)
     }
 }

@@ -36,7 +36,9 @@ pub struct App {
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App").field("tenancy", &self.tenancy).finish_non_exhaustive()
+        f.debug_struct("App")
+            .field("tenancy", &self.tenancy)
+            .finish_non_exhaustive()
     }
 }
 
@@ -81,7 +83,10 @@ pub fn router(state: AppState, base_domain: Option<String>) -> Router {
     // DDL (the provisioner owns it) but would hide its outcome.
     let quick = operator::router()
         .merge(tenant_api)
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ));
     Router::new()
         .merge(quick)
         .merge(operator::provisioning_router())

@@ -26,13 +26,22 @@ pub fn router() -> Router<AppState> {
         .route("/v1/users", post(create_user))
         .route("/v1/users/{user}", get(get_user))
         .route("/v1/users/{user}/tokens", post(create_token))
-        .route("/v1/users/{user}/tokens/{token_id}", axum::routing::delete(revoke_token))
+        .route(
+            "/v1/users/{user}/tokens/{token_id}",
+            axum::routing::delete(revoke_token),
+        )
         .route("/v1/tenants", get(list_tenants))
         .route("/v1/tenants/{tenant}", get(get_tenant).patch(patch_tenant))
         .route("/v1/tenants/{tenant}/database", get(get_database))
         .route("/v1/tenants/{tenant}/members", get(list_members))
-        .route("/v1/tenants/{tenant}/members/{user}", put(put_member).delete(delete_member))
-        .route("/v1/tenants/{tenant}/subscription", get(get_subscription).put(put_subscription))
+        .route(
+            "/v1/tenants/{tenant}/members/{user}",
+            put(put_member).delete(delete_member),
+        )
+        .route(
+            "/v1/tenants/{tenant}/subscription",
+            get(get_subscription).put(put_subscription),
+        )
         .route("/v1/settings", get(get_settings))
         .route("/v1/settings/{key}", put(put_setting))
 }
@@ -150,7 +159,11 @@ async fn create_token(
         None => "api".to_owned(),
     };
     let (row, token) = state.tenancy.catalog().tokens().create(user.id, &name).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": row.id, "name": row.name, "token": token }))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": row.id, "name": row.name, "token": token })),
+    )
+        .into_response())
 }
 
 async fn revoke_token(
@@ -198,7 +211,10 @@ async fn create_tenant(_: Admin, State(state): State<AppState>, ApiJson(body): A
         })
         .await?;
     if let Some(owner) = body.owner_user_id {
-        catalog.memberships().upsert(row.tenant_id, owner, MemberRole::Owner).await?;
+        catalog
+            .memberships()
+            .upsert(row.tenant_id, owner, MemberRole::Owner)
+            .await?;
     }
     if let Some(plan) = plan {
         catalog
@@ -215,7 +231,11 @@ async fn list_tenants(_: Admin, State(state): State<AppState>, page_query: Page)
         None => None,
         Some("ACTIVE") => Some(TenantStatus::Active),
         Some("SUSPENDED") => Some(TenantStatus::Suspended),
-        Some(other) => return Err(ApiError::invalid(format!("status '{other}' is not ACTIVE or SUSPENDED"))),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "status '{other}' is not ACTIVE or SUSPENDED"
+            )));
+        }
     };
     let items = state
         .tenancy
@@ -308,7 +328,12 @@ async fn put_member(
 ) -> ApiResult {
     let tenant = state.tenancy.catalog().tenants().get(&tenant_ref(&tenant)?).await?;
     let user = find_user(&state, &user).await?;
-    let membership = state.tenancy.catalog().memberships().upsert(tenant.id, user.id, body.role).await?;
+    let membership = state
+        .tenancy
+        .catalog()
+        .memberships()
+        .upsert(tenant.id, user.id, body.role)
+        .await?;
     Ok(Json(membership_json(&membership)).into_response())
 }
 
@@ -386,9 +411,13 @@ async fn put_setting(
 ) -> ApiResult {
     let valid = !key.is_empty()
         && key.len() <= 200
-        && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
     if !valid {
-        return Err(ApiError::invalid("setting keys are 1-200 of a-z, 0-9, '.', '_' and '-'"));
+        return Err(ApiError::invalid(
+            "setting keys are 1-200 of a-z, 0-9, '.', '_' and '-'",
+        ));
     }
     state.tenancy.catalog().settings().put(&key, value.clone()).await?;
     Ok(Json(json!({ "key": key, "value": value })).into_response())

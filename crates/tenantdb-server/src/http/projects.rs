@@ -26,7 +26,10 @@ type ApiResult<T = Response> = Result<T, ApiError>;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/projects", get(list_projects).post(create_project))
-        .route("/v1/projects/{id}", get(get_project).patch(rename_project).delete(delete_project))
+        .route(
+            "/v1/projects/{id}",
+            get(get_project).patch(rename_project).delete(delete_project),
+        )
         .route("/v1/projects/{id}/tasks", get(list_tasks).post(create_task))
         .route("/v1/tasks/{id}", patch(update_task).delete(delete_task))
 }
@@ -53,7 +56,9 @@ fn task_json(t: &tasks::Model) -> Value {
 fn check(field: &str, value: &str, max: usize) -> ApiResult<String> {
     let value = value.trim();
     if value.is_empty() || value.chars().count() > max || value.chars().any(char::is_control) {
-        return Err(ApiError::invalid(format!("{field} must be 1-{max} characters without control characters")));
+        return Err(ApiError::invalid(format!(
+            "{field} must be 1-{max} characters without control characters"
+        )));
     }
     Ok(value.to_owned())
 }
@@ -67,7 +72,9 @@ async fn find_project(db: &TenantDb, id: Uuid) -> ApiResult<projects::Model> {
 }
 
 async fn list_projects(db: TenantDb, query: Page) -> ApiResult {
-    let mut select = projects::Entity::find().order_by_asc(projects::Column::Id).limit(query.limit);
+    let mut select = projects::Entity::find()
+        .order_by_asc(projects::Column::Id)
+        .limit(query.limit);
     if let Some(after) = query.cursor {
         select = select.filter(projects::Column::Id.gt(after));
     }
@@ -123,7 +130,10 @@ async fn delete_project(
     }
     let project = find_project(&db, id(&project, "project")?).await?;
     // Tasks go with it (ON DELETE CASCADE).
-    projects::Entity::delete_by_id(project.id).exec(&db.write).await.map_err(db_err)?;
+    projects::Entity::delete_by_id(project.id)
+        .exec(&db.write)
+        .await
+        .map_err(db_err)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -211,6 +221,9 @@ async fn update_task(db: TenantDb, Path(task): Path<String>, ApiJson(body): ApiJ
 
 async fn delete_task(db: TenantDb, Path(task): Path<String>) -> ApiResult {
     let task = find_task(&db, id(&task, "task")?).await?;
-    tasks::Entity::delete_by_id(task.id).exec(&db.write).await.map_err(db_err)?;
+    tasks::Entity::delete_by_id(task.id)
+        .exec(&db.write)
+        .await
+        .map_err(db_err)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

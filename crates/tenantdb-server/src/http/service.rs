@@ -41,7 +41,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Ok(_) => Json(json!({ "status": "ready" })).into_response(),
         Err(err) => {
             tracing::warn!(error = %err, "catalog not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "catalog unavailable" }))).into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "catalog unavailable" })),
+            )
+                .into_response()
         }
     }
 }

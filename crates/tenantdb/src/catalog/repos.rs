@@ -253,6 +253,7 @@ impl Memberships<'_> {
         let result = memberships::Entity::delete_by_id((tenant_id, user_id))
             .exec(self.db)
             .await?;
+        self.changes.bump(self.db).await?;
         Ok(result.rows_affected == 1)
     }
 

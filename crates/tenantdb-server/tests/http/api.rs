@@ -1,0 +1,376 @@
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::support::{ADMIN, Backend, Service};
+
+both_backends!(
+    the_readme_session_works_and_tenants_are_separate,
+    errors_have_the_documented_codes_and_change_nothing,
+    operator_endpoints_round_trip,
+    roles_and_revocation_take_effect_at_once,
+    shutdown_lets_a_provisioning_request_finish,
+);
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+async fn the_readme_session_works_and_tenants_are_separate(backend: Backend) {
+    let service = Service::start(backend).await;
+    let (ada, ada_token) = service.user("ada@example.com").await;
+    let acme = service.tenant("acme", Some(&ada)).await;
+    assert_eq!(acme["database"]["status"], "ACTIVE");
+    let (bob, bob_token) = service.user("bob@example.com").await;
+    service.tenant("beta", Some(&bob)).await;
+
+    let (status, project) = service
+        .call(
+            Method::POST,
+            "/v1/projects",
+            Some(&ada_token),
+            Some("acme"),
+            Some(json!({"name": "Launch"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{project}");
+    let project_id = project["id"].as_str().unwrap().to_owned();
+    let (status, task) = service
+        .call(
+            Method::POST,
+            &format!("/v1/projects/{project_id}/tasks"),
+            Some(&ada_token),
+            Some("acme"),
+            Some(json!({"title": "Ship it", "due": "2027-01-31"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{task}");
+    assert_eq!(task["done"], false);
+    assert_eq!(task["due"], "2027-01-31");
+    let (status, list) = service
+        .call(Method::GET, "/v1/projects", Some(&ada_token), Some("acme"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list["next_cursor"], Value::Null);
+
+    // The tenant from the Host under the base domain.
+    let response = service
+        .client
+        .get(format!("{}/v1/projects", service.base))
+        .bearer_auth(&ada_token)
+        .header("Host", "acme.example.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // Bob's tenant is empty; Ada cannot see it, nor Bob hers.
+    let (status, list) = service
+        .call(Method::GET, "/v1/projects", Some(&bob_token), Some("beta"), None)
+        .await;
+    assert_eq!((status, list["items"].as_array().unwrap().len()), (StatusCode::OK, 0));
+    for (token, tenant) in [(&ada_token, "beta"), (&bob_token, "acme"), (&ada_token, "nonexistent")] {
+        let (status, body) = service
+            .call(Method::GET, "/v1/projects", Some(token), Some(tenant), None)
+            .await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::NOT_FOUND, "tenant_not_found"),
+            "{tenant}"
+        );
+    }
+    // A member of both asking tenant B for tenant A's project: not found.
+    let (status, _) = service
+        .admin(
+            Method::PUT,
+            &format!("/v1/tenants/beta/members/{ada}"),
+            Some(json!({"role": "MEMBER"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = service
+        .call(
+            Method::GET,
+            &format!("/v1/projects/{project_id}"),
+            Some(&ada_token),
+            Some("beta"),
+            None,
+        )
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, body) = service
+        .call(
+            Method::GET,
+            &format!("/v1/projects/{project_id}"),
+            Some(&ada_token),
+            Some("acme"),
+            None,
+        )
+        .await;
+    assert_eq!((status, body["name"].as_str()), (StatusCode::OK, Some("Launch")));
+    service.stop().await;
+}
+
+async fn errors_have_the_documented_codes_and_change_nothing(backend: Backend) {
+    let service = Service::start(backend).await;
+    let (ada, ada_token) = service.user("ada@example.com").await;
+    service.tenant("acme", Some(&ada)).await;
+
+    let (status, body) = service.call(Method::GET, "/v1/tenants", None, None, None).await;
+    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let (status, body) = service
+        .call(Method::GET, "/v1/tenants", Some("tdb_wrong"), None, None)
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let (status, body) = service
+        .call(Method::GET, "/v1/tenants", Some(&ada_token), None, None)
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "forbidden"));
+    let (status, body) = service
+        .call(Method::GET, "/v1/projects", Some(ADMIN), Some("acme"), None)
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "forbidden"));
+    let (status, body) = service
+        .call(Method::GET, "/v1/projects", None, Some("acme"), None)
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+
+    for bad in [
+        json!({"slug": "x; drop database y"}),
+        json!({"slug": "ok", "database_name": "postgres"}),
+        json!({"slug": "ok", "unknown": 1}),
+        json!({"slug": 5}),
+        json!({}),
+    ] {
+        let (status, body) = service.admin(Method::POST, "/v1/tenants", Some(bad.clone())).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{bad}"
+        );
+    }
+    let raw = |body: &'static str, content_type: &'static str| {
+        service
+            .client
+            .post(format!("{}/v1/tenants", service.base))
+            .bearer_auth(ADMIN)
+            .header("Content-Type", content_type)
+            .body(body)
+    };
+    for request in [
+        raw("{not json", "application/json"),
+        raw("{\"slug\":\"ok\"}", "text/plain"),
+        raw(
+            Box::leak(format!("{{\"slug\":\"{}\"}}", "a".repeat(100_000)).into_boxed_str()),
+            "application/json",
+        ),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(code(&body), "invalid_request");
+    }
+    let (_, tenants) = service.admin(Method::GET, "/v1/tenants", None).await;
+    assert_eq!(tenants["items"].as_array().unwrap().len(), 1, "nothing was created");
+
+    let (status, body) = service
+        .admin(Method::POST, "/v1/tenants", Some(json!({"slug": "acme"})))
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "conflict"));
+    let (status, body) = service
+        .admin(Method::POST, "/v1/tenants/acme/database/retry", None)
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "conflict"));
+    let (status, body) = service.admin(Method::GET, "/v1/tenants/nobody", None).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "tenant_not_found"));
+    let (status, body) = service.admin(Method::GET, "/v1/no/such/route", None).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+
+    let (status, _) = service
+        .admin(Method::PATCH, "/v1/tenants/acme", Some(json!({"status": "SUSPENDED"})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = service
+        .call(Method::GET, "/v1/projects", Some(&ada_token), Some("acme"), None)
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "tenant_suspended"));
+    // No response carries SQL or internals.
+    assert!(!body.to_string().to_lowercase().contains("select"));
+    service.stop().await;
+}
+
+async fn operator_endpoints_round_trip(backend: Backend) {
+    let service = Service::start(backend).await;
+    let (ada, _) = service.user("ada@example.com").await;
+    let (status, tenant) = service
+        .admin(
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"slug": "acme", "name": "Acme", "plan": "pro"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{tenant}");
+    let (status, sub) = service.admin(Method::GET, "/v1/tenants/acme/subscription", None).await;
+    assert_eq!((status, sub["plan"].as_str()), (StatusCode::OK, Some("pro")));
+    let (status, sub) = service
+        .admin(
+            Method::PUT,
+            "/v1/tenants/acme/subscription",
+            Some(json!({"plan": "team", "status": "ACTIVE", "seats": 5})),
+        )
+        .await;
+    assert_eq!((status, sub["seats"].as_i64()), (StatusCode::OK, Some(5)));
+
+    let (status, member) = service
+        .admin(
+            Method::PUT,
+            &format!("/v1/tenants/acme/members/{ada}"),
+            Some(json!({"role": "ADMIN"})),
+        )
+        .await;
+    assert_eq!((status, member["role"].as_str()), (StatusCode::OK, Some("ADMIN")));
+    let (_, members) = service.admin(Method::GET, "/v1/tenants/acme/members", None).await;
+    assert_eq!(members["items"].as_array().unwrap().len(), 1);
+    let (status, _) = service
+        .admin(Method::DELETE, &format!("/v1/tenants/acme/members/{ada}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    let (status, _) = service
+        .admin(Method::PUT, "/v1/settings/signup.open", Some(json!(true)))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, settings) = service.admin(Method::GET, "/v1/settings", None).await;
+    assert_eq!(settings["signup.open"], true);
+
+    let (status, renamed) = service
+        .admin(
+            Method::PATCH,
+            "/v1/tenants/acme/database",
+            Some(json!({"database_name": format!("{}renamed", prefix_of(&tenant))})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{renamed}");
+    assert!(renamed["database_name"].as_str().unwrap().ends_with("renamed"));
+    let (status, db) = service.admin(Method::GET, "/v1/tenants/acme/database", None).await;
+    assert_eq!(
+        (status, &db["database_name"]),
+        (StatusCode::OK, &renamed["database_name"])
+    );
+
+    let (status, _) = service.admin(Method::DELETE, "/v1/tenants/acme", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = service.admin(Method::GET, "/v1/tenants/acme", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let response = service
+            .client
+            .get(format!("{}{path}", service.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    let metrics = service
+        .client
+        .get(format!("{}/metrics", service.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("tenantdb_pools_created_total"), "{metrics}");
+    service.stop().await;
+}
+
+/// The database prefix, read off a generated database name (`<prefix><slug>`).
+fn prefix_of(tenant: &Value) -> String {
+    let name = tenant["database"]["database_name"].as_str().unwrap();
+    let slug = tenant["slug"].as_str().unwrap();
+    name.strip_suffix(slug).unwrap().to_owned()
+}
+
+async fn roles_and_revocation_take_effect_at_once(backend: Backend) {
+    let service = Service::start(backend).await;
+    let (owner, owner_token) = service.user("owner@example.com").await;
+    let (member, member_token) = service.user("member@example.com").await;
+    service.tenant("acme", Some(&owner)).await;
+    service
+        .admin(
+            Method::PUT,
+            &format!("/v1/tenants/acme/members/{member}"),
+            Some(json!({"role": "MEMBER"})),
+        )
+        .await;
+    let (_, project) = service
+        .call(
+            Method::POST,
+            "/v1/projects",
+            Some(&member_token),
+            Some("acme"),
+            Some(json!({"name": "P"})),
+        )
+        .await;
+    let path = format!("/v1/projects/{}", project["id"].as_str().unwrap());
+    let (status, body) = service
+        .call(Method::DELETE, &path, Some(&member_token), Some("acme"), None)
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "forbidden"));
+    let (status, _) = service
+        .call(Method::DELETE, &path, Some(&owner_token), Some("acme"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // A removed member and a revoked token stop working at once.
+    let (status, body) = service
+        .admin(Method::DELETE, &format!("/v1/tenants/acme/members/{member}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, _) = service
+        .call(Method::GET, "/v1/projects", Some(&member_token), Some("acme"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, new_token) = service
+        .admin(
+            Method::POST,
+            &format!("/v1/users/{owner}/tokens"),
+            Some(json!({"name": "two"})),
+        )
+        .await;
+    let token_id = new_token["id"].as_str().unwrap();
+    let token = new_token["token"].as_str().unwrap();
+    let (status, _) = service
+        .call(Method::GET, "/v1/projects", Some(token), Some("acme"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = service
+        .admin(Method::DELETE, &format!("/v1/users/{owner}/tokens/{token_id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = service
+        .call(Method::GET, "/v1/projects", Some(token), Some("acme"), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    service.stop().await;
+}
+
+async fn shutdown_lets_a_provisioning_request_finish(backend: Backend) {
+    let mut service = Service::start(backend).await;
+    let request = service
+        .client
+        .post(format!("{}/v1/tenants", service.base))
+        .bearer_auth(ADMIN)
+        .json(&json!({"slug": "late"}))
+        .send();
+    let in_flight = tokio::spawn(request);
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    service.shutdown_now();
+    let response = in_flight.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["database"]["status"], "ACTIVE");
+    service.stop().await;
+}

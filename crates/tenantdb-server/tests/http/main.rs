@@ -1,0 +1,5 @@
+//! Black-box tests of `tenantdb serve`: the real service on port 0 (the same
+//! startup code as `main`), spoken to over HTTP, on SQLite and PostgreSQL.
+
+mod api;
+mod support;
