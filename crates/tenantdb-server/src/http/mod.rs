@@ -19,6 +19,7 @@ use tenantdb_axum::{ApiError, TenantResolution, resolve_tenant};
 use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa_axum::router::OpenApiRouter;
 
 pub use auth::MembershipAuthorizer;
 
@@ -69,8 +70,36 @@ impl AppState {
     }
 }
 
-/// The router of the whole service.
+/// The OpenAPI document's frame; paths come from the routers.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "tenantdb", description = "Database-per-tenant reference service (API.md)"),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "operator", description = "admin token"),
+        (name = "tenant", description = "user token; the tenant from X-Tenant or the Host"),
+        (name = "service", description = "no token")
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The router of the whole service and its OpenAPI document.
 pub fn router(state: AppState, base_domain: Option<String>) -> Router {
+    use utoipa::OpenApi;
     let mut resolution =
         TenantResolution::new(state.tenancy.connections().clone()).authorizer(MembershipAuthorizer(state.clone()));
     if let Some(domain) = base_domain {
@@ -83,14 +112,26 @@ pub fn router(state: AppState, base_domain: Option<String>) -> Router {
     // DDL (the provisioner owns it) but would hide its outcome.
     let quick = operator::router()
         .merge(tenant_api)
+        .merge(service::router())
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ));
-    Router::new()
+    let (routes, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(quick)
         .merge(operator::provisioning_router())
-        .merge(service::router())
+        .split_for_parts();
+    openapi.paths.add_path_operation(
+        "/openapi.json",
+        vec![utoipa::openapi::path::HttpMethod::Get],
+        utoipa::openapi::path::OperationBuilder::new()
+            .tag("service")
+            .response("200", utoipa::openapi::Response::new("this document"))
+            .build(),
+    );
+    let document = Arc::new(openapi);
+    routes
+        .route("/openapi.json", axum::routing::get(move || async move { axum::Json(document.as_ref().clone()) }))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed")

@@ -1,11 +1,10 @@
 //! The operator API (admin token): users, tokens, tenants and their
 //! databases, members, subscriptions, settings.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -13,6 +12,8 @@ use tenantdb::catalog::{MemberRole, SubscriptionStatus, memberships, subscriptio
 use tenantdb::view::rfc3339;
 use tenantdb::{NewTenant, TenantRef, TenantStatus, TenantView};
 use tenantdb_axum::ApiError;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AppState;
@@ -21,38 +22,29 @@ use super::json::{ApiJson, Page, page};
 
 type ApiResult<T = Response> = Result<T, ApiError>;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/users", post(create_user))
-        .route("/v1/users/{user}", get(get_user))
-        .route("/v1/users/{user}/tokens", post(create_token))
-        .route(
-            "/v1/users/{user}/tokens/{token_id}",
-            axum::routing::delete(revoke_token),
-        )
-        .route("/v1/tenants", get(list_tenants))
-        .route("/v1/tenants/{tenant}", get(get_tenant).patch(patch_tenant))
-        .route("/v1/tenants/{tenant}/database", get(get_database))
-        .route("/v1/tenants/{tenant}/members", get(list_members))
-        .route(
-            "/v1/tenants/{tenant}/members/{user}",
-            put(put_member).delete(delete_member),
-        )
-        .route(
-            "/v1/tenants/{tenant}/subscription",
-            get(get_subscription).put(put_subscription),
-        )
-        .route("/v1/settings", get(get_settings))
-        .route("/v1/settings/{key}", put(put_setting))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_user))
+        .routes(routes!(get_user))
+        .routes(routes!(create_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(list_tenants))
+        .routes(routes!(get_tenant, patch_tenant))
+        .routes(routes!(get_database))
+        .routes(routes!(list_members))
+        .routes(routes!(put_member, delete_member))
+        .routes(routes!(get_subscription, put_subscription))
+        .routes(routes!(get_settings))
+        .routes(routes!(put_setting))
 }
 
 /// Routes whose work runs in the provisioner: no request timeout.
-pub fn provisioning_router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tenants", post(create_tenant))
-        .route("/v1/tenants/{tenant}", axum::routing::delete(delete_tenant))
-        .route("/v1/tenants/{tenant}/database", axum::routing::patch(rename_database))
-        .route("/v1/tenants/{tenant}/database/retry", post(retry_database))
+pub fn provisioning_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_tenant))
+        .routes(routes!(delete_tenant))
+        .routes(routes!(rename_database))
+        .routes(routes!(retry_database))
 }
 
 // ---- helpers ----------------------------------------------------------------
@@ -124,6 +116,7 @@ struct NewUser {
     name: String,
 }
 
+#[utoipa::path(post, path = "/v1/users", tag = "operator", responses((status = 201, description = "the user"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 409, description = "conflict: email taken")))]
 async fn create_user(_: Admin, State(state): State<AppState>, ApiJson(body): ApiJson<NewUser>) -> ApiResult {
     let email = check_email(&body.email)?;
     let name = check_text("name", &body.name, 200)?;
@@ -131,6 +124,7 @@ async fn create_user(_: Admin, State(state): State<AppState>, ApiJson(body): Api
     Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/users/{user}", tag = "operator", params(("user" = String, Path, description = "the user's id or email")), responses((status = 200, description = "the user"), (status = 404, description = "not_found")))]
 async fn get_user(_: Admin, State(state): State<AppState>, Path(user): Path<String>) -> ApiResult {
     Ok(Json(user_json(&find_user(&state, &user).await?)).into_response())
 }
@@ -141,6 +135,7 @@ struct NewToken {
     name: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/users/{user}/tokens", tag = "operator", params(("user" = String, Path, description = "the user's id or email")), responses((status = 201, description = "{id, name, token}: the token is shown once"), (status = 404, description = "not_found")))]
 async fn create_token(
     _: Admin,
     State(state): State<AppState>,
@@ -166,6 +161,7 @@ async fn create_token(
         .into_response())
 }
 
+#[utoipa::path(delete, path = "/v1/users/{user}/tokens/{token_id}", tag = "operator", params(("user" = String, Path, description = "the user's id or email"), ("token_id" = String, Path, description = "the token's id")), responses((status = 204, description = "revoked"), (status = 404, description = "not_found")))]
 async fn revoke_token(
     _: Admin,
     State(state): State<AppState>,
@@ -191,6 +187,7 @@ struct CreateTenant {
     plan: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/tenants", tag = "operator", responses((status = 201, description = "the tenant, its database ACTIVE"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 409, description = "conflict"), (status = 502, description = "provisioning_failed")))]
 async fn create_tenant(_: Admin, State(state): State<AppState>, ApiJson(body): ApiJson<CreateTenant>) -> ApiResult {
     let catalog = state.tenancy.catalog();
     // Check everything before anything is made.
@@ -226,6 +223,7 @@ async fn create_tenant(_: Admin, State(state): State<AppState>, ApiJson(body): A
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/tenants", tag = "operator", responses((status = 200, description = "a page of tenants"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden")))]
 async fn list_tenants(_: Admin, State(state): State<AppState>, page_query: Page) -> ApiResult {
     let status = match page_query.status.as_deref() {
         None => None,
@@ -245,6 +243,7 @@ async fn list_tenants(_: Admin, State(state): State<AppState>, page_query: Page)
     Ok(Json(page(items, page_query.limit, last)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the tenant"), (status = 404, description = "tenant_not_found")))]
 async fn get_tenant(_: Admin, State(state): State<AppState>, Path(tenant): Path<String>) -> ApiResult {
     Ok(Json(tenant_view(&state, &tenant_ref(&tenant)?).await?).into_response())
 }
@@ -256,6 +255,7 @@ struct PatchTenant {
     status: Option<TenantStatus>,
 }
 
+#[utoipa::path(patch, path = "/v1/tenants/{tenant}", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the tenant"), (status = 400, description = "invalid_request"), (status = 404, description = "tenant_not_found")))]
 async fn patch_tenant(
     _: Admin,
     State(state): State<AppState>,
@@ -274,11 +274,13 @@ async fn patch_tenant(
     Ok(Json(tenant_view(&state, &TenantRef::Id(found.id.into())).await?).into_response())
 }
 
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 204, description = "the tenant, its database, role, members and subscription are gone"), (status = 404, description = "tenant_not_found"), (status = 409, description = "conflict")))]
 async fn delete_tenant(_: Admin, State(state): State<AppState>, Path(tenant): Path<String>) -> ApiResult {
     state.tenancy.provisioner().delete_tenant(&tenant_ref(&tenant)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/database", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the tenant database"), (status = 404, description = "tenant_not_found")))]
 async fn get_database(_: Admin, State(state): State<AppState>, Path(tenant): Path<String>) -> ApiResult {
     let view = tenant_view(&state, &tenant_ref(&tenant)?).await?;
     let database = view.database.ok_or_else(|| ApiError::not_found("tenant database"))?;
@@ -291,6 +293,7 @@ struct RenameDatabase {
     database_name: String,
 }
 
+#[utoipa::path(patch, path = "/v1/tenants/{tenant}/database", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the tenant database, renamed"), (status = 400, description = "invalid_request"), (status = 404, description = "tenant_not_found"), (status = 409, description = "conflict")))]
 async fn rename_database(
     _: Admin,
     State(state): State<AppState>,
@@ -306,6 +309,7 @@ async fn rename_database(
     get_database(Admin, State(state), Path(tenant.to_string())).await
 }
 
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/database/retry", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the tenant database, ACTIVE"), (status = 404, description = "tenant_not_found"), (status = 409, description = "conflict: not FAILED"), (status = 502, description = "provisioning_failed")))]
 async fn retry_database(_: Admin, State(state): State<AppState>, Path(tenant): Path<String>) -> ApiResult {
     let tenant = tenant_ref(&tenant)?;
     state.tenancy.provisioner().retry(&tenant).await?;
@@ -320,6 +324,7 @@ struct PutMember {
     role: MemberRole,
 }
 
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/members/{user}", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug"), ("user" = String, Path, description = "the user's id or email")), responses((status = 200, description = "the membership"), (status = 400, description = "invalid_request"), (status = 404, description = "not found")))]
 async fn put_member(
     _: Admin,
     State(state): State<AppState>,
@@ -337,6 +342,7 @@ async fn put_member(
     Ok(Json(membership_json(&membership)).into_response())
 }
 
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/members/{user}", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug"), ("user" = String, Path, description = "the user's id or email")), responses((status = 204, description = "removed"), (status = 404, description = "not found")))]
 async fn delete_member(
     _: Admin,
     State(state): State<AppState>,
@@ -350,6 +356,7 @@ async fn delete_member(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/members", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the memberships"), (status = 404, description = "tenant_not_found")))]
 async fn list_members(_: Admin, State(state): State<AppState>, Path(tenant): Path<String>) -> ApiResult {
     let tenant = state.tenancy.catalog().tenants().get(&tenant_ref(&tenant)?).await?;
     let members = state.tenancy.catalog().memberships().list_for_tenant(tenant.id).await?;
@@ -368,6 +375,7 @@ struct PutSubscription {
     current_period_end: Option<DateTime<Utc>>,
 }
 
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/subscription", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the subscription"), (status = 400, description = "invalid_request"), (status = 404, description = "tenant_not_found")))]
 async fn put_subscription(
     _: Admin,
     State(state): State<AppState>,
@@ -388,6 +396,7 @@ async fn put_subscription(
     Ok(Json(subscription_json(&sub)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/subscription", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the subscription"), (status = 404, description = "not_found")))]
 async fn get_subscription(_: Admin, State(state): State<AppState>, Path(tenant): Path<String>) -> ApiResult {
     let tenant = state.tenancy.catalog().tenants().get(&tenant_ref(&tenant)?).await?;
     let sub = state.tenancy.catalog().subscriptions().find(tenant.id).await?;
@@ -397,12 +406,14 @@ async fn get_subscription(_: Admin, State(state): State<AppState>, Path(tenant):
 
 // ---- settings ---------------------------------------------------------------
 
+#[utoipa::path(get, path = "/v1/settings", tag = "operator", responses((status = 200, description = "every setting: {key: value}"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden")))]
 async fn get_settings(_: Admin, State(state): State<AppState>) -> ApiResult {
     let all = state.tenancy.catalog().settings().all().await?;
     let map: serde_json::Map<String, Value> = all.into_iter().map(|s| (s.key, s.value)).collect();
     Ok(Json(Value::Object(map)).into_response())
 }
 
+#[utoipa::path(put, path = "/v1/settings/{key}", tag = "operator", params(("key" = String, Path, description = "setting key")), responses((status = 200, description = "{key, value}"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden")))]
 async fn put_setting(
     _: Admin,
     State(state): State<AppState>,

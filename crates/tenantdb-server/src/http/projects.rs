@@ -2,11 +2,10 @@
 //! request tenant's own database (reached through `TenantDb`). An id that
 //! belongs to another tenant is simply not in this database: 404.
 
+use axum::Json;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch};
-use axum::{Json, Router};
 use chrono::{NaiveDate, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde::Deserialize;
@@ -14,6 +13,8 @@ use serde_json::{Value, json};
 use tenantdb::catalog::MemberRole;
 use tenantdb::view::rfc3339;
 use tenantdb_axum::{ApiError, CurrentTenant, TenantDb};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AppState;
@@ -23,15 +24,12 @@ use crate::tenant_schema::{projects, tasks};
 
 type ApiResult<T = Response> = Result<T, ApiError>;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/projects", get(list_projects).post(create_project))
-        .route(
-            "/v1/projects/{id}",
-            get(get_project).patch(rename_project).delete(delete_project),
-        )
-        .route("/v1/projects/{id}/tasks", get(list_tasks).post(create_task))
-        .route("/v1/tasks/{id}", patch(update_task).delete(delete_task))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_projects, create_project))
+        .routes(routes!(get_project, rename_project, delete_project))
+        .routes(routes!(list_tasks, create_task))
+        .routes(routes!(update_task, delete_task))
 }
 
 fn db_err(err: DbErr) -> ApiError {
@@ -71,6 +69,7 @@ async fn find_project(db: &TenantDb, id: Uuid) -> ApiResult<projects::Model> {
         .ok_or_else(|| ApiError::not_found("project"))
 }
 
+#[utoipa::path(get, path = "/v1/projects", tag = "tenant", responses((status = 200, description = "a page of projects"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
 async fn list_projects(db: TenantDb, query: Page) -> ApiResult {
     let mut select = projects::Entity::find()
         .order_by_asc(projects::Column::Id)
@@ -90,6 +89,7 @@ struct ProjectBody {
     name: String,
 }
 
+#[utoipa::path(post, path = "/v1/projects", tag = "tenant", responses((status = 201, description = "the project"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
 async fn create_project(db: TenantDb, ApiJson(body): ApiJson<ProjectBody>) -> ApiResult {
     let name = check("name", &body.name, 200)?;
     let project = projects::ActiveModel {
@@ -103,11 +103,13 @@ async fn create_project(db: TenantDb, ApiJson(body): ApiJson<ProjectBody>) -> Ap
     Ok((StatusCode::CREATED, Json(project_json(&project))).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/projects/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 200, description = "the project"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
 async fn get_project(db: TenantDb, Path(project): Path<String>) -> ApiResult {
     let project = find_project(&db, id(&project, "project")?).await?;
     Ok(Json(project_json(&project)).into_response())
 }
 
+#[utoipa::path(patch, path = "/v1/projects/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 200, description = "the project"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
 async fn rename_project(db: TenantDb, Path(project): Path<String>, ApiJson(body): ApiJson<ProjectBody>) -> ApiResult {
     let name = check("name", &body.name, 200)?;
     let project = find_project(&db, id(&project, "project")?).await?;
@@ -117,6 +119,7 @@ async fn rename_project(db: TenantDb, Path(project): Path<String>, ApiJson(body)
     Ok(Json(project_json(&project)).into_response())
 }
 
+#[utoipa::path(delete, path = "/v1/projects/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 204, description = "the project and its tasks are gone"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
 async fn delete_project(
     axum::extract::State(state): axum::extract::State<AppState>,
     user: UserId,
@@ -137,6 +140,7 @@ async fn delete_project(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(get, path = "/v1/projects/{id}/tasks", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 200, description = "a page of tasks"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
 async fn list_tasks(db: TenantDb, Path(project): Path<String>, query: Page) -> ApiResult {
     let project = find_project(&db, id(&project, "project")?).await?;
     let mut select = tasks::Entity::find()
@@ -159,6 +163,7 @@ struct NewTask {
     due: Option<NaiveDate>,
 }
 
+#[utoipa::path(post, path = "/v1/projects/{id}/tasks", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 201, description = "the task"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
 async fn create_task(db: TenantDb, Path(project): Path<String>, ApiJson(body): ApiJson<NewTask>) -> ApiResult {
     let title = check("title", &body.title, 500)?;
     let project = find_project(&db, id(&project, "project")?).await?;
@@ -198,6 +203,7 @@ async fn find_task(db: &TenantDb, id: Uuid) -> ApiResult<tasks::Model> {
         .ok_or_else(|| ApiError::not_found("task"))
 }
 
+#[utoipa::path(patch, path = "/v1/tasks/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 200, description = "the task"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
 async fn update_task(db: TenantDb, Path(task): Path<String>, ApiJson(body): ApiJson<TaskPatch>) -> ApiResult {
     let title = body.title.as_deref().map(|t| check("title", t, 500)).transpose()?;
     let task = find_task(&db, id(&task, "task")?).await?;
@@ -219,6 +225,7 @@ async fn update_task(db: TenantDb, Path(task): Path<String>, ApiJson(body): ApiJ
     Ok(Json(task_json(&task)).into_response())
 }
 
+#[utoipa::path(delete, path = "/v1/tasks/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 204, description = "deleted"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
 async fn delete_task(db: TenantDb, Path(task): Path<String>) -> ApiResult {
     let task = find_task(&db, id(&task, "task")?).await?;
     tasks::Entity::delete_by_id(task.id)

@@ -2,22 +2,28 @@
 
 use std::sync::OnceLock;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sea_orm::ConnectionTrait;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, description = "the process runs")))]
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
 }
 
 /// The process-wide Prometheus recorder (installed once, however many
@@ -36,6 +42,7 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "service", responses((status = 200, description = "the catalog answers"), (status = 503, description = "it does not")))]
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.tenancy.catalog().db().execute_unprepared("SELECT 1").await {
         Ok(_) => Json(json!({ "status": "ready" })).into_response(),
@@ -50,6 +57,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text")))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let stats = state.tenancy.pools().stats();
     metrics::gauge!("tenantdb_pools_open_now").set(stats.pools as f64);
