@@ -85,6 +85,15 @@ impl From<Error> for ApiError {
             )
             .retry_after(RETRY_BUSY_SECS);
         }
+        if err.is_unreachable() {
+            tracing::warn!(error = %err.chain(), "database unreachable");
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "tenant_unavailable",
+                "the database cannot be reached right now; try again",
+            )
+            .retry_after(RETRY_UNAVAILABLE_SECS);
+        }
         match err {
             Error::Invalid { .. } => Self::invalid(err.to_string()),
             Error::TenantNotFound(_) => Self::tenant_not_found(),

@@ -136,6 +136,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether a database could not be reached or the connection broke (the
+    /// server is down or restarting, the session was ended by a rename):
+    /// worth a retry, and nothing about the data.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Server { source, .. } => is_connection_error(source),
+            Self::Catalog(err) => is_unreachable_db_err(err),
+            _ => false,
+        }
+    }
+
     /// Whether the error means "try again shortly": no connection within the
     /// acquire timeout, from the budget or from the tenant's own pool.
     pub fn is_busy(&self) -> bool {
@@ -185,4 +196,21 @@ pub fn is_busy_db_err(err: &sea_orm::DbErr) -> bool {
         err,
         sea_orm::DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout)
     )
+}
+
+fn is_connection_error(err: &sqlx::Error) -> bool {
+    matches!(
+        err,
+        sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed
+    )
+}
+
+fn is_unreachable_db_err(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr};
+    match err {
+        DbErr::Conn(_) => true,
+        DbErr::ConnectionAcquire(reason) => !matches!(reason, sea_orm::error::ConnAcquireErr::Timeout),
+        DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) => is_connection_error(e),
+        _ => false,
+    }
 }

@@ -10,6 +10,7 @@ both_backends!(
     operator_endpoints_round_trip,
     roles_and_revocation_take_effect_at_once,
     shutdown_lets_a_provisioning_request_finish,
+    renaming_under_load_keeps_the_data,
 );
 
 fn code(body: &Value) -> &str {
@@ -439,4 +440,95 @@ async fn the_openapi_document_lists_every_route() {
     let (_, body) = service.call(Method::GET, "/v1/nothing", None, None, None).await;
     assert_eq!(body["error"]["message"], "route not found");
     service.stop().await;
+}
+
+/// A provisioning failure answers 502 with the tenant id, leaves the tenant
+/// FAILED with its message, and `retry` finishes it once the cause is gone.
+/// (SQLite: the tenant directory vanishing is a fault a test can cause
+/// without touching the shared PostgreSQL server.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_provisioning_answers_502_and_retry_finishes_it() {
+    let service = Service::start(Backend::Sqlite).await;
+    let tenants_dir = service.data_dir().join("tenants");
+    std::fs::remove_dir_all(&tenants_dir).unwrap();
+    let (status, body) = service
+        .admin(Method::POST, "/v1/tenants", Some(json!({"slug": "acme"})))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_GATEWAY, "provisioning_failed"),
+        "{body}"
+    );
+    let (_, tenant) = service.admin(Method::GET, "/v1/tenants/acme", None).await;
+    let id = tenant["id"].as_str().unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains(id), "{body}");
+    assert_eq!(tenant["database"]["status"], "FAILED");
+    assert!(
+        tenant["database"]["error_message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+
+    std::fs::create_dir_all(&tenants_dir).unwrap();
+    let (status, db) = service
+        .admin(Method::POST, "/v1/tenants/acme/database/retry", None)
+        .await;
+    assert_eq!(
+        (status, db["status"].as_str()),
+        (StatusCode::OK, Some("ACTIVE")),
+        "{db}"
+    );
+    assert_eq!(db["error_message"], Value::Null);
+    service.stop().await;
+}
+
+async fn renaming_under_load_keeps_the_data(backend: Backend) {
+    let service = std::sync::Arc::new(Service::start(backend).await);
+    let (ada, token) = service.user("ada@example.com").await;
+    let tenant = service.tenant("acme", Some(&ada)).await;
+    let (_, project) = service
+        .call(
+            Method::POST,
+            "/v1/projects",
+            Some(&token),
+            Some("acme"),
+            Some(json!({"name": "Kept"})),
+        )
+        .await;
+    let path = format!("/v1/projects/{}", project["id"].as_str().unwrap());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (service, token, path, stop) = (service.clone(), token.clone(), path.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut ok = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (status, body) = service.call(Method::GET, &path, Some(&token), Some("acme"), None).await;
+                match status {
+                    StatusCode::OK => {
+                        assert_eq!(body["name"], "Kept");
+                        ok += 1;
+                    }
+                    // Refused cleanly while the database moves.
+                    StatusCode::SERVICE_UNAVAILABLE => {}
+                    other => panic!("unexpected {other}: {body}"),
+                }
+            }
+            ok
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let new_name = format!("{}moved", prefix_of(&tenant));
+    let (status, db) = service
+        .admin(
+            Method::PATCH,
+            "/v1/tenants/acme/database",
+            Some(json!({"database_name": new_name})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{db}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(reader.await.unwrap() > 0);
+    let (status, body) = service.call(Method::GET, &path, Some(&token), Some("acme"), None).await;
+    assert_eq!((status, body["name"].as_str()), (StatusCode::OK, Some("Kept")));
 }

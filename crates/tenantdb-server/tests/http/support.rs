@@ -114,6 +114,11 @@ impl Service {
         }
     }
 
+    /// The data directory (SQLite catalog and tenant files).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().to_path_buf()
+    }
+
     pub fn shutdown_now(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
