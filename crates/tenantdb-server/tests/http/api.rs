@@ -48,6 +48,58 @@ async fn the_readme_session_works_and_tenants_are_separate(backend: Backend) {
     assert_eq!(status, StatusCode::CREATED, "{task}");
     assert_eq!(task["done"], false);
     assert_eq!(task["due"], "2027-01-31");
+    let task_path = format!("/v1/tasks/{}", task["id"].as_str().unwrap());
+    let (status, task) = service
+        .call(
+            Method::PATCH,
+            &task_path,
+            Some(&ada_token),
+            Some("acme"),
+            Some(json!({"done": true, "due": null})),
+        )
+        .await;
+    assert_eq!(
+        (status, &task["done"], &task["due"]),
+        (StatusCode::OK, &json!(true), &Value::Null)
+    );
+    let (status, tasks) = service
+        .call(
+            Method::GET,
+            &format!("/v1/projects/{project_id}/tasks"),
+            Some(&ada_token),
+            Some("acme"),
+            None,
+        )
+        .await;
+    assert_eq!((status, tasks["items"].as_array().unwrap().len()), (StatusCode::OK, 1));
+    let (status, _) = service
+        .call(Method::DELETE, &task_path, Some(&ada_token), Some("acme"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = service
+        .call(Method::DELETE, &task_path, Some(&ada_token), Some("acme"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, renamed) = service
+        .call(
+            Method::PATCH,
+            &format!("/v1/projects/{project_id}"),
+            Some(&ada_token),
+            Some("acme"),
+            Some(json!({"name": "Launch 2"})),
+        )
+        .await;
+    assert_eq!((status, renamed["name"].as_str()), (StatusCode::OK, Some("Launch 2")));
+    let (status, _) = service
+        .call(
+            Method::PATCH,
+            &format!("/v1/projects/{project_id}"),
+            Some(&ada_token),
+            Some("acme"),
+            Some(json!({"name": "Launch"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let (status, list) = service
         .call(Method::GET, "/v1/projects", Some(&ada_token), Some("acme"), None)
         .await;
