@@ -150,6 +150,14 @@ pub fn router(state: AppState, base_domain: Option<String>) -> Router {
         .with_state(state)
 }
 
+async fn timeout_as_json(response: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if response.status() == axum::http::StatusCode::REQUEST_TIMEOUT {
+        return ApiError::new(response.status(), "timeout", "the request took too long").into_response();
+    }
+    response
+}
+
 /// Installs the metrics recorder, connects, and runs the service: what
 /// `tenantdb serve` does, and what the tests call with port 0.
 pub async fn start(

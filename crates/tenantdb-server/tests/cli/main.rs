@@ -117,6 +117,22 @@ async fn operator_session(cli: Cli) {
     assert_eq!(renamed["database"]["database_name"], new_name.as_str());
 
     assert!(cli.ok(&["tenants", "check", "acme"]).contains("reachable"));
+    let user = cli.json(&["users", "create", "ada@example.com", "--name", "Ada"]);
+    assert_eq!(user["email"], "ada@example.com");
+    let token = cli.ok(&["users", "token", "ada@example.com"]);
+    assert!(token.trim().starts_with("tdb_") && token.trim().len() > 40, "{token}");
+    assert!(
+        cli.ok(&["members", "add", "acme", "ada@example.com", "--role", "ADMIN"])
+            .contains("Admin of acme")
+    );
+    assert!(
+        cli.ok(&["members", "remove", "acme", "ada@example.com"])
+            .contains("no longer a member")
+    );
+    let err = cli.fails(&["members", "remove", "acme", "ada@example.com"]);
+    assert!(err.contains("not a member"), "{err}");
+    let err = cli.fails(&["users", "token", "nobody@example.com"]);
+    assert!(err.contains("no user"), "{err}");
     cli.ok(&["tenants", "suspend", "acme"]);
     let err = cli.fails(&["tenants", "check", "acme"]);
     assert!(err.contains("suspended"), "{err}");

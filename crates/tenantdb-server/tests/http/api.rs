@@ -256,6 +256,15 @@ async fn errors_have_the_documented_codes_and_change_nothing(backend: Backend) {
 async fn operator_endpoints_round_trip(backend: Backend) {
     let service = Service::start(backend).await;
     let (ada, _) = service.user("ada@example.com").await;
+    for key in [ada.as_str(), "ADA@example.com"] {
+        let (status, user) = service.admin(Method::GET, &format!("/v1/users/{key}"), None).await;
+        assert_eq!(
+            (status, user["email"].as_str()),
+            (StatusCode::OK, Some("ada@example.com"))
+        );
+    }
+    let (status, _) = service.admin(Method::GET, "/v1/users/nobody@example.com", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, tenant) = service
         .admin(
             Method::POST,
