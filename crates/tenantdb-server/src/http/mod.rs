@@ -116,7 +116,9 @@ pub fn router(state: AppState, base_domain: Option<String>) -> Router {
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
-        ));
+        ))
+        // The timeout's own response has no body: give it the error shape.
+        .layer(axum::middleware::map_response(timeout_as_json));
     let (routes, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(quick)
         .merge(operator::provisioning_router())
