@@ -162,6 +162,38 @@ pub async fn drop_everything_with_prefix(conn: &mut PgConnection, prefix: &str) 
     }
 }
 
+/// The two engines every behaviour is tested on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Generates, in a module `on_postgres` and one `on_sqlite`, one
+/// `#[tokio::test]` per backend for each named `async fn(Backend)` of the
+/// calling module: one test body, two backends.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Postgres).await
+                }
+            )+
+        }
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Sqlite).await
+                }
+            )+
+        }
+    };
+}
+
 /// Quotes an identifier (test-side copy, so the harness needs no tenantdb).
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

@@ -1,8 +1,8 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::both_backends;
 use crate::support::{ADMIN, Backend, Service};
+use tenantdb_test_support::both_backends;
 
 both_backends!(
     the_readme_session_works_and_tenants_are_separate,

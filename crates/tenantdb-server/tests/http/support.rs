@@ -6,39 +6,11 @@ use serde_json::{Value, json};
 use tenantdb::secret::TenantSecret;
 use tenantdb::{Config, TenantServerConfig};
 use tenantdb_server::http::{ServiceOptions, start};
+pub use tenantdb_test_support::Backend;
 use tenantdb_test_support::{PgScratch, postgres_url};
 use tokio::sync::oneshot;
 
 pub const ADMIN: &str = "test-admin-token-0123456789";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
-
-/// Generates one `#[tokio::test]` per backend for an `async fn(Backend)`.
-#[macro_export]
-macro_rules! both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::support::Backend::Postgres).await
-                }
-            )+
-        }
-        mod on_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::support::Backend::Sqlite).await
-                }
-            )+
-        }
-    };
-}
 
 pub struct Service {
     pub base: String,

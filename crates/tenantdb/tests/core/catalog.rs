@@ -4,8 +4,8 @@ use tenantdb::catalog::{Catalog, MemberRole, SubscriptionStatus};
 use tenantdb::error::Error;
 use tenantdb::{NewTenant, TenantRef};
 
-use crate::both_backends;
 use crate::support::{Backend, TestEnv, schema_v1};
+use tenantdb_test_support::both_backends;
 
 both_backends!(
     the_catalog_migrates_once_when_many_processes_start_together,

@@ -8,8 +8,8 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use tenantdb::error::Error;
 use tenantdb::{DbStatus, NewTenant, TenantRef, TenantStatus};
 
-use crate::both_backends;
 use crate::support::{Backend, TestEnv, schema_broken, schema_v1};
+use tenantdb_test_support::both_backends;
 
 both_backends!(
     a_thousand_first_requests_make_one_pool,

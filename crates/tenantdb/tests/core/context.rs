@@ -2,8 +2,8 @@ use tenantdb::context::{TenantContext, TenantRepository, TenantScope};
 use tenantdb::error::Error;
 use tenantdb::{NewTenant, TenantRef};
 
-use crate::both_backends;
 use crate::support::{Backend, TestEnv, schema_v1, tables};
+use tenantdb_test_support::both_backends;
 
 both_backends!(repositories_reach_the_database_of_the_tenant_in_scope);
 

@@ -5,8 +5,8 @@ use tenantdb::error::Error;
 use tenantdb::provisioner::{ReconcileOutcome, Step};
 use tenantdb::{DbStatus, NewTenant, TenantRef};
 
-use crate::both_backends;
 use crate::support::{Backend, LEASE_EXPIRY_WAIT, TestEnv, schema_slow, schema_v1, tables};
+use tenantdb_test_support::both_backends;
 
 both_backends!(
     a_create_stopped_after_any_step_is_finished_by_reconcile,

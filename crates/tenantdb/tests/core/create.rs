@@ -1,8 +1,8 @@
 use tenantdb::error::Error;
 use tenantdb::{DbStatus, NewTenant, TenantRef};
 
-use crate::both_backends;
 use crate::support::{Backend, TestEnv, schema_v1, tables};
+use tenantdb_test_support::both_backends;
 
 both_backends!(
     creating_a_tenant_makes_an_active_database_at_the_latest_version,

@@ -1,8 +1,8 @@
 use tenantdb::error::Error;
 use tenantdb::{DbStatus, NewTenant, TenantRef};
 
-use crate::both_backends;
 use crate::support::{Backend, TestEnv, schema_broken, schema_v1, schema_v2, tables};
+use tenantdb_test_support::both_backends;
 
 both_backends!(
     a_failed_create_leaves_a_failed_row_and_no_database_and_retry_finishes_it,

@@ -2,8 +2,8 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tenantdb::error::Error;
 use tenantdb::{DbStatus, NewTenant, TenantRef};
 
-use crate::both_backends;
 use crate::support::{Backend, TestEnv, schema_v1};
+use tenantdb_test_support::both_backends;
 
 both_backends!(
     renaming_a_tenant_keeps_its_data,

@@ -16,6 +16,7 @@ use tenantdb::engine::Engine;
 use tenantdb::names::DatabasePrefix;
 use tenantdb::secret::TenantSecret;
 use tenantdb::{Config, Tenancy, TenantMigrations, TenantServerConfig};
+pub use tenantdb_test_support::Backend;
 use tenantdb_test_support::{PgScratch, postgres_url};
 
 /// Short leases so that crash-repair tests wait about a second.
@@ -23,35 +24,6 @@ pub const LEASE_TTL: Duration = Duration::from_millis(1000);
 /// Long enough for any lease of `LEASE_TTL` to have expired.
 pub const LEASE_EXPIRY_WAIT: Duration = Duration::from_millis(1300);
 const TEST_SECRET: &str = "test-secret-0123456789abcdef0123456789";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
-
-/// Generates one `#[tokio::test]` per backend for an `async fn(Backend)`.
-#[macro_export]
-macro_rules! both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::support::Backend::Postgres).await
-                }
-            )+
-        }
-        mod on_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::support::Backend::Sqlite).await
-                }
-            )+
-        }
-    };
-}
 
 /// One test's world: a catalog and a tenant server of one backend, named
 /// under a prefix of its own, dropped when the value is.
