@@ -340,3 +340,31 @@ pub mod settings {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod migration_runs {
+    use sea_orm::entity::prelude::*;
+
+    /// A fleet migration run (`tenantdb migrate`).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "migration_runs")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        /// RUNNING, SUCCEEDED, FAILED (some tenant failed) or STOPPED
+        /// (canary or max failures stopped it early).
+        pub status: String,
+        pub target_version: Option<String>,
+        pub total: i32,
+        pub succeeded: i32,
+        pub failed: i32,
+        /// Tenants another process was migrating, or no longer there.
+        pub skipped: i32,
+        pub started_at: DateTimeUtc,
+        pub finished_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 pub use entities::{
     DbStatus, MemberRole, SubscriptionStatus, TenantStatus, api_tokens, catalog_info, database_servers, memberships,
-    settings, subscriptions, tenant_databases as tenant_database, tenants, users,
+    migration_runs, settings, subscriptions, tenant_databases as tenant_database, tenants, users,
 };
 pub use repos::{ApiTokens, Memberships, NewServer, Servers, Settings, Subscriptions, Tenants, Users};
 pub use tenant_databases::{Lease, TenantDatabases};

@@ -375,6 +375,14 @@ impl Provisioner {
     #[tracing::instrument(skip_all, fields(tenant = %tenant))]
     pub async fn migrate_tenant(&self, tenant: &TenantRef) -> Result<Row> {
         let (_, row) = self.load(tenant).await?;
+        self.migrate_row(row).await
+    }
+
+    /// Migrates the tenant of `row` if the row is still as read: a row that
+    /// changed since (another process migrated it, renamed it, ...) gives
+    /// `Error::Locked` and is left alone. Fleet runs use the rows they planned
+    /// with, so two runs never both migrate one tenant.
+    pub(crate) async fn migrate_row(&self, row: Row) -> Result<Row> {
         self.expect(&row, &[DbStatus::Active], "migrate it")?;
         let row = self.claim(&row, DbStatus::Migrating, Change::default()).await?;
         self.run(move |this| async move { this.finish_migrate(row).await })
