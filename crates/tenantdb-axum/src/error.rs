@@ -99,7 +99,9 @@ impl From<Error> for ApiError {
             Error::TenantNotFound(_) => Self::tenant_not_found(),
             Error::TenantDatabaseNotFound(_) => Self::not_found("tenant database"),
             Error::AlreadyExists(message) => Self::conflict(message),
-            Error::IllegalState { .. } | Error::Locked { .. } => Self::conflict(err.to_string()),
+            Error::IllegalState { .. } | Error::Locked { .. } | Error::NotOurs { .. } => {
+                Self::conflict(err.to_string())
+            }
             Error::TenantSuspended(_) => {
                 Self::new(StatusCode::FORBIDDEN, "tenant_suspended", "the tenant is suspended")
             }

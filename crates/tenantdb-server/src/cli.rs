@@ -314,6 +314,7 @@ async fn tenants(tenancy: &Tenancy, command: TenantsCommand) -> anyhow::Result<(
                     slug: slug.clone(),
                     name,
                     database_name,
+                    ..Default::default()
                 })
                 .await
                 .with_context(|| format!("failed to create tenant '{slug}'"))?;

@@ -76,11 +76,15 @@ impl TenantSlug {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-')
             && !s.ends_with('-');
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(Error::invalid("slug", s, RULE))
+        if !ok {
+            return Err(Error::invalid("slug", s, RULE));
         }
+        // A tenant is named by id or slug in one place (`X-Tenant`, paths):
+        // a slug that reads as a UUID would be taken for an id.
+        if Uuid::parse_str(s).is_ok() {
+            return Err(Error::invalid("slug", s, "must not have the form of a UUID"));
+        }
+        Ok(Self(s.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {

@@ -22,6 +22,9 @@ use uuid::Uuid;
 
 use super::AppState;
 
+/// Past this many entries a cache starts over rather than grow.
+const MAX_CACHED: usize = 100_000;
+
 /// `last_used_at` is written at most this often per token.
 const LAST_USED_EVERY: Duration = Duration::from_secs(60);
 
@@ -40,8 +43,9 @@ pub struct UserId(pub Uuid);
 pub struct Auth {
     catalog: Catalog,
     admin_token: SecretString,
-    /// sha256(token) -> (stamp, token id and user).
-    tokens: DashMap<String, (u64, Option<(Uuid, Uuid)>)>,
+    /// sha256(token) -> (stamp, token id and user). Only tokens that exist
+    /// are cached: made-up ones must not fill memory.
+    tokens: DashMap<String, (u64, (Uuid, Uuid))>,
     /// (tenant, user) -> (stamp, role).
     members: DashMap<(Uuid, Uuid), (u64, Option<MemberRole>)>,
     last_used: DashMap<Uuid, Instant>,
@@ -66,16 +70,18 @@ impl Auth {
         let hash = sha256_hex(token);
         let stamp = self.catalog.changes().current();
         let cached = self.tokens.get(&hash).filter(|c| c.0 == stamp).map(|c| c.1);
-        let found = match cached {
+        let (token_id, user_id) = match cached {
             Some(found) => found,
             None => {
                 let row = self.catalog.tokens().find_active(token).await?;
-                let found = row.map(|r| (r.id, r.user_id));
+                let found = row.map(|r| (r.id, r.user_id)).ok_or_else(ApiError::unauthorized)?;
+                if self.tokens.len() >= MAX_CACHED {
+                    self.tokens.clear();
+                }
                 self.tokens.insert(hash, (stamp, found));
                 found
             }
         };
-        let (token_id, user_id) = found.ok_or_else(ApiError::unauthorized)?;
         self.touch(token_id);
         Ok(Caller::User { user_id })
     }
@@ -105,6 +111,9 @@ impl Auth {
             return Ok(cached.1);
         }
         let role = self.catalog.memberships().find(tenant, user).await?.map(|m| m.role);
+        if self.members.len() >= MAX_CACHED {
+            self.members.clear();
+        }
         self.members.insert((tenant, user), (stamp, role));
         Ok(role)
     }

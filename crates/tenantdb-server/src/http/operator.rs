@@ -140,8 +140,14 @@ async fn create_token(
     _: Admin,
     State(state): State<AppState>,
     Path(user): Path<String>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult {
+    let body = body.map_err(|_| {
+        ApiError::invalid(format!(
+            "the body could not be read (at most {} bytes)",
+            super::BODY_LIMIT
+        ))
+    })?;
     // The body is optional here: no body means no name.
     let body: NewToken = if body.iter().all(u8::is_ascii_whitespace) {
         NewToken::default()
@@ -181,7 +187,7 @@ async fn revoke_token(
 #[serde(deny_unknown_fields)]
 struct CreateTenant {
     slug: String,
-    name: Option<String>,
+    name: String,
     owner_user_id: Option<Uuid>,
     database_name: Option<String>,
     plan: Option<String>,
@@ -197,7 +203,7 @@ async fn create_tenant(_: Admin, State(state): State<AppState>, ApiJson(body): A
         return Err(ApiError::invalid(format!("owner_user_id: no user {owner}")));
     }
     let plan = body.plan.as_deref().map(|p| check_text("plan", p, 100)).transpose()?;
-    let name = body.name.as_deref().map(|n| check_text("name", n, 200)).transpose()?;
+    let name = Some(check_text("name", &body.name, 200)?);
     let row = state
         .tenancy
         .provisioner()
@@ -205,20 +211,10 @@ async fn create_tenant(_: Admin, State(state): State<AppState>, ApiJson(body): A
             slug: body.slug,
             name,
             database_name: body.database_name,
+            owner_user_id: body.owner_user_id,
+            plan,
         })
         .await?;
-    if let Some(owner) = body.owner_user_id {
-        catalog
-            .memberships()
-            .upsert(row.tenant_id, owner, MemberRole::Owner)
-            .await?;
-    }
-    if let Some(plan) = plan {
-        catalog
-            .subscriptions()
-            .upsert(row.tenant_id, &plan, SubscriptionStatus::Trialing, 1, None)
-            .await?;
-    }
     let view = tenant_view(&state, &TenantRef::Id(row.tenant_id.into())).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }

@@ -59,6 +59,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 #[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text")))]
 async fn metrics(State(state): State<AppState>) -> Response {
+    state.metrics.run_upkeep();
     let stats = state.tenancy.pools().stats();
     metrics::gauge!("tenantdb_pools_open_now").set(stats.pools as f64);
     metrics::gauge!("tenantdb_pool_connections_now").set(f64::from(stats.connections));

@@ -190,10 +190,11 @@ async fn errors_have_the_documented_codes_and_change_nothing(backend: Backend) {
     assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "unauthorized"));
 
     for bad in [
-        json!({"slug": "x; drop database y"}),
-        json!({"slug": "ok", "database_name": "postgres"}),
-        json!({"slug": "ok", "unknown": 1}),
-        json!({"slug": 5}),
+        json!({"slug": "x; drop database y", "name": "X"}),
+        json!({"slug": "ok", "name": "Ok", "database_name": "postgres"}),
+        json!({"slug": "ok", "name": "Ok", "unknown": 1}),
+        json!({"slug": 5, "name": "Ok"}),
+        json!({"slug": "ok"}),
         json!({}),
     ] {
         let (status, body) = service.admin(Method::POST, "/v1/tenants", Some(bad.clone())).await;
@@ -228,7 +229,11 @@ async fn errors_have_the_documented_codes_and_change_nothing(backend: Backend) {
     assert_eq!(tenants["items"].as_array().unwrap().len(), 1, "nothing was created");
 
     let (status, body) = service
-        .admin(Method::POST, "/v1/tenants", Some(json!({"slug": "acme"})))
+        .admin(
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"slug": "acme", "name": "Acme"})),
+        )
         .await;
     assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "conflict"));
     let (status, body) = service
@@ -344,7 +349,13 @@ async fn operator_endpoints_round_trip(backend: Backend) {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("tenantdb_pools_created_total"), "{metrics}");
+    for name in [
+        "tenantdb_pools_created_total",
+        "tenantdb_provisioning_total",
+        "tenantdb_provisioning_seconds",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from {metrics}");
+    }
     service.stop().await;
 }
 
@@ -425,7 +436,7 @@ async fn shutdown_lets_a_provisioning_request_finish(backend: Backend) {
         .client
         .post(format!("{}/v1/tenants", service.base))
         .bearer_auth(ADMIN)
-        .json(&json!({"slug": "late"}))
+        .json(&json!({"slug": "late", "name": "Late"}))
         .send();
     let in_flight = tokio::spawn(request);
     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -513,7 +524,11 @@ async fn a_failed_provisioning_answers_502_and_retry_finishes_it() {
     let tenants_dir = service.data_dir().join("tenants");
     std::fs::remove_dir_all(&tenants_dir).unwrap();
     let (status, body) = service
-        .admin(Method::POST, "/v1/tenants", Some(json!({"slug": "acme"})))
+        .admin(
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"slug": "acme", "name": "Acme"})),
+        )
         .await;
     assert_eq!(
         (status, code(&body)),

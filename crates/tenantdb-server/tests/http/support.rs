@@ -147,7 +147,7 @@ impl Service {
     }
 
     pub async fn tenant(&self, slug: &str, owner: Option<&str>) -> Value {
-        let mut body = json!({"slug": slug});
+        let mut body = json!({"slug": slug, "name": slug.to_uppercase()});
         if let Some(owner) = owner {
             body["owner_user_id"] = json!(owner);
         }

@@ -47,6 +47,13 @@ impl DbStatus {
     }
 }
 
+/// Rows made with a new tenant, in its transaction.
+#[derive(Debug, Clone, Default)]
+pub struct TenantExtras {
+    pub owner_user_id: Option<Uuid>,
+    pub plan: Option<String>,
+}
+
 /// Who holds a row's lease and for how long each claim or renewal lasts.
 #[derive(Debug, Clone)]
 pub struct Lease {
@@ -109,7 +116,12 @@ impl<'a> TenantDatabases<'a> {
 
     /// Inserts a tenant and its PROVISIONING database row, leased to the
     /// caller, in one transaction: a taken slug or name leaves nothing.
-    pub async fn insert_with_tenant(&self, tenant: tenants::ActiveModel, row: td::ActiveModel) -> Result<td::Model> {
+    pub async fn insert_with_tenant(
+        &self,
+        tenant: tenants::ActiveModel,
+        row: td::ActiveModel,
+        extras: TenantExtras,
+    ) -> Result<td::Model> {
         let slug = tenant.slug.clone().unwrap();
         let name = row.database_name.clone().unwrap();
         let txn = self.db.begin().await?;
@@ -121,6 +133,36 @@ impl<'a> TenantDatabases<'a> {
             .insert(&txn)
             .await
             .map_err(taken(|| format!("database name '{name}' is already taken")))?;
+        let now = chrono::Utc::now();
+        if let Some(owner) = extras.owner_user_id {
+            memberships::ActiveModel {
+                tenant_id: Set(row.tenant_id),
+                user_id: Set(owner),
+                role: Set(super::MemberRole::Owner),
+                created_at: Set(now),
+            }
+            .insert(&txn)
+            .await
+            .map_err(|err| match err.sql_err() {
+                Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => {
+                    Error::invalid("owner_user_id", &owner.to_string(), "must be an existing user")
+                }
+                _ => Error::Catalog(err),
+            })?;
+        }
+        if let Some(plan) = extras.plan {
+            subscriptions::ActiveModel {
+                tenant_id: Set(row.tenant_id),
+                plan: Set(plan),
+                status: Set(super::SubscriptionStatus::Trialing),
+                seats: Set(1),
+                current_period_end: Set(None),
+                created_at: Set(now),
+                updated_at: Set(now),
+            }
+            .insert(&txn)
+            .await?;
+        }
         txn.commit().await?;
         self.changes.bump(self.db).await?;
         Ok(row)

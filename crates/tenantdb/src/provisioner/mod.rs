@@ -74,6 +74,12 @@ pub struct NewTenant {
     pub name: Option<String>,
     /// Requested database name; generated from the prefix and slug if none.
     pub database_name: Option<String>,
+    /// A user made OWNER, in the same transaction as the tenant (so a failed
+    /// provisioning or a caller that goes away cannot lose it).
+    pub owner_user_id: Option<Uuid>,
+    /// A plan: the tenant's subscription starts TRIALING on it (same
+    /// transaction).
+    pub plan: Option<String>,
 }
 
 #[derive(Clone)]
@@ -265,11 +271,15 @@ impl Provisioner {
             created_at: Set(now),
             updated_at: Set(now),
         };
+        let extras = crate::catalog::TenantExtras {
+            owner_user_id: new.owner_user_id,
+            plan: new.plan.clone(),
+        };
         let row = self
             .inner
             .catalog
             .tenant_databases()
-            .insert_with_tenant(tenant, self.new_row(id, &database))
+            .insert_with_tenant(tenant, self.new_row(id, &database), extras)
             .await?;
         self.step(Step::RowInserted, row.tenant_id)?;
         self.run(move |this| async move { this.provision(row).await }).await

@@ -139,6 +139,8 @@ impl Provisioner {
                     ..Default::default()
                 };
                 let row = self.finish(&row, DbStatus::Active, change).await?;
+                metrics::counter!("tenantdb_provisioning_total", "outcome" => "active").increment(1);
+                metrics::histogram!("tenantdb_provisioning_seconds").record(started.elapsed().as_secs_f64());
                 tracing::info!(
                     tenant.id = %row.tenant_id,
                     database = %row.database_name,
@@ -172,6 +174,7 @@ impl Provisioner {
                     message.push_str(&format!("; cleanup failed too: {}", cleanup.chain()));
                 }
                 tracing::warn!(tenant.id = %row.tenant_id, database = %row.database_name, error = %message, "provisioning failed");
+                metrics::counter!("tenantdb_provisioning_total", "outcome" => "failed").increment(1);
                 let change = Change {
                     error_message: Set(Some(message.clone())),
                     ..Default::default()
@@ -392,7 +395,12 @@ impl Provisioner {
     pub(super) async fn finish_migrate(&self, row: Row) -> Result<Row> {
         let spec = self.tenant_db(&row);
         let keeper = self.keep(&row);
-        match self.apply_migrations(&spec, &|| keeper.held()).await {
+        let started = std::time::Instant::now();
+        let outcome = self.apply_migrations(&spec, &|| keeper.held()).await;
+        let label = if matches!(outcome, Ok(Ok(_))) { "ok" } else { "failed" };
+        metrics::counter!("tenantdb_tenant_migrations_total", "outcome" => label).increment(1);
+        metrics::histogram!("tenantdb_tenant_migration_seconds").record(started.elapsed().as_secs_f64());
+        match outcome {
             Ok(Ok(applied)) => {
                 let mut change = Change {
                     schema_version: Set(applied.version),
