@@ -46,9 +46,39 @@ enum Command {
     /// Create, list, inspect, rename, repair and delete tenants.
     #[command(subcommand)]
     Tenants(TenantsCommand),
+    /// Bring every tenant that is behind up to the latest tenant migration
+    /// (`migrate status`: runs and tenants per version).
+    Migrate(MigrateArgs),
     /// Finish work a dead process left half-done (rows in PROVISIONING,
     /// RENAMING, MIGRATING or DELETING whose lease expired).
     Reconcile,
+}
+
+#[derive(Debug, clap::Args)]
+struct MigrateArgs {
+    #[command(subcommand)]
+    action: Option<MigrateAction>,
+    /// Tenants migrated at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Only this tenant (repeatable; slug or id).
+    #[arg(long = "tenant")]
+    tenants: Vec<String>,
+    /// Print who would get which migrations; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Stop handing out work after this many failures.
+    #[arg(long)]
+    max_failures: Option<usize>,
+    /// Migrate this many tenants first; stop if any of them fails.
+    #[arg(long)]
+    canary: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+enum MigrateAction {
+    /// Recent runs, and how many tenants sit at each version.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +108,27 @@ enum MembersCommand {
     },
     /// Remove a user from a tenant.
     Remove { tenant: String, email: String },
+}
+
+impl MigrateArgs {
+    fn into_options(self) -> anyhow::Result<crate::fleet_cli::MigrateCommand> {
+        let tenants = self
+            .tenants
+            .iter()
+            .map(|t| parse_ref(t))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        anyhow::ensure!(self.concurrency >= 1, "--concurrency must be at least 1");
+        Ok(crate::fleet_cli::MigrateCommand {
+            status: matches!(self.action, Some(MigrateAction::Status)),
+            dry_run: self.dry_run,
+            options: tenantdb::fleet::FleetOptions {
+                concurrency: self.concurrency,
+                tenants,
+                max_failures: self.max_failures,
+                canary: self.canary,
+            },
+        })
+    }
 }
 
 fn parse_role(s: &str) -> Result<MemberRole, String> {
@@ -196,6 +247,7 @@ async fn dispatch(tenancy: &Tenancy, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Tenants(command) => tenants(tenancy, command).await,
         Command::Reconcile => reconcile(tenancy).await,
+        Command::Migrate(args) => crate::fleet_cli::migrate(tenancy, args.into_options()?).await,
         Command::Users(command) => users(tenancy, command).await,
         Command::Members(command) => members(tenancy, command).await,
         Command::Serve => unreachable!("serve is handled before dispatch"),

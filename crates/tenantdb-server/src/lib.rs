@@ -3,6 +3,7 @@
 //! `main.rs` only parses flags and sets up logging.
 
 pub mod cli;
+mod fleet_cli;
 pub mod http;
 pub mod settings;
 pub mod tenant_schema;

@@ -117,6 +117,16 @@ async fn operator_session(cli: Cli) {
     assert_eq!(renamed["database"]["database_name"], new_name.as_str());
 
     assert!(cli.ok(&["tenants", "check", "acme"]).contains("reachable"));
+    assert!(
+        cli.ok(&["migrate"])
+            .contains("every tenant is at m0001_create_projects_and_tasks")
+    );
+    assert!(cli.ok(&["migrate", "--dry-run"]).contains("0 tenant(s) behind"));
+    let status = cli.ok(&["migrate", "status"]);
+    assert!(
+        status.contains("m0001_create_projects_and_tasks") && status.contains("behind: 0"),
+        "{status}"
+    );
     let user = cli.json(&["users", "create", "ada@example.com", "--name", "Ada"]);
     assert_eq!(user["email"], "ada@example.com");
     let token = cli.ok(&["users", "token", "ada@example.com"]);
