@@ -150,6 +150,19 @@ impl Provisioner {
         options: &FleetOptions,
         on_event: impl Fn(&FleetEvent) + Send + Sync + 'static,
     ) -> Result<FleetReport> {
+        let (_, run) = self.start_fleet(options, on_event).await?;
+        run.await.map_err(|err| Error::Task(err.to_string()))?
+    }
+
+    /// Records a new run (its id is returned at once) and runs it in a task
+    /// the provisioner owns: shutdown waits for it, and a caller that goes
+    /// away does not stop it. Progress is written to its `migration_runs` row
+    /// after every tenant.
+    pub async fn start_fleet(
+        &self,
+        options: &FleetOptions,
+        on_event: impl Fn(&FleetEvent) + Send + Sync + 'static,
+    ) -> Result<(Uuid, tokio::task::JoinHandle<Result<FleetReport>>)> {
         let behind = self.behind(&options.tenants).await?;
         let target = self.migrations().latest_version();
         let run_id = Uuid::now_v7();
@@ -166,12 +179,24 @@ impl Provisioner {
         }
         .insert(self.catalog().db())
         .await?;
+        let (this, options) = (self.clone(), options.clone());
+        let run = self.spawn_tracked(async move { this.run_fleet(run_id, target, behind, &options, on_event).await });
+        Ok((run_id, run))
+    }
 
+    async fn run_fleet(
+        &self,
+        run_id: Uuid,
+        target: Option<String>,
+        behind: Vec<Behind>,
+        options: &FleetOptions,
+        on_event: impl Fn(&FleetEvent) + Send + Sync + 'static,
+    ) -> Result<FleetReport> {
         let total = behind.len();
         let canary = options.canary.unwrap_or(0).min(total);
         let mut queue: VecDeque<_> = behind.into_iter().map(|b| b.row).collect();
         let rest = queue.split_off(canary);
-        let state = Arc::new(RunState::new(options.max_failures, on_event));
+        let state = Arc::new(RunState::new(run_id, options.max_failures, on_event));
         if canary > 0 {
             self.work(queue, options.concurrency, &state).await?;
             if !state.failures().is_empty() {
@@ -181,8 +206,6 @@ impl Provisioner {
         if !state.stop.load(Ordering::SeqCst) {
             self.work(rest, options.concurrency, &state).await?;
         }
-
-        let failures = state.failures();
         let report = FleetReport {
             run_id,
             target,
@@ -190,19 +213,12 @@ impl Provisioner {
             succeeded: state.succeeded.load(Ordering::SeqCst),
             skipped: state.skipped.load(Ordering::SeqCst),
             stopped: state.stop.load(Ordering::SeqCst),
-            failures,
+            failures: state.failures(),
         };
-        migration_runs::ActiveModel {
-            id: sea_orm::Unchanged(run_id),
-            status: Set(report.status().into()),
-            succeeded: Set(i32::try_from(report.succeeded).unwrap_or(i32::MAX)),
-            failed: Set(i32::try_from(report.failures.len()).unwrap_or(i32::MAX)),
-            skipped: Set(i32::try_from(report.skipped).unwrap_or(i32::MAX)),
-            finished_at: Set(Some(Utc::now())),
-            ..Default::default()
-        }
-        .update(self.catalog().db())
-        .await?;
+        let mut row = state.counts();
+        row.status = Set(report.status().into());
+        row.finished_at = Set(Some(Utc::now()));
+        row.update(self.catalog().db()).await?;
         Ok(report)
     }
 
@@ -233,6 +249,11 @@ impl Provisioner {
                     let tenant_id = row.tenant_id;
                     let result = this.migrate_row(row).await;
                     state.record(tenant_id, result);
+                    // Progress for GET /v1/migrations/{id}; a failed write
+                    // only delays what readers see.
+                    if let Err(err) = state.counts().update(this.catalog().db()).await {
+                        tracing::warn!(error = %err, "recording fleet progress failed");
+                    }
                 }
             });
         }
@@ -240,6 +261,11 @@ impl Provisioner {
             joined.map_err(|err| Error::Task(err.to_string()))?;
         }
         Ok(())
+    }
+
+    /// One fleet run.
+    pub async fn migration_run(&self, id: Uuid) -> Result<Option<migration_runs::Model>> {
+        Ok(migration_runs::Entity::find_by_id(id).one(self.catalog().db()).await?)
     }
 
     /// The most recent fleet runs, newest first.
@@ -253,6 +279,7 @@ impl Provisioner {
 }
 
 struct RunState<F> {
+    run_id: Uuid,
     succeeded: AtomicUsize,
     skipped: AtomicUsize,
     failures: Mutex<Vec<(Uuid, String)>>,
@@ -262,14 +289,27 @@ struct RunState<F> {
 }
 
 impl<F: Fn(&FleetEvent)> RunState<F> {
-    fn new(max_failures: Option<usize>, on_event: F) -> Self {
+    fn new(run_id: Uuid, max_failures: Option<usize>, on_event: F) -> Self {
         Self {
+            run_id,
             succeeded: AtomicUsize::new(0),
             skipped: AtomicUsize::new(0),
             failures: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             max_failures,
             on_event,
+        }
+    }
+
+    /// The run's row with its counts so far.
+    fn counts(&self) -> migration_runs::ActiveModel {
+        let count = |n: usize| Set(i32::try_from(n).unwrap_or(i32::MAX));
+        migration_runs::ActiveModel {
+            id: sea_orm::Unchanged(self.run_id),
+            succeeded: count(self.succeeded.load(Ordering::SeqCst)),
+            failed: count(self.failures().len()),
+            skipped: count(self.skipped.load(Ordering::SeqCst)),
+            ..Default::default()
         }
     }
 

@@ -36,6 +36,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_subscription, put_subscription))
         .routes(routes!(get_settings))
         .routes(routes!(put_setting))
+        .routes(routes!(start_migration))
+        .routes(routes!(get_migration))
 }
 
 /// Routes whose work runs in the provisioner: no request timeout.
@@ -428,4 +430,63 @@ async fn put_setting(
     }
     state.tenancy.catalog().settings().put(&key, value.clone()).await?;
     Ok(Json(json!({ "key": key, "value": value })).into_response())
+}
+
+// ---- fleet migrations -------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StartMigration {
+    concurrency: Option<usize>,
+    tenants: Option<Vec<String>>,
+    max_failures: Option<usize>,
+    canary: Option<usize>,
+}
+
+fn run_json(run: &tenantdb::catalog::migration_runs::Model) -> Value {
+    json!({
+        "id": run.id, "status": run.status, "target_version": run.target_version,
+        "total": run.total, "succeeded": run.succeeded, "failed": run.failed, "skipped": run.skipped,
+        "started_at": rfc3339(run.started_at), "finished_at": run.finished_at.map(rfc3339),
+    })
+}
+
+#[utoipa::path(post, path = "/v1/migrations", tag = "operator", responses((status = 202, description = "{id}: the run started in the background"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden")))]
+async fn start_migration(
+    _: Admin,
+    State(state): State<AppState>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult {
+    let body = body.map_err(|_| ApiError::invalid("the body could not be read"))?;
+    let body: StartMigration = if body.iter().all(u8::is_ascii_whitespace) {
+        StartMigration::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid body: {e}")))?
+    };
+    let concurrency = body.concurrency.unwrap_or(4);
+    if !(1..=64).contains(&concurrency) {
+        return Err(ApiError::invalid("concurrency must be 1 to 64"));
+    }
+    let tenants = body
+        .tenants
+        .unwrap_or_default()
+        .iter()
+        .map(|t| tenant_ref(t))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let options = tenantdb::fleet::FleetOptions {
+        concurrency,
+        tenants,
+        max_failures: body.max_failures,
+        canary: body.canary,
+    };
+    let (id, _run) = state.tenancy.provisioner().start_fleet(&options, |_| {}).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/migrations/{id}", tag = "operator", params(("id" = String, Path, description = "the run's id")), responses((status = 200, description = "the run and its progress"), (status = 404, description = "not_found")))]
+async fn get_migration(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("migration run"))?;
+    let run = state.tenancy.provisioner().migration_run(id).await?;
+    let run = run.ok_or_else(|| ApiError::not_found("migration run"))?;
+    Ok(Json(run_json(&run)).into_response())
 }

@@ -331,6 +331,29 @@ async fn operator_endpoints_round_trip(backend: Backend) {
     let (status, _) = service.admin(Method::GET, "/v1/tenants/acme", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    // A fleet run over HTTP: started in the background, then polled.
+    let (status, started) = service
+        .admin(Method::POST, "/v1/migrations", Some(json!({"concurrency": 2})))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let run_path = format!("/v1/migrations/{}", started["id"].as_str().unwrap());
+    let mut run = Value::Null;
+    for _ in 0..100 {
+        let (status, body) = service.admin(Method::GET, &run_path, None).await;
+        assert_eq!(status, StatusCode::OK);
+        run = body;
+        if run["finished_at"] != Value::Null {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+    assert_eq!(run["total"], 0, "every tenant is already at the latest version");
+    let (status, _) = service
+        .admin(Method::POST, "/v1/migrations", Some(json!({"concurrency": 0})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
     for path in ["/healthz", "/readyz", "/metrics"] {
         let response = service
             .client
@@ -475,6 +498,8 @@ async fn the_openapi_document_lists_every_route() {
         ("/v1/projects/{id}", &["get", "patch", "delete"]),
         ("/v1/projects/{id}/tasks", &["get", "post"]),
         ("/v1/tasks/{id}", &["patch", "delete"]),
+        ("/v1/migrations", &["post"]),
+        ("/v1/migrations/{id}", &["get"]),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
         ("/metrics", &["get"]),

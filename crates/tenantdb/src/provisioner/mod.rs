@@ -367,6 +367,15 @@ impl Provisioner {
         handle.await.map_err(|err| Error::Task(err.to_string()))?
     }
 
+    /// Runs `work` in a task the provisioner owns (see `run`), returning
+    /// its handle without waiting: for long work such as a fleet run.
+    pub(crate) fn spawn_tracked<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        self.inner.tasks.spawn(work)
+    }
+
     /// Waits for every operation under way (call after the service stops
     /// taking requests), then closes the engine's admin connections.
     pub async fn shutdown(&self) {
