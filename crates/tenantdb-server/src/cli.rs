@@ -46,6 +46,8 @@ enum Command {
     /// Create, list, inspect, rename, repair and delete tenants.
     #[command(subcommand)]
     Tenants(TenantsCommand),
+    /// One screen: tenants by status and version, servers, pools, last runs.
+    Status,
     /// Bring every tenant that is behind up to the latest tenant migration
     /// (`migrate status`: runs and tenants per version).
     Migrate(MigrateArgs),
@@ -247,6 +249,7 @@ async fn dispatch(tenancy: &Tenancy, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Tenants(command) => tenants(tenancy, command).await,
         Command::Reconcile => reconcile(tenancy).await,
+        Command::Status => crate::fleet_cli::overview(tenancy).await,
         Command::Migrate(args) => crate::fleet_cli::migrate(tenancy, args.into_options()?).await,
         Command::Users(command) => users(tenancy, command).await,
         Command::Members(command) => members(tenancy, command).await,

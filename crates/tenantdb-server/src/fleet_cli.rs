@@ -109,6 +109,46 @@ pub async fn migrate(tenancy: &Tenancy, command: MigrateCommand) -> anyhow::Resu
     Ok(())
 }
 
+/// `tenantdb status`: the fleet on one screen.
+pub async fn overview(tenancy: &Tenancy) -> anyhow::Result<()> {
+    let mut by_status: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut after = None;
+    loop {
+        let page = tenancy.list_tenants(None, after, 500).await?;
+        for tenant in &page {
+            let key = match tenant.status {
+                tenantdb::TenantStatus::Active => "ACTIVE",
+                tenantdb::TenantStatus::Suspended => "SUSPENDED",
+            };
+            *by_status.entry(key).or_default() += 1;
+        }
+        if page.len() < 500 {
+            break;
+        }
+        after = page.last().map(|t| t.id);
+    }
+    println!("tenants by status:");
+    for (status, count) in &by_status {
+        println!("  {status:<40} {count}");
+    }
+    let engine = tenancy.engine();
+    let pools = tenancy.pools();
+    println!(
+        "tenant server '{}': {} ({}), budget {} connections, up to {} per tenant",
+        tenancy.server_name(),
+        engine.name(),
+        engine.describe(),
+        pools.config().budget,
+        pools.config().max_per_tenant
+    );
+    let stats = pools.stats();
+    println!(
+        "pools in this process: {} open, {} connections ({} idle)",
+        stats.pools, stats.connections, stats.idle_connections
+    );
+    status(tenancy).await
+}
+
 async fn status(tenancy: &Tenancy) -> anyhow::Result<()> {
     let rows = tenancy.catalog().tenant_databases().list(None).await?;
     let mut versions: BTreeMap<String, usize> = BTreeMap::new();
