@@ -15,6 +15,7 @@ use tenantdb_test_support::{PgScratch, postgres_url};
 use crate::Engine;
 
 pub struct BenchEnv {
+    pub config: Config,
     pub tenancy: Tenancy,
     pub tenants: Vec<TenantId>,
     pub backend: DbBackend,
@@ -33,6 +34,17 @@ pub async fn postgres_version() -> anyhow::Result<String> {
 impl BenchEnv {
     /// `tenants` tenants, pools of `per_tenant` connections under `budget`.
     pub async fn new(engine: Engine, tenants: usize, budget: u32, per_tenant: u32) -> anyhow::Result<Self> {
+        Self::with_schema(engine, tenants, budget, per_tenant, TenantMigrations::from_fn(schema)).await
+    }
+
+    /// Like `new`, with the tenants' schema given.
+    pub async fn with_schema(
+        engine: Engine,
+        tenants: usize,
+        budget: u32,
+        per_tenant: u32,
+        migrations: TenantMigrations,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let (mut config, scratch) = match engine {
             Engine::Sqlite => (Config::embedded(dir.path()), None),
@@ -52,7 +64,7 @@ impl BenchEnv {
         config.pools.max_per_tenant = per_tenant;
         config.pools.acquire_timeout = Duration::from_secs(10);
         config.catalog_max_connections = 2;
-        let tenancy = Tenancy::connect(config, TenantMigrations::from_fn(schema)).await?;
+        let tenancy = Tenancy::connect(config.clone(), migrations).await?;
         let mut ids = Vec::with_capacity(tenants);
         let numbers: Vec<usize> = (0..tenants).collect();
         for chunk in numbers.chunks(4) {
@@ -79,6 +91,7 @@ impl BenchEnv {
             Engine::Sqlite => DbBackend::Sqlite,
         };
         let env = Self {
+            config,
             tenancy,
             tenants: ids,
             backend,
@@ -114,6 +127,28 @@ pub async fn select_item(db: &DatabaseConnection, backend: DbBackend) -> anyhow:
         .await?;
     anyhow::ensure!(row.is_some(), "the row is missing");
     Ok(())
+}
+
+/// A migration that adds one column to `items` (the fleet benchmark's
+/// "one new migration each").
+pub struct AddColumn(pub &'static str, pub &'static str);
+
+impl MigrationName for AddColumn {
+    fn name(&self) -> &str {
+        self.0
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddColumn {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let sql = format!("ALTER TABLE items ADD COLUMN {} TEXT", self.1);
+        manager.get_connection().execute_unprepared(&sql).await.map(drop)
+    }
+}
+
+pub fn items() -> Box<dyn MigrationTrait> {
+    Box::new(Items)
 }
 
 struct Items;

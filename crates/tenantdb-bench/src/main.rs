@@ -4,6 +4,7 @@
 
 mod cold;
 mod env;
+mod fleet;
 mod routing;
 mod stats;
 
@@ -15,6 +16,8 @@ enum Scenario {
     Routing,
     /// First query on a tenant with no pool vs. a bare connect + query.
     Cold,
+    /// One new migration on every tenant at concurrency 1, 4 and 8.
+    FleetMigrate,
     All,
 }
 
@@ -57,6 +60,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if matches!(args.scenario, Scenario::Cold | Scenario::All) {
         cold::run(args.engine, args.quick).await?;
+    }
+    if matches!(args.scenario, Scenario::FleetMigrate | Scenario::All) {
+        fleet::run(args.engine, args.quick).await?;
     }
     Ok(())
 }
