@@ -144,6 +144,9 @@ pub async fn drop_everything_with_prefix(conn: &mut PgConnection, prefix: &str) 
             .await
             .unwrap();
     for name in databases {
+        // Templates refuse DROP until they are ordinary databases again.
+        let unmark = format!("ALTER DATABASE {} WITH IS_TEMPLATE false", quote_ident(&name));
+        let _ = sqlx::raw_sql(AssertSqlSafe(unmark)).execute(&mut *conn).await;
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name));
         if let Err(err) = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn).await {
             eprintln!("cleanup: cannot drop database {name}: {err}");

@@ -129,6 +129,9 @@ pub struct Config {
     pub catalog_max_connections: u32,
     pub pools: PoolConfig,
     pub catalog_poll_interval: Duration,
+    /// Clone new tenant databases from a template at the latest tenant
+    /// version instead of replaying every migration (default on).
+    pub use_templates: bool,
 }
 
 impl Config {
@@ -156,6 +159,7 @@ impl Config {
             catalog_max_connections: DEFAULT_CATALOG_MAX_CONNECTIONS,
             pools: PoolConfig::default(),
             catalog_poll_interval: DEFAULT_CATALOG_POLL,
+            use_templates: true,
         }
     }
 

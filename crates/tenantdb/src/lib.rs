@@ -115,6 +115,7 @@ impl Tenancy {
             reserved,
             secret_version: config.secret.as_ref().map_or(0, |s| s.version()),
             lease_ttl: config.lease_ttl,
+            use_templates: config.use_templates,
         };
         let provisioner = Provisioner::new(catalog.clone(), engine, pools, migrations, settings);
         Ok(Self {

@@ -90,10 +90,29 @@ impl Engine {
 
     /// Creates the tenant's database owned by its role, accepting no
     /// connections yet (PostgreSQL); nothing to do if it exists and is ours.
-    pub async fn create_database(&self, db: &TenantDb) -> Result<()> {
+    /// With a `template` (see `ensure_template`) it is a clone of it, and the
+    /// migrations find nothing left to apply; if cloning fails the database
+    /// is made empty and the migrations replay.
+    pub async fn create_database(&self, db: &TenantDb, template: Option<&str>) -> Result<()> {
         match self {
-            Self::Postgres(pg) => pg.create_database(db).await,
-            Self::Sqlite(sqlite) => sqlite.create_database(db).await,
+            Self::Postgres(pg) => pg.create_database(db, template).await,
+            Self::Sqlite(sqlite) => sqlite.create_database(db, template).await,
+        }
+    }
+
+    /// Makes sure the template `name` holds `migrations` applied (built
+    /// once, immutable, shared by all processes). `stem` is what every
+    /// template name of this deployment starts with.
+    pub async fn ensure_template(
+        &self,
+        name: &str,
+        stem: &str,
+        version: &str,
+        migrations: Vec<Box<dyn sea_orm_migration::MigrationTrait>>,
+    ) -> Result<()> {
+        match self {
+            Self::Postgres(pg) => pg.ensure_template(name, stem, version, migrations).await,
+            Self::Sqlite(sqlite) => sqlite.ensure_template(name, migrations).await,
         }
     }
 

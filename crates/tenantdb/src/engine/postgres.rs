@@ -43,6 +43,9 @@ pub struct PostgresEngine {
 
 struct Inner {
     admin: PgPool,
+    /// One template build at a time in this process (others wait here, not
+    /// on an admin connection).
+    template_build: tokio::sync::Mutex<()>,
     options: PgConnectOptions,
     secret: TenantSecret,
     catalog_id: Uuid,
@@ -88,6 +91,7 @@ impl PostgresEngine {
         Ok(Self {
             inner: Arc::new(Inner {
                 admin,
+                template_build: tokio::sync::Mutex::new(()),
                 options,
                 secret,
                 catalog_id,
@@ -193,7 +197,7 @@ impl PostgresEngine {
         }
     }
 
-    pub(crate) async fn create_database(&self, db: &TenantDb) -> Result<()> {
+    pub(crate) async fn create_database(&self, db: &TenantDb, template: Option<&str>) -> Result<()> {
         let name = quote_ident(db.database.as_str());
         match self.ownership(db, &db.database).await? {
             Ownership::Foreign => {
@@ -206,13 +210,28 @@ impl PostgresEngine {
                 // template0, not template1: nobody can connect to template0,
                 // so no session can block the copy and no role can have
                 // planted objects in it.
-                let sql = format!(
-                    "CREATE DATABASE {name} WITH OWNER {} TEMPLATE template0 ALLOW_CONNECTIONS false",
-                    quote_ident(db.role.as_str())
-                );
-                let result = self
-                    .exec_retrying(&sql, || format!("cannot create database '{}'", db.database))
-                    .await;
+                let create = |from: &str| {
+                    format!(
+                        "CREATE DATABASE {name} WITH OWNER {} TEMPLATE {} ALLOW_CONNECTIONS false",
+                        quote_ident(db.role.as_str()),
+                        quote_ident(from)
+                    )
+                };
+                let context = || format!("cannot create database '{}'", db.database);
+                let mut result = match template {
+                    Some(from) => self.exec_retrying(&create(from), context).await,
+                    None => self.exec_retrying(&create("template0"), context).await,
+                };
+                if let (Some(from), Err(err)) = (template, &result) {
+                    // The template is gone (a newer deploy replaced it) or
+                    // busy: the migrations replayed on template0 give the
+                    // same schema, only slower.
+                    let duplicate = matches!(err, Error::Server { source, .. } if sql_state(source).as_deref() == Some(DUPLICATE_DATABASE));
+                    if !duplicate {
+                        tracing::warn!(template = from, error = %err.chain(), "cloning the template failed; replaying migrations");
+                        result = self.exec_retrying(&create("template0"), context).await;
+                    }
+                }
                 if let Err(err) = result {
                     // Lost a race to another creator: only fine if it is ours.
                     let duplicate = matches!(&err, Error::Server { source, .. } if sql_state(source).as_deref() == Some(DUPLICATE_DATABASE));
@@ -224,6 +243,149 @@ impl PostgresEngine {
             Ownership::Ours => {}
         }
         Ok(())
+    }
+
+    fn template_marker(&self, version: &str) -> String {
+        format!("tenantdb template catalog={} version={version}", self.inner.catalog_id)
+    }
+
+    async fn template_state(&self, name: &str) -> Result<Option<(bool, Option<String>)>> {
+        sqlx::query_as(
+            "SELECT datistemplate, shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.inner.admin)
+        .await
+        .map_err(Error::server(format!("cannot look up template '{name}'")))
+    }
+
+    /// Makes sure the template `name` exists at `version` (the tenant
+    /// migrations applied, every object owned by `pg_database_owner` so a
+    /// clone's owner has full rights with no fix-up), immutable (a template
+    /// that accepts no connections) and marked. Builders in several
+    /// processes are serialised by an advisory lock; a half-built template
+    /// left by a crash is dropped and built again. Older templates of this
+    /// catalog (`others` with another version) are dropped once this one is
+    /// ready.
+    pub(crate) async fn ensure_template(
+        &self,
+        name: &str,
+        stem: &str,
+        version: &str,
+        migrations: Vec<Box<dyn sea_orm_migration::MigrationTrait>>,
+    ) -> Result<()> {
+        let marker = self.template_marker(version);
+        if self.template_state(name).await? == Some((true, Some(marker.clone()))) {
+            return Ok(());
+        }
+        let _local = self.inner.template_build.lock().await;
+        if self.template_state(name).await? == Some((true, Some(marker.clone()))) {
+            return Ok(());
+        }
+        // Across processes: an advisory lock on a connection of its own (a
+        // pooled one would starve the build of admin connections).
+        let mut lock = sqlx::PgConnection::connect_with(&self.inner.options)
+            .await
+            .map_err(Error::server("cannot take the template lock"))?;
+        sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
+            .bind(name)
+            .execute(&mut lock)
+            .await
+            .map_err(Error::server("cannot take the template lock"))?;
+        let built = self.build_template(name, &marker, migrations).await;
+        // Closing the connection releases the lock.
+        let _ = lock.close().await;
+        if built.is_err() {
+            let _ = self.drop_template(name).await;
+        } else {
+            self.drop_old_templates(name, stem).await;
+        }
+        built
+    }
+
+    async fn build_template(
+        &self,
+        name: &str,
+        marker: &str,
+        migrations: Vec<Box<dyn sea_orm_migration::MigrationTrait>>,
+    ) -> Result<()> {
+        match self.template_state(name).await? {
+            Some((true, Some(mark))) if mark == marker => return Ok(()),
+            Some(_) => self.drop_template(name).await?,
+            None => {}
+        }
+        let quoted = quote_ident(name);
+        let context = || format!("cannot build template '{name}'");
+        self.exec_retrying(&format!("CREATE DATABASE {quoted} TEMPLATE template0"), context)
+            .await?;
+        // Objects made as pg_database_owner belong to whoever owns the
+        // database: in a clone, the tenant's role.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql("SET ROLE pg_database_owner").execute(&mut *conn).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(self.inner.options.clone().database(name))
+            .await
+            .map_err(Error::server(context()))?;
+        let db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
+        let applied = crate::migrate::apply_pending(&db, migrations, &|| true).await;
+        let _ = db.close().await;
+        if let Err(failure) = applied {
+            return Err(Error::MigrationFailed {
+                tenant: "(template)".into(),
+                database: name.to_owned(),
+                migration: failure.migration,
+                message: failure.error.to_string(),
+            });
+        }
+        self.exec(&format!("REVOKE ALL ON DATABASE {quoted} FROM PUBLIC"), context)
+            .await?;
+        self.exec(
+            &format!("COMMENT ON DATABASE {quoted} IS {}", quote_literal(marker)),
+            context,
+        )
+        .await?;
+        self.exec(
+            &format!("ALTER DATABASE {quoted} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"),
+            context,
+        )
+        .await
+    }
+
+    async fn drop_template(&self, name: &str) -> Result<()> {
+        let quoted = quote_ident(name);
+        let context = || format!("cannot drop template '{name}'");
+        if self.template_state(name).await?.is_none() {
+            return Ok(());
+        }
+        self.exec(&format!("ALTER DATABASE {quoted} WITH IS_TEMPLATE false"), context)
+            .await?;
+        self.exec_retrying(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"), context)
+            .await
+    }
+
+    /// Drops this catalog's templates under `stem` other than `keep`.
+    async fn drop_old_templates(&self, keep: &str, stem: &str) {
+        let mark = format!("tenantdb template catalog={} %", self.inner.catalog_id);
+        let old: Vec<String> = sqlx::query_scalar(
+            "SELECT datname::text FROM pg_database WHERE datistemplate AND starts_with(datname, $1) \
+             AND datname <> $2 AND shobj_description(oid, 'pg_database') LIKE $3",
+        )
+        .bind(stem)
+        .bind(keep)
+        .bind(&mark)
+        .fetch_all(&self.inner.admin)
+        .await
+        .unwrap_or_default();
+        for name in old {
+            if let Err(err) = self.drop_template(&name).await {
+                tracing::warn!(template = %name, error = %err.chain(), "dropping an old template failed");
+            }
+        }
     }
 
     pub(crate) async fn open_database(&self, db: &TenantDb) -> Result<()> {

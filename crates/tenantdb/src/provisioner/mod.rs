@@ -103,6 +103,7 @@ struct Inner {
     /// its own, so two operations of one process never share a lease.
     lease_prefix: String,
     lease_ttl: Duration,
+    use_templates: bool,
     tasks: tokio_util::task::TaskTracker,
     crash_after: Mutex<Option<Step>>,
 }
@@ -125,6 +126,8 @@ pub struct ProvisionerSettings {
     pub reserved: Vec<String>,
     pub secret_version: i32,
     pub lease_ttl: Duration,
+    /// Clone new databases from a template at the latest version.
+    pub use_templates: bool,
 }
 
 impl Provisioner {
@@ -147,6 +150,7 @@ impl Provisioner {
                 secret_version: settings.secret_version,
                 lease_prefix: std::process::id().to_string(),
                 lease_ttl: settings.lease_ttl,
+                use_templates: settings.use_templates,
                 tasks: tokio_util::task::TaskTracker::new(),
                 crash_after: Mutex::new(None),
             }),
@@ -308,6 +312,34 @@ impl Provisioner {
             .await?;
         self.step(Step::RowInserted, row.tenant_id)?;
         self.run(move |this| async move { this.provision(row).await }).await
+    }
+
+    /// The template for new databases, built if needed: its name is
+    /// `<prefix without its last '_'>tpl<hash of the migration names>`, so
+    /// every process with the same migrations agrees on it, and it is never
+    /// a tenant name (those carry the whole prefix). `None` (replay the
+    /// migrations) when templates are off or it cannot be built.
+    pub async fn template(&self) -> Option<String> {
+        let migrations = self.inner.migrations.migrations();
+        if !self.inner.use_templates || migrations.is_empty() {
+            return None;
+        }
+        let names: Vec<&str> = migrations.iter().map(|m| m.name()).collect();
+        let version = crate::secret::sha256_hex(&names.join("\n"))[..12].to_owned();
+        let stem = format!("{}tpl", self.inner.prefix.as_str().trim_end_matches('_'));
+        let name = format!("{stem}{version}");
+        match self
+            .inner
+            .engine
+            .ensure_template(&name, &stem, &version, migrations)
+            .await
+        {
+            Ok(()) => Some(name),
+            Err(err) => {
+                tracing::warn!(template = %name, error = %err.chain(), "no template; replaying migrations");
+                None
+            }
+        }
     }
 
     /// A lease for one operation: unique, so a restarted process, a second

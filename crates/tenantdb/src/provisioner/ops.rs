@@ -196,7 +196,8 @@ impl Provisioner {
         self.inner.engine.ensure_role(spec).await?;
         self.step(Step::RoleCreated, tenant)?;
         keeper.check()?;
-        self.inner.engine.create_database(spec).await?;
+        let template = self.template().await;
+        self.inner.engine.create_database(spec, template.as_deref()).await?;
         self.step(Step::DatabaseCreated, tenant)?;
         keeper.check()?;
         self.inner.engine.open_database(spec).await?;

@@ -13,3 +13,4 @@ mod migrations;
 mod postgres_security;
 mod rename_delete;
 mod server_faults;
+mod templates;

@@ -1,0 +1,87 @@
+//! Template cloning: a tenant cloned from the template has exactly the
+//! schema of one whose migrations were replayed, and the right version.
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use tenantdb::NewTenant;
+use tenantdb_test_support::both_backends;
+
+use crate::support::{Backend, TestEnv, schema_v2};
+
+both_backends!(a_cloned_tenant_has_the_schema_of_a_replayed_one);
+
+/// Tables, columns, indexes and constraints, as text, in a stable order.
+async fn schema(conn: &DatabaseConnection) -> Vec<String> {
+    let backend = conn.get_database_backend();
+    let queries: &[&str] = match backend {
+        sea_orm::DbBackend::Postgres => &[
+            "SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable || ' ' || \
+             coalesce(column_default, '') FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1",
+            "SELECT indexname || ' ' || indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1",
+            "SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint \
+             WHERE connamespace = 'public'::regnamespace ORDER BY 1",
+        ],
+        _ => &["SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_master ORDER BY name"],
+    };
+    let mut out = Vec::new();
+    for sql in queries {
+        for row in conn.query_all_raw(Statement::from_string(backend, *sql)).await.unwrap() {
+            out.push(row.try_get_by_index::<String>(0).unwrap());
+        }
+    }
+    out
+}
+
+async fn a_cloned_tenant_has_the_schema_of_a_replayed_one(backend: Backend) {
+    let env = TestEnv::new(backend, schema_v2()).await;
+    let cloned = env
+        .tenancy
+        .provisioner()
+        .create_tenant(NewTenant {
+            slug: "cloned".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let template = env
+        .tenancy
+        .provisioner()
+        .template()
+        .await
+        .expect("a template was built");
+    match backend {
+        Backend::Postgres => {
+            let is_template: bool =
+                sqlx::query_scalar("SELECT datistemplate AND NOT datallowconn FROM pg_database WHERE datname = $1")
+                    .bind(&template)
+                    .fetch_one(env.admin())
+                    .await
+                    .unwrap();
+            assert!(is_template, "an immutable template database");
+        }
+        Backend::Sqlite => {}
+    }
+    let mut replay_config = env.config.clone();
+    replay_config.use_templates = false;
+    let replaying = tenantdb::Tenancy::connect(replay_config, schema_v2()).await.unwrap();
+    let replayed = replaying
+        .provisioner()
+        .create_tenant(NewTenant {
+            slug: "replayed".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(cloned.schema_version.as_deref(), Some("m0002_tags"));
+    assert_eq!(replayed.schema_version, cloned.schema_version);
+    let (a, b) = (env.connect_tenant(&cloned).await, env.connect_tenant(&replayed).await);
+    let (sa, sb) = (schema(&a).await, schema(&b).await);
+    assert!(!sa.is_empty());
+    assert_eq!(sa, sb, "cloned and replayed schemas differ");
+    // The clone's owner may change its schema (it owns pg_database_owner's
+    // objects through owning the database).
+    a.execute_unprepared("ALTER TABLE tags ADD COLUMN colour TEXT")
+        .await
+        .unwrap();
+    replaying.close().await;
+}
