@@ -122,7 +122,16 @@ async fn sweep_dead_runs(conn: &mut PgConnection, own: &str) {
         if !free {
             continue;
         }
-        drop_everything_with_prefix(conn, &prefix).await;
+        // Forget the run only once nothing of it is left, so that a sweep
+        // that failed part-way is tried again by the next run.
+        if !drop_everything_with_prefix(conn, &prefix).await {
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(key)
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            continue;
+        }
         sqlx::query("DELETE FROM tenantdb_test_runs WHERE prefix = $1")
             .bind(&prefix)
             .execute(&mut *conn)
@@ -136,7 +145,9 @@ async fn sweep_dead_runs(conn: &mut PgConnection, own: &str) {
     }
 }
 
-pub async fn drop_everything_with_prefix(conn: &mut PgConnection, prefix: &str) {
+/// Drops every database and role whose name starts with `prefix`; true when
+/// none is left.
+pub async fn drop_everything_with_prefix(conn: &mut PgConnection, prefix: &str) -> bool {
     let databases: Vec<String> =
         sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE starts_with(datname, $1)")
             .bind(prefix)
@@ -163,6 +174,15 @@ pub async fn drop_everything_with_prefix(conn: &mut PgConnection, prefix: &str) 
             eprintln!("cleanup: cannot drop role {role}: {err}");
         }
     }
+    let left: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM pg_database WHERE starts_with(datname, $1)) \
+         + (SELECT count(*) FROM pg_roles WHERE starts_with(rolname, $1))",
+    )
+    .bind(prefix)
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap_or(1);
+    left == 0
 }
 
 /// The two engines every behaviour is tested on.
