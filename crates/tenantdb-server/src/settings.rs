@@ -61,6 +61,11 @@ pub struct Settings {
     #[arg(long, env = "TENANTDB_POOL_IDLE_SECS", default_value_t = config::DEFAULT_POOL_IDLE.as_secs(), global = true)]
     pub pool_idle_secs: u64,
 
+    /// Clone new tenant databases from a template at the latest tenant
+    /// version (true) or replay every migration (false).
+    #[arg(long, env = "TENANTDB_TEMPLATES", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub templates: bool,
+
     /// Address the service listens on.
     #[arg(long, env = "TENANTDB_LISTEN", default_value = "127.0.0.1:8080", global = true)]
     pub listen: String,
@@ -128,6 +133,7 @@ impl Settings {
             )?);
         }
         config.lease_ttl = Duration::from_secs(self.lease_secs);
+        config.use_templates = self.templates;
         config.pools.budget = self.pool_budget;
         config.pools.max_per_tenant = self.pool_max_per_tenant;
         config.pools.idle_timeout = Duration::from_secs(self.pool_idle_secs);
