@@ -5,6 +5,7 @@
 mod cold;
 mod env;
 mod fleet;
+mod provision;
 mod routing;
 mod stats;
 
@@ -18,6 +19,8 @@ enum Scenario {
     Cold,
     /// One new migration on every tenant at concurrency 1, 4 and 8.
     FleetMigrate,
+    /// New tenants: template clone vs. replaying migrations vs. a bare clone.
+    Provision,
     All,
 }
 
@@ -60,6 +63,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if matches!(args.scenario, Scenario::Cold | Scenario::All) {
         cold::run(args.engine, args.quick).await?;
+    }
+    if matches!(args.scenario, Scenario::Provision | Scenario::All) {
+        provision::run(args.engine, args.quick).await?;
     }
     if matches!(args.scenario, Scenario::FleetMigrate | Scenario::All) {
         fleet::run(args.engine, args.quick).await?;

@@ -1,0 +1,151 @@
+//! provision: new tenants with a realistic schema (20 migrations, 15 tables
+//! with indexes and foreign keys), cloned from the template vs. replaying
+//! every migration, vs. the physical limit: a bare clone of the same
+//! template by the server (PostgreSQL `CREATE DATABASE ... TEMPLATE`, SQLite
+//! a file copy). Interleaved, medians.
+
+use std::time::Instant;
+
+use sea_orm_migration::prelude::*;
+use tenantdb::engine::Engine as TenantEngine;
+use tenantdb::{NewTenant, Tenancy, TenantMigrations};
+
+use crate::Engine;
+use crate::env::BenchEnv;
+use crate::stats::{median, row};
+
+const NAMES: [&str; 20] = [
+    "m01", "m02", "m03", "m04", "m05", "m06", "m07", "m08", "m09", "m10", "m11", "m12", "m13", "m14", "m15", "m16",
+    "m17", "m18", "m19", "m20",
+];
+
+struct Step(usize);
+
+impl MigrationName for Step {
+    fn name(&self) -> &str {
+        NAMES[self.0]
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Step {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let i = self.0;
+        let sql = if i < 15 {
+            let parent = if i == 0 {
+                String::new()
+            } else {
+                format!(", parent_id INTEGER REFERENCES t{} (id) ON DELETE CASCADE", i - 1)
+            };
+            format!(
+                "CREATE TABLE t{i} (id INTEGER PRIMARY KEY, name TEXT NOT NULL, created_at TEXT NOT NULL{parent}); \
+                 CREATE INDEX ix_t{i}_name ON t{i} (name); CREATE INDEX ix_t{i}_created ON t{i} (created_at)"
+            )
+        } else {
+            format!("ALTER TABLE t{} ADD COLUMN extra_{i} TEXT", i - 15)
+        };
+        for statement in sql.split("; ") {
+            manager.get_connection().execute_unprepared(statement).await?;
+        }
+        Ok(())
+    }
+}
+
+fn realistic() -> Vec<Box<dyn MigrationTrait>> {
+    (0..NAMES.len())
+        .map(|i| Box::new(Step(i)) as Box<dyn MigrationTrait>)
+        .collect()
+}
+
+pub async fn run(engine: Engine, quick: bool) -> anyhow::Result<()> {
+    let rounds = if quick { 3 } else { 15 };
+    let env = BenchEnv::with_schema(engine, 0, 8, 1, TenantMigrations::from_fn(realistic)).await?;
+    let template = env
+        .tenancy
+        .provisioner()
+        .template()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no template"))?;
+    let mut replay_config = env.config.clone();
+    replay_config.use_templates = false;
+    let replaying = Tenancy::connect(replay_config, TenantMigrations::from_fn(realistic)).await?;
+    let (mut cloned, mut replayed, mut bare) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..rounds {
+        let started = Instant::now();
+        env.tenancy
+            .provisioner()
+            .create_tenant(NewTenant {
+                slug: format!("c{i}"),
+                ..Default::default()
+            })
+            .await?;
+        cloned.push(started.elapsed().as_secs_f64() * 1e3);
+
+        let started = Instant::now();
+        replaying
+            .provisioner()
+            .create_tenant(NewTenant {
+                slug: format!("r{i}"),
+                ..Default::default()
+            })
+            .await?;
+        replayed.push(started.elapsed().as_secs_f64() * 1e3);
+
+        bare.push(bare_clone(&env, &template, i).await?);
+    }
+    let (cloned, replayed, bare) = (median(&mut cloned), median(&mut replayed), median(&mut bare));
+    println!("provision: a new tenant with 20 migrations / 15 tables, {rounds} rounds, medians");
+    row(
+        "from the template (ms)",
+        cloned,
+        "replaying every migration",
+        replayed,
+        "ms",
+        "goal <= 0.5",
+    );
+    row(
+        "from the template (ms)",
+        cloned,
+        "bare clone by the server",
+        bare,
+        "ms",
+        "goal <= 1.25",
+    );
+    replaying.close().await;
+    env.close().await;
+    Ok(())
+}
+
+/// The server's own copy of the template, nothing else (then dropped).
+async fn bare_clone(env: &BenchEnv, template: &str, i: usize) -> anyhow::Result<f64> {
+    let quote = tenantdb::names::quote_ident;
+    match env.tenancy.engine() {
+        TenantEngine::Postgres(pg) => {
+            let name = format!("{}bare{i}", env.config.database_prefix);
+            let started = Instant::now();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "CREATE DATABASE {} TEMPLATE {}",
+                quote(&name),
+                quote(template)
+            )))
+            .execute(pg.admin_pool())
+            .await?;
+            let elapsed = started.elapsed().as_secs_f64() * 1e3;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {}", quote(&name))))
+                .execute(pg.admin_pool())
+                .await?;
+            Ok(elapsed)
+        }
+        TenantEngine::Sqlite(sqlite) => {
+            let target = sqlite.path(tenantdb::TenantId::new());
+            let mut source = target.parent().unwrap_or(&target).as_os_str().to_owned();
+            source.push("-templates");
+            let source = std::path::PathBuf::from(source).join(format!("{template}.db"));
+            let started = Instant::now();
+            std::fs::copy(&source, &target)?;
+            let elapsed = started.elapsed().as_secs_f64() * 1e3;
+            std::fs::remove_file(&target)?;
+            Ok(elapsed)
+        }
+    }
+}
