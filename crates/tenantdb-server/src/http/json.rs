@@ -39,6 +39,23 @@ fn describe(rejection: &JsonRejection) -> String {
     }
 }
 
+/// A body that may be left out: empty means `T::default()`; anything else
+/// must be valid JSON for `T`.
+pub fn optional_json<T: DeserializeOwned + Default>(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<T, ApiError> {
+    let body = body.map_err(|_| {
+        ApiError::invalid(format!(
+            "the body could not be read (at most {} bytes)",
+            super::BODY_LIMIT
+        ))
+    })?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid body: {e}")))
+}
+
 /// `?limit=&cursor=`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::Admin;
-use super::json::{ApiJson, Page, page};
+use super::json::{ApiJson, Page, optional_json, page};
 
 type ApiResult<T = Response> = Result<T, ApiError>;
 
@@ -144,18 +144,7 @@ async fn create_token(
     Path(user): Path<String>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult {
-    let body = body.map_err(|_| {
-        ApiError::invalid(format!(
-            "the body could not be read (at most {} bytes)",
-            super::BODY_LIMIT
-        ))
-    })?;
-    // The body is optional here: no body means no name.
-    let body: NewToken = if body.iter().all(u8::is_ascii_whitespace) {
-        NewToken::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid body: {e}")))?
-    };
+    let body: NewToken = optional_json(body)?;
     let user = find_user(&state, &user).await?;
     let name = match body.name {
         Some(name) => check_text("name", &name, 200)?,
@@ -457,12 +446,7 @@ async fn start_migration(
     State(state): State<AppState>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult {
-    let body = body.map_err(|_| ApiError::invalid("the body could not be read"))?;
-    let body: StartMigration = if body.iter().all(u8::is_ascii_whitespace) {
-        StartMigration::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid body: {e}")))?
-    };
+    let body: StartMigration = optional_json(body)?;
     let concurrency = body.concurrency.unwrap_or(4);
     if !(1..=64).contains(&concurrency) {
         return Err(ApiError::invalid("concurrency must be 1 to 64"));
