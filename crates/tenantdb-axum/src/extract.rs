@@ -35,9 +35,7 @@ impl<S: Send + Sync> FromRequestParts<S> for TenantDb {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let CurrentTenant(scope) = CurrentTenant::from_request_parts(parts, state).await?;
-        Ok(Self {
-            write: scope.connection().await?,
-            read: scope.read_connection().await?,
-        })
+        let (write, read) = scope.write_and_read().await?;
+        Ok(Self { write, read })
     }
 }

@@ -433,7 +433,7 @@ async fn set_status(tenancy: &Tenancy, tenant: &str, status: TenantStatus) -> an
         .set_tenant_status(&tenant, status)
         .await
         .with_context(|| format!("failed to change the status of tenant '{tenant}'"))?;
-    println!("tenant {} is {}", view.slug, status_str(view.status));
+    println!("tenant {} is {}", view.slug, view.status.as_str());
     Ok(())
 }
 
@@ -476,13 +476,6 @@ async fn list(
     Ok(())
 }
 
-fn status_str(status: TenantStatus) -> &'static str {
-    match status {
-        TenantStatus::Active => "ACTIVE",
-        TenantStatus::Suspended => "SUSPENDED",
-    }
-}
-
 fn print_table(tenants: &[TenantView]) {
     println!(
         "{:<24} {:<10} {:<32} {:<12} {:<34} ERROR",
@@ -501,7 +494,7 @@ fn print_table(tenants: &[TenantView]) {
         println!(
             "{:<24} {:<10} {:<32} {:<12} {:<34} {}",
             t.slug,
-            status_str(t.status),
+            t.status.as_str(),
             name,
             status,
             version,

@@ -116,11 +116,7 @@ pub async fn overview(tenancy: &Tenancy) -> anyhow::Result<()> {
     loop {
         let page = tenancy.list_tenants(None, after, 500).await?;
         for tenant in &page {
-            let key = match tenant.status {
-                tenantdb::TenantStatus::Active => "ACTIVE",
-                tenantdb::TenantStatus::Suspended => "SUSPENDED",
-            };
-            *by_status.entry(key).or_default() += 1;
+            *by_status.entry(tenant.status.as_str()).or_default() += 1;
         }
         if page.len() < 500 {
             break;

@@ -228,6 +228,20 @@ impl TenantConnections {
         self.inner.pools.get(&resolved.serving()?.read).await
     }
 
+    /// The write and read connections with one resolution (the same pool
+    /// twice while the read database is the primary).
+    pub async fn write_and_read(&self, tenant: &TenantRef) -> Result<(DatabaseConnection, DatabaseConnection)> {
+        let resolved = self.resolve(tenant).await?;
+        let database = resolved.serving()?;
+        let write = self.inner.pools.get(&database.primary).await?;
+        let read = if database.read == database.primary {
+            write.clone()
+        } else {
+            self.inner.pools.get(&database.read).await?
+        };
+        Ok((write, read))
+    }
+
     /// Whether the tenant may be served now (exists, not suspended, its
     /// database ACTIVE or MIGRATING). Touches no pool.
     pub async fn is_active(&self, tenant: &TenantRef) -> Result<bool> {

@@ -93,6 +93,11 @@ impl TenantScope {
     pub async fn read_connection(&self) -> Result<DatabaseConnection> {
         self.connections.read_connection(&TenantRef::Id(self.tenant.id)).await
     }
+
+    /// Both, resolving the tenant once.
+    pub async fn write_and_read(&self) -> Result<(DatabaseConnection, DatabaseConnection)> {
+        self.connections.write_and_read(&TenantRef::Id(self.tenant.id)).await
+    }
 }
 
 /// Sets and reads the current task's tenant.

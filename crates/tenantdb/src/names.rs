@@ -265,6 +265,20 @@ fn is_plain_identifier(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// Free text (display names, titles): trimmed, 1 to `max` characters, no
+/// control characters.
+pub fn plain_text(kind: &'static str, value: &str, max: usize) -> Result<String> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > max || value.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            kind,
+            value,
+            &format!("must be 1-{max} characters without control characters"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
 /// Quotes an identifier for DDL. Names are validated before they get here;
 /// quoting anyway means a validation bug cannot become an injection.
 pub fn quote_ident(name: &str) -> String {

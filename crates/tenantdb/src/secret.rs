@@ -12,7 +12,6 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac};
-use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
@@ -79,14 +78,6 @@ impl TenantSecret {
         let salt = mac.finalize().into_bytes();
         scram_verifier_with_salt(self.password_for(tenant).expose_secret(), &salt[..16], SCRAM_ITERATIONS)
     }
-}
-
-/// A SCRAM-SHA-256 verifier with a fresh random salt. The password must be
-/// ASCII (ours is hex), so SASLprep is the identity.
-pub fn scram_verifier(password: &SecretString) -> String {
-    let mut salt = [0u8; 16];
-    rand::rng().fill_bytes(&mut salt);
-    scram_verifier_with_salt(password.expose_secret(), &salt, SCRAM_ITERATIONS)
 }
 
 fn scram_verifier_with_salt(password: &str, salt: &[u8], iterations: u32) -> String {

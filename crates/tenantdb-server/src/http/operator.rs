@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantdb::catalog::{MemberRole, SubscriptionStatus, memberships, subscriptions, users};
+use tenantdb::names::plain_text;
 use tenantdb::view::rfc3339;
 use tenantdb::{NewTenant, TenantRef, TenantStatus, TenantView};
 use tenantdb_axum::ApiError;
@@ -86,16 +87,6 @@ async fn find_user(state: &AppState, raw: &str) -> ApiResult<users::Model> {
     found.ok_or_else(|| ApiError::not_found("user"))
 }
 
-fn check_text(field: &str, value: &str, max: usize) -> ApiResult<String> {
-    let value = value.trim();
-    if value.is_empty() || value.chars().count() > max || value.chars().any(char::is_control) {
-        return Err(ApiError::invalid(format!(
-            "{field} must be 1-{max} characters without control characters"
-        )));
-    }
-    Ok(value.to_owned())
-}
-
 fn check_email(email: &str) -> ApiResult<String> {
     let email = email.trim().to_lowercase();
     let valid = email.len() <= 254
@@ -121,7 +112,7 @@ struct NewUser {
 #[utoipa::path(post, path = "/v1/users", tag = "operator", responses((status = 201, description = "the user"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 409, description = "conflict: email taken")))]
 async fn create_user(_: Admin, State(state): State<AppState>, ApiJson(body): ApiJson<NewUser>) -> ApiResult {
     let email = check_email(&body.email)?;
-    let name = check_text("name", &body.name, 200)?;
+    let name = plain_text("name", &body.name, 200)?;
     let user = state.tenancy.catalog().users().create(&email, &name).await?;
     Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
 }
@@ -147,7 +138,7 @@ async fn create_token(
     let body: NewToken = optional_json(body)?;
     let user = find_user(&state, &user).await?;
     let name = match body.name {
-        Some(name) => check_text("name", &name, 200)?,
+        Some(name) => plain_text("name", &name, 200)?,
         None => "api".to_owned(),
     };
     let (row, token) = state.tenancy.catalog().tokens().create(user.id, &name).await?;
@@ -193,8 +184,8 @@ async fn create_tenant(_: Admin, State(state): State<AppState>, ApiJson(body): A
     {
         return Err(ApiError::invalid(format!("owner_user_id: no user {owner}")));
     }
-    let plan = body.plan.as_deref().map(|p| check_text("plan", p, 100)).transpose()?;
-    let name = Some(check_text("name", &body.name, 200)?);
+    let plan = body.plan.as_deref().map(|p| plain_text("plan", p, 100)).transpose()?;
+    let name = Some(plain_text("name", &body.name, 200)?);
     let row = state
         .tenancy
         .provisioner()
@@ -251,7 +242,7 @@ async fn patch_tenant(
 ) -> ApiResult {
     let tenant = tenant_ref(&tenant)?;
     let found = state.tenancy.catalog().tenants().get(&tenant).await?;
-    let name = body.name.as_deref().map(|n| check_text("name", n, 200)).transpose()?;
+    let name = body.name.as_deref().map(|n| plain_text("name", n, 200)).transpose()?;
     if let Some(name) = name {
         state.tenancy.catalog().tenants().set_name(found.id, &name).await?;
     }
@@ -370,7 +361,7 @@ async fn put_subscription(
     ApiJson(body): ApiJson<PutSubscription>,
 ) -> ApiResult {
     let tenant = state.tenancy.catalog().tenants().get(&tenant_ref(&tenant)?).await?;
-    let plan = check_text("plan", &body.plan, 100)?;
+    let plan = plain_text("plan", &body.plan, 100)?;
     if !(0..=1_000_000).contains(&body.seats) {
         return Err(ApiError::invalid("seats must be 0 to 1000000"));
     }

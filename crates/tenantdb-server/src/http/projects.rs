@@ -11,6 +11,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, Qu
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantdb::catalog::MemberRole;
+use tenantdb::names::plain_text;
 use tenantdb::view::rfc3339;
 use tenantdb_axum::{ApiError, CurrentTenant, TenantDb};
 use utoipa_axum::router::OpenApiRouter;
@@ -51,16 +52,6 @@ fn task_json(t: &tasks::Model) -> Value {
     })
 }
 
-fn check(field: &str, value: &str, max: usize) -> ApiResult<String> {
-    let value = value.trim();
-    if value.is_empty() || value.chars().count() > max || value.chars().any(char::is_control) {
-        return Err(ApiError::invalid(format!(
-            "{field} must be 1-{max} characters without control characters"
-        )));
-    }
-    Ok(value.to_owned())
-}
-
 async fn find_project(db: &TenantDb, id: Uuid) -> ApiResult<projects::Model> {
     projects::Entity::find_by_id(id)
         .one(&db.read)
@@ -91,7 +82,7 @@ struct ProjectBody {
 
 #[utoipa::path(post, path = "/v1/projects", tag = "tenant", responses((status = 201, description = "the project"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
 async fn create_project(db: TenantDb, ApiJson(body): ApiJson<ProjectBody>) -> ApiResult {
-    let name = check("name", &body.name, 200)?;
+    let name = plain_text("name", &body.name, 200)?;
     let project = projects::ActiveModel {
         id: Set(Uuid::now_v7()),
         name: Set(name),
@@ -111,7 +102,7 @@ async fn get_project(db: TenantDb, Path(project): Path<String>) -> ApiResult {
 
 #[utoipa::path(patch, path = "/v1/projects/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 200, description = "the project"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
 async fn rename_project(db: TenantDb, Path(project): Path<String>, ApiJson(body): ApiJson<ProjectBody>) -> ApiResult {
-    let name = check("name", &body.name, 200)?;
+    let name = plain_text("name", &body.name, 200)?;
     let project = find_project(&db, id(&project, "project")?).await?;
     let mut active: projects::ActiveModel = project.into();
     active.name = Set(name);
@@ -165,7 +156,7 @@ struct NewTask {
 
 #[utoipa::path(post, path = "/v1/projects/{id}/tasks", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 201, description = "the task"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
 async fn create_task(db: TenantDb, Path(project): Path<String>, ApiJson(body): ApiJson<NewTask>) -> ApiResult {
-    let title = check("title", &body.title, 500)?;
+    let title = plain_text("title", &body.title, 500)?;
     let project = find_project(&db, id(&project, "project")?).await?;
     let task = tasks::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -205,7 +196,7 @@ async fn find_task(db: &TenantDb, id: Uuid) -> ApiResult<tasks::Model> {
 
 #[utoipa::path(patch, path = "/v1/tasks/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 200, description = "the task"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
 async fn update_task(db: TenantDb, Path(task): Path<String>, ApiJson(body): ApiJson<TaskPatch>) -> ApiResult {
-    let title = body.title.as_deref().map(|t| check("title", t, 500)).transpose()?;
+    let title = body.title.as_deref().map(|t| plain_text("title", t, 500)).transpose()?;
     let task = find_task(&db, id(&task, "task")?).await?;
     let mut active: tasks::ActiveModel = task.clone().into();
     if let Some(title) = title {

@@ -246,7 +246,11 @@ impl Provisioner {
     #[tracing::instrument(skip_all, fields(tenant.slug = %new.slug))]
     pub async fn create_tenant(&self, new: NewTenant) -> Result<tenant_database::Model> {
         let slug = TenantSlug::parse(&new.slug)?;
-        let name = validate_tenant_name(new.name.as_deref().unwrap_or(slug.as_str()))?;
+        let name = crate::names::plain_text(
+            "tenant name",
+            new.name.as_deref().unwrap_or(slug.as_str()),
+            MAX_TENANT_NAME_LEN,
+        )?;
         if self
             .inner
             .catalog
@@ -415,16 +419,4 @@ impl Provisioner {
         self.inner.tasks.wait().await;
         self.inner.engine.close().await;
     }
-}
-
-fn validate_tenant_name(name: &str) -> Result<String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_TENANT_NAME_LEN || name.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            "tenant name",
-            name,
-            "must be 1-200 characters without control characters",
-        ));
-    }
-    Ok(name.to_owned())
 }
