@@ -54,6 +54,30 @@ enum Command {
     /// Finish work a dead process left half-done (rows in PROVISIONING,
     /// RENAMING, MIGRATING or DELETING whose lease expired).
     Reconcile,
+    /// Find drift between the catalog and the tenant server (orphan and
+    /// foreign databases, missing databases, stuck or failed rows, version
+    /// drift, stale templates) and explain it; exits non-zero while
+    /// problems remain.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DoctorArgs {
+    /// Repair what is safe (drop orphans, finish stuck work, correct
+    /// recorded versions, rebuild or drop templates), then check again.
+    /// Databases tenantdb did not create are never touched.
+    #[arg(long)]
+    fix: bool,
+    /// Skip connecting to each tenant database to compare its migration
+    /// table with the catalog.
+    #[arg(long)]
+    no_versions: bool,
+    /// Tenant databases checked at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Print the findings as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -249,6 +273,13 @@ async fn dispatch(tenancy: &Tenancy, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Tenants(command) => tenants(tenancy, command).await,
         Command::Reconcile => reconcile(tenancy).await,
+        Command::Doctor(args) => {
+            let options = tenantdb::provisioner::DoctorOptions {
+                check_versions: !args.no_versions,
+                concurrency: args.concurrency,
+            };
+            crate::fleet_cli::doctor(tenancy, options, args.fix, args.json).await
+        }
         Command::Status => crate::fleet_cli::overview(tenancy).await,
         Command::Migrate(args) => crate::fleet_cli::migrate(tenancy, args.into_options()?).await,
         Command::Users(command) => users(tenancy, command).await,

@@ -12,6 +12,7 @@ use anyhow::bail;
 use tenantdb::Tenancy;
 use tenantdb::catalog::DbStatus;
 use tenantdb::fleet::{FleetEvent, FleetOptions};
+use tenantdb::provisioner::{DoctorOptions, Finding, Remedy};
 
 #[derive(Debug)]
 pub struct MigrateCommand {
@@ -185,4 +186,75 @@ async fn status(tenancy: &Tenancy) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `tenantdb doctor [--fix]`.
+pub async fn doctor(tenancy: &Tenancy, options: DoctorOptions, fix: bool, json: bool) -> anyhow::Result<()> {
+    let provisioner = tenancy.provisioner();
+    let found = provisioner.examine(options).await?;
+    let (repaired, remaining) = if fix && found.iter().any(Finding::fixable) {
+        let repaired = provisioner.repair(&found).await;
+        (repaired, provisioner.examine(options).await?)
+    } else {
+        (Vec::new(), found.clone())
+    };
+    if json {
+        let report = serde_json::json!({
+            "found": found,
+            "repaired": repaired.iter().map(|r| serde_json::json!({
+                "problem": r.finding.problem,
+                "subject": r.finding.subject,
+                "tenant_id": r.finding.tenant_id,
+                "done": r.outcome.as_ref().ok(),
+                "error": r.outcome.as_ref().err(),
+            })).collect::<Vec<_>>(),
+            "remaining": remaining,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        if fix {
+            for r in &repaired {
+                match &r.outcome {
+                    Ok(done) => println!("fixed   {} {}: {done}", r.finding.problem.as_str(), r.finding.subject),
+                    Err(why) => println!("not fixed {} {}: {why}", r.finding.problem.as_str(), r.finding.subject),
+                }
+            }
+        }
+        print_findings(&remaining, fix);
+    }
+    if remaining.is_empty() {
+        return Ok(());
+    }
+    bail!("{} problem(s) remain", remaining.len())
+}
+
+fn print_findings(findings: &[Finding], fixed: bool) {
+    if findings.is_empty() {
+        println!("no problems found");
+        return;
+    }
+    let fixable = findings.iter().filter(|f| f.fixable()).count();
+    println!(
+        "{} problem(s){}:",
+        findings.len(),
+        if fixed {
+            " remain".to_owned()
+        } else if fixable > 0 {
+            format!(", {fixable} fixable with --fix")
+        } else {
+            String::new()
+        }
+    );
+    for finding in findings {
+        let tenant = finding
+            .tenant_id
+            .map(|id| format!(" (tenant {id})"))
+            .unwrap_or_default();
+        println!("  {:<18} {}{tenant}", finding.problem.as_str(), finding.subject);
+        println!("      {}", finding.detail);
+        match &finding.remedy {
+            Remedy::Fix(what) => println!("      --fix: {what}"),
+            Remedy::Manual(what) => println!("      to do: {what}"),
+        }
+    }
 }

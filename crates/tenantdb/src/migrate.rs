@@ -141,6 +141,15 @@ pub async fn applied_version(
     Ok(current_version(list, &done))
 }
 
+/// The names of the migrations applied to a database, read without
+/// changing anything (empty when it has no migration table).
+pub async fn read_applied(db: &DatabaseConnection) -> Result<HashSet<String>, DbErr> {
+    if !SchemaManager::new(db).has_table("seaql_migrations").await? {
+        return Ok(HashSet::new());
+    }
+    applied_names(db).await
+}
+
 async fn install(db: &DatabaseConnection) -> Result<(), DbErr> {
     let mut stmt = Schema::new(db.get_database_backend()).create_table_from_entity(seaql_migrations::Entity);
     stmt.if_not_exists();

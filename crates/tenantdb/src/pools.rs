@@ -109,7 +109,15 @@ impl TenantPool {
             sea_orm::DbBackend::Postgres => self.db.get_postgres_connection_pool().num_idle(),
             _ => self.db.get_sqlite_connection_pool().num_idle(),
         };
-        u32::try_from(idle).unwrap_or(u32::MAX)
+        // sqlx keeps the idle count in an atomic that can be decremented
+        // before the matching increment under churn, so a read can see it
+        // wrapped around below zero. A count above the pool's size is such
+        // a read: report none idle, so a busy pool is never taken for an
+        // idle one (eviction) and sums cannot overflow (stats).
+        match u32::try_from(idle) {
+            Ok(idle) if idle <= self.size() => idle,
+            _ => 0,
+        }
     }
 
     fn all_idle(&self) -> bool {
@@ -438,8 +446,8 @@ impl TenantPools {
         for entry in &self.inner.pools {
             if let Some(pool) = entry.value().get() {
                 stats.pools += 1;
-                stats.connections += pool.size();
-                stats.idle_connections += pool.num_idle();
+                stats.connections = stats.connections.saturating_add(pool.size());
+                stats.idle_connections = stats.idle_connections.saturating_add(pool.num_idle());
             }
         }
         stats

@@ -114,6 +114,8 @@ pub mod catalog_info {
         /// Bumped by every write that changes routing; polled by every
         /// process to flush its caches.
         pub generation: i64,
+        /// The template new tenant databases are cloned from, once built.
+        pub template: Option<String>,
         pub created_at: DateTimeUtc,
     }
 

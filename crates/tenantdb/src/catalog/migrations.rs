@@ -9,6 +9,7 @@ pub fn all() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(CreateCatalog),
         Box::new(AddGeneration),
         Box::new(CreateMigrationRuns),
+        Box::new(AddTemplatePointer),
     ]
 }
 
@@ -18,6 +19,7 @@ enum CatalogInfo {
     Id,
     CatalogId,
     Generation,
+    Template,
     CreatedAt,
 }
 
@@ -467,6 +469,30 @@ impl MigrationTrait for CreateMigrationRuns {
                             .timestamp_with_time_zone()
                             .null(),
                     )
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// `catalog_info.template`: the template database new tenants are cloned
+/// from (written when it is built; `doctor` compares it with the server).
+struct AddTemplatePointer;
+
+impl MigrationName for AddTemplatePointer {
+    fn name(&self) -> &str {
+        "m0004_catalog_template"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddTemplatePointer {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(CatalogInfo::Table)
+                    .add_column(ColumnDef::new(CatalogInfo::Template).string().null())
                     .to_owned(),
             )
             .await

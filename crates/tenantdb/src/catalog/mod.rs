@@ -166,6 +166,22 @@ impl Catalog {
         Ok(info.map_or(0, |row| row.generation))
     }
 
+    /// The template the catalog points new tenant databases at.
+    pub async fn template(&self) -> Result<Option<String>> {
+        let info = catalog_info::Entity::find_by_id(1).one(&self.db).await?;
+        Ok(info.and_then(|row| row.template))
+    }
+
+    /// Points the catalog at a (built) template.
+    pub async fn set_template(&self, name: Option<&str>) -> Result<()> {
+        catalog_info::Entity::update_many()
+            .col_expr(catalog_info::Column::Template, Expr::value(name.map(str::to_owned)))
+            .filter(catalog_info::Column::Id.eq(1))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     pub fn users(&self) -> Users<'_> {
         Users::new(&self.db, &self.changes)
     }
@@ -218,6 +234,7 @@ async fn migrate(db: &DatabaseConnection) -> Result<Uuid> {
         id: Set(1),
         catalog_id: Set(id),
         generation: Set(0),
+        template: Set(None),
         created_at: Set(chrono::Utc::now()),
     }
     .insert(db)

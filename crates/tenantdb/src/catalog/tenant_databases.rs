@@ -247,6 +247,25 @@ impl<'a> TenantDatabases<'a> {
             .ok_or_else(|| Error::LeaseLost { tenant: id.to_string() })
     }
 
+    /// Records the version an ACTIVE row's database is really at (`doctor`),
+    /// if the row is still ACTIVE at `expected`; false when it changed.
+    pub async fn correct_version(&self, id: Uuid, expected: Option<&str>, actual: Option<&str>) -> Result<bool> {
+        let expected = match expected {
+            Some(version) => td::Column::SchemaVersion.eq(version),
+            None => td::Column::SchemaVersion.is_null(),
+        };
+        let result = td::Entity::update_many()
+            .col_expr(td::Column::SchemaVersion, Expr::value(actual.map(str::to_owned)))
+            .col_expr(td::Column::UpdatedAt, Expr::value(Utc::now()))
+            .col_expr(td::Column::Version, Expr::col(td::Column::Version).add(1))
+            .filter(td::Column::Id.eq(id))
+            .filter(td::Column::Status.eq(DbStatus::Active))
+            .filter(expected)
+            .exec(self.db)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
     /// Extends our lease; false when it is no longer ours.
     pub async fn renew(&self, id: Uuid, lease: &Lease) -> Result<bool> {
         let now = Utc::now();

@@ -17,7 +17,7 @@ pub use sqlite::SqliteEngine;
 
 use crate::config::PoolConfig;
 use crate::error::Result;
-use crate::names::{DatabaseName, RoleName, TenantId};
+use crate::names::{DatabaseName, DatabasePrefix, RoleName, TenantId};
 
 /// `application_name` of connections to tenant databases.
 pub const TENANT_APPLICATION_NAME: &str = "tenantdb-tenant";
@@ -38,6 +38,57 @@ pub enum Ownership {
     Ours,
     /// Exists, but tenantdb did not create it for this tenant.
     Foreign,
+}
+
+/// How `create_database` left the tenant's database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// A clone of the template: every migration of the template's version
+    /// is in it.
+    Cloned,
+    /// A new empty database: the migrations must run.
+    Empty,
+    /// It was there already (a step run again after a crash): its state is
+    /// whatever the earlier run left, so the migrations must run.
+    Existing,
+}
+
+/// What is on the tenant server under this deployment's names, for
+/// `doctor`: databases under the prefix or made by this catalog, the
+/// catalog's roles, and its templates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inventory {
+    pub databases: Vec<ServerDatabase>,
+    /// Roles marked by this catalog (PostgreSQL).
+    pub roles: Vec<MarkedRole>,
+    pub templates: Vec<ServerTemplate>,
+}
+
+/// A database on the tenant server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerDatabase {
+    pub name: String,
+    /// The tenant this catalog made it for; `None` when tenantdb (this
+    /// catalog) did not make it.
+    pub tenant: Option<TenantId>,
+    /// The owning role (PostgreSQL).
+    pub owner: Option<String>,
+}
+
+/// A login role this catalog made for a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkedRole {
+    pub name: String,
+    pub tenant: TenantId,
+}
+
+/// A template database (or file) of this deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTemplate {
+    pub name: String,
+    /// The migration hash it was finished at; `None` for one left
+    /// half-built.
+    pub version: Option<String>,
 }
 
 /// The tenant server of a deployment.
@@ -90,10 +141,10 @@ impl Engine {
 
     /// Creates the tenant's database owned by its role, accepting no
     /// connections yet (PostgreSQL); nothing to do if it exists and is ours.
-    /// With a `template` (see `ensure_template`) it is a clone of it, and the
-    /// migrations find nothing left to apply; if cloning fails the database
-    /// is made empty and the migrations replay.
-    pub async fn create_database(&self, db: &TenantDb, template: Option<&str>) -> Result<()> {
+    /// With a `template` (see `ensure_template`) it is a clone of it; if
+    /// cloning fails (the template is gone, or still busy after one retry)
+    /// the database is made empty and the migrations replay.
+    pub async fn create_database(&self, db: &TenantDb, template: Option<&str>) -> Result<Created> {
         match self {
             Self::Postgres(pg) => pg.create_database(db, template).await,
             Self::Sqlite(sqlite) => sqlite.create_database(db, template).await,
@@ -139,6 +190,31 @@ impl Engine {
         match self {
             Self::Postgres(pg) => pg.rename(db, to).await,
             Self::Sqlite(_) => Ok(()),
+        }
+    }
+
+    /// What exists on the server under `prefix` and the template `stem`
+    /// (see `Inventory`). Read-only.
+    pub async fn inventory(&self, prefix: &DatabasePrefix, stem: &str) -> Result<Inventory> {
+        match self {
+            Self::Postgres(pg) => pg.inventory(prefix, stem).await,
+            Self::Sqlite(sqlite) => sqlite.inventory(stem).await,
+        }
+    }
+
+    /// Drops a role this catalog made for `tenant` (refuses any other).
+    pub(crate) async fn drop_role(&self, tenant: TenantId, role: &RoleName) -> Result<()> {
+        match self {
+            Self::Postgres(pg) => pg.drop_role(tenant, role).await,
+            Self::Sqlite(_) => Ok(()),
+        }
+    }
+
+    /// Drops a template found by `inventory` (a half-built one too).
+    pub(crate) async fn drop_template(&self, name: &str) -> Result<()> {
+        match self {
+            Self::Postgres(pg) => pg.drop_template(name).await,
+            Self::Sqlite(sqlite) => sqlite.drop_template(name).await,
         }
     }
 

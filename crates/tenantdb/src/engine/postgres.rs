@@ -22,10 +22,12 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Row};
 use uuid::Uuid;
 
-use super::{Ownership, TENANT_APPLICATION_NAME, TenantDb};
+use super::{
+    Created, Inventory, MarkedRole, Ownership, ServerDatabase, ServerTemplate, TENANT_APPLICATION_NAME, TenantDb,
+};
 use crate::config::PoolConfig;
 use crate::error::{Error, Result};
-use crate::names::{DatabaseName, quote_ident, quote_literal};
+use crate::names::{DatabaseName, DatabasePrefix, RoleName, TenantId, quote_ident, quote_literal};
 use crate::secret::TenantSecret;
 
 /// SQLSTATE: object in use (a database someone is connected to).
@@ -197,15 +199,14 @@ impl PostgresEngine {
         }
     }
 
-    pub(crate) async fn create_database(&self, db: &TenantDb, template: Option<&str>) -> Result<()> {
+    pub(crate) async fn create_database(&self, db: &TenantDb, template: Option<&str>) -> Result<Created> {
         let name = quote_ident(db.database.as_str());
         match self.ownership(db, &db.database).await? {
-            Ownership::Foreign => {
-                return Err(Error::NotOurs {
-                    tenant: db.tenant.to_string(),
-                    database: db.database.to_string(),
-                });
-            }
+            Ownership::Foreign => Err(Error::NotOurs {
+                tenant: db.tenant.to_string(),
+                database: db.database.to_string(),
+            }),
+            Ownership::Ours => Ok(Created::Existing),
             Ownership::Missing => {
                 // template0, not template1: nobody can connect to template0,
                 // so no session can block the copy and no role can have
@@ -218,31 +219,53 @@ impl PostgresEngine {
                     )
                 };
                 let context = || format!("cannot create database '{}'", db.database);
-                let mut result = match template {
-                    Some(from) => self.exec_retrying(&create(from), context).await,
-                    None => self.exec_retrying(&create("template0"), context).await,
-                };
-                if let (Some(from), Err(err)) = (template, &result) {
-                    // The template is gone (a newer deploy replaced it) or
-                    // busy: the migrations replayed on template0 give the
-                    // same schema, only slower.
-                    let duplicate = matches!(err, Error::Server { source, .. } if sql_state(source).as_deref() == Some(DUPLICATE_DATABASE));
-                    if !duplicate {
-                        tracing::warn!(template = from, error = %err.chain(), "cloning the template failed; replaying migrations");
-                        result = self.exec_retrying(&create("template0"), context).await;
+                let is_duplicate = |err: &Error| matches!(err, Error::Server { source, .. } if sql_state(source).as_deref() == Some(DUPLICATE_DATABASE));
+                let mut cloned = None;
+                if let Some(from) = template {
+                    match self.clone_template(&create(from), context).await {
+                        Ok(()) => cloned = Some(Ok(Created::Cloned)),
+                        Err(err) if is_duplicate(&err) => cloned = Some(Err(err)),
+                        // The template is gone (a newer deploy replaced it)
+                        // or busy: the migrations replayed on template0
+                        // give the same schema, only slower.
+                        Err(err) => {
+                            tracing::warn!(template = from, error = %err.chain(), "cloning the template failed; replaying migrations");
+                        }
                     }
                 }
-                if let Err(err) = result {
+                let result = match cloned {
+                    Some(result) => result,
+                    None => self
+                        .exec_retrying(&create("template0"), context)
+                        .await
+                        .map(|()| Created::Empty),
+                };
+                match result {
+                    Ok(created) => Ok(created),
                     // Lost a race to another creator: only fine if it is ours.
-                    let duplicate = matches!(&err, Error::Server { source, .. } if sql_state(source).as_deref() == Some(DUPLICATE_DATABASE));
-                    if !duplicate || self.ownership(db, &db.database).await? != Ownership::Ours {
-                        return Err(err);
+                    Err(err) if is_duplicate(&err) && self.ownership(db, &db.database).await? == Ownership::Ours => {
+                        Ok(Created::Existing)
                     }
+                    Err(err) => Err(err),
                 }
             }
-            Ownership::Ours => {}
         }
-        Ok(())
+    }
+
+    /// Clones a template: PostgreSQL refuses while anyone is connected to
+    /// it (nobody should be: templates accept no connections), so a busy
+    /// template is tried once more after a short pause, and then the caller
+    /// falls back to replaying migrations rather than waiting.
+    async fn clone_template(&self, sql: &str, context: impl Fn() -> String) -> Result<()> {
+        let run = || sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&self.inner.admin);
+        let result = match run().await {
+            Err(err) if sql_state(&err).as_deref() == Some(OBJECT_IN_USE) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                run().await
+            }
+            other => other,
+        };
+        result.map(drop).map_err(|err| Error::server(context())(err))
     }
 
     fn template_marker(&self, version: &str) -> String {
@@ -356,7 +379,109 @@ impl PostgresEngine {
         .await
     }
 
-    async fn drop_template(&self, name: &str) -> Result<()> {
+    /// The tenant a role mark of this catalog names, if it is one.
+    fn marked_tenant(&self, mark: Option<&str>) -> Option<TenantId> {
+        let rest = mark?.strip_prefix(&format!("tenantdb catalog={} tenant=", self.inner.catalog_id))?;
+        TenantId::parse(rest).ok()
+    }
+
+    pub(crate) async fn inventory(&self, prefix: &DatabasePrefix, stem: &str) -> Result<Inventory> {
+        let context = || "cannot list the databases of the tenant server".to_owned();
+        let tenant_marks = format!("tenantdb catalog={} tenant=%", self.inner.catalog_id);
+        let template_mark = format!("tenantdb template catalog={} version=", self.inner.catalog_id);
+        let rows = sqlx::query(
+            "SELECT d.datname::text AS name, r.rolname::text AS owner, \
+                    shobj_description(r.oid, 'pg_authid') AS owner_mark, \
+                    shobj_description(d.oid, 'pg_database') AS mark \
+             FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba \
+             WHERE starts_with(d.datname, $1) OR starts_with(d.datname, $2) \
+                OR shobj_description(r.oid, 'pg_authid') LIKE $3 \
+             ORDER BY d.datname",
+        )
+        .bind(prefix.as_str())
+        .bind(stem)
+        .bind(&tenant_marks)
+        .fetch_all(&self.inner.admin)
+        .await
+        .map_err(|err| Error::server(context())(err))?;
+        let mut inventory = Inventory::default();
+        for row in rows {
+            let name: String = row.get("name");
+            let owner: String = row.get("owner");
+            let owner_mark: Option<String> = row.get("owner_mark");
+            let mark: Option<String> = row.get("mark");
+            let tenant = self.marked_tenant(owner_mark.as_deref());
+            if tenant.is_none()
+                && let Some(hash) = name.strip_prefix(stem)
+                && is_template_hash(hash)
+            {
+                match mark.as_deref().and_then(|m| m.strip_prefix(&template_mark)) {
+                    Some(version) => inventory.templates.push(ServerTemplate {
+                        name,
+                        version: Some(version.to_owned()),
+                    }),
+                    // Built by the admin role and not marked yet: a build
+                    // that did not finish.
+                    None if mark.is_none() && owner == self.admin_user().await? => {
+                        inventory.templates.push(ServerTemplate { name, version: None });
+                    }
+                    None => {}
+                }
+                continue;
+            }
+            if tenant.is_some() || name.starts_with(prefix.as_str()) {
+                inventory.databases.push(ServerDatabase {
+                    name,
+                    tenant,
+                    owner: Some(owner),
+                });
+            }
+        }
+        let roles: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT rolname::text, shobj_description(oid, 'pg_authid') FROM pg_roles \
+             WHERE shobj_description(oid, 'pg_authid') LIKE $1 ORDER BY rolname",
+        )
+        .bind(&tenant_marks)
+        .fetch_all(&self.inner.admin)
+        .await
+        .map_err(|err| Error::server("cannot list the roles of the tenant server")(err))?;
+        for (name, mark) in roles {
+            if let Some(tenant) = self.marked_tenant(mark.as_deref()) {
+                inventory.roles.push(MarkedRole { name, tenant });
+            }
+        }
+        Ok(inventory)
+    }
+
+    async fn admin_user(&self) -> Result<String> {
+        sqlx::query_scalar("SELECT current_user::text")
+            .fetch_one(&self.inner.admin)
+            .await
+            .map_err(Error::server("cannot read the admin role's name"))
+    }
+
+    /// Drops a role this catalog marked for `tenant`; any other is refused.
+    pub(crate) async fn drop_role(&self, tenant: TenantId, role: &RoleName) -> Result<()> {
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1")
+                .bind(role.as_str())
+                .fetch_optional(&self.inner.admin)
+                .await
+                .map_err(Error::server(format!("cannot look up role '{role}'")))?;
+        match row {
+            None => Ok(()),
+            Some((mark,)) if self.marked_tenant(mark.as_deref()) == Some(tenant) => {
+                let sql = format!("DROP ROLE IF EXISTS {}", quote_ident(role.as_str()));
+                self.exec(&sql, || format!("cannot drop role '{role}'")).await
+            }
+            Some(_) => Err(Error::NotOurs {
+                tenant: tenant.to_string(),
+                database: format!("(role) {role}"),
+            }),
+        }
+    }
+
+    pub(crate) async fn drop_template(&self, name: &str) -> Result<()> {
         let quoted = quote_ident(name);
         let context = || format!("cannot drop template '{name}'");
         if self.template_state(name).await?.is_none() {
@@ -607,6 +732,11 @@ impl PostgresEngine {
             }
         }
     }
+}
+
+/// Template names end in 12 hex digits of the migration hash.
+fn is_template_hash(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn sql_state(err: &sqlx::Error) -> Option<String> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use sea_orm::{DatabaseConnection, SqlxSqliteConnector};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::{Ownership, TenantDb};
+use super::{Created, Inventory, Ownership, ServerDatabase, ServerTemplate, TenantDb};
 use crate::config::PoolConfig;
 use crate::error::{Error, Result};
 use crate::names::TenantId;
@@ -122,12 +122,19 @@ impl SqliteEngine {
                 message: failure.error.to_string(),
             }),
             Ok(_) => {
-                let target = path.display().to_string().replace('\'', "''");
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("VACUUM INTO '{target}'")))
+                // VACUUM INTO writes in place: write a side file, then
+                // rename it, so the final name only ever holds a whole one.
+                let written = path.with_extension("vacuum.db");
+                let _ = std::fs::remove_file(&written);
+                let target = written.display().to_string().replace('\'', "''");
+                let vacuum = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("VACUUM INTO '{target}'")))
                     .execute(&pool)
                     .await
                     .map(drop)
-                    .map_err(Error::server("cannot write the template"))
+                    .map_err(Error::server("cannot write the template"));
+                vacuum.and_then(|()| {
+                    std::fs::rename(&written, path).map_err(Error::io(format!("cannot write {}", path.display())))
+                })
             }
         };
         pool.close().await;
@@ -135,18 +142,82 @@ impl SqliteEngine {
         result
     }
 
-    pub(crate) async fn create_database(&self, db: &TenantDb, template: Option<&str>) -> Result<()> {
+    /// Tenant files are `<tenant id>.db` (with their `-wal` and `-shm`);
+    /// anything else in the directory is somebody else's. Templates are
+    /// `<stem><hash>.db` in the template directory; a `.building.db` file
+    /// is a build that did not finish.
+    pub(crate) async fn inventory(&self, stem: &str) -> Result<Inventory> {
+        let mut inventory = Inventory::default();
+        for name in list_dir(&self.dir)? {
+            // A database's WAL files, and a copy cut short by a crash
+            // (made again by the next create).
+            if name.ends_with(".db-wal") || name.ends_with(".db-shm") || name.ends_with(".db.partial") {
+                continue;
+            }
+            let tenant = name.strip_suffix(".db").and_then(|id| TenantId::parse(id).ok());
+            inventory.databases.push(ServerDatabase {
+                name,
+                tenant,
+                owner: None,
+            });
+        }
+        let template_dir = self
+            .template_path("x")
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        if template_dir.exists() {
+            for name in list_dir(&template_dir)? {
+                let Some(rest) = name.strip_prefix(stem) else { continue };
+                let half_built = rest
+                    .strip_suffix(".building.db")
+                    .or_else(|| rest.strip_suffix(".vacuum.db"));
+                if let Some(hash) = half_built {
+                    inventory.templates.push(ServerTemplate {
+                        name: format!("{stem}{hash}"),
+                        version: None,
+                    });
+                } else if let Some(hash) = rest.strip_suffix(".db") {
+                    inventory.templates.push(ServerTemplate {
+                        name: format!("{stem}{hash}"),
+                        version: Some(hash.to_owned()),
+                    });
+                }
+            }
+        }
+        inventory.databases.sort_by(|a, b| a.name.cmp(&b.name));
+        inventory.templates.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(inventory)
+    }
+
+    /// Removes a template file (and a half-built one of that name).
+    pub(crate) async fn drop_template(&self, name: &str) -> Result<()> {
+        let path = self.template_path(name);
+        let building = path.with_extension("building.db");
+        let written = path.with_extension("vacuum.db");
+        for file in [path, building, written] {
+            match tokio::fs::remove_file(&file).await {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(Error::io(format!("cannot remove {}", file.display()))(err)),
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn create_database(&self, db: &TenantDb, template: Option<&str>) -> Result<Created> {
         let path = self.path(db.tenant);
-        if let Some(name) = template
-            && !tokio::fs::try_exists(&path).await.unwrap_or(false)
-        {
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Ok(Created::Existing);
+        }
+        if let Some(name) = template {
             // Copy to a side name, then rename: a crash never leaves a
             // half-copied file under the tenant's name.
             let partial = path.with_extension("db.partial");
             match std::fs::copy(self.template_path(name), &partial) {
                 Ok(_) => {
                     std::fs::rename(&partial, &path).map_err(Error::io(format!("cannot create {}", path.display())))?;
-                    return Ok(());
+                    return Ok(Created::Cloned);
                 }
                 Err(err) => {
                     let _ = std::fs::remove_file(&partial);
@@ -162,7 +233,7 @@ impl SqliteEngine {
             .await
             .map_err(Error::server(format!("cannot create database '{}'", db.database)))?;
         pool.close().await;
-        Ok(())
+        Ok(Created::Empty)
     }
 
     pub(crate) async fn drop_tenant(&self, db: &TenantDb) -> Result<()> {
@@ -211,4 +282,17 @@ impl SqliteEngine {
             .map_err(Error::server(format!("cannot open database '{}'", db.database)))?;
         Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
     }
+}
+
+/// The file names in `dir`.
+fn list_dir(dir: &Path) -> Result<Vec<String>> {
+    let entries = std::fs::read_dir(dir).map_err(Error::io(format!("cannot list {}", dir.display())))?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(Error::io(format!("cannot list {}", dir.display())))?;
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    Ok(names)
 }

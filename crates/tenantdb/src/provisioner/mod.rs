@@ -13,6 +13,7 @@
 //! with a lease that expires; [`Provisioner::reconcile`] then runs the same
 //! steps again, which finishes the work.
 
+mod doctor;
 mod lease;
 mod ops;
 
@@ -30,6 +31,7 @@ use crate::migrate::TenantMigrations;
 use crate::names::{DatabaseName, DatabasePrefix, RoleName, TenantId, TenantRef, TenantSlug};
 use crate::pools::TenantPools;
 
+pub use doctor::{DoctorOptions, Finding, Problem, Remedy, Repaired};
 pub use ops::{ReconcileOutcome, Reconciled};
 
 /// How long a rename or delete waits for this process's borrowed
@@ -104,6 +106,9 @@ struct Inner {
     lease_prefix: String,
     lease_ttl: Duration,
     use_templates: bool,
+    /// The template this process built or found ready: later creates clone
+    /// it without asking the server first. Forgotten when a clone fails.
+    ready_template: Mutex<Option<String>>,
     tasks: tokio_util::task::TaskTracker,
     crash_after: Mutex<Option<Step>>,
 }
@@ -116,6 +121,20 @@ impl std::fmt::Debug for Provisioner {
             .field("lease_prefix", &self.inner.lease_prefix)
             .finish_non_exhaustive()
     }
+}
+
+/// The name of this deployment's template and its parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateName {
+    pub name: String,
+    /// What every template name of this deployment starts with.
+    pub stem: String,
+    /// The hash of the migration names.
+    pub version: String,
+}
+
+fn template_stem(prefix: &DatabasePrefix) -> String {
+    format!("{}tpl", prefix.as_str().trim_end_matches('_'))
 }
 
 /// Settings of a provisioner (built by `Tenancy`).
@@ -151,6 +170,7 @@ impl Provisioner {
                 lease_prefix: std::process::id().to_string(),
                 lease_ttl: settings.lease_ttl,
                 use_templates: settings.use_templates,
+                ready_template: Mutex::new(None),
                 tasks: tokio_util::task::TaskTracker::new(),
                 crash_after: Mutex::new(None),
             }),
@@ -318,32 +338,72 @@ impl Provisioner {
         self.run(move |this| async move { this.provision(row).await }).await
     }
 
-    /// The template for new databases, built if needed: its name is
-    /// `<prefix without its last '_'>tpl<hash of the migration names>`, so
-    /// every process with the same migrations agrees on it, and it is never
-    /// a tenant name (those carry the whole prefix). `None` (replay the
-    /// migrations) when templates are off or it cannot be built.
-    pub async fn template(&self) -> Option<String> {
+    /// This deployment's template: `<prefix without its last '_'>tpl<hash
+    /// of the migration names>`, so every process with the same migrations
+    /// agrees on it, and it is never a tenant name (those carry the whole
+    /// prefix). `None` when templates are off or there are no migrations.
+    pub fn template_name(&self) -> Option<TemplateName> {
         let migrations = self.inner.migrations.migrations();
         if !self.inner.use_templates || migrations.is_empty() {
             return None;
         }
         let names: Vec<&str> = migrations.iter().map(|m| m.name()).collect();
         let version = crate::secret::sha256_hex(&names.join("\n"))[..12].to_owned();
-        let stem = format!("{}tpl", self.inner.prefix.as_str().trim_end_matches('_'));
-        let name = format!("{stem}{version}");
-        match self
+        let stem = template_stem(&self.inner.prefix);
+        Some(TemplateName {
+            name: format!("{stem}{version}"),
+            stem,
+            version,
+        })
+    }
+
+    /// The template for new databases, built if needed (and the catalog
+    /// pointed at it). `None` (replay the migrations) when templates are off
+    /// or it cannot be built.
+    pub async fn template(&self) -> Option<String> {
+        let template = self.template_name()?;
+        if self.ready_template().as_deref() == Some(template.name.as_str()) {
+            return Some(template.name);
+        }
+        let built = self
             .inner
             .engine
-            .ensure_template(&name, &stem, &version, migrations)
-            .await
-        {
-            Ok(()) => Some(name),
-            Err(err) => {
-                tracing::warn!(template = %name, error = %err.chain(), "no template; replaying migrations");
-                None
+            .ensure_template(
+                &template.name,
+                &template.stem,
+                &template.version,
+                self.inner.migrations.migrations(),
+            )
+            .await;
+        if let Err(err) = built {
+            tracing::warn!(template = %template.name, error = %err.chain(), "no template; replaying migrations");
+            return None;
+        }
+        let catalog = &self.inner.catalog;
+        match catalog.template().await {
+            Ok(current) if current.as_deref() == Some(template.name.as_str()) => {}
+            _ => {
+                if let Err(err) = catalog.set_template(Some(&template.name)).await {
+                    tracing::warn!(template = %template.name, error = %err.chain(), "cannot point the catalog at the template");
+                }
             }
         }
+        *self.inner.ready_template.lock().unwrap_or_else(|e| e.into_inner()) = Some(template.name.clone());
+        Some(template.name)
+    }
+
+    fn ready_template(&self) -> Option<String> {
+        self.inner
+            .ready_template
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Forgets the ready template (a clone of it failed): the next create
+    /// checks the server again and rebuilds it if it is gone.
+    pub(crate) fn forget_template(&self) {
+        *self.inner.ready_template.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// A lease for one operation: unique, so a restarted process, a second

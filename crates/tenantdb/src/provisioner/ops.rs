@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::lease::LeaseKeeper;
 use super::{Provisioner, Step};
 use crate::catalog::{DbStatus, tenant_database, tenants};
-use crate::engine::{Ownership, TenantDb};
+use crate::engine::{Created, Ownership, TenantDb};
 use crate::error::{Error, Result};
 use crate::migrate::{self, Applied, MigrationFailure};
 use crate::names::{DatabaseName, TenantRef};
@@ -197,19 +197,28 @@ impl Provisioner {
         self.step(Step::RoleCreated, tenant)?;
         keeper.check()?;
         let template = self.template().await;
-        self.inner.engine.create_database(spec, template.as_deref()).await?;
+        let created = self.inner.engine.create_database(spec, template.as_deref()).await?;
+        if template.is_some() && created == Created::Empty {
+            self.forget_template();
+        }
         self.step(Step::DatabaseCreated, tenant)?;
         keeper.check()?;
         self.inner.engine.open_database(spec).await?;
         self.step(Step::DatabaseOpened, tenant)?;
         keeper.check()?;
-        let applied = self
-            .apply_migrations(spec, &|| keeper.held())
-            .await?
-            .map_err(|failure| Self::migration_error(spec, failure))?;
+        let version = if created == Created::Cloned {
+            // The template holds every migration of this version (it is
+            // marked only once they all applied): no connection needed.
+            self.inner.migrations.latest_version()
+        } else {
+            self.apply_migrations(spec, &|| keeper.held())
+                .await?
+                .map_err(|failure| Self::migration_error(spec, failure))?
+                .version
+        };
         self.step(Step::Migrated, tenant)?;
         keeper.check()?;
-        Ok(applied.version)
+        Ok(version)
     }
 
     /// Provisions a FAILED tenant database again.

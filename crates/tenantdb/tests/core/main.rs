@@ -8,6 +8,7 @@ mod connections;
 mod context;
 mod crash;
 mod create;
+mod doctor;
 mod fleet;
 mod migrations;
 mod postgres_security;
