@@ -100,6 +100,7 @@ async fn operator_session(cli: Cli) {
     assert_eq!(acme["database"]["schema_version"], "m0001_create_projects_and_tasks");
     let id = acme["id"].as_str().unwrap().to_owned();
     assert_eq!(cli.json(&["tenants", "show", &id, "--json"])["slug"], "acme");
+    doctor(&cli);
 
     // Bad input: a clear message naming the rule, and nothing created.
     let err = cli.fails(&["tenants", "create", "x; drop database y"]);
@@ -161,6 +162,53 @@ async fn operator_session(cli: Cli) {
     assert!(cli.ok(&["reconcile"]).contains("nothing to reconcile"));
 }
 
+/// `doctor` on a healthy deployment, then (SQLite, where drift is easy to
+/// make from outside) a stale template it fixes and a foreign file it only
+/// reports.
+fn doctor(cli: &Cli) {
+    assert!(cli.ok(&["doctor"]).contains("no problems found"));
+    let report = cli.json(&["doctor", "--json"]);
+    assert_eq!(report["remaining"].as_array().unwrap().len(), 0, "{report}");
+    if cli._scratch.is_some() {
+        return;
+    }
+    let data = std::path::PathBuf::from(&cli.envs[0].1);
+    let templates = data.join("tenants-templates");
+    let current = std::fs::read_dir(&templates)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "db"))
+        .expect("the template file");
+    let stale = templates.join("tenanttpl000000000000.db");
+    std::fs::copy(&current, &stale).unwrap();
+    let foreign = data.join("tenants").join("notes.txt");
+    std::fs::write(&foreign, "not ours").unwrap();
+
+    let out = cli.run(&["doctor"]);
+    assert!(!out.status.success(), "problems remain: non-zero exit");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("2 problem(s), 1 fixable with --fix")
+            && text.contains("stale_template")
+            && text.contains("foreign_database"),
+        "{text}"
+    );
+    let out = cli.run(&["doctor", "--fix"]);
+    assert!(!out.status.success(), "the foreign file remains");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("fixed   stale_template"), "{text}");
+    assert!(
+        text.contains("1 problem(s) remain") && text.contains("notes.txt"),
+        "{text}"
+    );
+    assert!(
+        !stale.exists() && foreign.exists(),
+        "fixed the template, left the foreign file"
+    );
+    std::fs::remove_file(&foreign).unwrap();
+    assert!(cli.ok(&["doctor"]).contains("no problems found"));
+}
+
 #[tokio::test]
 async fn an_operator_session_works_on_the_embedded_default() {
     operator_session(Cli::sqlite()).await;
@@ -200,6 +248,10 @@ fn help_lists_the_commands() {
         "suspend",
         "resume",
     ] {
+        assert!(out.contains(command), "{command} missing from:\n{out}");
+    }
+    let out = Cli::sqlite().ok(&["--help"]);
+    for command in ["serve", "tenants", "migrate", "doctor", "status", "reconcile"] {
         assert!(out.contains(command), "{command} missing from:\n{out}");
     }
 }
