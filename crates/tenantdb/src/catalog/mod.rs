@@ -59,15 +59,25 @@ impl Changes {
     /// Records a routing change: in the catalog for other processes (after
     /// the change itself is committed) and locally for this one.
     pub(crate) async fn bump(&self, db: &impl ConnectionTrait) -> Result<()> {
+        Self::record(db).await?;
+        self.mark();
+        Ok(())
+    }
+
+    /// Bumps the catalog's generation inside the caller's transaction, so
+    /// the change and its bump commit together (one commit, one flush).
+    /// The caller calls `mark` once the transaction committed: marking
+    /// earlier could let a reader in this process cache the old state under
+    /// the new mark.
+    pub(crate) async fn record(txn: &impl ConnectionTrait) -> Result<()> {
         catalog_info::Entity::update_many()
             .col_expr(
                 catalog_info::Column::Generation,
                 Expr::col(catalog_info::Column::Generation).add(1),
             )
             .filter(catalog_info::Column::Id.eq(1))
-            .exec(db)
+            .exec(txn)
             .await?;
-        self.mark();
         Ok(())
     }
 

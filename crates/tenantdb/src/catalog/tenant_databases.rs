@@ -163,8 +163,9 @@ impl<'a> TenantDatabases<'a> {
             .insert(&txn)
             .await?;
         }
+        Changes::record(&txn).await?;
         txn.commit().await?;
-        self.changes.bump(self.db).await?;
+        self.changes.mark();
         Ok(row)
     }
 
@@ -196,6 +197,7 @@ impl<'a> TenantDatabases<'a> {
         change.lease_owner = Set(Some(lease.owner.clone()));
         change.lease_expires_at = Set(Some(lease.expiry(now)));
         change.updated_at = Set(now);
+        let txn = self.db.begin().await?;
         let result = td::Entity::update_many()
             .set(change)
             .col_expr(td::Column::Version, Expr::col(td::Column::Version).add(1))
@@ -203,14 +205,16 @@ impl<'a> TenantDatabases<'a> {
             .filter(td::Column::Version.eq(row.version))
             .filter(td::Column::Status.eq(row.status))
             .filter(lease_free_or_ours(&lease.owner, now))
-            .exec(self.db)
+            .exec(&txn)
             .await
             // A pending name is unique too: a rename to a name just taken.
             .map_err(taken(|| "database name is already taken".to_owned()))?;
         if result.rows_affected == 0 {
             return Ok(None);
         }
-        self.changes.bump(self.db).await?;
+        Changes::record(&txn).await?;
+        txn.commit().await?;
+        self.changes.mark();
         Ok(td::Entity::find_by_id(row.id).one(self.db).await?)
     }
 
@@ -229,18 +233,21 @@ impl<'a> TenantDatabases<'a> {
         change.lease_owner = Set(None);
         change.lease_expires_at = Set(None);
         change.updated_at = Set(Utc::now());
+        let txn = self.db.begin().await?;
         let result = td::Entity::update_many()
             .set(change)
             .col_expr(td::Column::Version, Expr::col(td::Column::Version).add(1))
             .filter(td::Column::Id.eq(id))
             .filter(td::Column::Status.eq(from))
             .filter(td::Column::LeaseOwner.eq(owner))
-            .exec(self.db)
+            .exec(&txn)
             .await?;
         if result.rows_affected == 0 {
             return Err(Error::LeaseLost { tenant: id.to_string() });
         }
-        self.changes.bump(self.db).await?;
+        Changes::record(&txn).await?;
+        txn.commit().await?;
+        self.changes.mark();
         td::Entity::find_by_id(id)
             .one(self.db)
             .await?

@@ -172,29 +172,25 @@ impl PostgresEngine {
                 database: format!("(role) {}", db.role),
             }),
             None => {
-                let mut txn = self
-                    .inner
-                    .admin
-                    .begin()
-                    .await
-                    .map_err(Error::server("cannot begin a transaction on the tenant server"))?;
                 let create = format!(
                     "CREATE ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
                      NOBYPASSRLS CONNECTION LIMIT {limit} PASSWORD {password}"
                 );
                 let comment = format!("COMMENT ON ROLE {role} IS {}", quote_literal(&self.marker(db)));
-                let context = || format!("cannot create role '{}'", db.role);
-                for sql in [create, comment] {
-                    if let Err(err) = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *txn).await {
-                        // Two processes raced to create it: the winner's role
-                        // carries the same mark, which the next call checks.
-                        if sql_state(&err).as_deref() == Some(DUPLICATE_OBJECT) {
-                            return Box::pin(self.ensure_role(db)).await;
-                        }
-                        return Err(Error::server(context())(err));
+                // One simple query: one implicit transaction, one round
+                // trip, and the role never exists without its mark.
+                let result = sqlx::raw_sql(AssertSqlSafe(format!("{create}; {comment}")))
+                    .execute(&self.inner.admin)
+                    .await;
+                match result {
+                    Ok(_) => Ok(()),
+                    // Two processes raced to create it: the winner's role
+                    // carries the same mark, which the next call checks.
+                    Err(err) if sql_state(&err).as_deref() == Some(DUPLICATE_OBJECT) => {
+                        Box::pin(self.ensure_role(db)).await
                     }
+                    Err(err) => Err(Error::server(format!("cannot create role '{}'", db.role))(err)),
                 }
-                txn.commit().await.map_err(Error::server(context()))
             }
         }
     }
@@ -522,12 +518,14 @@ impl PostgresEngine {
         }
         let name = quote_ident(db.database.as_str());
         let context = || format!("cannot secure database '{}'", db.database);
-        self.exec(&format!("REVOKE ALL ON DATABASE {name} FROM PUBLIC"), context)
-            .await?;
-        let comment = format!("COMMENT ON DATABASE {name} IS {}", quote_literal(&self.marker(db)));
-        self.exec(&comment, context).await?;
-        self.exec(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true"), context)
-            .await
+        // One simple query is one transaction: the database opens only
+        // together with its revoke and mark, at the cost of one commit.
+        let sql = format!(
+            "REVOKE ALL ON DATABASE {name} FROM PUBLIC; COMMENT ON DATABASE {name} IS {}; \
+             ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true",
+            quote_literal(&self.marker(db))
+        );
+        self.exec(&sql, context).await
     }
 
     pub(crate) async fn drop_tenant(&self, db: &TenantDb) -> Result<()> {
