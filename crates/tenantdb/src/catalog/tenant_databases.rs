@@ -12,8 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, Set, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -234,6 +234,14 @@ impl<'a> TenantDatabases<'a> {
         change.lease_expires_at = Set(None);
         change.updated_at = Set(Utc::now());
         let txn = self.db.begin().await?;
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            // Ending a lease need not wait for the disk: if a crash loses
+            // this commit, the row keeps its lease, which expires, and
+            // `reconcile` runs the same idempotent steps again and finishes
+            // it. (Claims stay synchronous: a lost claim could let two
+            // processes work on one tenant.)
+            txn.execute_unprepared("SET LOCAL synchronous_commit = off").await?;
+        }
         let result = td::Entity::update_many()
             .set(change)
             .col_expr(td::Column::Version, Expr::col(td::Column::Version).add(1))

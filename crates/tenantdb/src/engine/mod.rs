@@ -218,6 +218,15 @@ impl Engine {
         }
     }
 
+    /// Makes the DDL done so far durable before the catalog records its
+    /// result (PostgreSQL runs admin DDL with asynchronous commit).
+    pub async fn flush(&self) -> Result<()> {
+        match self {
+            Self::Postgres(pg) => pg.flush().await,
+            Self::Sqlite(_) => Ok(()),
+        }
+    }
+
     /// A pool on the tenant's database, logged in as the tenant's role.
     pub async fn connect(&self, db: &TenantDb, max_connections: u32) -> Result<DatabaseConnection> {
         match self {

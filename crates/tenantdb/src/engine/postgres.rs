@@ -78,7 +78,11 @@ impl PostgresEngine {
         let admin = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
+            // DDL commits without waiting for its WAL to reach disk (one
+            // fsync each would be most of a provisioning's cost); `flush`
+            // makes it all durable with one synchronous commit before the
+            // catalog records the result.
+            .connect_with(options.clone().options([("synchronous_commit", "off")]))
             .await
             .map_err(Error::server("cannot connect to the tenant PostgreSQL server"))?;
         let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
@@ -100,6 +104,17 @@ impl PostgresEngine {
                 role_connection_limit,
             }),
         })
+    }
+
+    /// Makes every DDL committed so far durable: one commit that waits for
+    /// the WAL to be flushed up to it, which covers every earlier commit of
+    /// the server (the WAL is written in order).
+    pub(crate) async fn flush(&self) -> Result<()> {
+        sqlx::raw_sql("BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_current_xact_id(); COMMIT")
+            .execute(&self.inner.admin)
+            .await
+            .map(drop)
+            .map_err(Error::server("cannot flush the tenant server's log"))
     }
 
     pub(crate) fn describe(&self) -> serde_json::Value {
@@ -319,7 +334,8 @@ impl PostgresEngine {
         } else {
             self.drop_old_templates(name, stem).await;
         }
-        built
+        built?;
+        self.flush().await
     }
 
     async fn build_template(

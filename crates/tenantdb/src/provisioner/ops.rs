@@ -170,7 +170,11 @@ impl Provisioner {
                 }
                 // Leave nothing half-made; if cleanup fails too, retry
                 // finishes the same (idempotent) steps.
-                if let Err(cleanup) = self.inner.engine.drop_tenant(&spec).await {
+                let cleanup = match self.inner.engine.drop_tenant(&spec).await {
+                    Ok(()) => self.inner.engine.flush().await,
+                    Err(err) => Err(err),
+                };
+                if let Err(cleanup) = cleanup {
                     message.push_str(&format!("; cleanup failed too: {}", cleanup.chain()));
                 }
                 tracing::warn!(tenant.id = %row.tenant_id, database = %row.database_name, error = %message, "provisioning failed");
@@ -204,6 +208,8 @@ impl Provisioner {
         self.step(Step::DatabaseCreated, tenant)?;
         keeper.check()?;
         self.inner.engine.open_database(spec).await?;
+        // The role and database are durable before anything is recorded.
+        self.inner.engine.flush().await?;
         self.step(Step::DatabaseOpened, tenant)?;
         keeper.check()?;
         let version = if created == Created::Cloned {
@@ -271,6 +277,7 @@ impl Provisioner {
                 .invalidate_and_wait(spec.tenant, super::DRAIN_WAIT)
                 .await;
             self.inner.engine.rename(&spec, &to).await?;
+            self.inner.engine.flush().await?;
             self.step(Step::DatabaseRenamed, row.tenant_id)?;
             keeper.check()
         };
@@ -352,6 +359,7 @@ impl Provisioner {
                 .invalidate_and_wait(spec.tenant, super::DRAIN_WAIT)
                 .await;
             self.inner.engine.drop_tenant(&spec).await?;
+            self.inner.engine.flush().await?;
             self.step(Step::DatabaseDropped, row.tenant_id)?;
             keeper.check()?;
             self.inner
