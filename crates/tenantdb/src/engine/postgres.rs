@@ -264,9 +264,10 @@ impl PostgresEngine {
     }
 
     /// Clones a template: PostgreSQL refuses while anyone is connected to
-    /// it (nobody should be: templates accept no connections), so a busy
-    /// template is tried once more after a short pause, and then the caller
-    /// falls back to replaying migrations rather than waiting.
+    /// it (nobody should be: templates accept no connections), after
+    /// waiting up to 5 s itself for the sessions to leave. A busy template
+    /// is tried once more after a short pause, then the caller falls back
+    /// to replaying migrations rather than waiting longer.
     async fn clone_template(&self, sql: &str, context: impl Fn() -> String) -> Result<()> {
         let run = || sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&self.inner.admin);
         let result = match run().await {

@@ -7,7 +7,10 @@ use tenantdb_test_support::both_backends;
 
 use crate::support::{Backend, TestEnv, schema_v2};
 
-both_backends!(a_cloned_tenant_has_the_schema_of_a_replayed_one);
+both_backends!(
+    a_cloned_tenant_has_the_schema_of_a_replayed_one,
+    a_template_gone_or_busy_falls_back_to_replaying_and_is_rebuilt
+);
 
 /// Tables, columns, indexes and constraints, as text, in a stable order.
 async fn schema(conn: &DatabaseConnection) -> Vec<String> {
@@ -84,4 +87,101 @@ async fn a_cloned_tenant_has_the_schema_of_a_replayed_one(backend: Backend) {
         .await
         .unwrap();
     replaying.close().await;
+}
+
+async fn create(env: &TestEnv, slug: &str) -> tenantdb::catalog::tenant_database::Model {
+    env.tenancy
+        .provisioner()
+        .create_tenant(NewTenant {
+            slug: slug.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+async fn a_template_gone_or_busy_falls_back_to_replaying_and_is_rebuilt(backend: Backend) {
+    let env = TestEnv::new(backend, schema_v2()).await;
+    let first = create(&env, "first").await;
+    let template = env.tenancy.provisioner().template().await.unwrap();
+    assert_eq!(
+        env.tenancy.catalog().template().await.unwrap().as_deref(),
+        Some(template.as_str()),
+        "the catalog points at the template"
+    );
+
+    // Gone behind this process's back (another deploy dropped it): this
+    // process still thinks it ready, the clone fails, the migrations replay.
+    let other = env.second(schema_v2()).await;
+    match backend {
+        Backend::Postgres => {
+            for sql in [
+                format!("ALTER DATABASE \"{template}\" WITH IS_TEMPLATE false"),
+                format!("DROP DATABASE \"{template}\""),
+            ] {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(env.admin())
+                    .await
+                    .unwrap();
+            }
+        }
+        Backend::Sqlite => {
+            let tenants = match env.tenancy.engine() {
+                tenantdb::engine::Engine::Sqlite(sqlite) => sqlite.path(tenantdb::TenantId::new()),
+                _ => unreachable!(),
+            };
+            let mut dir = tenants.parent().unwrap().as_os_str().to_owned();
+            dir.push("-templates");
+            std::fs::remove_file(std::path::PathBuf::from(dir).join(format!("{template}.db"))).unwrap();
+        }
+    }
+    let replayed = create(&env, "replayed").await;
+    assert_eq!(replayed.status, tenantdb::DbStatus::Active);
+    assert_eq!(replayed.schema_version, first.schema_version);
+    let conn = env.connect_tenant(&replayed).await;
+    assert_eq!(
+        crate::support::tables(&conn).await,
+        ["notes", "seaql_migrations", "tags"]
+    );
+    conn.close().await.unwrap();
+    // The failed clone made the process forget the template: the next
+    // create builds it again and clones it.
+    let rebuilt = create(&env, "rebuilt").await;
+    assert_eq!(rebuilt.schema_version, first.schema_version);
+    assert!(
+        env.tenancy
+            .provisioner()
+            .examine(tenantdb::provisioner::DoctorOptions::default())
+            .await
+            .unwrap()
+            .is_empty(),
+        "the template is back"
+    );
+
+    if backend == Backend::Postgres {
+        // Busy: somebody is connected to the template.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE \"{template}\" WITH ALLOW_CONNECTIONS true"
+        )))
+        .execute(env.admin())
+        .await
+        .unwrap();
+        let mut options: sqlx::postgres::PgConnectOptions = tenantdb_test_support::postgres_url().parse().unwrap();
+        options = options.database(&template);
+        let squatter = sqlx::PgPool::connect_with(options).await.unwrap();
+        sqlx::query("SELECT 1").execute(&squatter).await.unwrap();
+        // PostgreSQL waits up to 5 s for the session to leave before it
+        // refuses; tenantdb tries once more, then replays.
+        let busy = create(&env, "busy").await;
+        assert_eq!(busy.status, tenantdb::DbStatus::Active);
+        assert_eq!(busy.schema_version, first.schema_version);
+        let conn = env.connect_tenant(&busy).await;
+        assert_eq!(
+            crate::support::tables(&conn).await,
+            ["notes", "seaql_migrations", "tags"]
+        );
+        conn.close().await.unwrap();
+        squatter.close().await;
+    }
+    other.close().await;
 }
