@@ -3,8 +3,8 @@
 //! query strings are all `400 invalid_request`, and nothing is written.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -36,6 +36,27 @@ fn describe(rejection: &JsonRejection) -> String {
         JsonRejection::JsonDataError(err) => format!("invalid body: {}", err.body_text()),
         JsonRejection::BytesRejection(_) => format!("the body could not be read (at most {} bytes)", super::BODY_LIMIT),
         _ => "invalid body".into(),
+    }
+}
+
+/// `Path<T>` whose rejections (a segment that is not valid percent-encoded
+/// UTF-8, or not of the expected type) are `ApiError`s.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::invalid(format!(
+                "invalid path: {}",
+                match &rejection {
+                    PathRejection::FailedToDeserializePathParams(err) => err.body_text(),
+                    other => other.body_text(),
+                }
+            ))),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! databases, members, subscriptions, settings.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::Admin;
-use super::json::{ApiJson, Page, optional_json, page};
+use super::json::{ApiJson, ApiPath, Page, optional_json, page};
 
 type ApiResult<T = Response> = Result<T, ApiError>;
 
@@ -118,7 +118,7 @@ async fn create_user(_: Admin, State(state): State<AppState>, ApiJson(body): Api
 }
 
 #[utoipa::path(get, path = "/v1/users/{user}", tag = "operator", params(("user" = String, Path, description = "the user's id or email")), responses((status = 200, description = "the user"), (status = 404, description = "not_found")))]
-async fn get_user(_: Admin, State(state): State<AppState>, Path(user): Path<String>) -> ApiResult {
+async fn get_user(_: Admin, State(state): State<AppState>, ApiPath(user): ApiPath<String>) -> ApiResult {
     Ok(Json(user_json(&find_user(&state, &user).await?)).into_response())
 }
 
@@ -132,7 +132,7 @@ struct NewToken {
 async fn create_token(
     _: Admin,
     State(state): State<AppState>,
-    Path(user): Path<String>,
+    ApiPath(user): ApiPath<String>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult {
     let body: NewToken = optional_json(body)?;
@@ -153,7 +153,7 @@ async fn create_token(
 async fn revoke_token(
     _: Admin,
     State(state): State<AppState>,
-    Path((user, token_id)): Path<(String, String)>,
+    ApiPath((user, token_id)): ApiPath<(String, String)>,
 ) -> ApiResult {
     let user = find_user(&state, &user).await?;
     let token_id = Uuid::parse_str(&token_id).map_err(|_| ApiError::not_found("token"))?;
@@ -222,7 +222,7 @@ async fn list_tenants(_: Admin, State(state): State<AppState>, page_query: Page)
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the tenant"), (status = 404, description = "tenant_not_found")))]
-async fn get_tenant(_: Admin, State(state): State<AppState>, Path(tenant): Path<String>) -> ApiResult {
+async fn get_tenant(_: Admin, State(state): State<AppState>, ApiPath(tenant): ApiPath<String>) -> ApiResult {
     Ok(Json(tenant_view(&state, &tenant_ref(&tenant)?).await?).into_response())
 }
 
@@ -237,7 +237,7 @@ struct PatchTenant {
 async fn patch_tenant(
     _: Admin,
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     ApiJson(body): ApiJson<PatchTenant>,
 ) -> ApiResult {
     let tenant = tenant_ref(&tenant)?;
@@ -253,13 +253,13 @@ async fn patch_tenant(
 }
 
 #[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 204, description = "the tenant, its database, role, members and subscription are gone"), (status = 404, description = "tenant_not_found"), (status = 409, description = "conflict")))]
-async fn delete_tenant(_: Admin, State(state): State<AppState>, Path(tenant): Path<String>) -> ApiResult {
+async fn delete_tenant(_: Admin, State(state): State<AppState>, ApiPath(tenant): ApiPath<String>) -> ApiResult {
     state.tenancy.provisioner().delete_tenant(&tenant_ref(&tenant)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/database", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the tenant database"), (status = 404, description = "tenant_not_found")))]
-async fn get_database(_: Admin, State(state): State<AppState>, Path(tenant): Path<String>) -> ApiResult {
+async fn get_database(_: Admin, State(state): State<AppState>, ApiPath(tenant): ApiPath<String>) -> ApiResult {
     let view = tenant_view(&state, &tenant_ref(&tenant)?).await?;
     let database = view.database.ok_or_else(|| ApiError::not_found("tenant database"))?;
     Ok(Json(database).into_response())
@@ -275,7 +275,7 @@ struct RenameDatabase {
 async fn rename_database(
     _: Admin,
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     ApiJson(body): ApiJson<RenameDatabase>,
 ) -> ApiResult {
     let tenant = tenant_ref(&tenant)?;
@@ -284,14 +284,14 @@ async fn rename_database(
         .provisioner()
         .rename_tenant_database(&tenant, &body.database_name)
         .await?;
-    get_database(Admin, State(state), Path(tenant.to_string())).await
+    get_database(Admin, State(state), ApiPath(tenant.to_string())).await
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/database/retry", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the tenant database, ACTIVE"), (status = 404, description = "tenant_not_found"), (status = 409, description = "conflict: not FAILED"), (status = 502, description = "provisioning_failed")))]
-async fn retry_database(_: Admin, State(state): State<AppState>, Path(tenant): Path<String>) -> ApiResult {
+async fn retry_database(_: Admin, State(state): State<AppState>, ApiPath(tenant): ApiPath<String>) -> ApiResult {
     let tenant = tenant_ref(&tenant)?;
     state.tenancy.provisioner().retry(&tenant).await?;
-    get_database(Admin, State(state), Path(tenant.to_string())).await
+    get_database(Admin, State(state), ApiPath(tenant.to_string())).await
 }
 
 // ---- members ----------------------------------------------------------------
@@ -306,7 +306,7 @@ struct PutMember {
 async fn put_member(
     _: Admin,
     State(state): State<AppState>,
-    Path((tenant, user)): Path<(String, String)>,
+    ApiPath((tenant, user)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<PutMember>,
 ) -> ApiResult {
     let tenant = state.tenancy.catalog().tenants().get(&tenant_ref(&tenant)?).await?;
@@ -324,7 +324,7 @@ async fn put_member(
 async fn delete_member(
     _: Admin,
     State(state): State<AppState>,
-    Path((tenant, user)): Path<(String, String)>,
+    ApiPath((tenant, user)): ApiPath<(String, String)>,
 ) -> ApiResult {
     let tenant = state.tenancy.catalog().tenants().get(&tenant_ref(&tenant)?).await?;
     let user = find_user(&state, &user).await?;
@@ -334,12 +334,23 @@ async fn delete_member(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/members", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the memberships"), (status = 404, description = "tenant_not_found")))]
-async fn list_members(_: Admin, State(state): State<AppState>, Path(tenant): Path<String>) -> ApiResult {
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/members", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug"), ("limit" = Option<u64>, Query, description = "1 to 500, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, description = "the memberships, by user id"), (status = 404, description = "tenant_not_found")))]
+async fn list_members(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath(tenant): ApiPath<String>,
+    query: Page,
+) -> ApiResult {
     let tenant = state.tenancy.catalog().tenants().get(&tenant_ref(&tenant)?).await?;
-    let members = state.tenancy.catalog().memberships().list_for_tenant(tenant.id).await?;
+    let members = state
+        .tenancy
+        .catalog()
+        .memberships()
+        .page_for_tenant(tenant.id, query.cursor, query.limit)
+        .await?;
+    let last = members.last().map(|m| m.user_id);
     let items: Vec<Value> = members.iter().map(membership_json).collect();
-    Ok(Json(json!({ "items": items, "next_cursor": null })).into_response())
+    Ok(Json(page(items, query.limit, last)).into_response())
 }
 
 // ---- subscriptions ----------------------------------------------------------
@@ -357,7 +368,7 @@ struct PutSubscription {
 async fn put_subscription(
     _: Admin,
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     ApiJson(body): ApiJson<PutSubscription>,
 ) -> ApiResult {
     let tenant = state.tenancy.catalog().tenants().get(&tenant_ref(&tenant)?).await?;
@@ -375,7 +386,7 @@ async fn put_subscription(
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/subscription", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the subscription"), (status = 404, description = "not_found")))]
-async fn get_subscription(_: Admin, State(state): State<AppState>, Path(tenant): Path<String>) -> ApiResult {
+async fn get_subscription(_: Admin, State(state): State<AppState>, ApiPath(tenant): ApiPath<String>) -> ApiResult {
     let tenant = state.tenancy.catalog().tenants().get(&tenant_ref(&tenant)?).await?;
     let sub = state.tenancy.catalog().subscriptions().find(tenant.id).await?;
     let sub = sub.ok_or_else(|| ApiError::not_found("subscription"))?;
@@ -395,7 +406,7 @@ async fn get_settings(_: Admin, State(state): State<AppState>) -> ApiResult {
 async fn put_setting(
     _: Admin,
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
     ApiJson(value): ApiJson<Value>,
 ) -> ApiResult {
     let valid = !key.is_empty()
@@ -459,7 +470,7 @@ async fn start_migration(
 }
 
 #[utoipa::path(get, path = "/v1/migrations/{id}", tag = "operator", params(("id" = String, Path, description = "the run's id")), responses((status = 200, description = "the run and its progress"), (status = 404, description = "not_found")))]
-async fn get_migration(_: Admin, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
+async fn get_migration(_: Admin, State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("migration run"))?;
     let run = state.tenancy.provisioner().migration_run(id).await?;
     let run = run.ok_or_else(|| ApiError::not_found("migration run"))?;

@@ -3,7 +3,6 @@
 //! belongs to another tenant is simply not in this database: 404.
 
 use axum::Json;
-use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{NaiveDate, Utc};
@@ -20,7 +19,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::{UserId, role_of};
-use super::json::{ApiJson, Page, page};
+use super::json::{ApiJson, ApiPath, Page, page};
 use crate::tenant_schema::{projects, tasks};
 
 type ApiResult<T = Response> = Result<T, ApiError>;
@@ -95,13 +94,17 @@ async fn create_project(db: TenantDb, ApiJson(body): ApiJson<ProjectBody>) -> Ap
 }
 
 #[utoipa::path(get, path = "/v1/projects/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 200, description = "the project"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
-async fn get_project(db: TenantDb, Path(project): Path<String>) -> ApiResult {
+async fn get_project(db: TenantDb, ApiPath(project): ApiPath<String>) -> ApiResult {
     let project = find_project(&db, id(&project, "project")?).await?;
     Ok(Json(project_json(&project)).into_response())
 }
 
 #[utoipa::path(patch, path = "/v1/projects/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 200, description = "the project"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
-async fn rename_project(db: TenantDb, Path(project): Path<String>, ApiJson(body): ApiJson<ProjectBody>) -> ApiResult {
+async fn rename_project(
+    db: TenantDb,
+    ApiPath(project): ApiPath<String>,
+    ApiJson(body): ApiJson<ProjectBody>,
+) -> ApiResult {
     let name = plain_text("name", &body.name, 200)?;
     let project = find_project(&db, id(&project, "project")?).await?;
     let mut active: projects::ActiveModel = project.into();
@@ -116,7 +119,7 @@ async fn delete_project(
     user: UserId,
     CurrentTenant(tenant): CurrentTenant,
     db: TenantDb,
-    Path(project): Path<String>,
+    ApiPath(project): ApiPath<String>,
 ) -> ApiResult {
     let role = role_of(&state, user, tenant.tenant_id().as_uuid()).await?;
     if role == MemberRole::Member {
@@ -132,7 +135,7 @@ async fn delete_project(
 }
 
 #[utoipa::path(get, path = "/v1/projects/{id}/tasks", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 200, description = "a page of tasks"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
-async fn list_tasks(db: TenantDb, Path(project): Path<String>, query: Page) -> ApiResult {
+async fn list_tasks(db: TenantDb, ApiPath(project): ApiPath<String>, query: Page) -> ApiResult {
     let project = find_project(&db, id(&project, "project")?).await?;
     let mut select = tasks::Entity::find()
         .filter(tasks::Column::ProjectId.eq(project.id))
@@ -155,7 +158,7 @@ struct NewTask {
 }
 
 #[utoipa::path(post, path = "/v1/projects/{id}/tasks", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 201, description = "the task"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
-async fn create_task(db: TenantDb, Path(project): Path<String>, ApiJson(body): ApiJson<NewTask>) -> ApiResult {
+async fn create_task(db: TenantDb, ApiPath(project): ApiPath<String>, ApiJson(body): ApiJson<NewTask>) -> ApiResult {
     let title = plain_text("title", &body.title, 500)?;
     let project = find_project(&db, id(&project, "project")?).await?;
     let task = tasks::ActiveModel {
@@ -195,7 +198,7 @@ async fn find_task(db: &TenantDb, id: Uuid) -> ApiResult<tasks::Model> {
 }
 
 #[utoipa::path(patch, path = "/v1/tasks/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 200, description = "the task"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
-async fn update_task(db: TenantDb, Path(task): Path<String>, ApiJson(body): ApiJson<TaskPatch>) -> ApiResult {
+async fn update_task(db: TenantDb, ApiPath(task): ApiPath<String>, ApiJson(body): ApiJson<TaskPatch>) -> ApiResult {
     let title = body.title.as_deref().map(|t| plain_text("title", t, 500)).transpose()?;
     let task = find_task(&db, id(&task, "task")?).await?;
     let mut active: tasks::ActiveModel = task.clone().into();
@@ -217,7 +220,7 @@ async fn update_task(db: TenantDb, Path(task): Path<String>, ApiJson(body): ApiJ
 }
 
 #[utoipa::path(delete, path = "/v1/tasks/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 204, description = "deleted"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
-async fn delete_task(db: TenantDb, Path(task): Path<String>) -> ApiResult {
+async fn delete_task(db: TenantDb, ApiPath(task): ApiPath<String>) -> ApiResult {
     let task = find_task(&db, id(&task, "task")?).await?;
     tasks::Entity::delete_by_id(task.id)
         .exec(&db.write)

@@ -299,10 +299,69 @@ async fn operator_endpoints_round_trip(backend: Backend) {
     assert_eq!((status, member["role"].as_str()), (StatusCode::OK, Some("ADMIN")));
     let (_, members) = service.admin(Method::GET, "/v1/tenants/acme/members", None).await;
     assert_eq!(members["items"].as_array().unwrap().len(), 1);
+    // Pages of one: every member once, then no cursor.
+    let (bob, _) = service.user("bob@example.com").await;
+    let (status, _) = service
+        .admin(
+            Method::PUT,
+            &format!("/v1/tenants/acme/members/{bob}"),
+            Some(json!({"role": "MEMBER"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, first) = service
+        .admin(Method::GET, "/v1/tenants/acme/members?limit=1", None)
+        .await;
+    let cursor = first["next_cursor"].as_str().expect("a next page").to_owned();
+    let (_, second) = service
+        .admin(
+            Method::GET,
+            &format!("/v1/tenants/acme/members?limit=1&cursor={cursor}"),
+            None,
+        )
+        .await;
+    let (_, third) = service
+        .admin(
+            Method::GET,
+            &format!(
+                "/v1/tenants/acme/members?limit=1&cursor={}",
+                second["next_cursor"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    let mut seen: Vec<&str> = [&first, &second]
+        .iter()
+        .map(|page| page["items"][0]["user_id"].as_str().unwrap())
+        .collect();
+    seen.sort_unstable();
+    let mut both = vec![ada.as_str(), bob.as_str()];
+    both.sort_unstable();
+    assert_eq!(seen, both);
+    assert_eq!(third["items"].as_array().unwrap().len(), 0);
+    assert!(third["next_cursor"].is_null());
+    let (status, error) = service
+        .admin(Method::GET, "/v1/tenants/acme/members?limit=0", None)
+        .await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+    let (status, _) = service
+        .admin(Method::DELETE, &format!("/v1/tenants/acme/members/{bob}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = service
         .admin(Method::DELETE, &format!("/v1/tenants/acme/members/{ada}"), None)
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+    // A path segment that is not UTF-8 once decoded: the JSON error shape.
+    let (status, error) = service.admin(Method::GET, "/v1/tenants/%FF%FE", None).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "{error}"
+    );
 
     let (status, _) = service
         .admin(Method::PUT, "/v1/settings/signup.open", Some(json!(true)))

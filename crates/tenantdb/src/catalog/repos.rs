@@ -264,6 +264,23 @@ impl Memberships<'_> {
             .all(self.db)
             .await?)
     }
+
+    /// A page of a tenant's members, ordered by user id, after `after`.
+    pub async fn page_for_tenant(
+        &self,
+        tenant_id: Uuid,
+        after: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<memberships::Model>> {
+        let mut query = memberships::Entity::find()
+            .filter(memberships::Column::TenantId.eq(tenant_id))
+            .order_by_asc(memberships::Column::UserId)
+            .limit(limit);
+        if let Some(after) = after {
+            query = query.filter(memberships::Column::UserId.gt(after));
+        }
+        Ok(query.all(self.db).await?)
+    }
 }
 
 impl Subscriptions<'_> {
