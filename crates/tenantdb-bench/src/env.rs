@@ -31,6 +31,38 @@ pub async fn postgres_version() -> anyhow::Result<String> {
     Ok(sqlx::query_scalar("SELECT version()").fetch_one(&mut conn).await?)
 }
 
+/// Refuses to go on unless the shared server has room for `needed` more
+/// connections plus 10 to spare for the other runs on it.
+pub async fn require_free_slots(needed: u32) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&postgres_url()).await?;
+    let free: i64 = sqlx::query_scalar(
+        "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int \
+         - coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0) \
+         - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    conn.close().await?;
+    anyhow::ensure!(
+        free >= i64::from(needed) + 10,
+        "the PostgreSQL server has {free} free connection slots; this needs {needed} plus 10 to spare for \
+         other runs (lower --budget, or try again later)"
+    );
+    Ok(())
+}
+
+/// Resident memory of this process (`VmRSS` of /proc/self/status), bytes.
+pub fn rss_bytes() -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/self/status"))?;
+    Ok(kib * 1024)
+}
+
 impl BenchEnv {
     /// `tenants` tenants, pools of `per_tenant` connections under `budget`.
     pub async fn new(engine: Engine, tenants: usize, budget: u32, per_tenant: u32) -> anyhow::Result<Self> {
@@ -44,6 +76,22 @@ impl BenchEnv {
         budget: u32,
         per_tenant: u32,
         migrations: TenantMigrations,
+    ) -> anyhow::Result<Self> {
+        Self::build(engine, tenants, migrations, |config| {
+            config.pools.budget = budget;
+            config.pools.max_per_tenant = per_tenant;
+            config.pools.acquire_timeout = Duration::from_secs(10);
+        })
+        .await
+    }
+
+    /// `tenants` tenants on `migrations` (one row in `items` each when the
+    /// schema has that table), with the settings `tweak` leaves.
+    pub async fn build(
+        engine: Engine,
+        tenants: usize,
+        migrations: TenantMigrations,
+        tweak: impl FnOnce(&mut Config),
     ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let (mut config, scratch) = match engine {
@@ -60,10 +108,8 @@ impl BenchEnv {
                 (config, Some(scratch))
             }
         };
-        config.pools.budget = budget;
-        config.pools.max_per_tenant = per_tenant;
-        config.pools.acquire_timeout = Duration::from_secs(10);
         config.catalog_max_connections = 2;
+        tweak(&mut config);
         let tenancy = Tenancy::connect(config.clone(), migrations).await?;
         let mut ids = Vec::with_capacity(tenants);
         let numbers: Vec<usize> = (0..tenants).collect();
@@ -98,8 +144,15 @@ impl BenchEnv {
             _scratch: scratch,
             _dir: dir,
         };
+        let has_items = env
+            .tenancy
+            .provisioner()
+            .migrations()
+            .migrations()
+            .first()
+            .is_some_and(|m| m.name() == "m0001_items");
         // One row per tenant to read by primary key.
-        for &id in &env.tenants {
+        for &id in env.tenants.iter().filter(|_| has_items) {
             let db = env
                 .tenancy
                 .connections()
@@ -113,6 +166,11 @@ impl BenchEnv {
 
     pub async fn close(self) {
         self.tenancy.close().await;
+        if self._scratch.is_some()
+            && let Err(err) = drop_tenant_databases(self.config.database_prefix.as_str()).await
+        {
+            eprintln!("dropping the tenant databases failed ({err:#}); the scratch cleanup drops them");
+        }
     }
 }
 
@@ -172,4 +230,46 @@ impl MigrationTrait for Items {
 
 fn schema() -> Vec<Box<dyn MigrationTrait>> {
     vec![Box::new(Items)]
+}
+
+/// Drops the (non-template) databases under `prefix`, four at a time: the
+/// scratch cleanup drops one at a time, which for a thousand tenants takes
+/// many minutes. What is left (roles, templates, the catalog) it drops.
+async fn drop_tenant_databases(prefix: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&postgres_url()).await?;
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname::text FROM pg_database WHERE starts_with(datname, $1) AND NOT datistemplate",
+    )
+    .bind(prefix)
+    .fetch_all(&mut conn)
+    .await?;
+    conn.close().await?;
+    if names.len() < 20 {
+        return Ok(());
+    }
+    let names = std::sync::Arc::new(std::sync::Mutex::new(names));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let names = names.clone();
+            tokio::spawn(async move {
+                let mut conn = sqlx::PgConnection::connect(&postgres_url()).await?;
+                loop {
+                    let next = names.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                    let Some(name) = next else { break };
+                    let sql = format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        tenantdb::names::quote_ident(&name)
+                    );
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await?;
+                }
+                conn.close().await?;
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await??;
+    }
+    Ok(())
 }

@@ -5,6 +5,9 @@
 mod cold;
 mod env;
 mod fleet;
+mod http;
+mod many;
+mod memory;
 mod provision;
 mod routing;
 mod stats;
@@ -21,6 +24,12 @@ enum Scenario {
     FleetMigrate,
     /// New tenants: template clone vs. replaying migrations vs. a bare clone.
     Provision,
+    /// Random tenants out of many under a connection budget vs. the hot set.
+    ManyTenants,
+    /// `GET /v1/projects` through the service vs. a minimal axum handler.
+    Http,
+    /// Resident memory per cached and per connected tenant.
+    Memory,
     All,
 }
 
@@ -44,6 +53,30 @@ struct Args {
     /// working; its figures mean little).
     #[arg(long)]
     quick: bool,
+    /// many-tenants: tenants (default 1,000 PostgreSQL databases, 5,000
+    /// SQLite files); memory: cached tenants (default 1,000).
+    #[arg(long)]
+    tenants: Option<usize>,
+    /// many-tenants and http: the connection budget (default 20; http on
+    /// SQLite: 100).
+    #[arg(long)]
+    budget: Option<u32>,
+    /// many-tenants and http: requests per round and mode.
+    #[arg(long)]
+    requests: Option<usize>,
+    /// memory: tenants holding one open connection (default 100; 20 on
+    /// PostgreSQL, whose shared server cannot spare more).
+    #[arg(long)]
+    connected: Option<usize>,
+}
+
+/// Counts given on the command line (each scenario has its defaults).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    pub tenants: Option<usize>,
+    pub budget: Option<u32>,
+    pub requests: Option<usize>,
+    pub connected: Option<usize>,
 }
 
 #[tokio::main]
@@ -69,6 +102,21 @@ async fn main() -> anyhow::Result<()> {
     }
     if matches!(args.scenario, Scenario::FleetMigrate | Scenario::All) {
         fleet::run(args.engine, args.quick).await?;
+    }
+    let counts = Counts {
+        tenants: args.tenants,
+        budget: args.budget,
+        requests: args.requests,
+        connected: args.connected,
+    };
+    if matches!(args.scenario, Scenario::ManyTenants | Scenario::All) {
+        many::run(args.engine, args.quick, counts).await?;
+    }
+    if matches!(args.scenario, Scenario::Http | Scenario::All) {
+        http::run(args.engine, args.quick, counts).await?;
+    }
+    if matches!(args.scenario, Scenario::Memory | Scenario::All) {
+        memory::run(args.engine, args.quick, counts).await?;
     }
     Ok(())
 }
