@@ -281,6 +281,21 @@ impl<'a> TenantDatabases<'a> {
         Ok(result.rows_affected == 1)
     }
 
+    /// Records that an ACTIVE row's role was given the password of secret
+    /// version `to`, if it still records `from`; false when it changed.
+    pub async fn set_secret_version(&self, id: Uuid, from: i32, to: i32) -> Result<bool> {
+        let result = td::Entity::update_many()
+            .col_expr(td::Column::SecretVersion, Expr::value(to))
+            .col_expr(td::Column::UpdatedAt, Expr::value(Utc::now()))
+            .col_expr(td::Column::Version, Expr::col(td::Column::Version).add(1))
+            .filter(td::Column::Id.eq(id))
+            .filter(td::Column::Status.eq(DbStatus::Active))
+            .filter(td::Column::SecretVersion.eq(from))
+            .exec(self.db)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
     /// Extends our lease; false when it is no longer ours.
     pub async fn renew(&self, id: Uuid, lease: &Lease) -> Result<bool> {
         let now = Utc::now();

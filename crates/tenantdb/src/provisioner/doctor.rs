@@ -48,6 +48,9 @@ pub enum Problem {
     VersionDrift,
     /// The version check could not read the tenant's database.
     Unreadable,
+    /// A tenant role whose password derives from an older secret version
+    /// (after `TENANTDB_SECRET` was rotated).
+    StaleSecret,
     /// A template of another version, or one a crash left half-built.
     StaleTemplate,
     /// The current template is missing or half-built, or the catalog does
@@ -68,6 +71,7 @@ impl Problem {
             Self::FailedRow => "failed_row",
             Self::VersionDrift => "version_drift",
             Self::Unreadable => "unreadable",
+            Self::StaleSecret => "stale_secret",
             Self::StaleTemplate => "stale_template",
             Self::TemplateMissing => "template_missing",
         }
@@ -113,6 +117,11 @@ enum Repair {
         row: Uuid,
         expected: Option<String>,
         actual: Option<String>,
+    },
+    Rekey {
+        row: Uuid,
+        spec: TenantDb,
+        from: i32,
     },
     DropTemplate(String),
     BuildTemplate,
@@ -187,7 +196,7 @@ impl Provisioner {
         let postgres = matches!(self.inner.engine, Engine::Postgres(_));
         let mut with_database = HashSet::new();
         for db in &inventory.databases {
-            if self.inner.reserved.iter().any(|name| *name == db.name) {
+            if self.inner.reserved.contains(&db.name) {
                 continue;
             }
             let Some(tenant) = db.tenant else {
@@ -313,6 +322,30 @@ impl Provisioner {
                 repair: Some(Repair::Reconcile),
             });
         }
+        if matches!(self.inner.engine, Engine::Postgres(_)) {
+            let current = self.inner.secret_version;
+            for row in rows
+                .iter()
+                .filter(|row| row.secret_version != current && row.status == DbStatus::Active)
+            {
+                findings.push(Finding {
+                    problem: Problem::StaleSecret,
+                    subject: row.role_name.clone(),
+                    tenant_id: Some(row.tenant_id),
+                    detail: format!(
+                        "the role's password derives from secret version {}, this process has version {current}: \
+                         new connections to the tenant fail",
+                        row.secret_version
+                    ),
+                    remedy: Remedy::Fix(format!("give the role the password of secret version {current}")),
+                    repair: Some(Repair::Rekey {
+                        row: row.id,
+                        spec: self.tenant_db(row),
+                        from: row.secret_version,
+                    }),
+                });
+            }
+        }
         for row in rows.iter().filter(|row| row.status == DbStatus::Failed) {
             findings.push(Finding {
                 problem: Problem::FailedRow,
@@ -352,6 +385,7 @@ impl Provisioner {
         concurrency: usize,
         findings: &mut Vec<Finding>,
     ) {
+        let postgres = matches!(self.inner.engine, Engine::Postgres(_));
         let known: Vec<String> = self
             .inner
             .migrations
@@ -362,6 +396,9 @@ impl Provisioner {
         let checks: Vec<tenant_database::Model> = rows
             .iter()
             .filter(|row| row.status == DbStatus::Active && self.locate(inventory, row).is_some())
+            // A role still on an older secret cannot log in yet
+            // (`StaleSecret` says so).
+            .filter(|row| !postgres || row.secret_version == self.inner.secret_version)
             .cloned()
             .collect();
         let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
@@ -571,6 +608,7 @@ impl Provisioner {
                             Err("the row changed meanwhile; run doctor again".into())
                         }
                     }),
+                Repair::Rekey { row, spec, from } => self.rekey(*row, spec, *from).await,
                 Repair::DropTemplate(name) => self
                     .inner
                     .engine
@@ -602,6 +640,28 @@ impl Provisioner {
             });
         }
         repaired
+    }
+
+    /// Gives a tenant's role the password of the current secret version and
+    /// records it, if the row is still ACTIVE at version `from`; the pools
+    /// of this process reconnect with it.
+    async fn rekey(&self, row: Uuid, spec: &TenantDb, from: i32) -> std::result::Result<String, String> {
+        let to = self.inner.secret_version;
+        self.inner.engine.ensure_role(spec).await.map_err(|err| err.chain())?;
+        self.inner.engine.flush().await.map_err(|err| err.chain())?;
+        let recorded = self
+            .inner
+            .catalog
+            .tenant_databases()
+            .set_secret_version(row, from, to)
+            .await
+            .map_err(|err| err.chain())?;
+        self.inner.pools.invalidate(spec.tenant);
+        if recorded {
+            Ok(format!("the role now has the password of secret version {to}"))
+        } else {
+            Err("the row changed meanwhile; run doctor again".into())
+        }
     }
 
     /// Runs `drop` for an orphan of `tenant` unless a catalog row for the

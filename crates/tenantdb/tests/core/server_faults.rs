@@ -11,6 +11,7 @@ use sea_orm::ConnectionTrait;
 use secrecy::SecretString;
 use tenantdb::error::Error;
 use tenantdb::names::quote_ident;
+use tenantdb::provisioner::{DoctorOptions, Problem};
 use tenantdb::secret::TenantSecret;
 use tenantdb::{Config, NewTenant, Tenancy, TenantRef, TenantServerConfig};
 
@@ -129,7 +130,7 @@ impl Drop for Cluster {
     }
 }
 
-async fn tenancy(cluster: &Cluster, dir: &Path) -> Tenancy {
+fn config(cluster: &Cluster, dir: &Path) -> Config {
     let catalog = tenantdb::config::sqlite_url(&dir.join("catalog.db"));
     let mut config = Config::new(
         SecretString::from(catalog),
@@ -139,7 +140,11 @@ async fn tenancy(cluster: &Cluster, dir: &Path) -> Tenancy {
     config.pools.budget = 8;
     config.pools.acquire_timeout = Duration::from_millis(1500);
     config.pools.validate_after_idle = Duration::from_millis(50);
-    Tenancy::connect(config, schema_v1())
+    config
+}
+
+async fn tenancy(cluster: &Cluster, dir: &Path) -> Tenancy {
+    Tenancy::connect(config(cluster, dir), schema_v1())
         .await
         .expect("tenancy on the throwaway cluster")
 }
@@ -218,5 +223,50 @@ async fn password_auth_restarts_and_bad_credentials_on_a_throwaway_cluster() {
         .unwrap();
     let db = tenancy.connections().connection(&acme).await.unwrap();
     db.execute_unprepared("SELECT 1").await.unwrap();
+
+    // Rotating TENANTDB_SECRET: a process with the new secret cannot log
+    // in as the existing roles until `doctor --fix` gives each the new
+    // password; then it can, the catalog records the version, and the old
+    // secret no longer logs in.
+    let mut config = config(&cluster, dir.path());
+    config.secret = Some(TenantSecret::new(2, SecretString::from("rotated-secret-0123456789abcdef012345")).unwrap());
+    let rotated = Tenancy::connect(config, schema_v1()).await.unwrap();
+    let spec = rotated.provisioner().tenant_db(&row);
+    assert!(
+        rotated.engine().connect(&spec, 1).await.is_err(),
+        "still the old password"
+    );
+    let found = rotated.provisioner().examine(DoctorOptions::default()).await.unwrap();
+    let problems: Vec<(Problem, &str)> = found.iter().map(|f| (f.problem, f.subject.as_str())).collect();
+    assert_eq!(problems, [(Problem::StaleSecret, row.role_name.as_str())], "{found:#?}");
+    let repaired = rotated.provisioner().repair(&found).await;
+    assert!(repaired.iter().all(|r| r.outcome.is_ok()), "{repaired:#?}");
+    assert!(
+        rotated
+            .provisioner()
+            .examine(DoctorOptions::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let conn = rotated
+        .engine()
+        .connect(&spec, 1)
+        .await
+        .expect("the new password works");
+    conn.close().await.unwrap();
+    let recorded = rotated
+        .catalog()
+        .tenant_databases()
+        .find_by_tenant(row.tenant_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(recorded.secret_version, 2);
+    assert!(
+        tenancy.engine().connect(&spec, 1).await.is_err(),
+        "the old secret no longer logs in"
+    );
+    rotated.close().await;
     tenancy.close().await;
 }
