@@ -87,6 +87,10 @@ impl Slot {
 /// query on SQLite.
 type PoolMap = DashMap<TenantId, Arc<Slot>, foldhash::fast::RandomState>;
 
+/// How long closing a pool waits for the server to let its backends go
+/// before the budget takes its room back anyway.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
 /// One tenant's pool and the budget it holds.
 struct TenantPool {
     db: DatabaseConnection,
@@ -94,6 +98,7 @@ struct TenantPool {
     last_used: AtomicU64,
     closed: AtomicBool,
     permits: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
+    backends: crate::engine::Backends,
 }
 
 impl TenantPool {
@@ -295,7 +300,7 @@ impl TenantPools {
         self.inner.metrics.budget_wait.record(started.elapsed().as_secs_f64());
         let size = u32::try_from(permits.num_permits()).unwrap_or(1);
         // On failure the permits drop here and go back to the budget.
-        let conn = self.inner.engine.open_pool(db, &self.inner.config, size).await?;
+        let (conn, backends) = self.inner.engine.open_pool(db, &self.inner.config, size).await?;
         self.inner.created.fetch_add(1, Ordering::Relaxed);
         self.inner.metrics.created.increment(1);
         self.inner.metrics.open_pools.increment(1.0);
@@ -305,6 +310,7 @@ impl TenantPools {
             last_used: AtomicU64::new(self.now_ms()),
             closed: AtomicBool::new(false),
             permits: std::sync::Mutex::new(Some(permits)),
+            backends,
         }))
     }
 
@@ -384,6 +390,9 @@ impl TenantPools {
             return;
         }
         pool.close_connections().await;
+        // The server lets a backend go a moment after its client hung up:
+        // wait for that too, so the budget holds as the server counts.
+        self.inner.engine.wait_closed(&pool.backends, CLOSE_WAIT).await;
         // Only now, with every connection gone, does the budget get its
         // permits back.
         drop(pool.permits.lock().unwrap_or_else(|e| e.into_inner()).take());

@@ -10,6 +10,8 @@
 mod postgres;
 mod sqlite;
 
+use std::sync::Arc;
+
 use sea_orm::DatabaseConnection;
 
 pub use postgres::PostgresEngine;
@@ -38,6 +40,31 @@ pub enum Ownership {
     Ours,
     /// Exists, but tenantdb did not create it for this tenant.
     Foreign,
+}
+
+/// The server processes behind a tenant pool's connections (PostgreSQL
+/// backend pids, recorded as each connection opens), so that closing the
+/// pool can wait until the server has let them go: only then does the
+/// connection budget get their room back.
+#[derive(Debug, Clone, Default)]
+pub struct Backends(Arc<std::sync::Mutex<Vec<i32>>>);
+
+impl Backends {
+    /// Most pids kept: a pool holds a few connections; older entries are
+    /// connections long gone (idle timeout, killed).
+    const KEEP: usize = 32;
+
+    fn add(&self, pid: i32) {
+        let mut pids = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if pids.len() >= Self::KEEP {
+            pids.remove(0);
+        }
+        pids.push(pid);
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// How `create_database` left the tenant's database.
@@ -239,10 +266,24 @@ impl Engine {
     /// checked to have reached the tenant's own database. Opens one
     /// connection now; connections idle longer than
     /// `validate_after_idle` are pinged before reuse.
-    pub async fn open_pool(&self, db: &TenantDb, config: &PoolConfig, size: u32) -> Result<DatabaseConnection> {
+    pub async fn open_pool(
+        &self,
+        db: &TenantDb,
+        config: &PoolConfig,
+        size: u32,
+    ) -> Result<(DatabaseConnection, Backends)> {
         match self {
             Self::Postgres(pg) => pg.open_pool(db, config, size).await,
-            Self::Sqlite(sqlite) => sqlite.open_pool(db, config, size).await,
+            Self::Sqlite(sqlite) => Ok((sqlite.open_pool(db, config, size).await?, Backends::default())),
+        }
+    }
+
+    /// Waits (up to `max_wait`) until the server no longer has the
+    /// processes of a closed pool: a closed connection's backend leaves
+    /// `pg_stat_activity` a moment after the client hung up.
+    pub async fn wait_closed(&self, backends: &Backends, max_wait: std::time::Duration) {
+        if let Self::Postgres(pg) = self {
+            pg.wait_closed(backends, max_wait).await;
         }
     }
 

@@ -23,7 +23,8 @@ use sqlx::{AssertSqlSafe, Connection, Row};
 use uuid::Uuid;
 
 use super::{
-    Created, Inventory, MarkedRole, Ownership, ServerDatabase, ServerTemplate, TENANT_APPLICATION_NAME, TenantDb,
+    Backends, Created, Inventory, MarkedRole, Ownership, ServerDatabase, ServerTemplate, TENANT_APPLICATION_NAME,
+    TenantDb,
 };
 use crate::config::PoolConfig;
 use crate::error::{Error, Result};
@@ -656,14 +657,47 @@ impl PostgresEngine {
         Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
     }
 
-    pub(crate) async fn open_pool(&self, db: &TenantDb, config: &PoolConfig, size: u32) -> Result<DatabaseConnection> {
+    pub(crate) async fn open_pool(
+        &self,
+        db: &TenantDb,
+        config: &PoolConfig,
+        size: u32,
+    ) -> Result<(DatabaseConnection, Backends)> {
         let validate_after = config.validate_after_idle;
+        let backends = Backends::default();
+        // Every new connection checks where it landed and records its
+        // backend pid, in one round trip (the simple query protocol: no
+        // statement to prepare).
+        let expected = (db.database.to_string(), db.role.to_string());
+        let wrong: Arc<std::sync::Mutex<Option<(String, String)>>> = Arc::default();
         let pool = PgPoolOptions::new()
             .max_connections(size)
             .min_connections(0)
             .acquire_timeout(config.acquire_timeout)
             .idle_timeout(config.idle_timeout)
             .test_before_acquire(false)
+            .after_connect({
+                let backends = backends.clone();
+                let wrong = wrong.clone();
+                move |conn, _| {
+                    let backends = backends.clone();
+                    let wrong = wrong.clone();
+                    let expected = expected.clone();
+                    Box::pin(async move {
+                        let row =
+                            sqlx::raw_sql("SELECT current_database()::text, current_user::text, pg_backend_pid()")
+                                .fetch_one(&mut *conn)
+                                .await?;
+                        let found: (String, String) = (row.try_get(0)?, row.try_get(1)?);
+                        if found != expected {
+                            *wrong.lock().unwrap_or_else(|e| e.into_inner()) = Some(found);
+                            return Err(sqlx::Error::Protocol("connected to the wrong database or role".into()));
+                        }
+                        backends.add(row.try_get(2)?);
+                        Ok(())
+                    })
+                }
+            })
             .before_acquire(move |conn, meta| {
                 Box::pin(async move {
                     if meta.idle_for >= validate_after {
@@ -673,32 +707,58 @@ impl PostgresEngine {
                 })
             })
             .connect_with(self.tenant_options(db))
-            .await
-            .map_err(Error::server(format!(
-                "cannot connect to database '{}' of tenant '{}'",
-                db.database, db.tenant
-            )))?;
-        // The simple query protocol: no statement to prepare, one round trip.
-        let check = sqlx::raw_sql("SELECT current_database()::text, current_user::text")
-            .fetch_one(&pool)
-            .await
-            .map_err(Error::server(format!("cannot check database '{}'", db.database)))?;
-        let found: String = check
-            .try_get(0)
-            .map_err(Error::server("cannot read the database check"))?;
-        let role: String = check
-            .try_get(1)
-            .map_err(Error::server("cannot read the database check"))?;
-        if found != db.database.as_str() || role != db.role.as_str() {
-            pool.close().await;
-            return Err(Error::WrongDatabase {
-                tenant: db.tenant.to_string(),
-                expected: db.database.to_string(),
-                found,
-                role,
-            });
+            .await;
+        let pool = match pool {
+            Ok(pool) => pool,
+            Err(err) => {
+                if let Some((found, role)) = wrong.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    return Err(Error::WrongDatabase {
+                        tenant: db.tenant.to_string(),
+                        expected: db.database.to_string(),
+                        found,
+                        role,
+                    });
+                }
+                return Err(Error::server(format!(
+                    "cannot connect to database '{}' of tenant '{}'",
+                    db.database, db.tenant
+                ))(err));
+            }
+        };
+        Ok((SqlxPostgresConnector::from_sqlx_postgres_pool(pool), backends))
+    }
+
+    pub(crate) async fn wait_closed(&self, backends: &Backends, max_wait: Duration) {
+        let pids = backends.pids();
+        if pids.is_empty() {
+            return;
         }
-        Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let left: Result<i64, _> = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)")
+                .bind(&pids)
+                .fetch_one(&self.inner.admin)
+                .await;
+            match left {
+                Ok(0) => return,
+                Ok(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+                Ok(left) => {
+                    tracing::warn!(
+                        left,
+                        "closed tenant connections still on the server; releasing their budget anyway"
+                    );
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot check that closed tenant connections are gone");
+                    return;
+                }
+            }
+        }
     }
 
     pub(crate) async fn connection_room(&self, others: u32) -> Result<u32> {
