@@ -63,6 +63,25 @@ pub fn rss_bytes() -> anyhow::Result<u64> {
     Ok(kib * 1024)
 }
 
+/// CPU time this process has used, user and system, all threads (from
+/// /proc/self/stat, in clock ticks of 10 ms).
+pub fn cpu_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // The fields after the command name, which is in parentheses: the
+    // state is the first, utime the 12th and stime the 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(i)
+            .ok_or_else(|| anyhow::anyhow!("short /proc/self/stat"))?
+            .parse::<u64>()? as f64)
+    };
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
+
 impl BenchEnv {
     /// `tenants` tenants, pools of `per_tenant` connections under `budget`.
     pub async fn new(engine: Engine, tenants: usize, budget: u32, per_tenant: u32) -> anyhow::Result<Self> {

@@ -29,7 +29,7 @@ use tenantdb_server::http::ServiceOptions;
 use tenantdb_server::tenant_schema::{Migrator, projects};
 use tokio::sync::oneshot;
 
-use crate::env::{BenchEnv, require_free_slots};
+use crate::env::{BenchEnv, cpu_seconds, require_free_slots};
 use crate::stats::{Outcome, median, percentile, row};
 use crate::{Counts, Engine};
 
@@ -333,6 +333,7 @@ async fn measure(
     let one = Arc::new(vec![slugs[0].clone()]);
     let (mut ours, mut theirs) = (Outcome::default(), Outcome::default());
     let (mut our_rates, mut their_rates) = (Vec::new(), Vec::new());
+    let (mut our_cpu, mut their_cpu) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let salt = 0xB5_u64 * (round as u64 + 7);
         for side in if round % 2 == 0 { [0, 1] } else { [1, 0] } {
@@ -343,7 +344,9 @@ async fn measure(
                     load(client, base, &token, &Arc::new(vec![slug.clone()]), 1, 0).await?;
                 }
                 load(client, base, &token, &slugs, CONCURRENCY * 2, 0).await?;
+                let cpu = cpu_seconds()?;
                 let outcome = load(client, base, &token, &slugs, requests, salt).await?;
+                our_cpu.push((cpu_seconds()? - cpu) * 1e6 / requests as f64);
                 our_rates.push(outcome.rate());
                 ours.add(outcome);
                 close_tenant_pools(env).await;
@@ -354,7 +357,9 @@ async fn measure(
                     same_answer(client, base, &server.base, &token, &slugs[0]).await?;
                 }
                 load(client, &server.base, &token, &one, CONCURRENCY * 2, 0).await?;
+                let cpu = cpu_seconds()?;
                 let outcome = load(client, &server.base, &token, &one, requests, salt).await?;
+                their_cpu.push((cpu_seconds()? - cpu) * 1e6 / requests as f64);
                 their_rates.push(outcome.rate());
                 theirs.add(outcome);
                 server.stop().await?;
@@ -369,6 +374,14 @@ async fn measure(
         median(&mut their_rates),
         "req/s",
         "goal >= 0.90",
+    );
+    row(
+        "CPU of this process per request",
+        median(&mut our_cpu),
+        "the same for the baseline",
+        median(&mut their_cpu),
+        "us",
+        "",
     );
     for (name, outcome) in [("tenantdb", &mut ours), ("baseline", &mut theirs)] {
         println!(

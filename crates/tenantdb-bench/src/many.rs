@@ -9,7 +9,7 @@
 //! budget.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;
@@ -92,31 +92,43 @@ struct Sampler {
     running: Arc<AtomicBool>,
     server_peak: Arc<AtomicU32>,
     pools_peak: Arc<AtomicU32>,
+    /// Samples taken, and those that saw more connections than the budget.
+    samples: Arc<AtomicU64>,
+    over: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Sampler {
-    async fn start(pools: TenantPools, postgres_prefix: Option<String>) -> anyhow::Result<Self> {
+    async fn start(pools: TenantPools, postgres_prefix: Option<String>, budget: u32) -> anyhow::Result<Self> {
         let mut server = match &postgres_prefix {
             Some(_) => Some(sqlx::PgConnection::connect(&postgres_url()).await?),
             None => None,
         };
         let running = Arc::new(AtomicBool::new(true));
         let (server_peak, pools_peak) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+        let (samples, over) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let task = {
             let (running, server_peak, pools_peak) = (running.clone(), server_peak.clone(), pools_peak.clone());
+            let (samples, over) = (samples.clone(), over.clone());
             tokio::spawn(async move {
                 while running.load(Ordering::Relaxed) {
-                    pools_peak.fetch_max(pools.stats().connections, Ordering::Relaxed);
+                    let held = pools.stats().connections;
+                    pools_peak.fetch_max(held, Ordering::Relaxed);
+                    let mut seen = 0;
                     if let (Some(conn), Some(prefix)) = (server.as_mut(), postgres_prefix.as_deref()) {
-                        let seen: i64 = sqlx::query_scalar(
+                        let count: i64 = sqlx::query_scalar(
                             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tenantdb-tenant' \
                              AND starts_with(datname, $1)",
                         )
                         .bind(prefix)
                         .fetch_one(&mut *conn)
                         .await?;
-                        server_peak.fetch_max(u32::try_from(seen).unwrap_or(u32::MAX), Ordering::Relaxed);
+                        seen = u32::try_from(count).unwrap_or(u32::MAX);
+                        server_peak.fetch_max(seen, Ordering::Relaxed);
+                    }
+                    samples.fetch_add(1, Ordering::Relaxed);
+                    if held.max(seen) > budget {
+                        over.fetch_add(1, Ordering::Relaxed);
                     }
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
@@ -130,6 +142,8 @@ impl Sampler {
             running,
             server_peak,
             pools_peak,
+            samples,
+            over,
             task,
         })
     }
@@ -197,7 +211,7 @@ async fn measure(
     let all = Arc::new(env.tenants.clone());
     let hot = Arc::new(env.tenants[..hot_count].to_vec());
     let prefix = (engine == Engine::Postgres).then(|| env.config.database_prefix.to_string());
-    let sampler = Sampler::start(env.tenancy.pools().clone(), prefix).await?;
+    let sampler = Sampler::start(env.tenancy.pools().clone(), prefix, budget).await?;
     // Every resolution is cached already: making the tenants wrote a row
     // through each.
     let created_before = env.tenancy.pools().stats().pools_created;
@@ -225,6 +239,7 @@ async fn measure(
             }
         }
     }
+    let (samples, over) = (sampler.samples.clone(), sampler.over.clone());
     sampler.stop().await?;
     let stats = env.tenancy.pools().stats();
     row(
@@ -250,9 +265,11 @@ async fn measure(
         );
     }
     println!(
-        "  pools opened during the rounds {}, open now {}",
+        "  pools opened during the rounds {}, open now {}; {} of {} samples saw more connections than the budget",
         stats.pools_created - created_before,
-        stats.pools
+        stats.pools,
+        over.load(Ordering::Relaxed),
+        samples.load(Ordering::Relaxed),
     );
     let errors = many.errors + hot_set.errors;
     if errors > 0 {

@@ -53,6 +53,34 @@ async fn settled_rss() -> anyhow::Result<u64> {
     rss_bytes()
 }
 
+/// Runs `step` on every item, in two halves, and returns the RSS before and
+/// its growth per item, in KiB: over all items, and over the second half
+/// only (the first half may reuse memory freed before, by the setup or an
+/// earlier step; the second half shows what each more tenant costs).
+async fn grow<T>(
+    items: &[T],
+    mut step: impl AsyncFnMut(&T) -> anyhow::Result<()>,
+) -> anyhow::Result<(u64, (f64, f64))> {
+    let half = items.len() / 2;
+    let before = settled_rss().await?;
+    for item in &items[..half] {
+        step(item).await?;
+    }
+    let middle = settled_rss().await?;
+    for item in &items[half..] {
+        step(item).await?;
+    }
+    let after = settled_rss().await?;
+    let per = |delta: u64, n: usize| delta as f64 / 1024.0 / n.max(1) as f64;
+    Ok((
+        before,
+        (
+            per(after.saturating_sub(before), items.len()),
+            per(after.saturating_sub(middle), items.len() - half),
+        ),
+    ))
+}
+
 pub async fn run(engine: Engine, quick: bool, counts: Counts) -> anyhow::Result<()> {
     let cached = counts.tenants.unwrap_or(if quick { 50 } else { 1000 });
     // The shared PostgreSQL server cannot spare 100 connections.
@@ -98,25 +126,27 @@ async fn measure(env: &BenchEnv, cached: usize, connected: usize) -> anyhow::Res
         TenantConnections::new(env.tenancy.catalog().clone(), pools.clone(), DEFAULT_CATALOG_POLL).await?;
     let tenants: Vec<TenantRef> = env.tenants.iter().map(|&id| TenantRef::Id(id)).collect();
 
-    let before = settled_rss().await?;
-    for tenant in &tenants {
+    let mut handles = Vec::with_capacity(cached);
+    let (rss_before, resolution) = grow(&tenants, async |tenant| {
         connections.resolve(tenant).await?;
-    }
-    let resolved = settled_rss().await?;
-
+        Ok(())
+    })
+    .await?;
     // Connected tenants first: opening and closing the others' connections
     // first would leave freed memory for these connections to reuse.
-    let mut handles = Vec::with_capacity(cached);
-    for tenant in &tenants[..connected] {
+    let (_, connected_tenant) = grow(&tenants[..connected], async |tenant| {
         handles.push(connections.connection(tenant).await?);
-    }
-    let open = settled_rss().await?;
-    for tenant in &tenants[connected..] {
+        Ok(())
+    })
+    .await?;
+    let (_, cached_tenant) = grow(&tenants[connected..], async |tenant| {
         let db = connections.connection(tenant).await?;
         close_connections(&db).await?;
         handles.push(db);
-    }
-    let pooled = settled_rss().await?;
+        Ok(())
+    })
+    .await?;
+    let rss_after = rss_bytes()?;
     let stats = pools.stats();
     anyhow::ensure!(
         stats.pools == cached && stats.connections as usize == connected,
@@ -145,26 +175,35 @@ async fn measure(env: &BenchEnv, cached: usize, connected: usize) -> anyhow::Res
     }
     drop(handles);
 
-    let per = |delta: u64, n: usize| delta as f64 / 1024.0 / n.max(1) as f64;
-    let resolution = per(resolved.saturating_sub(before), cached);
-    let with_connection = per(open.saturating_sub(resolved), connected);
-    let without = per(pooled.saturating_sub(open), cached - connected);
-    println!("  RSS before {:.1} MiB, after {:.1} MiB", mib(before), mib(pooled));
     println!(
-        "  {:<56} {resolution:>7.1} KiB",
-        format!("resolution cached, no pool ({cached} tenants)")
+        "  RSS before {:.1} MiB, after {:.1} MiB; per tenant: growth over the second half of each step \
+         (over all of it in parentheses)",
+        mib(rss_before),
+        mib(rss_after)
     );
-    println!(
-        "  {:<56} {:>7.1} KiB   reference {REFERENCE_KIB:.0} KiB (TypeORM, seed design), ratio {:.2}",
+    let show = |what: String, (all, marginal): (f64, f64), note: String| {
+        println!("  {what:<56} {marginal:>7.1} KiB  ({all:>6.1} KiB)  {note}");
+    };
+    show(
+        format!("resolution cached, no pool ({cached} tenants)"),
+        resolution,
+        String::new(),
+    );
+    let sum = |a: (f64, f64), b: (f64, f64)| (a.0 + b.0, a.1 + b.1);
+    let idle = sum(resolution, cached_tenant);
+    show(
         format!("idle cached tenant: pool open, no connection ({})", cached - connected),
-        resolution + without,
-        (resolution + without) / REFERENCE_KIB
+        idle,
+        format!(
+            "reference {REFERENCE_KIB:.0} KiB (TypeORM, seed design), ratio {:.2}",
+            idle.1 / REFERENCE_KIB
+        ),
     );
-    println!(
-        "  {:<56} {:>7.1} KiB   of which the connection {:.1} KiB",
+    let busy = sum(resolution, connected_tenant);
+    show(
         format!("connected tenant: pool, one open connection ({connected})"),
-        resolution + with_connection,
-        with_connection - without
+        busy,
+        format!("of which the connection {:.1} KiB", busy.1 - idle.1),
     );
     connections.stop();
     pools.close_all().await;
