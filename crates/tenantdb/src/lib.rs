@@ -93,6 +93,8 @@ impl Tenancy {
                     config::DEFAULT_ADMIN_MAX_CONNECTIONS,
                 )
                 .await?;
+                let catalog_log = catalog.system_identifier().await;
+                catalog.set_shares_log(catalog_log.is_some() && catalog_log == pg.system_identifier().await);
                 Engine::Postgres(pg)
             }
         };

@@ -53,6 +53,10 @@ const MIGRATION_LOCK_KEY: i64 = 0x7465_6e61_6e74_6462;
 #[derive(Debug, Default)]
 pub struct Changes {
     local: AtomicU64,
+    /// The catalog lives on the tenant server itself (one write-ahead
+    /// log): a row inserted before a tenant's role and database is then
+    /// made durable by the same flush that makes them durable.
+    shares_log: std::sync::atomic::AtomicBool,
 }
 
 impl Changes {
@@ -79,6 +83,10 @@ impl Changes {
             .exec(txn)
             .await?;
         Ok(())
+    }
+
+    pub(crate) fn shares_log(&self) -> bool {
+        self.shares_log.load(Ordering::Relaxed)
     }
 
     /// Records that something changed elsewhere (seen by polling).
@@ -168,6 +176,24 @@ impl Catalog {
     /// Routing changes this process wrote or saw (see [`Changes`]).
     pub fn changes(&self) -> &Changes {
         &self.changes
+    }
+
+    /// The PostgreSQL cluster's system identifier (one per write-ahead
+    /// log), when the catalog is on PostgreSQL and may read it.
+    pub(crate) async fn system_identifier(&self) -> Option<i64> {
+        if self.db.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return None;
+        }
+        sqlx::query_scalar("SELECT system_identifier FROM pg_control_system()")
+            .fetch_one(self.db.get_postgres_connection_pool())
+            .await
+            .ok()
+    }
+
+    /// Says whether the catalog shares the tenant server's log (see
+    /// `Changes::shares_log`).
+    pub(crate) fn set_shares_log(&self, shared: bool) {
+        self.changes.shares_log.store(shared, Ordering::Relaxed);
     }
 
     /// The catalog-wide generation counter (one cheap query).

@@ -125,6 +125,13 @@ impl<'a> TenantDatabases<'a> {
         let slug = tenant.slug.clone().unwrap();
         let name = row.database_name.clone().unwrap();
         let txn = self.db.begin().await?;
+        if self.changes.shares_log() {
+            // The row must be durable before the tenant's role and database
+            // exist (so that one without a row is an orphan). On the same
+            // server the provisioner's flush, which comes after this
+            // commit in the one log, makes it so: no need to wait here.
+            txn.execute_unprepared("SET LOCAL synchronous_commit = off").await?;
+        }
         tenant
             .insert(&txn)
             .await

@@ -107,6 +107,14 @@ impl PostgresEngine {
         })
     }
 
+    /// The cluster's system identifier (one per write-ahead log).
+    pub(crate) async fn system_identifier(&self) -> Option<i64> {
+        sqlx::query_scalar("SELECT system_identifier FROM pg_control_system()")
+            .fetch_one(&self.inner.admin)
+            .await
+            .ok()
+    }
+
     /// Makes every DDL committed so far durable: one commit that waits for
     /// the WAL to be flushed up to it, which covers every earlier commit of
     /// the server (the WAL is written in order).
