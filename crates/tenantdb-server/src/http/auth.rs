@@ -45,20 +45,25 @@ pub struct Auth {
     admin_token: SecretString,
     /// sha256(token) -> (stamp, token id and user). Only tokens that exist
     /// are cached: made-up ones must not fill memory.
-    tokens: DashMap<String, (u64, (Uuid, Uuid))>,
+    tokens: FastMap<String, (u64, (Uuid, Uuid))>,
     /// (tenant, user) -> (stamp, role).
-    members: DashMap<(Uuid, Uuid), (u64, Option<MemberRole>)>,
-    last_used: DashMap<Uuid, Instant>,
+    members: FastMap<(Uuid, Uuid), (u64, Option<MemberRole>)>,
+    last_used: FastMap<Uuid, Instant>,
 }
+
+/// Looked up on every request: foldhash rather than SipHash (the keys are
+/// hashes and ids, not attacker-chosen strings that could be made to
+/// collide: a token is hashed before it is a key).
+type FastMap<K, V> = DashMap<K, V, foldhash::fast::RandomState>;
 
 impl Auth {
     pub fn new(catalog: Catalog, admin_token: SecretString) -> Self {
         Self {
             catalog,
             admin_token,
-            tokens: DashMap::new(),
-            members: DashMap::new(),
-            last_used: DashMap::new(),
+            tokens: FastMap::default(),
+            members: FastMap::default(),
+            last_used: FastMap::default(),
         }
     }
 
