@@ -19,10 +19,14 @@ use tenantdb::{Config, Tenancy, TenantMigrations, TenantServerConfig};
 pub use tenantdb_test_support::Backend;
 use tenantdb_test_support::{PgScratch, postgres_url};
 
-/// Short leases so that crash-repair tests wait about a second.
-pub const LEASE_TTL: Duration = Duration::from_millis(1000);
+/// Short leases so that crash-repair tests wait only a couple of seconds,
+/// yet long enough that a renewal (every third of it) delayed by a busy
+/// shared server under the whole parallel suite does not lose the lease:
+/// with one second, a CI run once saw a create lose its lease while the
+/// first template was built.
+pub const LEASE_TTL: Duration = Duration::from_millis(2000);
 /// Long enough for any lease of `LEASE_TTL` to have expired.
-pub const LEASE_EXPIRY_WAIT: Duration = Duration::from_millis(1300);
+pub const LEASE_EXPIRY_WAIT: Duration = Duration::from_millis(2300);
 const TEST_SECRET: &str = "test-secret-0123456789abcdef0123456789";
 
 /// One test's world: a catalog and a tenant server of one backend, named
