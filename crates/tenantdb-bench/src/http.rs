@@ -175,12 +175,7 @@ async fn load(
             })
         })
         .collect();
-    let mut total = Outcome::default();
-    for worker in workers {
-        total.add(worker.await?);
-    }
-    total.secs = started.elapsed().as_secs_f64();
-    Ok(total)
+    Outcome::gather(workers, started).await
 }
 
 pub async fn run(engine: Engine, quick: bool, counts: Counts) -> anyhow::Result<()> {

@@ -77,12 +77,7 @@ async fn load(
             })
         })
         .collect();
-    let mut total = Outcome::default();
-    for worker in workers {
-        total.add(worker.await?);
-    }
-    total.secs = started.elapsed().as_secs_f64();
-    Ok(total)
+    Outcome::gather(workers, started).await
 }
 
 /// Samples, every 2 ms until stopped, the tenant connections open: as the

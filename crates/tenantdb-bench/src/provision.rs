@@ -138,9 +138,7 @@ async fn bare_clone(env: &BenchEnv, template: &str, i: usize) -> anyhow::Result<
         }
         TenantEngine::Sqlite(sqlite) => {
             let target = sqlite.path(tenantdb::TenantId::new());
-            let mut source = target.parent().unwrap_or(&target).as_os_str().to_owned();
-            source.push("-templates");
-            let source = std::path::PathBuf::from(source).join(format!("{template}.db"));
+            let source = sqlite.template_dir().join(format!("{template}.db"));
             let started = Instant::now();
             std::fs::copy(&source, &target)?;
             let elapsed = started.elapsed().as_secs_f64() * 1e3;

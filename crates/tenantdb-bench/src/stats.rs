@@ -46,6 +46,20 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Waits for the workers of one round and sums what they saw; `secs`
+    /// is the round's wall time from `started`.
+    pub async fn gather(
+        workers: Vec<tokio::task::JoinHandle<Outcome>>,
+        started: std::time::Instant,
+    ) -> anyhow::Result<Outcome> {
+        let mut total = Outcome::default();
+        for worker in workers {
+            total.add(worker.await?);
+        }
+        total.secs = started.elapsed().as_secs_f64();
+        Ok(total)
+    }
+
     pub fn add(&mut self, other: Outcome) {
         self.served += other.served;
         self.busy += other.busy;

@@ -172,13 +172,13 @@ impl PostgresEngine {
     }
 
     /// The role's comment, or `None` when the role does not exist.
-    async fn role_mark(&self, db: &TenantDb) -> Result<Option<Option<String>>> {
+    async fn role_mark(&self, role: &RoleName) -> Result<Option<Option<String>>> {
         let row: Option<(Option<String>,)> =
             sqlx::query_as("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1")
-                .bind(db.role.as_str())
+                .bind(role.as_str())
                 .fetch_optional(&self.inner.admin)
                 .await
-                .map_err(Error::server(format!("cannot look up role '{}'", db.role)))?;
+                .map_err(Error::server(format!("cannot look up role '{role}'")))?;
         Ok(row.map(|(mark,)| mark))
     }
 
@@ -186,7 +186,7 @@ impl PostgresEngine {
         let role = quote_ident(db.role.as_str());
         let password = quote_literal(&self.inner.secret.verifier_for(db.tenant));
         let limit = self.inner.role_connection_limit;
-        match self.role_mark(db).await? {
+        match self.role_mark(&db.role).await? {
             Some(mark) if mark.as_deref() == Some(self.marker(db).as_str()) => {
                 let sql = format!("ALTER ROLE {role} WITH LOGIN CONNECTION LIMIT {limit} PASSWORD {password}");
                 self.exec(&sql, || format!("cannot update role '{}'", db.role)).await
@@ -484,15 +484,9 @@ impl PostgresEngine {
 
     /// Drops a role this catalog marked for `tenant`; any other is refused.
     pub(crate) async fn drop_role(&self, tenant: TenantId, role: &RoleName) -> Result<()> {
-        let row: Option<(Option<String>,)> =
-            sqlx::query_as("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1")
-                .bind(role.as_str())
-                .fetch_optional(&self.inner.admin)
-                .await
-                .map_err(Error::server(format!("cannot look up role '{role}'")))?;
-        match row {
+        match self.role_mark(role).await? {
             None => Ok(()),
-            Some((mark,)) if self.marked_tenant(mark.as_deref()) == Some(tenant) => {
+            Some(mark) if self.marked_tenant(mark.as_deref()) == Some(tenant) => {
                 let sql = format!("DROP ROLE IF EXISTS {}", quote_ident(role.as_str()));
                 self.exec(&sql, || format!("cannot drop role '{role}'")).await
             }
@@ -575,17 +569,7 @@ impl PostgresEngine {
             }
             Ownership::Missing => {}
         }
-        match self.role_mark(db).await? {
-            None => Ok(()),
-            Some(mark) if mark.as_deref() == Some(self.marker(db).as_str()) => {
-                let sql = format!("DROP ROLE IF EXISTS {}", quote_ident(db.role.as_str()));
-                self.exec(&sql, || format!("cannot drop role '{}'", db.role)).await
-            }
-            Some(_) => Err(Error::NotOurs {
-                tenant: db.tenant.to_string(),
-                database: format!("(role) {}", db.role),
-            }),
-        }
+        self.drop_role(db.tenant, &db.role).await
     }
 
     pub(crate) async fn rename(&self, db: &TenantDb, to: &DatabaseName) -> Result<()> {

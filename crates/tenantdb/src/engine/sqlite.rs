@@ -56,11 +56,20 @@ impl SqliteEngine {
         Ok(if exists { Ownership::Ours } else { Ownership::Missing })
     }
 
+    /// The directory of tenant files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Where templates live: beside the tenant directory, never in it.
-    fn template_path(&self, name: &str) -> PathBuf {
+    pub fn template_dir(&self) -> PathBuf {
         let mut dir = self.dir.as_os_str().to_owned();
         dir.push("-templates");
-        PathBuf::from(dir).join(format!("{name}.db"))
+        PathBuf::from(dir)
+    }
+
+    fn template_path(&self, name: &str) -> PathBuf {
+        self.template_dir().join(format!("{name}.db"))
     }
 
     /// A template file at the latest version: migrated in a scratch file,
@@ -161,11 +170,7 @@ impl SqliteEngine {
                 owner: None,
             });
         }
-        let template_dir = self
-            .template_path("x")
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let template_dir = self.template_dir();
         if template_dir.exists() {
             for name in list_dir(&template_dir)? {
                 let Some(rest) = name.strip_prefix(stem) else { continue };

@@ -17,17 +17,6 @@ both_backends!(
     doctor_reports_what_needs_an_operator_and_touches_none_of_it
 );
 
-async fn create(env: &TestEnv, slug: &str) -> tenant_database::Model {
-    env.tenancy
-        .provisioner()
-        .create_tenant(NewTenant {
-            slug: slug.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-}
-
 /// Removes a tenant's catalog rows behind tenantdb's back.
 async fn forget_in_catalog(env: &TestEnv, tenant: uuid::Uuid, whole_tenant: bool) {
     let db = env.tenancy.catalog().db();
@@ -72,11 +61,11 @@ fn has(findings: &[Finding], problem: Problem, subject: &str) -> bool {
 
 async fn doctor_finds_repairable_drift_and_fix_repairs_it(backend: Backend) {
     let env = TestEnv::new(backend, schema_v2()).await;
-    let healthy = create(&env, "healthy").await;
+    let healthy = env.create("healthy").await;
     assert!(examine(&env).await.is_empty(), "a fresh deployment is healthy");
 
     // Orphan database: its catalog rows are gone.
-    let orphan = create(&env, "orphan").await;
+    let orphan = env.create("orphan").await;
     let orphan_subject = match backend {
         Backend::Postgres => orphan.database_name.clone(),
         Backend::Sqlite => format!("{}.db", orphan.tenant_id),
@@ -84,7 +73,7 @@ async fn doctor_finds_repairable_drift_and_fix_repairs_it(backend: Backend) {
     forget_in_catalog(&env, orphan.tenant_id, true).await;
 
     // Orphan role (PostgreSQL): no row, no database, the role left.
-    let lonely = create(&env, "lonely").await;
+    let lonely = env.create("lonely").await;
     if backend == Backend::Postgres {
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE \"{}\" WITH (FORCE)",
@@ -172,9 +161,9 @@ async fn doctor_finds_repairable_drift_and_fix_repairs_it(backend: Backend) {
 
 async fn doctor_reports_what_needs_an_operator_and_touches_none_of_it(backend: Backend) {
     let env = TestEnv::new(backend, schema_v2()).await;
-    let missing = create(&env, "missing").await;
-    let failed = create(&env, "failed").await;
-    let future = create(&env, "future").await;
+    let missing = env.create("missing").await;
+    let failed = env.create("failed").await;
+    let future = env.create("future").await;
 
     // A foreign database under the prefix.
     let foreign = match backend {
@@ -187,11 +176,7 @@ async fn doctor_reports_what_needs_an_operator_and_touches_none_of_it(backend: B
             name
         }
         Backend::Sqlite => {
-            let dir = match env.tenancy.engine() {
-                tenantdb::engine::Engine::Sqlite(sqlite) => sqlite.path(tenantdb::TenantId::new()),
-                _ => unreachable!(),
-            };
-            let path = dir.parent().unwrap().join("notes.db");
+            let path = env.sqlite().dir().join("notes.db");
             std::fs::write(&path, b"not ours").unwrap();
             "notes.db".to_owned()
         }
@@ -209,11 +194,7 @@ async fn doctor_reports_what_needs_an_operator_and_touches_none_of_it(backend: B
             .unwrap();
         }
         Backend::Sqlite => {
-            let path = match env.tenancy.engine() {
-                tenantdb::engine::Engine::Sqlite(sqlite) => sqlite.path(missing.tenant_id.into()),
-                _ => unreachable!(),
-            };
-            std::fs::remove_file(path).unwrap();
+            std::fs::remove_file(env.sqlite().path(missing.tenant_id.into())).unwrap();
         }
     }
 
@@ -241,7 +222,7 @@ async fn doctor_reports_what_needs_an_operator_and_touches_none_of_it(backend: B
 
     if backend == Backend::Postgres {
         // A tenant's database renamed behind tenantdb's back.
-        let moved = create(&env, "moved").await;
+        let moved = env.create("moved").await;
         let moved_to = format!("{}moved_away", env.db_prefix());
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "ALTER DATABASE \"{}\" RENAME TO \"{moved_to}\"",
@@ -254,7 +235,7 @@ async fn doctor_reports_what_needs_an_operator_and_touches_none_of_it(backend: B
         expected.insert(("missing_database".into(), moved.database_name.clone()));
 
         // A tenant's name taken by a database somebody else made.
-        let taken = create(&env, "taken").await;
+        let taken = env.create("taken").await;
         for sql in ["DROP DATABASE \"{}\" WITH (FORCE)", "CREATE DATABASE \"{}\""] {
             let sql = sql.replace("{}", &taken.database_name);
             sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
@@ -266,7 +247,7 @@ async fn doctor_reports_what_needs_an_operator_and_touches_none_of_it(backend: B
         expected.insert(("foreign_database".into(), taken.database_name.clone()));
 
         // A database nobody can connect to: its version cannot be read.
-        let closed = create(&env, "closed").await;
+        let closed = env.create("closed").await;
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS false",
             closed.database_name

@@ -105,6 +105,26 @@ impl TestEnv {
         self.config.database_prefix.as_str()
     }
 
+    /// The SQLite engine (tenant files and templates).
+    pub fn sqlite(&self) -> &tenantdb::engine::SqliteEngine {
+        match self.tenancy.engine() {
+            Engine::Sqlite(sqlite) => sqlite,
+            Engine::Postgres(_) => panic!("not a SQLite env"),
+        }
+    }
+
+    /// Creates a tenant (and its database) by slug; it must succeed.
+    pub async fn create(&self, slug: &str) -> tenant_database::Model {
+        self.tenancy
+            .provisioner()
+            .create_tenant(tenantdb::NewTenant {
+                slug: slug.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
     /// The admin pool of the PostgreSQL engine.
     pub fn admin(&self) -> &PgPool {
         match self.tenancy.engine() {
@@ -142,8 +162,7 @@ impl TestEnv {
                     .unwrap()
             }
             Engine::Sqlite(sqlite) => {
-                let dir = sqlite.path(tenantdb::TenantId::new());
-                let mut names: Vec<String> = std::fs::read_dir(dir.parent().unwrap())
+                let mut names: Vec<String> = std::fs::read_dir(sqlite.dir())
                     .unwrap()
                     .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                     .collect();

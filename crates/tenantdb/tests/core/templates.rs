@@ -89,20 +89,9 @@ async fn a_cloned_tenant_has_the_schema_of_a_replayed_one(backend: Backend) {
     replaying.close().await;
 }
 
-async fn create(env: &TestEnv, slug: &str) -> tenantdb::catalog::tenant_database::Model {
-    env.tenancy
-        .provisioner()
-        .create_tenant(NewTenant {
-            slug: slug.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-}
-
 async fn a_template_gone_or_busy_falls_back_to_replaying_and_is_rebuilt(backend: Backend) {
     let env = TestEnv::new(backend, schema_v2()).await;
-    let first = create(&env, "first").await;
+    let first = env.create("first").await;
     let template = env.tenancy.provisioner().template().await.unwrap();
     assert_eq!(
         env.tenancy.catalog().template().await.unwrap().as_deref(),
@@ -126,16 +115,10 @@ async fn a_template_gone_or_busy_falls_back_to_replaying_and_is_rebuilt(backend:
             }
         }
         Backend::Sqlite => {
-            let tenants = match env.tenancy.engine() {
-                tenantdb::engine::Engine::Sqlite(sqlite) => sqlite.path(tenantdb::TenantId::new()),
-                _ => unreachable!(),
-            };
-            let mut dir = tenants.parent().unwrap().as_os_str().to_owned();
-            dir.push("-templates");
-            std::fs::remove_file(std::path::PathBuf::from(dir).join(format!("{template}.db"))).unwrap();
+            std::fs::remove_file(env.sqlite().template_dir().join(format!("{template}.db"))).unwrap();
         }
     }
-    let replayed = create(&env, "replayed").await;
+    let replayed = env.create("replayed").await;
     assert_eq!(replayed.status, tenantdb::DbStatus::Active);
     assert_eq!(replayed.schema_version, first.schema_version);
     let conn = env.connect_tenant(&replayed).await;
@@ -146,7 +129,7 @@ async fn a_template_gone_or_busy_falls_back_to_replaying_and_is_rebuilt(backend:
     conn.close().await.unwrap();
     // The failed clone made the process forget the template: the next
     // create builds it again and clones it.
-    let rebuilt = create(&env, "rebuilt").await;
+    let rebuilt = env.create("rebuilt").await;
     assert_eq!(rebuilt.schema_version, first.schema_version);
     assert!(
         env.tenancy
@@ -172,7 +155,7 @@ async fn a_template_gone_or_busy_falls_back_to_replaying_and_is_rebuilt(backend:
         sqlx::query("SELECT 1").execute(&squatter).await.unwrap();
         // PostgreSQL waits up to 5 s for the session to leave before it
         // refuses; tenantdb tries once more, then replays.
-        let busy = create(&env, "busy").await;
+        let busy = env.create("busy").await;
         assert_eq!(busy.status, tenantdb::DbStatus::Active);
         assert_eq!(busy.schema_version, first.schema_version);
         let conn = env.connect_tenant(&busy).await;
