@@ -2,7 +2,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use sea_orm::DatabaseConnection;
+use tenantdb::PoolHandle;
 use tenantdb::context::TenantScope;
 
 use crate::error::ApiError;
@@ -26,8 +26,8 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentTenant {
 /// The request tenant's databases: `write` (primary) and `read`.
 #[derive(Debug, Clone)]
 pub struct TenantDb {
-    pub write: DatabaseConnection,
-    pub read: DatabaseConnection,
+    pub write: PoolHandle,
+    pub read: PoolHandle,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for TenantDb {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sea_orm::{DatabaseConnection, DbBackend};
-use tenantdb::{TenantConnections, TenantId, TenantRef};
+use tenantdb::{PoolConfig, PoolHandle, TenantConnections, TenantId, TenantRef};
 
 use crate::Engine;
 use crate::env::{BenchEnv, select_item};
@@ -22,12 +22,29 @@ enum Target {
     Single(DatabaseConnection),
 }
 
+/// What a mode hands the select: a counted handle (routed) or a plain pool.
+enum Db {
+    Routed(PoolHandle),
+    Plain(DatabaseConnection),
+}
+
+impl std::ops::Deref for Db {
+    type Target = DatabaseConnection;
+
+    fn deref(&self) -> &DatabaseConnection {
+        match self {
+            Self::Routed(handle) => handle,
+            Self::Plain(db) => db,
+        }
+    }
+}
+
 impl Target {
-    async fn db(&self, tenant: TenantId) -> anyhow::Result<DatabaseConnection> {
+    async fn db(&self, tenant: TenantId) -> anyhow::Result<Db> {
         Ok(match self {
-            Self::Routed(connections) => connections.connection(&TenantRef::Id(tenant)).await?,
-            Self::Map(map) => map.get(&tenant).cloned().ok_or_else(|| anyhow::anyhow!("no pool"))?,
-            Self::Single(db) => db.clone(),
+            Self::Routed(connections) => Db::Routed(connections.connection(&TenantRef::Id(tenant)).await?),
+            Self::Map(map) => Db::Plain(map.get(&tenant).cloned().ok_or_else(|| anyhow::anyhow!("no pool"))?),
+            Self::Single(db) => Db::Plain(db.clone()),
         })
     }
 }
@@ -77,7 +94,8 @@ pub async fn run(engine: Engine, quick: bool) -> anyhow::Result<()> {
     let connections = env.tenancy.connections().clone();
     let mut map = HashMap::new();
     for &id in &env.tenants {
-        map.insert(id, connections.connection(&TenantRef::Id(id)).await?);
+        let handle = connections.connection(&TenantRef::Id(id)).await?;
+        map.insert(id, handle.connection().clone());
     }
     let first = env.tenancy.provisioner().tenant_db(
         &env.tenancy
@@ -87,7 +105,12 @@ pub async fn run(engine: Engine, quick: bool) -> anyhow::Result<()> {
             .await?
             .ok_or_else(|| anyhow::anyhow!("no row"))?,
     );
-    let single = env.tenancy.engine().connect(&first, CONCURRENCY as u32).await?;
+    // The same kind of pool the router opens (no ping before use), on its own.
+    let (single, _) = env
+        .tenancy
+        .engine()
+        .open_pool(&first, &PoolConfig::default(), CONCURRENCY as u32)
+        .await?;
     let tenants = Arc::new(env.tenants.clone());
     let single_tenant = Arc::new(vec![env.tenants[0]]);
     let targets = [

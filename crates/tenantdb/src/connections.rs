@@ -20,14 +20,14 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use sea_orm::DatabaseConnection;
+
 use uuid::Uuid;
 
 use crate::catalog::{Catalog, DbStatus, TenantStatus, tenant_database, tenants};
 use crate::engine::TenantDb;
 use crate::error::{Error, Result};
 use crate::names::{DatabaseName, RoleName, TenantId, TenantRef};
-use crate::pools::TenantPools;
+use crate::pools::{PoolHandle, TenantPools};
 
 /// Past this many entries (most of them misses for made-up names) the cache
 /// starts over rather than grow without bound.
@@ -216,21 +216,21 @@ impl TenantConnections {
 
     /// A connection to the tenant's (primary) database, as the tenant's own
     /// role. Fails early with the tenant's status when it may not be served.
-    pub async fn connection(&self, tenant: &TenantRef) -> Result<DatabaseConnection> {
+    pub async fn connection(&self, tenant: &TenantRef) -> Result<PoolHandle> {
         let resolved = self.resolve(tenant).await?;
         self.inner.pools.get(&resolved.serving()?.primary).await
     }
 
     /// A connection to the tenant's read database (the primary in this
     /// version: `read_database_name` equals `database_name`).
-    pub async fn read_connection(&self, tenant: &TenantRef) -> Result<DatabaseConnection> {
+    pub async fn read_connection(&self, tenant: &TenantRef) -> Result<PoolHandle> {
         let resolved = self.resolve(tenant).await?;
         self.inner.pools.get(&resolved.serving()?.read).await
     }
 
     /// The write and read connections with one resolution (the same pool
     /// twice while the read database is the primary).
-    pub async fn write_and_read(&self, tenant: &TenantRef) -> Result<(DatabaseConnection, DatabaseConnection)> {
+    pub async fn write_and_read(&self, tenant: &TenantRef) -> Result<(PoolHandle, PoolHandle)> {
         let resolved = self.resolve(tenant).await?;
         let database = resolved.serving()?;
         let write = self.inner.pools.get(&database.primary).await?;

@@ -39,7 +39,7 @@
 
 use std::sync::Arc;
 
-use sea_orm::DatabaseConnection;
+use crate::pools::PoolHandle;
 
 use crate::connections::{ResolvedTenant, TenantConnections};
 use crate::error::{Error, Result};
@@ -86,16 +86,16 @@ impl TenantScope {
 
     /// The tenant's database. Resolved again (a cache hit), so a rename or
     /// suspension during a long scope is seen.
-    pub async fn connection(&self) -> Result<DatabaseConnection> {
+    pub async fn connection(&self) -> Result<PoolHandle> {
         self.connections.connection(&TenantRef::Id(self.tenant.id)).await
     }
 
-    pub async fn read_connection(&self) -> Result<DatabaseConnection> {
+    pub async fn read_connection(&self) -> Result<PoolHandle> {
         self.connections.read_connection(&TenantRef::Id(self.tenant.id)).await
     }
 
     /// Both, resolving the tenant once.
-    pub async fn write_and_read(&self) -> Result<(DatabaseConnection, DatabaseConnection)> {
+    pub async fn write_and_read(&self) -> Result<(PoolHandle, PoolHandle)> {
         self.connections.write_and_read(&TenantRef::Id(self.tenant.id)).await
     }
 }
@@ -121,12 +121,12 @@ impl TenantContext {
 #[async_trait::async_trait]
 pub trait TenantRepository: Send + Sync {
     /// The current tenant's database.
-    async fn db(&self) -> Result<DatabaseConnection> {
+    async fn db(&self) -> Result<PoolHandle> {
         TenantContext::current()?.connection().await
     }
 
     /// The current tenant's read database.
-    async fn read_db(&self) -> Result<DatabaseConnection> {
+    async fn read_db(&self) -> Result<PoolHandle> {
         TenantContext::current()?.read_connection().await
     }
 }

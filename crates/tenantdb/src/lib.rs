@@ -55,7 +55,7 @@ pub use connections::TenantConnections;
 pub use error::{Error, Result};
 pub use migrate::TenantMigrations;
 pub use names::{DatabaseName, DatabasePrefix, TenantId, TenantRef, TenantSlug};
-pub use pools::TenantPools;
+pub use pools::{PoolHandle, TenantPools};
 pub use provisioner::{NewTenant, Provisioner};
 pub use view::{TenantDatabaseView, TenantView};
 

@@ -13,6 +13,11 @@
 //! - **Validation**: connections idle longer than a threshold are pinged
 //!   before reuse (see `Engine::open_pool`); a new pool checks that it
 //!   reached the right tenant's database as the tenant's role.
+//! - **Handles**: `get` returns a `PoolHandle`, counted while it lives.
+//!   Eviction and the idle reaper close a pool only when no handle is out
+//!   and every connection is idle, claiming it with one compare-and-swap
+//!   on the same word the hot path increments, so a caller that was handed
+//!   a pool can always acquire from it (no timer, no race).
 //! - **Lifecycle**: pools nobody used for `idle_timeout` close; a tenant is
 //!   invalidated (rename, delete) by closing its pools once borrowed
 //!   connections return; `close_all` on shutdown.
@@ -31,9 +36,9 @@ use crate::engine::{Engine, TenantDb};
 use crate::error::{Error, Result};
 use crate::names::{DatabaseName, TenantId};
 
-/// A pool used less than this long ago is never evicted: a caller may have
-/// just been handed its connection handle and not yet acquired.
-const EVICTION_GRACE: Duration = Duration::from_millis(25);
+/// The bit of `TenantPool::state` that marks a pool as closing; the bits
+/// below count the handles out.
+const CLOSING: u64 = 1 << 63;
 /// How often a caller waiting for budget looks again, besides being woken
 /// when a pool closes (a pool's connections going idle wakes nobody).
 const BUDGET_RECHECK: Duration = Duration::from_millis(5);
@@ -96,12 +101,45 @@ struct TenantPool {
     db: DatabaseConnection,
     /// Milliseconds since `Inner::epoch` of the last hand-out.
     last_used: AtomicU64,
+    /// Handles out, plus `CLOSING` once the pool may hand out no more.
+    state: AtomicU64,
+    /// Set by the one `close_pool` that does the closing.
     closed: AtomicBool,
     permits: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
     backends: crate::engine::Backends,
 }
 
 impl TenantPool {
+    /// A handle, unless the pool is closing.
+    fn hand_out(self: &Arc<Self>) -> Option<PoolHandle> {
+        let before = self.state.fetch_add(1, Ordering::AcqRel);
+        if before & CLOSING != 0 {
+            self.state.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(PoolHandle { pool: self.clone() })
+    }
+
+    fn handles_out(&self) -> u64 {
+        self.state.load(Ordering::Acquire) & !CLOSING
+    }
+
+    /// Claims an unused pool for closing: no handle out, every connection
+    /// idle. After this no handle is handed out; false if it is in use (or
+    /// already claimed).
+    fn try_retire(&self) -> bool {
+        self.all_idle()
+            && self
+                .state
+                .compare_exchange(0, CLOSING, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    /// Stops handing out handles, whatever is out (invalidation, shutdown).
+    fn retire(&self) {
+        self.state.fetch_or(CLOSING, Ordering::AcqRel);
+    }
+
     fn size(&self) -> u32 {
         match self.db.get_database_backend() {
             sea_orm::DbBackend::Postgres => self.db.get_postgres_connection_pool().size(),
@@ -135,6 +173,142 @@ impl TenantPool {
             sea_orm::DbBackend::Postgres => self.db.get_postgres_connection_pool().close().await,
             _ => self.db.get_sqlite_connection_pool().close().await,
         }
+    }
+}
+
+/// A tenant database's pool, as handed out by `TenantPools::get`: use it
+/// as a `DatabaseConnection` (it derefs to one and implements sea-orm's
+/// connection and transaction traits). While a handle lives, its pool is
+/// never evicted or reaped, so acquiring from it cannot meet a pool closed
+/// under it; hold it for the work, not for the life of the process (a
+/// renamed or deleted tenant's pool still closes under it).
+pub struct PoolHandle {
+    pool: Arc<TenantPool>,
+}
+
+impl PoolHandle {
+    /// The underlying connection. A clone of it is not counted: it does not
+    /// keep the pool from being evicted.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.pool.db
+    }
+}
+
+impl Clone for PoolHandle {
+    fn clone(&self) -> Self {
+        // A live handle keeps the count above zero, so no claim can succeed
+        // in between: counting the copy is enough.
+        self.pool.state.fetch_add(1, Ordering::AcqRel);
+        Self {
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+impl Drop for PoolHandle {
+    fn drop(&mut self) {
+        self.pool.state.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl std::ops::Deref for PoolHandle {
+    type Target = DatabaseConnection;
+
+    fn deref(&self) -> &DatabaseConnection {
+        &self.pool.db
+    }
+}
+
+impl std::fmt::Debug for PoolHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolHandle").field("db", &self.pool.db).finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl sea_orm::ConnectionTrait for PoolHandle {
+    fn get_database_backend(&self) -> sea_orm::DbBackend {
+        self.pool.db.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: sea_orm::Statement) -> std::result::Result<sea_orm::ExecResult, sea_orm::DbErr> {
+        self.pool.db.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> std::result::Result<sea_orm::ExecResult, sea_orm::DbErr> {
+        self.pool.db.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> std::result::Result<Option<sea_orm::QueryResult>, sea_orm::DbErr> {
+        self.pool.db.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> std::result::Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
+        self.pool.db.query_all_raw(stmt).await
+    }
+}
+
+#[async_trait::async_trait]
+impl sea_orm::TransactionTrait for PoolHandle {
+    type Transaction = sea_orm::DatabaseTransaction;
+
+    async fn begin(&self) -> std::result::Result<Self::Transaction, sea_orm::DbErr> {
+        self.pool.db.begin().await
+    }
+
+    async fn begin_with_config(
+        &self,
+        isolation_level: Option<sea_orm::IsolationLevel>,
+        access_mode: Option<sea_orm::AccessMode>,
+    ) -> std::result::Result<Self::Transaction, sea_orm::DbErr> {
+        self.pool.db.begin_with_config(isolation_level, access_mode).await
+    }
+
+    async fn begin_with_options(
+        &self,
+        options: sea_orm::TransactionOptions,
+    ) -> std::result::Result<Self::Transaction, sea_orm::DbErr> {
+        self.pool.db.begin_with_options(options).await
+    }
+
+    async fn transaction<F, T, E>(&self, callback: F) -> std::result::Result<T, sea_orm::TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c Self::Transaction,
+            )
+                -> std::pin::Pin<Box<dyn Future<Output = std::result::Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        self.pool.db.transaction(callback).await
+    }
+
+    async fn transaction_with_config<F, T, E>(
+        &self,
+        callback: F,
+        isolation_level: Option<sea_orm::IsolationLevel>,
+        access_mode: Option<sea_orm::AccessMode>,
+    ) -> std::result::Result<T, sea_orm::TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c Self::Transaction,
+            )
+                -> std::pin::Pin<Box<dyn Future<Output = std::result::Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        self.pool
+            .db
+            .transaction_with_config(callback, isolation_level, access_mode)
+            .await
     }
 }
 
@@ -247,27 +421,29 @@ impl TenantPools {
     }
 
     /// The pool of a tenant database, created on first use.
-    pub async fn get(&self, db: &TenantDb) -> Result<DatabaseConnection> {
+    pub async fn get(&self, db: &TenantDb) -> Result<PoolHandle> {
         if let Some(slot) = self.inner.pools.get(&db.tenant)
             && slot.database == db.database
             && let Some(pool) = slot.get()
-            && !pool.closed.load(Ordering::Acquire)
+            && let Some(handle) = pool.hand_out()
         {
             pool.last_used.store(self.now_ms(), Ordering::Relaxed);
             self.inner.metrics.hits.increment(1);
-            return Ok(pool.db.clone());
+            return Ok(handle);
         }
         self.inner.metrics.misses.increment(1);
         // A slot can be replaced or removed (rename, invalidation) while its
-        // pool is being made; such a pool is closed and we go again.
+        // pool is being made, and a pool can be claimed for closing (idle,
+        // evicted): such a slot is dropped, its pool closed, and we go again.
         for _ in 0..3 {
             let slot = self.slot_for(db);
             let pool = slot.cell.get_or_try_init(|| self.open(db)).await?.clone();
             let current = self.inner.pools.get(&db.tenant).is_some_and(|s| Arc::ptr_eq(&s, &slot));
-            if current && !pool.closed.load(Ordering::Acquire) {
+            if current && let Some(handle) = pool.hand_out() {
                 pool.last_used.store(self.now_ms(), Ordering::Relaxed);
-                return Ok(pool.db.clone());
+                return Ok(handle);
             }
+            self.inner.pools.remove_if(&db.tenant, |_, s| Arc::ptr_eq(s, &slot));
             self.spawn_close(pool, CloseReason::Invalidated);
         }
         Err(Error::TenantUnavailable {
@@ -308,6 +484,7 @@ impl TenantPools {
         Ok(Arc::new(TenantPool {
             db: conn,
             last_used: AtomicU64::new(self.now_ms()),
+            state: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             permits: std::sync::Mutex::new(Some(permits)),
             backends,
@@ -344,34 +521,53 @@ impl TenantPools {
         }
     }
 
-    /// Closes the least recently used pool whose connections are all idle;
-    /// false if there is none.
+    /// Closes the least recently used pool with no handle out and every
+    /// connection idle; false if there is none.
     async fn evict_one(&self) -> bool {
         let _guard = self.inner.evicting.lock().await;
         if self.inner.budget.available_permits() > 0 {
             return true; // someone else made room meanwhile
         }
-        let now = self.now_ms();
-        let candidates: Vec<(TenantId, Candidate)> = self
-            .inner
-            .pools
-            .iter()
-            .filter_map(|entry| {
-                let pool = entry.value().get()?;
-                let candidate = Candidate {
-                    last_used_ms: pool.last_used.load(Ordering::Relaxed),
-                    all_idle: pool.all_idle(),
-                };
-                Some((*entry.key(), candidate))
-            })
-            .collect();
-        let grace = u64::try_from(EVICTION_GRACE.as_millis()).unwrap_or(0);
-        let only: Vec<Candidate> = candidates.iter().map(|(_, c)| *c).collect();
-        let Some(victim) = pick_victim(&only, now, grace) else {
+        loop {
+            let candidates: Vec<(TenantId, Candidate)> = self
+                .inner
+                .pools
+                .iter()
+                .filter_map(|entry| {
+                    let pool = entry.value().get()?;
+                    let candidate = Candidate {
+                        last_used_ms: pool.last_used.load(Ordering::Relaxed),
+                        unused: pool.handles_out() == 0 && pool.all_idle(),
+                    };
+                    Some((*entry.key(), candidate))
+                })
+                .collect();
+            let only: Vec<Candidate> = candidates.iter().map(|(_, c)| *c).collect();
+            let Some(victim) = pick_victim(&only) else {
+                return false;
+            };
+            // Someone may have taken a handle since: then look again (that
+            // pool is no longer a candidate).
+            if self.retire_key(&candidates[victim].0, CloseReason::Evicted).await {
+                return true;
+            }
+        }
+    }
+
+    /// Claims the key's pool if it is unused, removes it and closes it;
+    /// false if it was in use.
+    async fn retire_key(&self, key: &TenantId, reason: CloseReason) -> bool {
+        let Some(slot) = self.inner.pools.get(key).map(|s| s.clone()) else {
             return false;
         };
-        let key = candidates[victim].0;
-        self.close_key(&key, CloseReason::Evicted).await;
+        let Some(pool) = slot.get().cloned() else {
+            return false;
+        };
+        if !pool.try_retire() {
+            return false;
+        }
+        self.inner.pools.remove_if(key, |_, s| Arc::ptr_eq(s, &slot));
+        self.close_pool(pool, reason).await;
         true
     }
 
@@ -386,6 +582,7 @@ impl TenantPools {
     }
 
     async fn close_pool(&self, pool: Arc<TenantPool>, reason: CloseReason) {
+        pool.retire();
         if pool.closed.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -470,14 +667,17 @@ impl TenantPools {
             .pools
             .iter()
             .filter(|entry| {
-                entry.value().get().is_some_and(|pool| {
-                    is_idle_expired(pool.last_used.load(Ordering::Relaxed), now, idle_ms) && pool.all_idle()
-                })
+                entry
+                    .value()
+                    .get()
+                    .is_some_and(|pool| is_idle_expired(pool.last_used.load(Ordering::Relaxed), now, idle_ms))
             })
             .map(|entry| *entry.key())
             .collect();
         for key in expired {
-            self.close_key(&key, CloseReason::Idle).await;
+            // Skipped when in use after all (a handle out or a connection
+            // borrowed); it comes up again next round.
+            self.retire_key(&key, CloseReason::Idle).await;
         }
         self.inner
             .metrics
@@ -518,16 +718,16 @@ async fn reap(inner: std::sync::Weak<Inner>) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Candidate {
     pub last_used_ms: u64,
-    pub all_idle: bool,
+    /// No handle out and every connection idle.
+    pub unused: bool,
 }
 
-/// The pool to evict: the least recently used one whose connections are all
-/// idle and that was not used within `grace_ms`.
-pub(crate) fn pick_victim(candidates: &[Candidate], now_ms: u64, grace_ms: u64) -> Option<usize> {
+/// The pool to evict: the least recently used unused one.
+pub(crate) fn pick_victim(candidates: &[Candidate]) -> Option<usize> {
     candidates
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.all_idle && now_ms.saturating_sub(c.last_used_ms) >= grace_ms)
+        .filter(|(_, c)| c.unused)
         .min_by_key(|(_, c)| c.last_used_ms)
         .map(|(i, _)| i)
 }
@@ -548,22 +748,21 @@ pub(crate) fn reservation_size(available: usize, max_per_tenant: u32) -> Option<
 mod tests {
     use super::*;
 
-    fn c(last_used_ms: u64, all_idle: bool) -> Candidate {
-        Candidate { last_used_ms, all_idle }
+    fn c(last_used_ms: u64, unused: bool) -> Candidate {
+        Candidate { last_used_ms, unused }
     }
 
     #[test]
-    fn the_victim_is_the_least_recently_used_idle_pool() {
+    fn the_victim_is_the_least_recently_used_unused_pool() {
         let pools = [c(500, true), c(100, false), c(200, true), c(300, true)];
-        assert_eq!(pick_victim(&pools, 1000, 25), Some(2));
+        assert_eq!(pick_victim(&pools), Some(2));
     }
 
     #[test]
-    fn busy_or_just_used_pools_are_never_evicted() {
-        assert_eq!(pick_victim(&[c(100, false)], 1000, 25), None);
-        assert_eq!(pick_victim(&[c(990, true)], 1000, 25), None);
-        assert_eq!(pick_victim(&[c(990, true), c(900, true)], 1000, 25), Some(1));
-        assert_eq!(pick_victim(&[], 1000, 25), None);
+    fn pools_in_use_are_never_evicted() {
+        assert_eq!(pick_victim(&[c(100, false)]), None);
+        assert_eq!(pick_victim(&[c(990, false), c(900, true)]), Some(1));
+        assert_eq!(pick_victim(&[]), None);
     }
 
     #[test]

@@ -18,6 +18,7 @@ both_backends!(
     the_budget_holds_under_random_load_over_200_tenants,
     renaming_under_traffic_never_serves_another_tenant,
     deleting_under_traffic_ends_in_clean_errors,
+    a_handed_out_pool_is_never_evicted_under_it,
 );
 
 fn new(slug: &str) -> NewTenant {
@@ -358,6 +359,39 @@ async fn deleting_under_traffic_ends_in_clean_errors(backend: Backend) {
     let (ok, refused) = reading.await.unwrap();
     assert!(ok > 0 && refused > 0, "read {ok}, refused {refused}");
     assert_eq!(env.tenancy.pools().stats().pools, 0, "the pool was closed");
+}
+
+/// A caller handed a pool but slow to use it (a saturated machine) must
+/// find it open: eviction waits for the handle, however long it is held.
+async fn a_handed_out_pool_is_never_evicted_under_it(backend: Backend) {
+    let env = TestEnv::with(backend, schema_v1(), |config| {
+        config.pools.budget = 1;
+        config.pools.max_per_tenant = 1;
+        config.pools.acquire_timeout = Duration::from_millis(300);
+    })
+    .await;
+    for tenant in ["held", "other"] {
+        env.tenancy.provisioner().create_tenant(new(tenant)).await.unwrap();
+        write_note(&env, tenant, &format!("note of {tenant}")).await;
+    }
+    let connections = env.tenancy.connections();
+    let held = connections.connection(&slug("held")).await.unwrap();
+    // Every connection of `held` is idle and it was last used long ago; only
+    // the handle keeps it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let err = connections.connection(&slug("other")).await.unwrap_err();
+    assert!(matches!(err, Error::Busy { .. }), "{err}");
+    assert_eq!(note(&held).await.unwrap(), "note of held", "the held pool still serves");
+    // A copy counts as well.
+    let copy = held.clone();
+    drop(held);
+    let err = connections.connection(&slug("other")).await.unwrap_err();
+    assert!(matches!(err, Error::Busy { .. }), "{err}");
+    drop(copy);
+    // With the handle gone the pool is evicted for the next tenant.
+    let other = connections.connection(&slug("other")).await.unwrap();
+    assert_eq!(note(&other).await.unwrap(), "note of other");
+    assert_eq!(env.tenancy.pools().stats().pools, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
