@@ -1,7 +1,10 @@
-//! The tenant layer: resolve the request's tenant, check the caller may act
-//! for it, refuse early if it cannot be served, and run the handler inside
-//! its `TenantContext` scope.
+//! The tenant layer: authenticate the caller, resolve the request's tenant,
+//! check the caller may act for it, refuse early if it cannot be served,
+//! and run the handler inside its `TenantContext` scope. One layer (one
+//! boxed future, one state clone) for all of it: this runs on every tenant
+//! request.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -18,10 +21,22 @@ use crate::extract::CurrentTenant;
 /// The header that names the tenant (slug or id). It wins over the Host.
 pub const TENANT_HEADER: &str = "x-tenant";
 
-/// Decides whether the caller may act for a tenant. Run after the tenant is
-/// found and before its status is revealed, so a caller who may not see a
-/// tenant cannot learn that it is suspended.
+/// Who is calling, and whether they may act for a tenant.
 pub trait Authorizer: Send + Sync + 'static {
+    /// Runs first, before the tenant is looked up, so a caller rejected
+    /// here learns nothing about tenants: check the credentials and put
+    /// the caller in the request's extensions for `authorize` and the
+    /// handlers. Accepts everyone by default.
+    fn authenticate<'a>(
+        &'a self,
+        _parts: &'a mut Parts,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Whether the caller may act for the tenant. Runs after the tenant is
+    /// found and before its status is revealed, so a caller who may not
+    /// see a tenant cannot learn that it is suspended.
     fn authorize<'a>(
         &'a self,
         parts: &'a Parts,
@@ -44,18 +59,22 @@ impl Authorizer for AllowAll {
     }
 }
 
-/// State of the tenant layer.
+/// State of the tenant layer (cloned for every request: one `Arc`).
 #[derive(Clone)]
 pub struct TenantResolution {
+    inner: Arc<Resolution>,
+}
+
+struct Resolution {
     connections: TenantConnections,
     base_domain: Option<String>,
-    authorizer: Arc<dyn Authorizer>,
+    authorizer: Box<dyn Authorizer>,
 }
 
 impl std::fmt::Debug for TenantResolution {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TenantResolution")
-            .field("base_domain", &self.base_domain)
+            .field("base_domain", &self.inner.base_domain)
             .finish_non_exhaustive()
     }
 }
@@ -63,36 +82,44 @@ impl std::fmt::Debug for TenantResolution {
 impl TenantResolution {
     pub fn new(connections: TenantConnections) -> Self {
         Self {
-            connections,
-            base_domain: None,
-            authorizer: Arc::new(AllowAll),
+            inner: Arc::new(Resolution {
+                connections,
+                base_domain: None,
+                authorizer: Box::new(AllowAll),
+            }),
         }
+    }
+
+    /// The settings, while they are being built (before any clone).
+    fn building(&mut self) -> &mut Resolution {
+        Arc::get_mut(&mut self.inner).expect("TenantResolution is configured before it is cloned")
     }
 
     /// Also take the tenant from the first label of a Host under `domain`
     /// (`acme.example.test` for `example.test`).
     pub fn base_domain(mut self, domain: impl Into<String>) -> Self {
-        self.base_domain = Some(domain.into().trim_start_matches('.').to_ascii_lowercase());
+        self.building().base_domain = Some(domain.into().trim_start_matches('.').to_ascii_lowercase());
         self
     }
 
     pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
-        self.authorizer = Arc::new(authorizer);
+        self.building().authorizer = Box::new(authorizer);
         self
     }
 }
 
 /// The tenant a request names: the `X-Tenant` header, else the first label
-/// of a Host under the base domain. `None` when it names none.
-pub fn tenant_of(headers: &HeaderMap, base_domain: Option<&str>) -> Option<String> {
+/// of a Host under the base domain. `None` when it names none. Borrowed
+/// from the header when it can be (the usual case).
+pub fn tenant_of<'h>(headers: &'h HeaderMap, base_domain: Option<&str>) -> Option<Cow<'h, str>> {
     if let Some(value) = headers.get(TENANT_HEADER) {
-        return Some(value.to_str().unwrap_or_default().trim().to_owned());
+        return Some(Cow::Borrowed(value.to_str().unwrap_or_default().trim()));
     }
     let base = base_domain?;
     let host = headers.get(header::HOST)?.to_str().ok()?;
     let host = host.split(':').next()?.to_ascii_lowercase();
     let label = host.strip_suffix(base)?.strip_suffix('.')?;
-    (!label.is_empty() && !label.contains('.')).then(|| label.to_owned())
+    (!label.is_empty() && !label.contains('.')).then(|| Cow::Owned(label.to_owned()))
 }
 
 /// The middleware: `axum::middleware::from_fn_with_state(resolution,
@@ -105,12 +132,16 @@ pub async fn resolve_tenant(State(resolution): State<TenantResolution>, request:
 }
 
 async fn enter(resolution: &TenantResolution, request: Request) -> Result<(TenantScope, Request), ApiError> {
-    let named = tenant_of(request.headers(), resolution.base_domain.as_deref())
-        .ok_or_else(|| ApiError::invalid("name the tenant in the X-Tenant header"))?;
-    // A malformed name cannot exist: the same answer as an unknown one.
-    let tenant = TenantRef::parse(&named).map_err(|_| ApiError::tenant_not_found())?;
+    let resolution = &*resolution.inner;
+    let (mut parts, body) = request.into_parts();
+    resolution.authorizer.authenticate(&mut parts).await?;
+    let tenant = {
+        let named = tenant_of(&parts.headers, resolution.base_domain.as_deref())
+            .ok_or_else(|| ApiError::invalid("name the tenant in the X-Tenant header"))?;
+        // A malformed name cannot exist: the same answer as an unknown one.
+        TenantRef::parse(&named).map_err(|_| ApiError::tenant_not_found())?
+    };
     let resolved = resolution.connections.resolve(&tenant).await?;
-    let (parts, body) = request.into_parts();
     resolution.authorizer.authorize(&parts, &resolved).await?;
     resolved.serving()?;
     let scope = TenantScope::from_resolved(&resolution.connections, resolved);

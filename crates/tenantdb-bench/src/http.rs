@@ -329,6 +329,10 @@ async fn measure(
     let (mut ours, mut theirs) = (Outcome::default(), Outcome::default());
     let (mut our_rates, mut their_rates) = (Vec::new(), Vec::new());
     let (mut our_cpu, mut their_cpu) = (Vec::new(), Vec::new());
+    // Each round's two sides run back to back, so their ratio cancels most
+    // of what the shared machine does to both; the median of those ratios
+    // is the steadier figure.
+    let mut round_ratios = Vec::new();
     for round in 0..rounds {
         let salt = 0xB5_u64 * (round as u64 + 7);
         for side in if round % 2 == 0 { [0, 1] } else { [1, 0] } {
@@ -361,6 +365,9 @@ async fn measure(
                 db.close().await?;
             }
         }
+        if let (Some(ours), Some(theirs)) = (our_rates.last(), their_rates.last()) {
+            round_ratios.push(ours / theirs);
+        }
     }
     row(
         &format!("tenantdb, {tenants} tenants"),
@@ -369,6 +376,17 @@ async fn measure(
         median(&mut their_rates),
         "req/s",
         "goal >= 0.90",
+    );
+    let (lowest, highest) = round_ratios
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
+            (lo.min(*r), hi.max(*r))
+        });
+    println!(
+        "  {:<34} median {:.3} of {} rounds (lowest {lowest:.3}, highest {highest:.3})  goal >= 0.90",
+        "ratio of each round's pair",
+        median(&mut round_ratios),
+        round_ratios.len()
     );
     row(
         "CPU of this process per request",

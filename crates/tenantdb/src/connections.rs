@@ -97,27 +97,19 @@ impl ResolvedTenant {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum CacheKey {
-    Id(Uuid),
-    Slug(String),
-}
-
-impl From<&TenantRef> for CacheKey {
-    fn from(tenant: &TenantRef) -> Self {
-        match tenant {
-            TenantRef::Id(id) => Self::Id(id.as_uuid()),
-            TenantRef::Slug(slug) => Self::Slug(slug.as_str().to_owned()),
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 struct Cached {
     stamp: u64,
     /// `None`: the catalog has no such tenant (cached too, so probing for
     /// names does not reach the catalog on every request).
     value: Option<Arc<ResolvedTenant>>,
+}
+
+impl Cached {
+    /// The entry, if it was read at `stamp` (`Some(None)`: known absent).
+    fn current(&self, stamp: u64) -> Option<Option<Arc<ResolvedTenant>>> {
+        (self.stamp == stamp).then(|| self.value.clone())
+    }
 }
 
 /// Resolution, status checks and pools: the seed's TypeormTenantService.
@@ -129,7 +121,10 @@ pub struct TenantConnections {
 struct Inner {
     catalog: Catalog,
     pools: TenantPools,
-    cache: DashMap<CacheKey, Cached, foldhash::fast::RandomState>,
+    /// By id and by slug (two maps, so a slug is looked up as `&str`,
+    /// without building a key).
+    by_id: DashMap<Uuid, Cached, foldhash::fast::RandomState>,
+    by_slug: DashMap<String, Cached, foldhash::fast::RandomState>,
     hits: metrics::Counter,
     misses: metrics::Counter,
     poller: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -138,7 +133,7 @@ struct Inner {
 impl std::fmt::Debug for TenantConnections {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TenantConnections")
-            .field("cached", &self.inner.cache.len())
+            .field("cached", &(self.inner.by_id.len() + self.inner.by_slug.len()))
             .field("pools", &self.inner.pools)
             .finish()
     }
@@ -151,7 +146,8 @@ impl TenantConnections {
         let inner = Arc::new(Inner {
             catalog,
             pools,
-            cache: DashMap::default(),
+            by_id: DashMap::default(),
+            by_slug: DashMap::default(),
             hits: metrics::counter!("tenantdb_resolve_cache_hits_total"),
             misses: metrics::counter!("tenantdb_resolve_cache_misses_total"),
             poller: std::sync::Mutex::new(None),
@@ -167,45 +163,41 @@ impl TenantConnections {
 
     /// The tenant as routing sees it, from the cache when it is current.
     pub async fn resolve(&self, tenant: &TenantRef) -> Result<Arc<ResolvedTenant>> {
-        let key = CacheKey::from(tenant);
         // Read the stamp before the catalog: a change that lands while we
         // load makes this entry stale at once.
         let stamp = self.inner.catalog.changes().current();
-        if let Some(cached) = self.inner.cache.get(&key)
-            && cached.stamp == stamp
-        {
+        let hit = match tenant {
+            TenantRef::Id(id) => self.inner.by_id.get(&id.as_uuid()).and_then(|c| c.current(stamp)),
+            TenantRef::Slug(slug) => self.inner.by_slug.get(slug.as_str()).and_then(|c| c.current(stamp)),
+        };
+        if let Some(value) = hit {
             self.inner.hits.increment(1);
-            return cached
-                .value
-                .clone()
-                .ok_or_else(|| Error::TenantNotFound(tenant.to_string()));
+            return value.ok_or_else(|| Error::TenantNotFound(tenant.to_string()));
         }
         self.inner.misses.increment(1);
         let value = self.load(tenant).await?;
-        if self.inner.cache.len() >= MAX_CACHE_ENTRIES {
-            self.inner.cache.clear();
+        let (by_id, by_slug) = (&self.inner.by_id, &self.inner.by_slug);
+        if by_id.len() + by_slug.len() >= MAX_CACHE_ENTRIES {
+            by_id.clear();
+            by_slug.clear();
         }
-        if let Some(found) = &value {
-            // Cache under the other name too: requests use both.
-            let other = match tenant {
-                TenantRef::Id(_) => CacheKey::Slug(found.slug.clone()),
-                TenantRef::Slug(_) => CacheKey::Id(found.id.as_uuid()),
-            };
-            self.inner.cache.insert(
-                other,
-                Cached {
-                    stamp,
-                    value: value.clone(),
-                },
-            );
+        let cached = Cached {
+            stamp,
+            value: value.clone(),
+        };
+        match (&value, tenant) {
+            // Cache under both names: requests use both.
+            (Some(found), _) => {
+                by_id.insert(found.id.as_uuid(), cached.clone());
+                by_slug.insert(found.slug.clone(), cached);
+            }
+            (None, TenantRef::Id(id)) => {
+                by_id.insert(id.as_uuid(), cached);
+            }
+            (None, TenantRef::Slug(slug)) => {
+                by_slug.insert(slug.as_str().to_owned(), cached);
+            }
         }
-        self.inner.cache.insert(
-            key,
-            Cached {
-                stamp,
-                value: value.clone(),
-            },
-        );
         value.ok_or_else(|| Error::TenantNotFound(tenant.to_string()))
     }
 

@@ -81,7 +81,8 @@ impl TenantSlug {
         }
         // A tenant is named by id or slug in one place (`X-Tenant`, paths):
         // a slug that reads as a UUID would be taken for an id.
-        if Uuid::parse_str(s).is_ok() {
+        // (Only the simple and hyphenated forms fit the slug alphabet.)
+        if matches!(s.len(), 32 | 36) && Uuid::parse_str(s).is_ok() {
             return Err(Error::invalid("slug", s, "must not have the form of a UUID"));
         }
         Ok(Self(s.to_owned()))
@@ -108,10 +109,15 @@ pub enum TenantRef {
 
 impl TenantRef {
     pub fn parse(s: &str) -> Result<Self> {
-        match Uuid::parse_str(s) {
-            Ok(id) => Ok(Self::Id(TenantId(id))),
-            Err(_) => TenantSlug::parse(s).map(Self::Slug),
+        // Only the lengths of a UUID's text forms (simple, hyphenated,
+        // braced, URN) are tried as one: a short slug skips building the
+        // parse error.
+        if matches!(s.len(), 32 | 36 | 38 | 45)
+            && let Ok(id) = Uuid::parse_str(s)
+        {
+            return Ok(Self::Id(TenantId(id)));
         }
+        TenantSlug::parse(s).map(Self::Slug)
     }
 }
 

@@ -6,17 +6,15 @@
 
 use std::time::{Duration, Instant};
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::FromRequestParts;
 use axum::http::{HeaderMap, header, request::Parts};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use tenantdb::Catalog;
 use tenantdb::catalog::MemberRole;
 use tenantdb::connections::ResolvedTenant;
-use tenantdb::secret::sha256_hex;
+use tenantdb::secret::sha256;
 use tenantdb_axum::{ApiError, Authorizer};
 use uuid::Uuid;
 
@@ -34,7 +32,7 @@ pub enum Caller {
     User { user_id: Uuid },
 }
 
-/// The user calling the tenant API (set by `require_user`).
+/// The user calling the tenant API (set by `MembershipAuthorizer`).
 #[derive(Debug, Clone, Copy)]
 pub struct UserId(pub Uuid);
 
@@ -45,7 +43,7 @@ pub struct Auth {
     admin_token: SecretString,
     /// sha256(token) -> (stamp, token id and user). Only tokens that exist
     /// are cached: made-up ones must not fill memory.
-    tokens: FastMap<String, (u64, (Uuid, Uuid))>,
+    tokens: FastMap<[u8; 32], (u64, (Uuid, Uuid))>,
     /// (tenant, user) -> (stamp, role).
     members: FastMap<(Uuid, Uuid), (u64, Option<MemberRole>)>,
     last_used: FastMap<Uuid, Instant>,
@@ -72,7 +70,7 @@ impl Auth {
         if bool::from(token.as_bytes().ct_eq(self.admin_token.expose_secret().as_bytes())) {
             return Ok(Caller::Admin);
         }
-        let hash = sha256_hex(token);
+        let hash = sha256(token.as_bytes());
         let stamp = self.catalog.changes().current();
         let cached = self.tokens.get(&hash).filter(|c| c.0 == stamp).map(|c| c.1);
         let (token_id, user_id) = match cached {
@@ -148,26 +146,30 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-/// Tenant routes: a user token; the admin token gets 403 (operators act
-/// through the operator API). Runs before the tenant is resolved, so a
-/// caller without a token learns nothing about tenants.
-pub async fn require_user(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    match state.auth.caller(request.headers()).await {
-        Ok(Caller::User { user_id }) => {
-            request.extensions_mut().insert(UserId(user_id));
-            next.run(request).await
-        }
-        Ok(Caller::Admin) => ApiError::forbidden("the operator's token cannot use the tenant API").into_response(),
-        Err(err) => err.into_response(),
-    }
-}
-
-/// A user may act for the tenants they are a member of; for anyone else a
-/// tenant does not exist.
+/// Tenant routes: a user token (the admin token gets 403: operators act
+/// through the operator API), checked before the tenant is resolved so a
+/// caller without a token learns nothing about tenants. A user may act for
+/// the tenants they are a member of; for anyone else a tenant does not
+/// exist.
 #[derive(Clone, Debug)]
 pub struct MembershipAuthorizer(pub AppState);
 
 impl Authorizer for MembershipAuthorizer {
+    fn authenticate<'a>(
+        &'a self,
+        parts: &'a mut Parts,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>> {
+        Box::pin(async move {
+            match self.0.auth.caller(&parts.headers).await? {
+                Caller::User { user_id } => {
+                    parts.extensions.insert(UserId(user_id));
+                    Ok(())
+                }
+                Caller::Admin => Err(ApiError::forbidden("the operator's token cannot use the tenant API")),
+            }
+        })
+    }
+
     fn authorize<'a>(
         &'a self,
         parts: &'a Parts,

