@@ -7,11 +7,18 @@
 //! in interleaved rounds; throughput medians, latency percentiles over every
 //! request.
 //!
+//! A third side, for diagnosis only: the same minimal handler over a plain
+//! map from `X-Tenant` to each tenant's own one-connection pool, the layout
+//! of connections tenantdb has. tenantdb against it is the cost of the
+//! service itself; it against the one pool is the cost of spreading the
+//! same connections over many databases.
+//!
 //! Between rounds each side gives its database connections back (tenant
 //! pools closed, the baseline's pool closed), so that the shared
 //! PostgreSQL server never holds both; every round starts with untimed
 //! requests that open them again.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,12 +63,47 @@ impl Server {
     }
 }
 
-/// The baseline: the same query and the same JSON, no token, no tenant.
-async fn baseline_projects(State(db): State<DatabaseConnection>) -> Result<axum::Json<Value>, (StatusCode, String)> {
+/// What a baseline queries: one pool, or (the diagnostic line) a plain map
+/// from the `X-Tenant` value to that tenant's own one-connection pool,
+/// the same layout of connections tenantdb has.
+#[derive(Clone)]
+enum Baseline {
+    One(DatabaseConnection),
+    Map(Arc<HashMap<String, DatabaseConnection>>),
+}
+
+impl Baseline {
+    async fn close(self) -> anyhow::Result<()> {
+        match self {
+            Self::One(db) => db.close().await?,
+            Self::Map(map) => {
+                for db in map.values() {
+                    db.clone().close().await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The baseline: the same query and the same JSON, no token, no tenant
+/// resolution (the map baseline only looks the header up).
+async fn baseline_projects(
+    State(baseline): State<Baseline>,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::Json<Value>, (StatusCode, String)> {
+    let db = match &baseline {
+        Baseline::One(db) => db,
+        Baseline::Map(map) => headers
+            .get("x-tenant")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|tenant| map.get(tenant))
+            .ok_or((StatusCode::NOT_FOUND, "no such tenant".to_owned()))?,
+    };
     let rows = projects::Entity::find()
         .order_by_asc(projects::Column::Id)
         .limit(LIMIT)
-        .all(&db)
+        .all(db)
         .await
         .map_err(|err| (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))?;
     let last = rows.last().map(|p| p.id);
@@ -73,7 +115,7 @@ async fn baseline_projects(State(db): State<DatabaseConnection>) -> Result<axum:
     Ok(axum::Json(json!({ "items": items, "next_cursor": next })))
 }
 
-async fn start_baseline(db: DatabaseConnection) -> anyhow::Result<Server> {
+async fn start_baseline(db: Baseline) -> anyhow::Result<Server> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let app = axum::Router::new()
@@ -322,6 +364,18 @@ async fn measure(
         .await?
         .ok_or_else(|| anyhow::anyhow!("no database row"))?;
     let first = env.tenancy.provisioner().tenant_db(&database);
+    let mut every = Vec::new();
+    for slug in &slugs {
+        let id = env.tenancy.tenant(&TenantRef::parse(slug)?).await?.id;
+        let row = env
+            .tenancy
+            .catalog()
+            .tenant_databases()
+            .find_by_tenant(id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no database row"))?;
+        every.push((slug.clone(), env.tenancy.provisioner().tenant_db(&row)));
+    }
     // As many connections as tenantdb holds (one per tenant), up to one per worker.
     let baseline_size = u32::try_from(tenants.min(CONCURRENCY))?;
     let slugs = Arc::new(slugs);
@@ -329,14 +383,30 @@ async fn measure(
     let (mut ours, mut theirs) = (Outcome::default(), Outcome::default());
     let (mut our_rates, mut their_rates) = (Vec::new(), Vec::new());
     let (mut our_cpu, mut their_cpu) = (Vec::new(), Vec::new());
+    let (mut map_rates, mut map_cpu, mut mapped) = (Vec::new(), Vec::new(), Outcome::default());
     // Each round's two sides run back to back, so their ratio cancels most
     // of what the shared machine does to both; the median of those ratios
     // is the steadier figure.
-    let mut round_ratios = Vec::new();
+    let (mut round_ratios, mut map_ratios) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let salt = 0xB5_u64 * (round as u64 + 7);
-        for side in if round % 2 == 0 { [0, 1] } else { [1, 0] } {
-            if side == 0 {
+        for side in if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] } {
+            if side == 2 {
+                let mut map = HashMap::new();
+                for (slug, db) in &every {
+                    map.insert(slug.clone(), baseline_pool(env, db, 1).await?);
+                }
+                let baseline = Baseline::Map(Arc::new(map));
+                let server = start_baseline(baseline.clone()).await?;
+                load(client, &server.base, &token, &slugs, CONCURRENCY * 2, 0).await?;
+                let cpu = cpu_seconds()?;
+                let outcome = load(client, &server.base, &token, &slugs, requests, salt).await?;
+                map_cpu.push((cpu_seconds()? - cpu) * 1e6 / requests as f64);
+                map_rates.push(outcome.rate());
+                mapped.add(outcome);
+                server.stop().await?;
+                baseline.close().await?;
+            } else if side == 0 {
                 // Untimed: one request per tenant opens its pool, then
                 // the client's connections.
                 for slug in slugs.iter() {
@@ -350,7 +420,7 @@ async fn measure(
                 ours.add(outcome);
                 close_tenant_pools(env).await;
             } else {
-                let db = baseline_pool(env, &first, baseline_size).await?;
+                let db = Baseline::One(baseline_pool(env, &first, baseline_size).await?);
                 let server = start_baseline(db.clone()).await?;
                 if round == 0 {
                     same_answer(client, base, &server.base, &token, &slugs[0]).await?;
@@ -365,13 +435,15 @@ async fn measure(
                 db.close().await?;
             }
         }
-        if let (Some(ours), Some(theirs)) = (our_rates.last(), their_rates.last()) {
+        if let (Some(ours), Some(theirs), Some(map)) = (our_rates.last(), their_rates.last(), map_rates.last()) {
             round_ratios.push(ours / theirs);
+            map_ratios.push(ours / map);
         }
     }
+    let our_median = median(&mut our_rates);
     row(
         &format!("tenantdb, {tenants} tenants"),
-        median(&mut our_rates),
+        our_median,
         "minimal axum, one pool",
         median(&mut their_rates),
         "req/s",
@@ -389,14 +461,37 @@ async fn measure(
         round_ratios.len()
     );
     row(
+        &format!("tenantdb, {tenants} tenants"),
+        our_median,
+        "diagnostic: map of 1-conn pools",
+        median(&mut map_rates),
+        "req/s",
+        "same connection layout",
+    );
+    println!(
+        "  {:<34} median {:.3} of {} rounds",
+        "ratio of each round's pair (map)",
+        median(&mut map_ratios),
+        map_ratios.len()
+    );
+    let our_cpu = median(&mut our_cpu);
+    row(
         "CPU of this process per request",
-        median(&mut our_cpu),
+        our_cpu,
         "the same for the baseline",
         median(&mut their_cpu),
         "us",
         "",
     );
-    for (name, outcome) in [("tenantdb", &mut ours), ("baseline", &mut theirs)] {
+    row(
+        "CPU of this process per request",
+        our_cpu,
+        "the same for the map of pools",
+        median(&mut map_cpu),
+        "us",
+        "",
+    );
+    for (name, outcome) in [("tenantdb", &mut ours), ("baseline", &mut theirs), ("map", &mut mapped)] {
         println!(
             "  {name:<9} p50 {:>6.2} ms  p99 {:>6.2} ms  served {:>7}  busy {}  errors {}",
             percentile(&mut outcome.latencies, 0.50),
@@ -406,9 +501,13 @@ async fn measure(
             outcome.errors,
         );
     }
-    let errors = ours.errors + theirs.errors;
+    let errors = ours.errors + theirs.errors + mapped.errors;
     if errors > 0 {
-        let first = ours.first_error.or(theirs.first_error).unwrap_or_default();
+        let first = ours
+            .first_error
+            .or(theirs.first_error)
+            .or(mapped.first_error)
+            .unwrap_or_default();
         anyhow::bail!("http: {errors} requests failed, first: {first}");
     }
     Ok(())

@@ -14,11 +14,6 @@ mod stats;
 
 use clap::{Parser, ValueEnum};
 
-/// The allocator `tenantdb serve` uses, so the http scenario measures the
-/// service as it runs.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
     /// Routed query vs. the same query through a plain map of the same pools.

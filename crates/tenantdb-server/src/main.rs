@@ -5,11 +5,6 @@ use clap::Parser;
 use tenantdb_server::cli;
 use tracing_subscriber::EnvFilter;
 
-/// glibc's allocator was about a tenth of the service's CPU per request in a
-/// profile (docs/BENCHMARKS.md, http); mimalloc cut that share.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();

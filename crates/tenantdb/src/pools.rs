@@ -252,6 +252,14 @@ impl sea_orm::ConnectionTrait for PoolHandle {
     ) -> std::result::Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
         self.pool.db.query_all_raw(stmt).await
     }
+
+    fn support_returning(&self) -> bool {
+        self.pool.db.support_returning()
+    }
+
+    fn is_mock_connection(&self) -> bool {
+        self.pool.db.is_mock_connection()
+    }
 }
 
 #[async_trait::async_trait]

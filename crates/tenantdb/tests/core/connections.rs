@@ -392,6 +392,27 @@ async fn a_handed_out_pool_is_never_evicted_under_it(backend: Backend) {
     let other = connections.connection(&slug("other")).await.unwrap();
     assert_eq!(note(&other).await.unwrap(), "note of other");
     assert_eq!(env.tenancy.pools().stats().pools, 1);
+
+    // A handle is a SeaORM connection, transactions included: a rolled
+    // back write is gone, a committed one stays.
+    use sea_orm::TransactionTrait;
+    let txn = other.begin().await.unwrap();
+    txn.execute_unprepared("UPDATE notes SET body = 'rolled back' WHERE id = 1")
+        .await
+        .unwrap();
+    txn.rollback().await.unwrap();
+    assert_eq!(note(&other).await.unwrap(), "note of other");
+    other
+        .transaction::<_, (), sea_orm::DbErr>(|txn| {
+            Box::pin(async move {
+                txn.execute_unprepared("UPDATE notes SET body = 'committed' WHERE id = 1")
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(note(&other).await.unwrap(), "committed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
