@@ -216,3 +216,45 @@ async fn a_database_tenantdb_did_not_create_is_never_adopted_or_dropped() {
         "the foreign database is untouched"
     );
 }
+
+/// A pool that lands as another role than the tenant's (here a login that
+/// switches role by a per-role setting, as a misconfiguration or a proxy
+/// could) is refused before any query of the tenant's runs.
+#[tokio::test]
+async fn a_pool_that_lands_as_another_role_is_refused() {
+    let env = TestEnv::new(Backend::Postgres, schema_v1()).await;
+    let acme = env.tenancy.provisioner().create_tenant(new("acme")).await.unwrap();
+    let other = env.tenancy.provisioner().create_tenant(new("other")).await.unwrap();
+    let (acme_role, other_role) = (quote_ident(&acme.role_name), quote_ident(&other.role_name));
+    for sql in [
+        format!("GRANT {other_role} TO {acme_role}"),
+        format!("ALTER ROLE {acme_role} SET role = {}", quote_literal(&other.role_name)),
+    ] {
+        sqlx::raw_sql(AssertSqlSafe(sql)).execute(env.admin()).await.unwrap();
+    }
+    let err = env.tenancy.connections().connection(&slug("acme")).await.unwrap_err();
+    match err {
+        Error::WrongDatabase { role, found, .. } => {
+            assert_eq!(role, other.role_name);
+            assert_eq!(found, acme.database_name);
+        }
+        other => panic!("expected WrongDatabase, got {other}"),
+    }
+    assert_eq!(env.tenancy.pools().stats().pools, 0, "no pool was kept");
+    // The other tenant is untouched; and once the setting is gone acme is
+    // served again.
+    env.tenancy.connections().connection(&slug("other")).await.unwrap();
+    sqlx::raw_sql(AssertSqlSafe(format!("ALTER ROLE {acme_role} RESET role")))
+        .execute(env.admin())
+        .await
+        .unwrap();
+    env.tenancy.connections().connection(&slug("acme")).await.unwrap();
+}
+
+fn slug(s: &str) -> TenantRef {
+    TenantRef::parse(s).unwrap()
+}
+
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
