@@ -65,10 +65,11 @@ pub struct TenantResolution {
     inner: Arc<Resolution>,
 }
 
+#[derive(Clone)]
 struct Resolution {
     connections: TenantConnections,
     base_domain: Option<String>,
-    authorizer: Box<dyn Authorizer>,
+    authorizer: Arc<dyn Authorizer>,
 }
 
 impl std::fmt::Debug for TenantResolution {
@@ -85,14 +86,14 @@ impl TenantResolution {
             inner: Arc::new(Resolution {
                 connections,
                 base_domain: None,
-                authorizer: Box::new(AllowAll),
+                authorizer: Arc::new(AllowAll),
             }),
         }
     }
 
-    /// The settings, while they are being built (before any clone).
+    /// The settings to change (copied first if this state is shared).
     fn building(&mut self) -> &mut Resolution {
-        Arc::get_mut(&mut self.inner).expect("TenantResolution is configured before it is cloned")
+        Arc::make_mut(&mut self.inner)
     }
 
     /// Also take the tenant from the first label of a Host under `domain`
@@ -103,7 +104,7 @@ impl TenantResolution {
     }
 
     pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
-        self.building().authorizer = Box::new(authorizer);
+        self.building().authorizer = Arc::new(authorizer);
         self
     }
 }

@@ -20,7 +20,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use dashmap::DashMap;
-
 use uuid::Uuid;
 
 use crate::catalog::{Catalog, DbStatus, TenantStatus, tenant_database, tenants};
