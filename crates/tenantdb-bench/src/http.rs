@@ -220,6 +220,37 @@ async fn load(
     Outcome::gather(workers, started).await
 }
 
+/// One side's figures over the rounds.
+#[derive(Default)]
+struct Side {
+    rates: Vec<f64>,
+    /// This process's CPU per request, µs.
+    cpu: Vec<f64>,
+    outcome: Outcome,
+}
+
+impl Side {
+    /// Untimed requests that open the client's connections, then `requests`
+    /// timed ones; records the rate and the CPU they took.
+    async fn round(
+        &mut self,
+        client: &reqwest::Client,
+        base: &str,
+        token: &str,
+        slugs: &Arc<Vec<String>>,
+        requests: usize,
+        salt: u64,
+    ) -> anyhow::Result<()> {
+        load(client, base, token, slugs, CONCURRENCY * 2, 0).await?;
+        let cpu = cpu_seconds()?;
+        let outcome = load(client, base, token, slugs, requests, salt).await?;
+        self.cpu.push((cpu_seconds()? - cpu) * 1e6 / requests as f64);
+        self.rates.push(outcome.rate());
+        self.outcome.add(outcome);
+        Ok(())
+    }
+}
+
 pub async fn run(engine: Engine, quick: bool, counts: Counts) -> anyhow::Result<()> {
     let wanted = if quick { 10 } else { 100 };
     // One connection per tenant keeps every tenant's pool open: on the shared
@@ -354,16 +385,8 @@ async fn measure(
         started.elapsed().as_secs_f64()
     );
 
-    // The baseline's database: the first tenant's, opened directly as its role.
-    let first_id = env.tenancy.tenant(&TenantRef::parse(&slugs[0])?).await?.id;
-    let database = env
-        .tenancy
-        .catalog()
-        .tenant_databases()
-        .find_by_tenant(first_id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no database row"))?;
-    let first = env.tenancy.provisioner().tenant_db(&database);
+    // Each tenant's database, to open directly as its role: the first one is
+    // the one-pool baseline's.
     let mut every = Vec::new();
     for slug in &slugs {
         let id = env.tenancy.tenant(&TenantRef::parse(slug)?).await?.id;
@@ -380,72 +403,57 @@ async fn measure(
     let baseline_size = u32::try_from(tenants.min(CONCURRENCY))?;
     let slugs = Arc::new(slugs);
     let one = Arc::new(vec![slugs[0].clone()]);
-    let (mut ours, mut theirs) = (Outcome::default(), Outcome::default());
-    let (mut our_rates, mut their_rates) = (Vec::new(), Vec::new());
-    let (mut our_cpu, mut their_cpu) = (Vec::new(), Vec::new());
-    let (mut map_rates, mut map_cpu, mut mapped) = (Vec::new(), Vec::new(), Outcome::default());
-    // Each round's two sides run back to back, so their ratio cancels most
-    // of what the shared machine does to both; the median of those ratios
-    // is the steadier figure.
+    let (mut ours, mut theirs, mut mapped) = (Side::default(), Side::default(), Side::default());
+    // Each round's sides run back to back, so their ratio cancels most of
+    // what the shared machine does to both; the median of those ratios is
+    // the steadier figure.
     let (mut round_ratios, mut map_ratios) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let salt = 0xB5_u64 * (round as u64 + 7);
         for side in if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] } {
-            if side == 2 {
+            if side == 0 {
+                // Untimed: one request per tenant opens its pool.
+                for slug in slugs.iter() {
+                    load(client, base, &token, &Arc::new(vec![slug.clone()]), 1, 0).await?;
+                }
+                ours.round(client, base, &token, &slugs, requests, salt).await?;
+                close_tenant_pools(env).await;
+                continue;
+            }
+            let baseline = if side == 1 {
+                Baseline::One(baseline_pool(env, &every[0].1, baseline_size).await?)
+            } else {
                 let mut map = HashMap::new();
                 for (slug, db) in &every {
                     map.insert(slug.clone(), baseline_pool(env, db, 1).await?);
                 }
-                let baseline = Baseline::Map(Arc::new(map));
-                let server = start_baseline(baseline.clone()).await?;
-                load(client, &server.base, &token, &slugs, CONCURRENCY * 2, 0).await?;
-                let cpu = cpu_seconds()?;
-                let outcome = load(client, &server.base, &token, &slugs, requests, salt).await?;
-                map_cpu.push((cpu_seconds()? - cpu) * 1e6 / requests as f64);
-                map_rates.push(outcome.rate());
-                mapped.add(outcome);
-                server.stop().await?;
-                baseline.close().await?;
-            } else if side == 0 {
-                // Untimed: one request per tenant opens its pool, then
-                // the client's connections.
-                for slug in slugs.iter() {
-                    load(client, base, &token, &Arc::new(vec![slug.clone()]), 1, 0).await?;
-                }
-                load(client, base, &token, &slugs, CONCURRENCY * 2, 0).await?;
-                let cpu = cpu_seconds()?;
-                let outcome = load(client, base, &token, &slugs, requests, salt).await?;
-                our_cpu.push((cpu_seconds()? - cpu) * 1e6 / requests as f64);
-                our_rates.push(outcome.rate());
-                ours.add(outcome);
-                close_tenant_pools(env).await;
-            } else {
-                let db = Baseline::One(baseline_pool(env, &first, baseline_size).await?);
-                let server = start_baseline(db.clone()).await?;
+                Baseline::Map(Arc::new(map))
+            };
+            let server = start_baseline(baseline.clone()).await?;
+            if side == 1 {
                 if round == 0 {
                     same_answer(client, base, &server.base, &token, &slugs[0]).await?;
                 }
-                load(client, &server.base, &token, &one, CONCURRENCY * 2, 0).await?;
-                let cpu = cpu_seconds()?;
-                let outcome = load(client, &server.base, &token, &one, requests, salt).await?;
-                their_cpu.push((cpu_seconds()? - cpu) * 1e6 / requests as f64);
-                their_rates.push(outcome.rate());
-                theirs.add(outcome);
-                server.stop().await?;
-                db.close().await?;
+                theirs.round(client, &server.base, &token, &one, requests, salt).await?;
+            } else {
+                mapped
+                    .round(client, &server.base, &token, &slugs, requests, salt)
+                    .await?;
             }
+            server.stop().await?;
+            baseline.close().await?;
         }
-        if let (Some(ours), Some(theirs), Some(map)) = (our_rates.last(), their_rates.last(), map_rates.last()) {
+        if let (Some(ours), Some(theirs), Some(map)) = (ours.rates.last(), theirs.rates.last(), mapped.rates.last()) {
             round_ratios.push(ours / theirs);
             map_ratios.push(ours / map);
         }
     }
-    let our_median = median(&mut our_rates);
+    let our_median = median(&mut ours.rates);
     row(
         &format!("tenantdb, {tenants} tenants"),
         our_median,
         "minimal axum, one pool",
-        median(&mut their_rates),
+        median(&mut theirs.rates),
         "req/s",
         "goal >= 0.90",
     );
@@ -464,7 +472,7 @@ async fn measure(
         &format!("tenantdb, {tenants} tenants"),
         our_median,
         "diagnostic: map of 1-conn pools",
-        median(&mut map_rates),
+        median(&mut mapped.rates),
         "req/s",
         "same connection layout",
     );
@@ -474,24 +482,22 @@ async fn measure(
         median(&mut map_ratios),
         map_ratios.len()
     );
-    let our_cpu = median(&mut our_cpu);
-    row(
-        "CPU of this process per request",
-        our_cpu,
-        "the same for the baseline",
-        median(&mut their_cpu),
-        "us",
-        "",
-    );
-    row(
-        "CPU of this process per request",
-        our_cpu,
-        "the same for the map of pools",
-        median(&mut map_cpu),
-        "us",
-        "",
-    );
-    for (name, outcome) in [("tenantdb", &mut ours), ("baseline", &mut theirs), ("map", &mut mapped)] {
+    let our_cpu = median(&mut ours.cpu);
+    for (name, side) in [("the baseline", &mut theirs), ("the map of pools", &mut mapped)] {
+        row(
+            "CPU of this process per request",
+            our_cpu,
+            &format!("the same for {name}"),
+            median(&mut side.cpu),
+            "us",
+            "",
+        );
+    }
+    for (name, outcome) in [
+        ("tenantdb", &mut ours.outcome),
+        ("baseline", &mut theirs.outcome),
+        ("map", &mut mapped.outcome),
+    ] {
         println!(
             "  {name:<9} p50 {:>6.2} ms  p99 {:>6.2} ms  served {:>7}  busy {}  errors {}",
             percentile(&mut outcome.latencies, 0.50),
@@ -501,12 +507,13 @@ async fn measure(
             outcome.errors,
         );
     }
-    let errors = ours.errors + theirs.errors + mapped.errors;
+    let errors = ours.outcome.errors + theirs.outcome.errors + mapped.outcome.errors;
     if errors > 0 {
         let first = ours
+            .outcome
             .first_error
-            .or(theirs.first_error)
-            .or(mapped.first_error)
+            .or(theirs.outcome.first_error)
+            .or(mapped.outcome.first_error)
             .unwrap_or_default();
         anyhow::bail!("http: {errors} requests failed, first: {first}");
     }

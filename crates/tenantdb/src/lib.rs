@@ -93,8 +93,7 @@ impl Tenancy {
                     config::DEFAULT_ADMIN_MAX_CONNECTIONS,
                 )
                 .await?;
-                let catalog_log = catalog.system_identifier().await;
-                catalog.set_shares_log(catalog_log.is_some() && catalog_log == pg.system_identifier().await);
+                catalog.set_shares_log(shares_log(&catalog, &pg).await);
                 Engine::Postgres(pg)
             }
         };
@@ -219,6 +218,22 @@ async fn check_budget(engine: &Engine, config: &Config) -> Result<()> {
 /// revokes `CONNECT` on the catalog's database from `PUBLIC` (granting it to
 /// the catalog's own user), and reserves its name. Returns the names no
 /// tenant database may take.
+/// Whether the catalog is on the tenant server itself: the same cluster
+/// system identifier, i.e. one write-ahead log (see `Changes::shares_log`).
+async fn shares_log(catalog: &Catalog, pg: &PostgresEngine) -> bool {
+    if catalog.db().get_database_backend() != sea_orm::DbBackend::Postgres {
+        return false;
+    }
+    let system_identifier = async |pool: &sqlx::PgPool| -> Option<i64> {
+        sqlx::query_scalar("SELECT system_identifier FROM pg_control_system()")
+            .fetch_one(pool)
+            .await
+            .ok()
+    };
+    let catalog_log = system_identifier(catalog.db().get_postgres_connection_pool()).await;
+    catalog_log.is_some() && catalog_log == system_identifier(pg.admin_pool()).await
+}
+
 async fn protect_catalog(catalog: &Catalog, engine: &Engine) -> Result<Vec<String>> {
     let Engine::Postgres(_) = engine else {
         return Ok(Vec::new());

@@ -120,15 +120,15 @@ impl TenantPool {
         Some(PoolHandle { pool: self.clone() })
     }
 
-    fn handles_out(&self) -> u64 {
-        self.state.load(Ordering::Acquire) & !CLOSING
+    /// No handle out, not closing, every connection idle.
+    fn unused(&self) -> bool {
+        self.state.load(Ordering::Acquire) == 0 && self.all_idle()
     }
 
-    /// Claims an unused pool for closing: no handle out, every connection
-    /// idle. After this no handle is handed out; false if it is in use (or
-    /// already claimed).
+    /// Claims an unused pool for closing. After this no handle is handed
+    /// out; false if it is in use (or already claimed).
     fn try_retire(&self) -> bool {
-        self.all_idle()
+        self.unused()
             && self
                 .state
                 .compare_exchange(0, CLOSING, Ordering::AcqRel, Ordering::Acquire)
@@ -545,7 +545,7 @@ impl TenantPools {
                     let pool = entry.value().get()?;
                     let candidate = Candidate {
                         last_used_ms: pool.last_used.load(Ordering::Relaxed),
-                        unused: pool.handles_out() == 0 && pool.all_idle(),
+                        unused: pool.unused(),
                     };
                     Some((*entry.key(), candidate))
                 })

@@ -178,18 +178,6 @@ impl Catalog {
         &self.changes
     }
 
-    /// The PostgreSQL cluster's system identifier (one per write-ahead
-    /// log), when the catalog is on PostgreSQL and may read it.
-    pub(crate) async fn system_identifier(&self) -> Option<i64> {
-        if self.db.get_database_backend() != sea_orm::DbBackend::Postgres {
-            return None;
-        }
-        sqlx::query_scalar("SELECT system_identifier FROM pg_control_system()")
-            .fetch_one(self.db.get_postgres_connection_pool())
-            .await
-            .ok()
-    }
-
     /// Says whether the catalog shares the tenant server's log (see
     /// `Changes::shares_log`).
     pub(crate) fn set_shares_log(&self, shared: bool) {

@@ -107,14 +107,6 @@ impl PostgresEngine {
         })
     }
 
-    /// The cluster's system identifier (one per write-ahead log).
-    pub(crate) async fn system_identifier(&self) -> Option<i64> {
-        sqlx::query_scalar("SELECT system_identifier FROM pg_control_system()")
-            .fetch_one(&self.inner.admin)
-            .await
-            .ok()
-    }
-
     /// Makes every DDL committed so far durable: one commit that waits for
     /// the WAL to be flushed up to it, which covers every earlier commit of
     /// the server (the WAL is written in order).
@@ -676,13 +668,12 @@ impl PostgresEngine {
                     let wrong = wrong.clone();
                     let expected = expected.clone();
                     Box::pin(async move {
-                        let row =
-                            // `current_catalog` and `current_user` are SQL keywords,
-                            // not functions: a fresh backend skips two catalog
-                            // lookups (about 0.1 ms of a cold pool's first query).
-                            sqlx::raw_sql("SELECT current_catalog, current_user, pg_backend_pid()")
-                                .fetch_one(&mut *conn)
-                                .await?;
+                        // `current_catalog` and `current_user` are SQL keywords,
+                        // not functions: a fresh backend skips two catalog
+                        // lookups (about 0.1 ms of a cold pool's first query).
+                        let row = sqlx::raw_sql("SELECT current_catalog, current_user, pg_backend_pid()")
+                            .fetch_one(&mut *conn)
+                            .await?;
                         let found: (String, String) = (row.try_get(0)?, row.try_get(1)?);
                         if found != expected {
                             *wrong.lock().unwrap_or_else(|e| e.into_inner()) = Some(found);
