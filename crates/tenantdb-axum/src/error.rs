@@ -94,14 +94,18 @@ impl From<Error> for ApiError {
             )
             .retry_after(RETRY_UNAVAILABLE_SECS);
         }
+        if err.is_invalid_text() {
+            return Self::invalid("a text value holds a character the database cannot store (NUL)");
+        }
         match err {
             Error::Invalid { .. } => Self::invalid(err.to_string()),
             Error::TenantNotFound(_) => Self::tenant_not_found(),
             Error::TenantDatabaseNotFound(_) => Self::not_found("tenant database"),
             Error::AlreadyExists(message) => Self::conflict(message),
-            Error::IllegalState { .. } | Error::Locked { .. } | Error::NotOurs { .. } => {
-                Self::conflict(err.to_string())
-            }
+            Error::IllegalState { .. }
+            | Error::Locked { .. }
+            | Error::NotOurs { .. }
+            | Error::MigrationSetMismatch { .. } => Self::conflict(err.to_string()),
             Error::TenantSuspended(_) => {
                 Self::new(StatusCode::FORBIDDEN, "tenant_suspended", "the tenant is suspended")
             }

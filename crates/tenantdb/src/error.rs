@@ -102,6 +102,17 @@ pub enum Error {
         message: String,
     },
 
+    /// This program's tenant migration set is neither the one the catalog
+    /// serves nor an extension of it (another application's binary, or an
+    /// older one): it may read, but not create, migrate, build templates or
+    /// repair.
+    #[error(
+        "this program's tenant migrations ({ours}) are not the catalog's ({recorded}) nor an extension of them: \
+         it may read but not create, migrate, build templates or repair tenants; use the program built with \
+         the catalog's tenant migrations"
+    )]
+    MigrationSetMismatch { recorded: String, ours: String },
+
     /// Work stopped on purpose at a step (test hook that simulates a crash).
     #[error("tenant '{tenant}': stopped after step {step:?} (simulated crash)")]
     Interrupted {
@@ -153,8 +164,21 @@ impl Error {
         match self {
             Self::Busy { .. } => true,
             Self::Catalog(err) => is_busy_db_err(err),
+            Self::Server { source, .. } => matches!(source, sqlx::Error::PoolTimedOut),
             _ => false,
         }
+    }
+
+    /// Whether a database refused a text value it cannot store (PostgreSQL:
+    /// a NUL character, SQLSTATE 22021 / 22P05): bad input, not a fault.
+    /// The HTTP layer validates text first; this is the safety net.
+    pub fn is_invalid_text(&self) -> bool {
+        let state = match self {
+            Self::Server { source, .. } => sql_state(source),
+            Self::Catalog(err) => db_err_sqlx(err).and_then(sql_state),
+            _ => None,
+        };
+        matches!(state.as_deref(), Some("22021" | "22P05"))
     }
 
     pub(crate) fn invalid(kind: &'static str, value: &str, rule: &str) -> Self {
@@ -198,11 +222,38 @@ pub fn is_busy_db_err(err: &sea_orm::DbErr) -> bool {
     )
 }
 
+/// A broken or refused connection: the transport failed, or the server
+/// said it is shutting down, starting up or gone (SQLSTATE 57P01 admin
+/// shutdown, 57P02 crash shutdown, 57P03 cannot connect now, class 08
+/// connection exception).
 fn is_connection_error(err: &sqlx::Error) -> bool {
-    matches!(
-        err,
-        sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed
-    )
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(_) => sql_state(err)
+            .is_some_and(|state| matches!(state.as_str(), "57P01" | "57P02" | "57P03") || state.starts_with("08")),
+        _ => false,
+    }
+}
+
+fn sql_state(err: &sqlx::Error) -> Option<String> {
+    match err {
+        sqlx::Error::Database(db) => db.code().map(|code| code.into_owned()),
+        _ => None,
+    }
+}
+
+fn db_err_sqlx(err: &sea_orm::DbErr) -> Option<&sqlx::Error> {
+    use sea_orm::{DbErr, RuntimeErr};
+    match err {
+        DbErr::Query(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Conn(RuntimeErr::SqlxError(e)) => Some(e),
+        _ => None,
+    }
 }
 
 fn is_unreachable_db_err(err: &sea_orm::DbErr) -> bool {

@@ -18,8 +18,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
-use sea_orm::{ActiveModelTrait, EntityTrait, QueryOrder, QuerySelect, Set};
+use sea_orm::Set;
 use uuid::Uuid;
 
 use crate::catalog::{DbStatus, migration_runs};
@@ -163,24 +162,33 @@ impl Provisioner {
         options: &FleetOptions,
         on_event: impl Fn(&FleetEvent) + Send + Sync + 'static,
     ) -> Result<(Uuid, tokio::task::JoinHandle<Result<FleetReport>>)> {
+        self.check_migration_set().await?;
         let behind = self.behind(&options.tenants).await?;
         let target = self.migrations().latest_version();
         let run_id = Uuid::now_v7();
-        migration_runs::ActiveModel {
-            id: Set(run_id),
-            status: Set("RUNNING".into()),
-            target_version: Set(target.clone()),
-            total: Set(i32::try_from(behind.len()).unwrap_or(i32::MAX)),
-            succeeded: Set(0),
-            failed: Set(0),
-            skipped: Set(0),
-            started_at: Set(Utc::now()),
-            finished_at: Set(None),
-        }
-        .insert(self.catalog().db())
-        .await?;
+        let lease = self.run_lease();
+        self.catalog()
+            .migration_runs()
+            .start(run_id, target.clone(), behind.len(), &lease)
+            .await?;
         let (this, options) = (self.clone(), options.clone());
-        let run = self.spawn_tracked(async move { this.run_fleet(run_id, target, behind, &options, on_event).await });
+        let run = self.spawn_tracked(async move {
+            // The run's lease lives as long as the run: a process that dies
+            // leaves a run that readers see as ABANDONED.
+            let catalog = this.catalog().clone();
+            let renew_every = lease.ttl / 3;
+            let renewer = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(renew_every).await;
+                    if let Err(err) = catalog.migration_runs().renew(run_id, &lease).await {
+                        tracing::warn!(run.id = %run_id, error = %err, "renewing the run's lease failed");
+                    }
+                }
+            });
+            let report = this.run_fleet(run_id, target, behind, &options, on_event).await;
+            renewer.abort();
+            report
+        });
         Ok((run_id, run))
     }
 
@@ -215,10 +223,10 @@ impl Provisioner {
             stopped: state.stop.load(Ordering::SeqCst),
             failures: state.failures(),
         };
-        let mut row = state.counts();
-        row.status = Set(report.status().into());
-        row.finished_at = Set(Some(Utc::now()));
-        row.update(self.catalog().db()).await?;
+        self.catalog()
+            .migration_runs()
+            .record(state.counts(), Some(report.status()))
+            .await?;
         Ok(report)
     }
 
@@ -251,7 +259,7 @@ impl Provisioner {
                     state.record(tenant_id, result);
                     // Progress for GET /v1/migrations/{id}; a failed write
                     // only delays what readers see.
-                    if let Err(err) = state.counts().update(this.catalog().db()).await {
+                    if let Err(err) = this.catalog().migration_runs().record(state.counts(), None).await {
                         tracing::warn!(error = %err, "recording fleet progress failed");
                     }
                 }
@@ -263,18 +271,14 @@ impl Provisioner {
         Ok(())
     }
 
-    /// One fleet run.
+    /// One fleet run (a RUNNING run whose process died reads ABANDONED).
     pub async fn migration_run(&self, id: Uuid) -> Result<Option<migration_runs::Model>> {
-        Ok(migration_runs::Entity::find_by_id(id).one(self.catalog().db()).await?)
+        self.catalog().migration_runs().get(id).await
     }
 
     /// The most recent fleet runs, newest first.
     pub async fn migration_runs(&self, limit: u64) -> Result<Vec<migration_runs::Model>> {
-        Ok(migration_runs::Entity::find()
-            .order_by_desc(migration_runs::Column::StartedAt)
-            .limit(limit)
-            .all(self.catalog().db())
-            .await?)
+        self.catalog().migration_runs().recent(limit).await
     }
 }
 

@@ -48,6 +48,53 @@ impl TenantMigrations {
     pub fn latest_version(&self) -> Option<String> {
         self.migrations().last().map(|m| m.name().to_owned())
     }
+
+    /// The set's identity as the catalog records it: the migration names,
+    /// oldest first, one per line.
+    pub fn identity(&self) -> String {
+        let names: Vec<String> = self.migrations().iter().map(|m| m.name().to_owned()).collect();
+        names.join("\n")
+    }
+}
+
+/// How a program's tenant migration set stands against the one the catalog
+/// records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetMatch {
+    /// The catalog records none yet.
+    Unrecorded,
+    /// The same migrations.
+    Same,
+    /// The catalog's migrations, then more: a newer program.
+    Extends,
+    /// Neither: another application, or an older program.
+    Other,
+}
+
+/// Compares two set identities (see [`TenantMigrations::identity`]).
+pub fn match_sets(recorded: Option<&str>, ours: &str) -> SetMatch {
+    let Some(recorded) = recorded else {
+        return SetMatch::Unrecorded;
+    };
+    if recorded == ours {
+        return SetMatch::Same;
+    }
+    let recorded: Vec<&str> = recorded.split('\n').filter(|n| !n.is_empty()).collect();
+    let ours: Vec<&str> = ours.split('\n').filter(|n| !n.is_empty()).collect();
+    if ours.len() > recorded.len() && ours[..recorded.len()] == recorded[..] {
+        SetMatch::Extends
+    } else {
+        SetMatch::Other
+    }
+}
+
+/// A set identity in a few words, for error messages.
+pub fn describe_set(identity: &str) -> String {
+    let names: Vec<&str> = identity.split('\n').filter(|n| !n.is_empty()).collect();
+    match names.last() {
+        None => "no migrations".to_owned(),
+        Some(last) => format!("{} migrations ending in '{last}'", names.len()),
+    }
 }
 
 impl fmt::Debug for TenantMigrations {
@@ -73,6 +120,9 @@ pub struct MigrationFailure {
     pub migration: String,
     /// The version the schema is left at.
     pub version: Option<String>,
+    /// Whether this run applied any migration before failing (only then
+    /// is `version` news to the caller).
+    pub applied_any: bool,
     pub error: DbErr,
 }
 
@@ -85,22 +135,28 @@ pub async fn apply_pending(
     list: Vec<Box<dyn MigrationTrait>>,
     keep_going: &(dyn Fn() -> bool + Sync),
 ) -> Result<Applied, MigrationFailure> {
-    let fail = |migration: &str, version: Option<String>| {
+    let fail = |migration: &str, version: Option<String>, applied_any: bool| {
         let migration = migration.to_owned();
         move |error| MigrationFailure {
             migration,
             version,
+            applied_any,
             error,
         }
     };
-    install(db).await.map_err(fail("(install migration table)", None))?;
-    let done = applied_names(db).await.map_err(fail("(read migration table)", None))?;
+    install(db)
+        .await
+        .map_err(fail("(install migration table)", None, false))?;
+    let done = applied_names(db)
+        .await
+        .map_err(fail("(read migration table)", None, false))?;
     let mut version = current_version(&list, &done);
     let known: HashSet<&str> = list.iter().map(|m| m.name()).collect();
     if let Some(unknown) = done.iter().find(|name| !known.contains(name.as_str())) {
         return Err(MigrationFailure {
             migration: unknown.clone(),
             version,
+            applied_any: false,
             error: DbErr::Migration(format!(
                 "the database has migration '{unknown}' that this program does not know: it was migrated by newer code"
             )),
@@ -117,13 +173,14 @@ pub async fn apply_pending(
             return Err(MigrationFailure {
                 migration: name.to_owned(),
                 version,
+                applied_any: !applied.is_empty(),
                 error: DbErr::Migration("stopped: the tenant's lease was lost".into()),
             });
         }
         tracing::debug!(migration = name, "applying migration");
         apply_one(db, migration.as_ref())
             .await
-            .map_err(fail(name, version.clone()))?;
+            .map_err(fail(name, version.clone(), !applied.is_empty()))?;
         version = Some(name.to_owned());
         applied.push(name.to_owned());
     }
@@ -185,4 +242,28 @@ async fn apply_one(db: &DatabaseConnection, migration: &dyn MigrationTrait) -> R
     migration.up(&SchemaManager::new(&txn)).await?;
     record.insert(&txn).await?;
     txn.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_matches_itself_an_extension_or_nothing() {
+        assert_eq!(match_sets(None, "a\nb"), SetMatch::Unrecorded);
+        assert_eq!(match_sets(Some("a\nb"), "a\nb"), SetMatch::Same);
+        assert_eq!(match_sets(Some("a\nb"), "a\nb\nc"), SetMatch::Extends);
+        assert_eq!(match_sets(Some(""), "a"), SetMatch::Extends);
+        // An older program, another application, a reordered set.
+        assert_eq!(match_sets(Some("a\nb\nc"), "a\nb"), SetMatch::Other);
+        assert_eq!(match_sets(Some("a\nb"), "x\ny\nz"), SetMatch::Other);
+        assert_eq!(match_sets(Some("a\nb"), "b\na\nc"), SetMatch::Other);
+        assert_eq!(match_sets(Some("a"), "ab"), SetMatch::Other);
+    }
+
+    #[test]
+    fn sets_are_described_by_size_and_last_name() {
+        assert_eq!(describe_set(""), "no migrations");
+        assert_eq!(describe_set("m1\nm2"), "2 migrations ending in 'm2'");
+    }
 }

@@ -209,16 +209,23 @@ impl DatabaseName {
 
     /// The name a tenant gets when none is requested: the prefix and the
     /// slug (`-` becomes `_`); when that would pass 63 bytes, the slug is cut
-    /// and eight hex digits of the tenant id keep it unique.
+    /// and eight hex digits of the tenant id's random part keep it unique.
     pub fn generate(prefix: &DatabasePrefix, slug: &TenantSlug, id: TenantId) -> Self {
-        let body = slug.as_str().replace('-', "_");
-        let full = format!("{prefix}{body}");
+        let full = format!("{prefix}{}", slug.as_str().replace('-', "_"));
         if full.len() <= MAX_IDENTIFIER_LEN {
             return Self(full);
         }
-        let suffix = &id.simple()[..8];
+        // A version 7 id starts with its timestamp, which stays the same
+        // for a while: its last digits are the random ones.
+        Self::with_suffix(prefix, slug, &id.simple()[24..])
+    }
+
+    /// The prefix, the slug cut to fit, `_` and `suffix` (8 hex digits):
+    /// another name for a tenant whose generated one is taken.
+    pub fn with_suffix(prefix: &DatabasePrefix, slug: &TenantSlug, suffix: &str) -> Self {
+        let body = slug.as_str().replace('-', "_");
         let room = MAX_IDENTIFIER_LEN - prefix.as_str().len() - suffix.len() - 1;
-        Self(format!("{prefix}{}_{suffix}", &body[..room]))
+        Self(format!("{prefix}{}_{suffix}", &body[..room.min(body.len())]))
     }
 
     /// A name read back from the catalog, which only ever stores validated
@@ -238,6 +245,27 @@ impl fmt::Display for DatabaseName {
     }
 }
 
+/// What every template name of a catalog starts with: the prefix without
+/// its trailing `_`, `-tpl-`, and 16 hex digits of the catalog's id (the
+/// random ones), then 12 hex digits of the migration hash follow (at most
+/// 54 bytes in all), e.g. `tenant-tpl-8f3a0c2e9b1d4f67-0123456789ab`.
+///
+/// Templates live in a name space no tenant database can enter, whatever the
+/// prefix: tenant database names are `a-z 0-9 _` only, template names carry
+/// `-`. The catalog's id in the name means two catalogs sharing a server
+/// never build, clone or drop each other's templates; the prefix in front
+/// keeps a deployment's databases together in listings.
+pub fn template_stem(prefix: &DatabasePrefix, catalog_id: Uuid) -> String {
+    let id = catalog_id.simple().to_string();
+    format!("{}-tpl-{}-", prefix.as_str().trim_end_matches('_'), &id[16..])
+}
+
+/// Whether `name` is a template name of the catalog with this `stem`.
+pub fn is_template_name(name: &str, stem: &str) -> bool {
+    name.strip_prefix(stem)
+        .is_some_and(|hash| hash.len() == 12 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// The PostgreSQL role of one tenant: the prefix, `r_`, and the tenant id, so
 /// it survives renames and never collides between tenants (at most 54 bytes).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -246,6 +274,14 @@ pub struct RoleName(String);
 impl RoleName {
     pub fn for_tenant(prefix: &DatabasePrefix, id: TenantId) -> Self {
         Self(format!("{prefix}r_{}", id.simple()))
+    }
+
+    /// The NOLOGIN role that owns a catalog's templates (its ownership is
+    /// the templates' mark): the template stem without its last `-`, e.g.
+    /// `tenant-tpl-8f3a0c2e9b1d4f67`. Never a tenant's role (those are
+    /// `<prefix>r_<tenant id>`, without `-`).
+    pub fn for_templates(prefix: &DatabasePrefix, catalog_id: Uuid) -> Self {
+        Self(template_stem(prefix, catalog_id).trim_end_matches('-').to_owned())
     }
 
     pub(crate) fn from_catalog(s: String) -> Self {
@@ -356,8 +392,42 @@ mod tests {
         let long_prefix = DatabasePrefix::parse(&"p".repeat(20)).unwrap();
         let long = DatabaseName::generate(&long_prefix, &long_slug, id);
         assert_eq!(long.as_str().len(), 63);
-        assert!(long.as_str().ends_with(&id.simple()[..8]));
+        assert!(long.as_str().ends_with(&id.simple()[24..]));
+        // Ids made in the same millisecond share their first digits, not
+        // their last: long slugs with a common start get different names.
+        let names: std::collections::HashSet<_> = (0..50)
+            .map(|_| DatabaseName::generate(&long_prefix, &long_slug, TenantId::new()))
+            .collect();
+        assert_eq!(names.len(), 50);
+        let other = DatabaseName::with_suffix(&long_prefix, &long_slug, "0badf00d");
+        assert_eq!(other.as_str().len(), 63);
+        assert!(DatabaseName::parse(other.as_str(), &long_prefix).is_ok());
         assert!(DatabaseName::parse(long.as_str(), &long_prefix).is_ok());
+    }
+
+    #[test]
+    fn no_tenant_database_name_is_a_template_name_for_any_prefix() {
+        let catalog = Uuid::now_v7();
+        let longest = DatabasePrefix::parse(&"p".repeat(MAX_PREFIX_LEN)).unwrap();
+        assert!(template_stem(&longest, catalog).len() + 12 <= MAX_IDENTIFIER_LEN);
+        for prefix in ["tenant_", "app", "apptpl", "t", "tenant_tpl_"] {
+            let prefix = DatabasePrefix::parse(prefix).unwrap();
+            let stem = template_stem(&prefix, catalog);
+            let template = format!("{stem}0123456789ab");
+            assert!(is_template_name(&template, &stem));
+            assert!(!is_template_name(&format!("{stem}0123456789"), &stem));
+            // Another catalog (a different random part) has other names.
+            assert!(!is_template_name(&template, &template_stem(&prefix, Uuid::now_v7())));
+            // Whatever the prefix, the template's name is refused as a
+            // tenant database name (its '-' is outside the alphabet).
+            for other in ["tenant_", "app", "apptpl", "t", "tenant_tpl_"] {
+                let other = DatabasePrefix::parse(other).unwrap();
+                assert!(
+                    DatabaseName::parse(&template, &other).is_err(),
+                    "{template} under {other}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Request parsing with API.md's error shape: malformed JSON, a wrong
-//! content type, an oversized body, unknown or mistyped fields and bad
-//! query strings are all `400 invalid_request`, and nothing is written.
+//! content type, an oversized body, unknown or mistyped fields, bad query
+//! strings and text holding a NUL character (PostgreSQL cannot store one)
+//! are all `400 invalid_request`, and nothing is written.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -20,11 +21,40 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
+        match Json::<serde_json::Value>::from_request(request, state).await {
+            Ok(Json(value)) => from_value(value).map(Self),
             Err(rejection) => Err(ApiError::invalid(describe(&rejection))),
         }
     }
+}
+
+/// `T` from a JSON value that holds no NUL character in any string or key.
+fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    if holds_nul(&value) {
+        return Err(nul_refused());
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::invalid(format!("invalid body: {e}")))
+}
+
+fn holds_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
+}
+
+fn nul_refused() -> ApiError {
+    ApiError::invalid("text must not contain NUL characters")
+}
+
+/// Whether a raw path or query string encodes a NUL character.
+fn encodes_nul(raw: &str) -> bool {
+    raw.as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
 }
 
 fn describe(rejection: &JsonRejection) -> String {
@@ -47,6 +77,9 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if encodes_nul(parts.uri.path()) {
+            return Err(nul_refused());
+        }
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(value)) => Ok(Self(value)),
             Err(rejection) => Err(ApiError::invalid(format!(
@@ -74,7 +107,8 @@ pub fn optional_json<T: DeserializeOwned + Default>(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid body: {e}")))
+    let value = serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid body: {e}")))?;
+    from_value(value)
 }
 
 /// `?limit=&cursor=`.
@@ -97,6 +131,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Page {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if parts.uri.query().is_some_and(encodes_nul) {
+            return Err(nul_refused());
+        }
         let Query(raw) = Query::<RawPage>::from_request_parts(parts, state)
             .await
             .map_err(|e: QueryRejection| ApiError::invalid(format!("invalid query: {}", e.body_text())))?;

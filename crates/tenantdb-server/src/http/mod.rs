@@ -203,9 +203,15 @@ pub async fn run(
     for entry in tenancy.provisioner().reconcile().await? {
         tracing::info!(tenant.id = %entry.tenant_id, status = %entry.status, outcome = ?entry.outcome, "reconciled");
     }
+    // Work a process left behind after this start (killed and restarted
+    // within a lease period, or another instance dying) is finished too.
+    let stop_reconciler = tokio_util::sync::CancellationToken::new();
+    let reconciler = tenancy.provisioner().spawn_reconciler(stop_reconciler.clone());
     let state = AppState::new(tenancy.clone(), options.admin_token);
     let app = router(state, options.base_domain);
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    stop_reconciler.cancel();
+    let _ = reconciler.await;
     tenancy.close().await;
     Ok(served?)
 }

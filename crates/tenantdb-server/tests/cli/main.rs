@@ -255,3 +255,52 @@ fn help_lists_the_commands() {
         assert!(out.contains(command), "{command} missing from:\n{out}");
     }
 }
+
+/// No log level prints a secret: a whole provisioning session at
+/// `RUST_LOG=trace` (every sqlx statement included) shows no role password
+/// or SCRAM verifier, no user token, no secret and no URL password.
+#[tokio::test]
+async fn no_log_level_prints_a_secret_verifier_token_or_password() {
+    let mut cli = Cli::postgres().await;
+    cli.envs.push(("RUST_LOG".into(), "trace".into()));
+    let secret = cli
+        .envs
+        .iter()
+        .find(|(k, _)| k == "TENANTDB_SECRET")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let mut logs = String::new();
+    let mut run = |args: &[&str]| {
+        let out = cli.run(args);
+        logs.push_str(&String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&["users", "create", "ada@example.com", "--name", "Ada"]);
+    let token = run(&["users", "token", "ada@example.com"]);
+    let token = token.split_whitespace().last().unwrap().to_owned();
+    run(&["tenants", "create", "acme"]);
+    run(&["members", "add", "acme", "ada@example.com", "--role", "OWNER"]);
+    let new_name = format!("{}renamed", cli.prefix());
+    run(&["tenants", "rename-database", "acme", &new_name]);
+    run(&["tenants", "check", "acme"]);
+    run(&["doctor"]);
+    run(&["tenants", "delete", "acme", "--yes"]);
+
+    assert!(
+        logs.contains("TRACE") || logs.contains("DEBUG"),
+        "the logs were captured at trace level"
+    );
+    for (what, needle) in [
+        ("a SCRAM verifier", "SCRAM-SHA-256$"),
+        ("a role password clause", "PASSWORD '"),
+        ("the secret", secret.as_str()),
+        ("the user token", token.as_str()),
+    ] {
+        assert!(!logs.contains(needle), "the logs show {what}");
+    }
+}

@@ -116,7 +116,33 @@ pub mod catalog_info {
         pub generation: i64,
         /// The template new tenant databases are cloned from, once built.
         pub template: Option<String>,
+        /// The tenant migration set this catalog serves: its migration
+        /// names, oldest first, one per line. Recorded by the first program
+        /// that creates or migrates a tenant; a program whose set is neither
+        /// this one nor a strict extension of it refuses to change tenants.
+        pub tenant_migrations: Option<String>,
         pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod database_names {
+    use sea_orm::entity::prelude::*;
+
+    /// A database name in use, or pending as a rename's target, on a
+    /// server: reserved for one tenant before any DDL uses it.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "database_names")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub server_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub name: String,
+        pub tenant_id: Uuid,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -372,6 +398,10 @@ pub mod migration_runs {
         pub skipped: i32,
         pub started_at: DateTimeUtc,
         pub finished_at: Option<DateTimeUtc>,
+        /// The process running it, while it runs; renewed like a tenant's
+        /// lease. A RUNNING run whose lease expired was abandoned.
+        pub lease_owner: Option<String>,
+        pub lease_expires_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

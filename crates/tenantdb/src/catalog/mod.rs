@@ -9,6 +9,7 @@
 mod entities;
 mod migrations;
 mod repos;
+mod runs;
 mod tenant_databases;
 
 use std::path::PathBuf;
@@ -32,6 +33,7 @@ pub use entities::{
     migration_runs, settings, subscriptions, tenant_databases as tenant_database, tenants, users,
 };
 pub use repos::{ApiTokens, Memberships, NewServer, Servers, Settings, Subscriptions, Tenants, Users};
+pub use runs::{MigrationRuns, effective_status};
 pub use tenant_databases::{Lease, TenantDatabases, TenantExtras};
 
 use crate::error::{Error, Result};
@@ -196,6 +198,29 @@ impl Catalog {
         Ok(info.and_then(|row| row.template))
     }
 
+    /// The tenant migration set this catalog serves (see
+    /// `catalog_info.tenant_migrations`).
+    pub async fn tenant_migrations(&self) -> Result<Option<String>> {
+        let info = catalog_info::Entity::find_by_id(1).one(&self.db).await?;
+        Ok(info.and_then(|row| row.tenant_migrations))
+    }
+
+    /// Records `set` as the tenant migration set, if the catalog still
+    /// records `expected`; false when another process changed it first.
+    pub async fn record_tenant_migrations(&self, expected: Option<&str>, set: &str) -> Result<bool> {
+        let expected = match expected {
+            Some(found) => catalog_info::Column::TenantMigrations.eq(found),
+            None => catalog_info::Column::TenantMigrations.is_null(),
+        };
+        let result = catalog_info::Entity::update_many()
+            .col_expr(catalog_info::Column::TenantMigrations, Expr::value(set.to_owned()))
+            .filter(catalog_info::Column::Id.eq(1))
+            .filter(expected)
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
     /// Points the catalog at a (built) template.
     pub async fn set_template(&self, name: Option<&str>) -> Result<()> {
         catalog_info::Entity::update_many()
@@ -223,6 +248,9 @@ impl Catalog {
     }
     pub fn servers(&self) -> Servers<'_> {
         Servers::new(&self.db, &self.changes)
+    }
+    pub fn migration_runs(&self) -> MigrationRuns<'_> {
+        MigrationRuns::new(&self.db)
     }
     pub fn tenant_databases(&self) -> TenantDatabases<'_> {
         TenantDatabases::new(&self.db, &self.changes)
@@ -259,6 +287,7 @@ async fn migrate(db: &DatabaseConnection) -> Result<Uuid> {
         catalog_id: Set(id),
         generation: Set(0),
         template: Set(None),
+        tenant_migrations: Set(None),
         created_at: Set(chrono::Utc::now()),
     }
     .insert(db)

@@ -18,7 +18,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::Changes;
-use super::entities::{DbStatus, memberships, subscriptions, tenant_databases as td, tenants};
+use super::entities::{DbStatus, database_names, memberships, subscriptions, tenant_databases as td, tenants};
 use super::repos::taken;
 use crate::error::{Error, Result};
 
@@ -62,7 +62,7 @@ pub struct Lease {
 }
 
 impl Lease {
-    fn expiry(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+    pub(crate) fn expiry(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         now + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::seconds(30))
     }
 }
@@ -98,6 +98,15 @@ impl<'a> TenantDatabases<'a> {
             query = query.filter(td::Column::Status.eq(status));
         }
         Ok(query.all(self.db).await?)
+    }
+
+    /// Whether any tenant's recorded schema version is one of `versions`.
+    pub async fn any_at_version(&self, versions: &[String]) -> Result<bool> {
+        let row = td::Entity::find()
+            .filter(td::Column::SchemaVersion.is_in(versions.iter().cloned()))
+            .one(self.db)
+            .await?;
+        Ok(row.is_some())
     }
 
     /// Whether a name is the current or pending name of any row on a server.
@@ -140,6 +149,7 @@ impl<'a> TenantDatabases<'a> {
             .insert(&txn)
             .await
             .map_err(taken(|| format!("database name '{name}' is already taken")))?;
+        reserve(&txn, &row, &row.database_name).await?;
         let now = chrono::Utc::now();
         if let Some(owner) = extras.owner_user_id {
             memberships::ActiveModel {
@@ -180,10 +190,14 @@ impl<'a> TenantDatabases<'a> {
     pub async fn insert(&self, row: td::ActiveModel) -> Result<td::Model> {
         let name = row.database_name.clone().unwrap();
         let tenant = row.tenant_id.clone().unwrap();
-        let row = row.insert(self.db).await.map_err(taken(|| {
+        let txn = self.db.begin().await?;
+        let row = row.insert(&txn).await.map_err(taken(|| {
             format!("tenant '{tenant}' already has a database, or database name '{name}' is already taken")
         }))?;
-        self.changes.bump(self.db).await?;
+        reserve(&txn, &row, &row.database_name).await?;
+        Changes::record(&txn).await?;
+        txn.commit().await?;
+        self.changes.mark();
         Ok(row)
     }
 
@@ -200,11 +214,20 @@ impl<'a> TenantDatabases<'a> {
     ) -> Result<Option<td::Model>> {
         debug_assert!(row.status.can_become(to), "{} -> {to}", row.status);
         let now = Utc::now();
+        let pending = match &change.pending_database_name {
+            sea_orm::ActiveValue::Set(Some(name)) => Some(name.clone()),
+            _ => None,
+        };
         change.status = Set(to);
         change.lease_owner = Set(Some(lease.owner.clone()));
         change.lease_expires_at = Set(Some(lease.expiry(now)));
         change.updated_at = Set(now);
         let txn = self.db.begin().await?;
+        if let Some(pending) = &pending {
+            // The rename's target is reserved for this tenant first: a
+            // create or another rename of the same name gets "taken".
+            reserve(&txn, row, pending).await?;
+        }
         let result = td::Entity::update_many()
             .set(change)
             .col_expr(td::Column::Version, Expr::col(td::Column::Version).add(1))
@@ -260,13 +283,15 @@ impl<'a> TenantDatabases<'a> {
         if result.rows_affected == 0 {
             return Err(Error::LeaseLost { tenant: id.to_string() });
         }
+        let row = td::Entity::find_by_id(id)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| Error::LeaseLost { tenant: id.to_string() })?;
+        release_unused(&txn, &row).await?;
         Changes::record(&txn).await?;
         txn.commit().await?;
         self.changes.mark();
-        td::Entity::find_by_id(id)
-            .one(self.db)
-            .await?
-            .ok_or_else(|| Error::LeaseLost { tenant: id.to_string() })
+        Ok(row)
     }
 
     /// Records the version an ACTIVE row's database is really at (`doctor`),
@@ -346,6 +371,10 @@ impl<'a> TenantDatabases<'a> {
                 tenant: row.tenant_id.to_string(),
             });
         }
+        database_names::Entity::delete_many()
+            .filter(database_names::Column::TenantId.eq(row.tenant_id))
+            .exec(&txn)
+            .await?;
         if row.purge_tenant {
             memberships::Entity::delete_many()
                 .filter(memberships::Column::TenantId.eq(row.tenant_id))
@@ -357,6 +386,42 @@ impl<'a> TenantDatabases<'a> {
         txn.commit().await?;
         self.changes.bump(self.db).await
     }
+}
+
+/// Reserves `name` on the row's server for the row's tenant; a name
+/// reserved for another tenant is "taken". Idempotent for the same tenant.
+async fn reserve(txn: &impl ConnectionTrait, row: &td::Model, name: &str) -> Result<()> {
+    let existing = database_names::Entity::find_by_id((row.server_id, name.to_owned()))
+        .one(txn)
+        .await?;
+    match existing {
+        Some(found) if found.tenant_id == row.tenant_id => Ok(()),
+        Some(_) => Err(Error::AlreadyExists(format!("database name '{name}' is already taken"))),
+        None => {
+            database_names::ActiveModel {
+                server_id: Set(row.server_id),
+                name: Set(name.to_owned()),
+                tenant_id: Set(row.tenant_id),
+            }
+            .insert(txn)
+            .await
+            .map_err(taken(|| format!("database name '{name}' is already taken")))?;
+            Ok(())
+        }
+    }
+}
+
+/// Frees the names of the row's tenant that are neither its current nor
+/// its pending name (a rename finished or rolled back).
+async fn release_unused(txn: &impl ConnectionTrait, row: &td::Model) -> Result<()> {
+    let mut keep = vec![row.database_name.clone()];
+    keep.extend(row.pending_database_name.clone());
+    database_names::Entity::delete_many()
+        .filter(database_names::Column::TenantId.eq(row.tenant_id))
+        .filter(database_names::Column::Name.is_not_in(keep))
+        .exec(txn)
+        .await?;
+    Ok(())
 }
 
 fn lease_free_or_ours(owner: &str, now: DateTime<Utc>) -> Condition {

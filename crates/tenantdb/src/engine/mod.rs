@@ -179,17 +179,18 @@ impl Engine {
     }
 
     /// Makes sure the template `name` holds `migrations` applied (built
-    /// once, immutable, shared by all processes). `stem` is what every
-    /// template name of this deployment starts with.
+    /// once, immutable, shared by all processes). Only a template this
+    /// catalog marked is ever replaced: a foreign database of that name is
+    /// left alone and the build refused.
     pub async fn ensure_template(
         &self,
         name: &str,
-        stem: &str,
+        owner: &RoleName,
         version: &str,
         migrations: Vec<Box<dyn sea_orm_migration::MigrationTrait>>,
     ) -> Result<()> {
         match self {
-            Self::Postgres(pg) => pg.ensure_template(name, stem, version, migrations).await,
+            Self::Postgres(pg) => pg.ensure_template(name, owner, version, migrations).await,
             Self::Sqlite(sqlite) => sqlite.ensure_template(name, migrations).await,
         }
     }

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Provisioner, template_stem};
+use super::Provisioner;
 use crate::catalog::{DbStatus, tenant_database};
 use crate::engine::{Engine, Inventory, TenantDb};
 use crate::error::Result;
@@ -56,6 +56,8 @@ pub enum Problem {
     /// The current template is missing or half-built, or the catalog does
     /// not point at it.
     TemplateMissing,
+    /// A fleet migration run whose process died: it reads ABANDONED.
+    AbandonedRun,
 }
 
 impl Problem {
@@ -74,6 +76,7 @@ impl Problem {
             Self::StaleSecret => "stale_secret",
             Self::StaleTemplate => "stale_template",
             Self::TemplateMissing => "template_missing",
+            Self::AbandonedRun => "abandoned_run",
         }
     }
 }
@@ -126,6 +129,7 @@ enum Repair {
     DropTemplate(String),
     BuildTemplate,
     ClearTemplatePointer,
+    CloseRun(Uuid),
 }
 
 /// What `--fix` did about one finding.
@@ -160,7 +164,7 @@ impl Provisioner {
     /// nothing.
     pub async fn examine(&self, options: DoctorOptions) -> Result<Vec<Finding>> {
         let engine = &self.inner.engine;
-        let stem = template_stem(&self.inner.prefix);
+        let stem = self.template_stem();
         // The server first, then the catalog (see the module docs).
         let inventory = engine.inventory(&self.inner.prefix, &stem).await?;
         let rows: Vec<tenant_database::Model> = self
@@ -182,6 +186,19 @@ impl Provisioner {
                 .await;
         }
         self.examine_templates(&inventory, &mut findings).await?;
+        for run in self.inner.catalog.migration_runs().abandoned().await? {
+            findings.push(Finding {
+                problem: Problem::AbandonedRun,
+                subject: run.id.to_string(),
+                tenant_id: None,
+                detail: format!(
+                    "fleet migration run started {} stopped without finishing: its process is gone",
+                    run.started_at.to_rfc3339()
+                ),
+                remedy: Remedy::Fix("record it as ABANDONED (run migrate again to finish the fleet)".into()),
+                repair: Some(Repair::CloseRun(run.id)),
+            });
+        }
         Ok(findings)
     }
 
@@ -204,7 +221,7 @@ impl Provisioner {
                     problem: Problem::ForeignDatabase,
                     subject: db.name.clone(),
                     tenant_id: None,
-                    detail: "a database under this deployment's prefix that this catalog did not create".into(),
+                    detail: "a database under this deployment's names that this catalog did not create".into(),
                     remedy: Remedy::Manual(
                         "tenantdb never touches it: move it away from the prefix or drop it yourself".into(),
                     ),
@@ -528,7 +545,23 @@ impl Provisioner {
             });
         }
         let pointer = self.inner.catalog.template().await?;
+        let squatted = |name: &str| {
+            inventory
+                .databases
+                .iter()
+                .any(|db| db.name == name && db.tenant.is_none())
+        };
         match current {
+            Some(current) if !current_ready && squatted(&current.name) => findings.push(Finding {
+                problem: Problem::TemplateMissing,
+                subject: current.name,
+                tenant_id: None,
+                detail: "a database this catalog did not create holds the current template's name: new tenants \
+                         replay migrations"
+                    .into(),
+                remedy: Remedy::Manual("tenantdb never touches it: rename or drop it yourself".into()),
+                repair: None,
+            }),
             Some(current) if !current_ready => findings.push(Finding {
                 problem: Problem::TemplateMissing,
                 subject: current.name,
@@ -566,6 +599,17 @@ impl Provisioner {
     /// is left as it is. Run `examine` again to see what remains.
     pub async fn repair(&self, findings: &[Finding]) -> Vec<Repaired> {
         let mut repaired = Vec::new();
+        // Repairs drop, rebuild and migrate: only with the catalog's set.
+        if let Err(err) = self.check_migration_set().await {
+            return findings
+                .iter()
+                .filter(|finding| finding.fixable())
+                .map(|finding| Repaired {
+                    finding: finding.clone(),
+                    outcome: Err(err.to_string()),
+                })
+                .collect();
+        }
         let mut reconciled: Option<std::result::Result<Vec<super::Reconciled>, String>> = None;
         let mut template_built = None;
         for finding in findings {
@@ -632,6 +676,21 @@ impl Provisioner {
                     .set_template(None)
                     .await
                     .map(|()| "cleared".to_owned())
+                    .map_err(|err| err.chain()),
+                Repair::CloseRun(id) => self
+                    .inner
+                    .catalog
+                    .migration_runs()
+                    .close_abandoned(*id)
+                    .await
+                    .map(|closed| {
+                        if closed {
+                            "recorded as ABANDONED"
+                        } else {
+                            "no longer abandoned"
+                        }
+                        .to_owned()
+                    })
                     .map_err(|err| err.chain()),
             };
             repaired.push(Repaired {

@@ -39,6 +39,9 @@ pub use ops::{ReconcileOutcome, Reconciled};
 /// remaining sessions itself).
 const DRAIN_WAIT: Duration = Duration::from_secs(2);
 
+/// How long shutdown waits for provisioning work under way.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
+
 /// Longest display name of a tenant.
 pub const MAX_TENANT_NAME_LEN: usize = 200;
 
@@ -133,10 +136,6 @@ pub struct TemplateName {
     pub version: String,
 }
 
-fn template_stem(prefix: &DatabasePrefix) -> String {
-    format!("{}tpl", prefix.as_str().trim_end_matches('_'))
-}
-
 /// Settings of a provisioner (built by `Tenancy`).
 #[derive(Debug, Clone)]
 pub struct ProvisionerSettings {
@@ -213,6 +212,67 @@ impl Provisioner {
         Ok(())
     }
 
+    /// Refuses to change tenants unless this program's tenant migration set
+    /// is the one the catalog serves or an extension of it (then recorded
+    /// as the catalog's): another application's binary, or an older one,
+    /// must never create, migrate, build templates or repair. The first
+    /// program to change a tenant records its set.
+    pub async fn check_migration_set(&self) -> Result<()> {
+        use crate::migrate::{SetMatch, describe_set, match_sets};
+        let ours = self.inner.migrations.identity();
+        loop {
+            let recorded = self.inner.catalog.tenant_migrations().await?;
+            match match_sets(recorded.as_deref(), &ours) {
+                SetMatch::Same => return Ok(()),
+                SetMatch::Unrecorded | SetMatch::Extends => {
+                    if self
+                        .inner
+                        .catalog
+                        .record_tenant_migrations(recorded.as_deref(), &ours)
+                        .await?
+                    {
+                        return Ok(());
+                    }
+                    // Another process recorded a set meanwhile: compare again.
+                }
+                SetMatch::Other if self.unapplied_only(recorded.as_deref(), &ours).await? => {
+                    // Our set drops only migrations no tenant ever reached
+                    // (say, a broken one the application took back): safe.
+                    if self
+                        .inner
+                        .catalog
+                        .record_tenant_migrations(recorded.as_deref(), &ours)
+                        .await?
+                    {
+                        return Ok(());
+                    }
+                }
+                SetMatch::Other => {
+                    return Err(Error::MigrationSetMismatch {
+                        recorded: describe_set(recorded.as_deref().unwrap_or_default()),
+                        ours: describe_set(&ours),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Whether `ours` is the recorded set's first migrations and what it
+    /// leaves out was applied to no tenant (no row records such a version).
+    async fn unapplied_only(&self, recorded: Option<&str>, ours: &str) -> Result<bool> {
+        let recorded: Vec<&str> = recorded
+            .unwrap_or_default()
+            .split('\n')
+            .filter(|n| !n.is_empty())
+            .collect();
+        let ours: Vec<&str> = ours.split('\n').filter(|n| !n.is_empty()).collect();
+        if ours.len() >= recorded.len() || recorded[..ours.len()] != ours[..] {
+            return Ok(false);
+        }
+        let dropped: Vec<String> = recorded[ours.len()..].iter().map(|n| (*n).to_owned()).collect();
+        Ok(!self.inner.catalog.tenant_databases().any_at_version(&dropped).await?)
+    }
+
     /// Validates a requested database name: the rules of `DatabaseName` and
     /// the reserved names of this deployment.
     pub fn parse_database_name(&self, name: &str) -> Result<DatabaseName> {
@@ -251,6 +311,29 @@ impl Provisioner {
         Ok(())
     }
 
+    /// The requested name if it is free; else a generated one, with a
+    /// random suffix when the plain one is taken.
+    async fn choose_name(&self, requested: Option<&str>, slug: &TenantSlug, id: TenantId) -> Result<DatabaseName> {
+        if let Some(requested) = requested {
+            let name = self.parse_database_name(requested)?;
+            self.check_name_free(&name).await?;
+            return Ok(name);
+        }
+        let mut name = DatabaseName::generate(&self.inner.prefix, slug, id);
+        for _ in 0..8 {
+            match self.check_name_free(&name).await {
+                Err(Error::AlreadyExists(_)) => {
+                    let suffix = format!("{:08x}", rand::random::<u32>());
+                    name = DatabaseName::with_suffix(&self.inner.prefix, slug, &suffix);
+                }
+                other => return other.map(|()| name),
+            }
+        }
+        Err(Error::AlreadyExists(format!(
+            "no free database name could be generated for slug '{slug}'; request one"
+        )))
+    }
+
     /// The physical identity of a row's database (under its current name).
     pub fn tenant_db(&self, row: &tenant_database::Model) -> TenantDb {
         TenantDb {
@@ -271,6 +354,7 @@ impl Provisioner {
             new.name.as_deref().unwrap_or(slug.as_str()),
             MAX_TENANT_NAME_LEN,
         )?;
+        self.check_migration_set().await?;
         if self
             .inner
             .catalog
@@ -284,11 +368,7 @@ impl Provisioner {
             )));
         }
         let id = TenantId::new();
-        let database = match &new.database_name {
-            Some(requested) => self.parse_database_name(requested)?,
-            None => DatabaseName::generate(&self.inner.prefix, &slug, id),
-        };
-        self.check_name_free(&database).await?;
+        let database = self.choose_name(new.database_name.as_deref(), &slug, id).await?;
 
         let now = Utc::now();
         let tenant = tenants::ActiveModel {
@@ -321,13 +401,10 @@ impl Provisioner {
         database_name: Option<&str>,
     ) -> Result<tenant_database::Model> {
         let tenant = self.inner.catalog.tenants().get(tenant).await?;
+        self.check_migration_set().await?;
         let id = TenantId::from(tenant.id);
         let slug = TenantSlug::parse(&tenant.slug)?;
-        let database = match database_name {
-            Some(requested) => self.parse_database_name(requested)?,
-            None => DatabaseName::generate(&self.inner.prefix, &slug, id),
-        };
-        self.check_name_free(&database).await?;
+        let database = self.choose_name(database_name, &slug, id).await?;
         let row = self
             .inner
             .catalog
@@ -338,10 +415,11 @@ impl Provisioner {
         self.run(move |this| async move { this.provision(row).await }).await
     }
 
-    /// This deployment's template: `<prefix without its last '_'>tpl<hash
-    /// of the migration names>`, so every process with the same migrations
-    /// agrees on it, and it is never a tenant name (those carry the whole
-    /// prefix). `None` when templates are off or there are no migrations.
+    /// This deployment's template: `<prefix>-tpl-<catalog id>-<hash of the
+    /// migration names>` (see [`crate::names::template_stem`]), so every
+    /// process with the same catalog and migrations agrees on it, and no
+    /// tenant database name can ever be one. `None` when templates are off
+    /// or there are no migrations.
     pub fn template_name(&self) -> Option<TemplateName> {
         let migrations = self.inner.migrations.migrations();
         if !self.inner.use_templates || migrations.is_empty() {
@@ -349,12 +427,16 @@ impl Provisioner {
         }
         let names: Vec<&str> = migrations.iter().map(|m| m.name()).collect();
         let version = crate::secret::sha256_hex(&names.join("\n"))[..12].to_owned();
-        let stem = template_stem(&self.inner.prefix);
+        let stem = self.template_stem();
         Some(TemplateName {
             name: format!("{stem}{version}"),
             stem,
             version,
         })
+    }
+
+    fn template_stem(&self) -> String {
+        crate::names::template_stem(&self.inner.prefix, self.inner.catalog.id())
     }
 
     /// The template for new databases, built if needed (and the catalog
@@ -365,12 +447,16 @@ impl Provisioner {
         if self.ready_template().as_deref() == Some(template.name.as_str()) {
             return Some(template.name);
         }
+        if let Err(err) = self.check_migration_set().await {
+            tracing::warn!(template = %template.name, error = %err.chain(), "not building a template");
+            return None;
+        }
         let built = self
             .inner
             .engine
             .ensure_template(
                 &template.name,
-                &template.stem,
+                &RoleName::for_templates(&self.inner.prefix, self.inner.catalog.id()),
                 &template.version,
                 self.inner.migrations.migrations(),
             )
@@ -414,6 +500,11 @@ impl Provisioner {
             owner: format!("{}:{}", self.inner.lease_prefix, Uuid::new_v4().simple()),
             ttl: self.inner.lease_ttl,
         }
+    }
+
+    /// A lease for a fleet run (see `new_lease`).
+    pub(crate) fn run_lease(&self) -> Lease {
+        self.new_lease()
     }
 
     /// The lease a claimed row carries.
@@ -472,11 +563,52 @@ impl Provisioner {
         self.inner.tasks.spawn(work)
     }
 
+    /// Finishes abandoned work in the background: every third of a lease
+    /// period, rows whose lease expired (a process died or was restarted
+    /// mid-operation) are reconciled, until `stop` is cancelled. Several
+    /// instances may run one each: a row is claimed by one conditional
+    /// UPDATE, so the work is never done twice.
+    pub fn spawn_reconciler(&self, stop: tokio_util::sync::CancellationToken) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        let period = self.inner.lease_ttl / 3;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(period) => {}
+                }
+                match this.reconcile().await {
+                    Ok(report) => {
+                        for entry in report.iter().filter(|e| e.outcome != ReconcileOutcome::Skipped) {
+                            tracing::info!(
+                                tenant.id = %entry.tenant_id, status = %entry.status, outcome = ?entry.outcome,
+                                "finished abandoned work"
+                            );
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = %err.chain(), "reconciling abandoned work failed"),
+                }
+            }
+        })
+    }
+
     /// Waits for every operation under way (call after the service stops
-    /// taking requests), then closes the engine's admin connections.
+    /// taking requests), at most `SHUTDOWN_DEADLINE`, then closes the
+    /// engine's admin connections. Work still running then (DDL stuck
+    /// behind a lock) keeps its lease, which expires: another instance, or
+    /// this one's next start, finishes it.
     pub async fn shutdown(&self) {
         self.inner.tasks.close();
-        self.inner.tasks.wait().await;
+        if tokio::time::timeout(SHUTDOWN_DEADLINE, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                waited_s = SHUTDOWN_DEADLINE.as_secs(),
+                left = self.inner.tasks.len(),
+                "provisioning work still running at shutdown; its leases will expire and it will be finished later"
+            );
+        }
         self.inner.engine.close().await;
     }
 }

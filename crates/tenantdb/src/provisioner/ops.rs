@@ -232,6 +232,7 @@ impl Provisioner {
     pub async fn retry(&self, tenant: &TenantRef) -> Result<Row> {
         let (_, row) = self.load(tenant).await?;
         self.expect(&row, &[DbStatus::Failed], "retry")?;
+        self.check_migration_set().await?;
         let change = Change {
             error_message: Set(None),
             secret_version: Set(self.inner.secret_version),
@@ -405,6 +406,7 @@ impl Provisioner {
     /// with, so two runs never both migrate one tenant.
     pub(crate) async fn migrate_row(&self, row: Row) -> Result<Row> {
         self.expect(&row, &[DbStatus::Active], "migrate it")?;
+        self.check_migration_set().await?;
         let row = self.claim(&row, DbStatus::Migrating, Change::default()).await?;
         self.run(move |this| async move { this.finish_migrate(row).await })
             .await
@@ -431,10 +433,12 @@ impl Provisioner {
                 self.finish(&row, DbStatus::Active, change).await
             }
             Ok(Err(failure)) => {
-                let last_good = failure.version.clone();
+                // A failure never lowers or erases the recorded version: it
+                // moves only to a version this run applied.
+                let last_good = failure.version.clone().filter(|_| failure.applied_any);
                 let err = Self::migration_error(&spec, failure);
                 let change = Change {
-                    schema_version: Set(last_good),
+                    schema_version: last_good.map_or(sea_orm::ActiveValue::NotSet, |v| Set(Some(v))),
                     error_message: Set(Some(err.to_string())),
                     ..Default::default()
                 };
@@ -461,6 +465,7 @@ impl Provisioner {
     pub async fn reconcile(&self) -> Result<Vec<Reconciled>> {
         let rows = self.inner.catalog.tenant_databases().abandoned().await?;
         let mut report = Vec::with_capacity(rows.len());
+        let mut set_check = None;
         for row in rows {
             let status = row.status;
             let mut entry = Reconciled {
@@ -469,6 +474,18 @@ impl Provisioner {
                 status,
                 outcome: ReconcileOutcome::Skipped,
             };
+            // Finishing a create or a migration runs this program's
+            // migrations: only with the catalog's set.
+            if matches!(status, DbStatus::Provisioning | DbStatus::Migrating) {
+                if set_check.is_none() {
+                    set_check = Some(self.check_migration_set().await.map_err(|err| err.to_string()));
+                }
+                if let Some(Err(mismatch)) = &set_check {
+                    entry.outcome = ReconcileOutcome::Failed(mismatch.clone());
+                    report.push(entry);
+                    continue;
+                }
+            }
             let claimed = self
                 .inner
                 .catalog

@@ -104,12 +104,20 @@ async fn doctor_finds_repairable_drift_and_fix_repairs_it(backend: Backend) {
         .await;
     assert!(stuck.is_err(), "the test hook stopped the create");
 
-    // A stale template: another deploy (other migrations) built its own and
-    // pointed the catalog at it.
+    // A stale template: one of an older migration set, left behind, and
+    // the catalog pointed at it (what a deploy of the older set did before
+    // this one; a program with an older set may no longer build one).
     let current = env.tenancy.provisioner().template_name().unwrap();
-    let other = env.second(schema_v1()).await;
-    let stale = other.provisioner().template().await.expect("the other template");
-    other.close().await;
+    let version = &tenantdb::secret::sha256_hex("m0001_notes")[..12];
+    let stale = format!("{}{version}", current.stem);
+    let owner = tenantdb::names::RoleName::for_templates(&env.config.database_prefix, env.tenancy.catalog().id());
+    let v1 = schema_v1();
+    env.tenancy
+        .engine()
+        .ensure_template(&stale, &owner, version, v1.migrations())
+        .await
+        .expect("the older template");
+    env.tenancy.catalog().set_template(Some(&stale)).await.unwrap();
     tokio::time::sleep(LEASE_EXPIRY_WAIT).await;
 
     let found = examine(&env).await;

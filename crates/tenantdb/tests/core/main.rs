@@ -13,5 +13,6 @@ mod fleet;
 mod migrations;
 mod postgres_security;
 mod rename_delete;
+mod safety;
 mod server_faults;
 mod templates;

@@ -19,7 +19,7 @@ use std::time::Duration;
 use sea_orm::{DatabaseConnection, SqlxPostgresConnector};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Connection, Row};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 use uuid::Uuid;
 
 use super::{
@@ -30,12 +30,18 @@ use crate::config::PoolConfig;
 use crate::error::{Error, Result};
 use crate::names::{DatabaseName, DatabasePrefix, RoleName, TenantId, quote_ident, quote_literal};
 use crate::secret::TenantSecret;
+use templates::{FOUND_DATABASE, FoundDatabase, TemplateState};
+
+mod templates;
 
 /// SQLSTATE: object in use (a database someone is connected to).
 const OBJECT_IN_USE: &str = "55006";
 /// SQLSTATE: duplicate database / duplicate object (role).
 const DUPLICATE_DATABASE: &str = "42P04";
 const DUPLICATE_OBJECT: &str = "42710";
+/// SQLSTATE: dependent objects still exist (a role with privileges or
+/// objects elsewhere).
+const DEPENDENT_OBJECTS: &str = "2BP01";
 /// The oldest server we support: `DROP DATABASE ... WITH (FORCE)` is 13+.
 const MIN_SERVER_VERSION: i32 = 130_000;
 
@@ -73,9 +79,13 @@ impl PostgresEngine {
         role_connection_limit: i32,
         max_connections: u32,
     ) -> Result<Self> {
+        // Admin statements carry role passwords (SCRAM verifiers) in
+        // `CREATE ROLE` / `ALTER ROLE`: sqlx must never log them, at any
+        // level.
         let options = PgConnectOptions::from_str(url.expose_secret())
             .map_err(Error::server("invalid tenant server URL"))?
-            .application_name("tenantdb-admin");
+            .application_name("tenantdb-admin")
+            .disable_statement_logging();
         let admin = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
@@ -281,118 +291,6 @@ impl PostgresEngine {
         result.map(drop).map_err(|err| Error::server(context())(err))
     }
 
-    fn template_marker(&self, version: &str) -> String {
-        format!("tenantdb template catalog={} version={version}", self.inner.catalog_id)
-    }
-
-    async fn template_state(&self, name: &str) -> Result<Option<(bool, Option<String>)>> {
-        sqlx::query_as(
-            "SELECT datistemplate, shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
-        )
-        .bind(name)
-        .fetch_optional(&self.inner.admin)
-        .await
-        .map_err(Error::server(format!("cannot look up template '{name}'")))
-    }
-
-    /// Makes sure the template `name` exists at `version` (the tenant
-    /// migrations applied, every object owned by `pg_database_owner` so a
-    /// clone's owner has full rights with no fix-up), immutable (a template
-    /// that accepts no connections) and marked. Builders in several
-    /// processes are serialised by an advisory lock; a half-built template
-    /// left by a crash is dropped and built again. Older templates of this
-    /// catalog (`others` with another version) are dropped once this one is
-    /// ready.
-    pub(crate) async fn ensure_template(
-        &self,
-        name: &str,
-        stem: &str,
-        version: &str,
-        migrations: Vec<Box<dyn sea_orm_migration::MigrationTrait>>,
-    ) -> Result<()> {
-        let marker = self.template_marker(version);
-        if self.template_state(name).await? == Some((true, Some(marker.clone()))) {
-            return Ok(());
-        }
-        let _local = self.inner.template_build.lock().await;
-        if self.template_state(name).await? == Some((true, Some(marker.clone()))) {
-            return Ok(());
-        }
-        // Across processes: an advisory lock on a connection of its own (a
-        // pooled one would starve the build of admin connections).
-        let mut lock = sqlx::PgConnection::connect_with(&self.inner.options)
-            .await
-            .map_err(Error::server("cannot take the template lock"))?;
-        sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
-            .bind(name)
-            .execute(&mut lock)
-            .await
-            .map_err(Error::server("cannot take the template lock"))?;
-        let built = self.build_template(name, &marker, migrations).await;
-        // Closing the connection releases the lock.
-        let _ = lock.close().await;
-        if built.is_err() {
-            let _ = self.drop_template(name).await;
-        } else {
-            self.drop_old_templates(name, stem).await;
-        }
-        built?;
-        self.flush().await
-    }
-
-    async fn build_template(
-        &self,
-        name: &str,
-        marker: &str,
-        migrations: Vec<Box<dyn sea_orm_migration::MigrationTrait>>,
-    ) -> Result<()> {
-        match self.template_state(name).await? {
-            Some((true, Some(mark))) if mark == marker => return Ok(()),
-            Some(_) => self.drop_template(name).await?,
-            None => {}
-        }
-        let quoted = quote_ident(name);
-        let context = || format!("cannot build template '{name}'");
-        self.exec_retrying(&format!("CREATE DATABASE {quoted} TEMPLATE template0"), context)
-            .await?;
-        // Objects made as pg_database_owner belong to whoever owns the
-        // database: in a clone, the tenant's role.
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    sqlx::raw_sql("SET ROLE pg_database_owner").execute(&mut *conn).await?;
-                    Ok(())
-                })
-            })
-            .connect_with(self.inner.options.clone().database(name))
-            .await
-            .map_err(Error::server(context()))?;
-        let db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
-        let applied = crate::migrate::apply_pending(&db, migrations, &|| true).await;
-        let _ = db.close().await;
-        if let Err(failure) = applied {
-            return Err(Error::MigrationFailed {
-                tenant: "(template)".into(),
-                database: name.to_owned(),
-                migration: failure.migration,
-                message: failure.error.to_string(),
-            });
-        }
-        self.exec(&format!("REVOKE ALL ON DATABASE {quoted} FROM PUBLIC"), context)
-            .await?;
-        self.exec(
-            &format!("COMMENT ON DATABASE {quoted} IS {}", quote_literal(marker)),
-            context,
-        )
-        .await?;
-        self.exec(
-            &format!("ALTER DATABASE {quoted} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"),
-            context,
-        )
-        .await
-    }
-
     /// The tenant a role mark of this catalog names, if it is one.
     fn marked_tenant(&self, mark: Option<&str>) -> Option<TenantId> {
         let rest = mark?.strip_prefix(&format!("tenantdb catalog={} tenant=", self.inner.catalog_id))?;
@@ -402,54 +300,44 @@ impl PostgresEngine {
     pub(crate) async fn inventory(&self, prefix: &DatabasePrefix, stem: &str) -> Result<Inventory> {
         let context = || "cannot list the databases of the tenant server".to_owned();
         let tenant_marks = format!("tenantdb catalog={} tenant=%", self.inner.catalog_id);
-        let template_mark = format!("tenantdb template catalog={} version=", self.inner.catalog_id);
-        let rows = sqlx::query(
-            "SELECT d.datname::text AS name, r.rolname::text AS owner, \
-                    shobj_description(r.oid, 'pg_authid') AS owner_mark, \
-                    shobj_description(d.oid, 'pg_database') AS mark \
-             FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba \
-             WHERE starts_with(d.datname, $1) OR starts_with(d.datname, $2) \
-                OR shobj_description(r.oid, 'pg_authid') LIKE $3 \
-             ORDER BY d.datname",
-        )
+        let template_marks = format!("tenantdb template catalog={} %", self.inner.catalog_id);
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{FOUND_DATABASE} WHERE starts_with(d.datname, $1) OR starts_with(d.datname, $2) \
+             OR shobj_description(r.oid, 'pg_authid') LIKE $3 \
+             OR shobj_description(d.oid, 'pg_database') LIKE $4 \
+             OR shobj_description(r.oid, 'pg_authid') = $5 \
+             ORDER BY d.datname"
+        )))
         .bind(prefix.as_str())
         .bind(stem)
         .bind(&tenant_marks)
+        .bind(&template_marks)
+        .bind(self.template_owner_marker())
         .fetch_all(&self.inner.admin)
         .await
         .map_err(|err| Error::server(context())(err))?;
         let mut inventory = Inventory::default();
-        for row in rows {
-            let name: String = row.get("name");
-            let owner: String = row.get("owner");
-            let owner_mark: Option<String> = row.get("owner_mark");
-            let mark: Option<String> = row.get("mark");
-            let tenant = self.marked_tenant(owner_mark.as_deref());
-            if tenant.is_none()
-                && let Some(hash) = name.strip_prefix(stem)
-                && is_template_hash(hash)
-            {
-                match mark.as_deref().and_then(|m| m.strip_prefix(&template_mark)) {
-                    Some(version) => inventory.templates.push(ServerTemplate {
-                        name,
-                        version: Some(version.to_owned()),
-                    }),
-                    // Built by the admin role and not marked yet: a build
-                    // that did not finish.
-                    None if mark.is_none() && owner == self.admin_user().await? => {
-                        inventory.templates.push(ServerTemplate { name, version: None });
-                    }
-                    None => {}
+        for found in rows.iter().map(FoundDatabase::from_row) {
+            let tenant = self.marked_tenant(found.owner_mark.as_deref());
+            if tenant.is_none() {
+                let version = match self.classify_template(&found) {
+                    TemplateState::Ready(version) => Some(Some(version)),
+                    TemplateState::Building => Some(None),
+                    TemplateState::Missing | TemplateState::Foreign => None,
+                };
+                if let Some(version) = version {
+                    inventory.templates.push(ServerTemplate {
+                        name: found.name,
+                        version,
+                    });
+                    continue;
                 }
-                continue;
             }
-            if tenant.is_some() || name.starts_with(prefix.as_str()) {
-                inventory.databases.push(ServerDatabase {
-                    name,
-                    tenant,
-                    owner: Some(owner),
-                });
-            }
+            inventory.databases.push(ServerDatabase {
+                name: found.name,
+                tenant,
+                owner: Some(found.owner),
+            });
         }
         let roles: Vec<(String, Option<String>)> = sqlx::query_as(
             "SELECT rolname::text, shobj_description(oid, 'pg_authid') FROM pg_roles \
@@ -467,57 +355,34 @@ impl PostgresEngine {
         Ok(inventory)
     }
 
-    async fn admin_user(&self) -> Result<String> {
-        sqlx::query_scalar("SELECT current_user::text")
-            .fetch_one(&self.inner.admin)
-            .await
-            .map_err(Error::server("cannot read the admin role's name"))
-    }
-
     /// Drops a role this catalog marked for `tenant`; any other is refused.
+    /// A role that still has objects or privileges elsewhere (granted by
+    /// hand: PostgreSQL refuses with 2BP01) cannot be dropped without
+    /// reaching into other databases: it is locked out (`NOLOGIN`) instead,
+    /// and `doctor` reports it as an orphan role.
     pub(crate) async fn drop_role(&self, tenant: TenantId, role: &RoleName) -> Result<()> {
         match self.role_mark(role).await? {
             None => Ok(()),
             Some(mark) if self.marked_tenant(mark.as_deref()) == Some(tenant) => {
-                let sql = format!("DROP ROLE IF EXISTS {}", quote_ident(role.as_str()));
-                self.exec(&sql, || format!("cannot drop role '{role}'")).await
+                let quoted = quote_ident(role.as_str());
+                let sql = format!("DROP ROLE IF EXISTS {quoted}");
+                match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.inner.admin).await {
+                    Ok(_) => Ok(()),
+                    Err(err) if sql_state(&err).as_deref() == Some(DEPENDENT_OBJECTS) => {
+                        tracing::warn!(
+                            tenant.id = %tenant, role = %role, error = %err,
+                            "the tenant's role still has objects or privileges elsewhere; locking it out instead of dropping it"
+                        );
+                        let lock = format!("ALTER ROLE {quoted} WITH NOLOGIN");
+                        self.exec(&lock, || format!("cannot lock out role '{role}'")).await
+                    }
+                    Err(err) => Err(Error::server(format!("cannot drop role '{role}'"))(err)),
+                }
             }
             Some(_) => Err(Error::NotOurs {
                 tenant: tenant.to_string(),
                 database: format!("(role) {role}"),
             }),
-        }
-    }
-
-    pub(crate) async fn drop_template(&self, name: &str) -> Result<()> {
-        let quoted = quote_ident(name);
-        let context = || format!("cannot drop template '{name}'");
-        if self.template_state(name).await?.is_none() {
-            return Ok(());
-        }
-        self.exec(&format!("ALTER DATABASE {quoted} WITH IS_TEMPLATE false"), context)
-            .await?;
-        self.exec_retrying(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"), context)
-            .await
-    }
-
-    /// Drops this catalog's templates under `stem` other than `keep`.
-    async fn drop_old_templates(&self, keep: &str, stem: &str) {
-        let mark = format!("tenantdb template catalog={} %", self.inner.catalog_id);
-        let old: Vec<String> = sqlx::query_scalar(
-            "SELECT datname::text FROM pg_database WHERE datistemplate AND starts_with(datname, $1) \
-             AND datname <> $2 AND shobj_description(oid, 'pg_database') LIKE $3",
-        )
-        .bind(stem)
-        .bind(keep)
-        .bind(&mark)
-        .fetch_all(&self.inner.admin)
-        .await
-        .unwrap_or_default();
-        for name in old {
-            if let Err(err) = self.drop_template(&name).await {
-                tracing::warn!(template = %name, error = %err.chain(), "dropping an old template failed");
-            }
         }
     }
 
@@ -553,8 +418,13 @@ impl PostgresEngine {
             Ownership::Ours => {
                 let name = quote_ident(db.database.as_str());
                 let context = || format!("cannot drop database '{}'", db.database);
-                self.exec(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"), context)
-                    .await?;
+                // A database whose DROP was interrupted is invalid
+                // (`datconnlimit = -2`, PostgreSQL 13.12+, 14.9+, 15.4+):
+                // every ALTER fails on it, DROP is what is left to do.
+                if !self.is_invalid(&db.database).await? {
+                    self.exec(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"), context)
+                        .await?;
+                }
                 // FORCE ends the remaining sessions (PostgreSQL 13+).
                 self.exec_retrying(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), context)
                     .await?;
@@ -562,6 +432,16 @@ impl PostgresEngine {
             Ownership::Missing => {}
         }
         self.drop_role(db.tenant, &db.role).await
+    }
+
+    /// Whether an interrupted `DROP DATABASE` left the database invalid.
+    pub(crate) async fn is_invalid(&self, name: &DatabaseName) -> Result<bool> {
+        let invalid: Option<bool> = sqlx::query_scalar("SELECT datconnlimit = -2 FROM pg_database WHERE datname = $1")
+            .bind(name.as_str())
+            .fetch_optional(&self.inner.admin)
+            .await
+            .map_err(Error::server(format!("cannot look up database '{name}'")))?;
+        Ok(invalid.unwrap_or(false))
     }
 
     pub(crate) async fn rename(&self, db: &TenantDb, to: &DatabaseName) -> Result<()> {
@@ -793,11 +673,6 @@ impl PostgresEngine {
             }
         }
     }
-}
-
-/// Template names end in 12 hex digits of the migration hash.
-fn is_template_hash(s: &str) -> bool {
-    s.len() == 12 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn sql_state(err: &sqlx::Error) -> Option<String> {

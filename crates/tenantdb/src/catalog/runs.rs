@@ -1,0 +1,166 @@
+//! `migration_runs`: one row per fleet migration run, with a lease.
+//!
+//! A run holds a lease in its row while it works (renewed like a tenant's);
+//! a RUNNING run whose lease expired was abandoned by a process that died,
+//! and every reader sees it as ABANDONED.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+use uuid::Uuid;
+
+use super::entities::migration_runs as runs;
+use super::tenant_databases::Lease;
+use crate::error::Result;
+
+/// A run's status as readers see it: RUNNING with a live lease, ABANDONED
+/// when the lease expired, else what the run recorded when it ended.
+pub fn effective_status(row: &runs::Model, now: DateTime<Utc>) -> &str {
+    let alive = row.lease_expires_at.is_some_and(|expiry| expiry > now);
+    if row.status == "RUNNING" && !alive {
+        "ABANDONED"
+    } else {
+        &row.status
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct MigrationRuns<'a> {
+    db: &'a DatabaseConnection,
+}
+
+impl<'a> MigrationRuns<'a> {
+    pub(crate) fn new(db: &'a DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Records a RUNNING run leased to `lease`.
+    pub async fn start(&self, id: Uuid, target: Option<String>, total: usize, lease: &Lease) -> Result<()> {
+        let now = Utc::now();
+        runs::ActiveModel {
+            id: Set(id),
+            status: Set("RUNNING".into()),
+            target_version: Set(target),
+            total: Set(i32::try_from(total).unwrap_or(i32::MAX)),
+            succeeded: Set(0),
+            failed: Set(0),
+            skipped: Set(0),
+            started_at: Set(now),
+            finished_at: Set(None),
+            lease_owner: Set(Some(lease.owner.clone())),
+            lease_expires_at: Set(Some(lease.expiry(now))),
+        }
+        .insert(self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// Extends the run's lease; false when it is no longer ours.
+    pub async fn renew(&self, id: Uuid, lease: &Lease) -> Result<bool> {
+        let result = runs::Entity::update_many()
+            .col_expr(runs::Column::LeaseExpiresAt, Expr::value(lease.expiry(Utc::now())))
+            .filter(runs::Column::Id.eq(id))
+            .filter(runs::Column::LeaseOwner.eq(lease.owner.as_str()))
+            .exec(self.db)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    /// Writes progress (`change` holds the counts), and with `status` ends
+    /// the run: records it and releases the lease.
+    pub async fn record(&self, mut change: runs::ActiveModel, status: Option<&str>) -> Result<()> {
+        if let Some(status) = status {
+            change.status = Set(status.to_owned());
+            change.finished_at = Set(Some(Utc::now()));
+            change.lease_owner = Set(None);
+            change.lease_expires_at = Set(None);
+        }
+        change.update(self.db).await?;
+        Ok(())
+    }
+
+    /// Records an abandoned run as ABANDONED (doctor --fix), if it still is.
+    pub async fn close_abandoned(&self, id: Uuid) -> Result<bool> {
+        let now = Utc::now();
+        let result = runs::Entity::update_many()
+            .col_expr(runs::Column::Status, Expr::value("ABANDONED"))
+            .col_expr(runs::Column::FinishedAt, Expr::value(now))
+            .col_expr(runs::Column::LeaseOwner, Expr::value(Option::<String>::None))
+            .filter(runs::Column::Id.eq(id))
+            .filter(runs::Column::Status.eq("RUNNING"))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(runs::Column::LeaseExpiresAt.is_null())
+                    .add(runs::Column::LeaseExpiresAt.lt(now)),
+            )
+            .exec(self.db)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    /// One run, with its effective status.
+    pub async fn get(&self, id: Uuid) -> Result<Option<runs::Model>> {
+        Ok(runs::Entity::find_by_id(id).one(self.db).await?.map(effective))
+    }
+
+    /// The most recent runs, newest first, with their effective status.
+    pub async fn recent(&self, limit: u64) -> Result<Vec<runs::Model>> {
+        let rows = runs::Entity::find()
+            .order_by_desc(runs::Column::StartedAt)
+            .limit(limit)
+            .all(self.db)
+            .await?;
+        Ok(rows.into_iter().map(effective).collect())
+    }
+
+    /// RUNNING runs whose lease expired.
+    pub async fn abandoned(&self) -> Result<Vec<runs::Model>> {
+        let rows = runs::Entity::find()
+            .filter(runs::Column::Status.eq("RUNNING"))
+            .all(self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(effective)
+            .filter(|r| r.status == "ABANDONED")
+            .collect())
+    }
+}
+
+fn effective(mut row: runs::Model) -> runs::Model {
+    row.status = effective_status(&row, Utc::now()).to_owned();
+    row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(status: &str, expires_in_s: Option<i64>, now: DateTime<Utc>) -> runs::Model {
+        runs::Model {
+            id: Uuid::nil(),
+            status: status.into(),
+            target_version: None,
+            total: 1,
+            succeeded: 0,
+            failed: 0,
+            skipped: 0,
+            started_at: now,
+            finished_at: None,
+            lease_owner: expires_in_s.map(|_| "p".into()),
+            lease_expires_at: expires_in_s.map(|s| now + chrono::Duration::seconds(s)),
+        }
+    }
+
+    #[test]
+    fn a_running_run_without_a_live_lease_reads_as_abandoned() {
+        let now = Utc::now();
+        assert_eq!(effective_status(&run("RUNNING", Some(5), now), now), "RUNNING");
+        assert_eq!(effective_status(&run("RUNNING", Some(-1), now), now), "ABANDONED");
+        assert_eq!(effective_status(&run("RUNNING", None, now), now), "ABANDONED");
+        assert_eq!(effective_status(&run("SUCCEEDED", None, now), now), "SUCCEEDED");
+        assert_eq!(effective_status(&run("FAILED", Some(-1), now), now), "FAILED");
+    }
+}
