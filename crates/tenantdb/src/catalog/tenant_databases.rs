@@ -390,24 +390,35 @@ impl<'a> TenantDatabases<'a> {
 
 /// Reserves `name` on the row's server for the row's tenant; a name
 /// reserved for another tenant is "taken". Idempotent for the same tenant.
+/// The insert comes first (`ON CONFLICT DO NOTHING`): on SQLite a
+/// transaction that reads before it writes cannot wait for another writer
+/// and fails with "database is locked"; on PostgreSQL a failed insert
+/// would abort the transaction.
 async fn reserve(txn: &impl ConnectionTrait, row: &td::Model, name: &str) -> Result<()> {
-    let existing = database_names::Entity::find_by_id((row.server_id, name.to_owned()))
+    use sea_orm::sea_query::{OnConflict, Query};
+    let insert = Query::insert()
+        .into_table(database_names::Entity)
+        .columns([
+            database_names::Column::ServerId,
+            database_names::Column::Name,
+            database_names::Column::TenantId,
+        ])
+        .values_panic([row.server_id.into(), name.into(), row.tenant_id.into()])
+        .on_conflict(
+            OnConflict::columns([database_names::Column::ServerId, database_names::Column::Name])
+                .do_nothing()
+                .to_owned(),
+        )
+        .to_owned();
+    txn.execute_raw(txn.get_database_backend().build(&insert)).await?;
+    let holder = database_names::Entity::find_by_id((row.server_id, name.to_owned()))
         .one(txn)
-        .await?;
-    match existing {
-        Some(found) if found.tenant_id == row.tenant_id => Ok(()),
-        Some(_) => Err(Error::AlreadyExists(format!("database name '{name}' is already taken"))),
-        None => {
-            database_names::ActiveModel {
-                server_id: Set(row.server_id),
-                name: Set(name.to_owned()),
-                tenant_id: Set(row.tenant_id),
-            }
-            .insert(txn)
-            .await
-            .map_err(taken(|| format!("database name '{name}' is already taken")))?;
-            Ok(())
-        }
+        .await?
+        .map(|found| found.tenant_id);
+    if holder == Some(row.tenant_id) {
+        Ok(())
+    } else {
+        Err(Error::AlreadyExists(format!("database name '{name}' is already taken")))
     }
 }
 

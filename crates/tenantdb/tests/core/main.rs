@@ -12,6 +12,7 @@ mod doctor;
 mod fleet;
 mod migrations;
 mod postgres_security;
+mod races;
 mod rename_delete;
 mod safety;
 mod server_faults;

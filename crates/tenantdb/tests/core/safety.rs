@@ -10,7 +10,21 @@ use tenantdb::names::{DatabasePrefix, quote_ident, quote_literal, template_stem}
 use tenantdb::provisioner::{DoctorOptions, Problem};
 use tenantdb::{NewTenant, TenantRef};
 
-use crate::support::{Backend, TestEnv, schema_v1, schema_v2};
+use tenantdb::DbStatus;
+use tenantdb::catalog::Lease;
+use tenantdb::provisioner::{ReconcileOutcome, Step};
+use tenantdb_test_support::both_backends;
+
+use crate::support::{Backend, LEASE_TTL, TestEnv, schema_broken, schema_other, schema_v1, schema_v2};
+
+both_backends!(
+    a_running_service_finishes_work_a_killed_process_left_within_a_few_lease_periods,
+    long_slugs_with_a_common_start_get_distinct_generated_names,
+    a_taken_generated_name_gets_a_suffix,
+    a_fleet_run_whose_process_died_reads_abandoned_and_doctor_closes_it,
+    a_program_with_another_migration_set_may_read_but_not_change_tenants,
+    a_failed_migration_never_lowers_or_erases_the_recorded_version,
+);
 
 fn new(slug: &str) -> NewTenant {
     NewTenant {
@@ -320,4 +334,240 @@ async fn a_role_that_cannot_be_dropped_does_not_leave_the_tenant_deleting() {
         ),
     )
     .await;
+}
+
+/// `serve` used to reconcile only at start: work left by a process killed
+/// and restarted within a lease period stayed RENAMING or DELETING forever.
+/// A running instance's reconciler finishes it.
+async fn a_running_service_finishes_work_a_killed_process_left_within_a_few_lease_periods(backend: Backend) {
+    let env = TestEnv::new(backend, schema_v1()).await;
+    let service = env.second(schema_v1()).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let reconciler = service.provisioner().spawn_reconciler(stop.clone());
+
+    env.create("renamed").await;
+    env.create("deleted").await;
+    let to = format!("{}after_crash", env.db_prefix());
+    let provisioner = env.tenancy.provisioner();
+    provisioner.crash_after(Step::RenameClaimed);
+    provisioner
+        .rename_tenant_database(&TenantRef::parse("renamed").unwrap(), &to)
+        .await
+        .unwrap_err();
+    provisioner.crash_after(Step::DeleteClaimed);
+    provisioner
+        .delete_tenant(&TenantRef::parse("deleted").unwrap())
+        .await
+        .unwrap_err();
+
+    let deadline = std::time::Instant::now() + LEASE_TTL * 4;
+    loop {
+        let renamed = env.tenancy.tenant(&TenantRef::parse("renamed").unwrap()).await.unwrap();
+        let deleted = env.tenancy.tenant(&TenantRef::parse("deleted").unwrap()).await;
+        let db = renamed.database.unwrap();
+        if db.status == DbStatus::Active && db.database_name == to && deleted.is_err() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not finished within four lease periods: {db:?}, {deleted:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    reconciler.await.unwrap();
+    service.close().await;
+}
+
+/// Generated names used to end in the first digits of a version 7 id (its
+/// timestamp): three long slugs with the same start, made at once, gave one
+/// tenant and two conflicts.
+async fn long_slugs_with_a_common_start_get_distinct_generated_names(backend: Backend) {
+    let env = TestEnv::new(backend, schema_v1()).await;
+    let common = "a".repeat(60);
+    let creates = (0..3).map(|i| {
+        let provisioner = env.tenancy.provisioner().clone();
+        let slug = format!("{common}-{i}");
+        tokio::spawn(async move { provisioner.create_tenant(new(&slug)).await })
+    });
+    let mut names = std::collections::HashSet::new();
+    for create in creates {
+        let row = create.await.unwrap().expect("every create succeeds");
+        assert!(row.database_name.len() <= 63);
+        names.insert(row.database_name);
+    }
+    assert_eq!(names.len(), 3, "{names:?}");
+}
+
+async fn a_taken_generated_name_gets_a_suffix(backend: Backend) {
+    let env = TestEnv::new(backend, schema_v1()).await;
+    let plain = format!("{}acme", env.db_prefix());
+    env.tenancy
+        .provisioner()
+        .create_tenant(NewTenant {
+            database_name: Some(plain.clone()),
+            ..new("other")
+        })
+        .await
+        .unwrap();
+    let acme = env.create("acme").await;
+    assert_ne!(acme.database_name, plain);
+    assert!(
+        acme.database_name.starts_with(&format!("{plain}_")),
+        "{}",
+        acme.database_name
+    );
+}
+
+/// A killed `migrate` run stayed RUNNING forever. A run holds a lease: once
+/// it expires the run reads ABANDONED, doctor reports it and --fix records
+/// it so. A live run stays RUNNING past its lease period (it renews).
+async fn a_fleet_run_whose_process_died_reads_abandoned_and_doctor_closes_it(backend: Backend) {
+    let env = TestEnv::new(backend, schema_v1()).await;
+    env.create("slow").await;
+    let runs = env.tenancy.catalog().migration_runs();
+    let dead = uuid::Uuid::now_v7();
+    let lease = Lease {
+        owner: "a-process-that-died".into(),
+        ttl: std::time::Duration::from_millis(300),
+    };
+    runs.start(dead, Some("m0001_notes".into()), 3, &lease).await.unwrap();
+    assert_eq!(
+        env.tenancy
+            .provisioner()
+            .migration_run(dead)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "RUNNING"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(
+        env.tenancy
+            .provisioner()
+            .migration_run(dead)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "ABANDONED"
+    );
+
+    let provisioner = env.tenancy.provisioner();
+    let findings = provisioner.examine(DoctorOptions::default()).await.unwrap();
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0].problem, Problem::AbandonedRun);
+    let repaired = provisioner.repair(&findings).await;
+    assert!(repaired[0].outcome.is_ok(), "{repaired:?}");
+    assert!(provisioner.examine(DoctorOptions::default()).await.unwrap().is_empty());
+    assert_eq!(
+        provisioner.migration_run(dead).await.unwrap().unwrap().status,
+        "ABANDONED"
+    );
+
+    // A live run renews its lease: still RUNNING after a lease period.
+    let slow = env.second(crate::support::schema_slow()).await;
+    let (id, run) = slow
+        .provisioner()
+        .start_fleet(&tenantdb::fleet::FleetOptions::default(), |_| {})
+        .await
+        .unwrap();
+    tokio::time::sleep(LEASE_TTL + std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        slow.provisioner().migration_run(id).await.unwrap().unwrap().status,
+        "RUNNING"
+    );
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.succeeded, 1);
+    assert_eq!(
+        slow.provisioner().migration_run(id).await.unwrap().unwrap().status,
+        "SUCCEEDED"
+    );
+    slow.close().await;
+}
+
+/// An application made tenants with its own migrations; then a binary with
+/// another set (the shipped example schema) was pointed at the catalog. It
+/// used to erase every tenant's version, give new tenants the wrong schema
+/// and drop the application's template.
+async fn a_program_with_another_migration_set_may_read_but_not_change_tenants(backend: Backend) {
+    let env = TestEnv::new(backend, schema_v2()).await;
+    let row = env.create("app-tenant").await;
+    let template = env.tenancy.provisioner().template().await;
+    let other = env.second(schema_other()).await;
+    let older = env.second(schema_v1()).await;
+    for program in [&other, &older] {
+        let provisioner = program.provisioner();
+        let refused = |err: Error| assert!(matches!(err, Error::MigrationSetMismatch { .. }), "{err}");
+        refused(provisioner.create_tenant(new("wrong-schema")).await.unwrap_err());
+        refused(
+            provisioner
+                .migrate_tenant(&TenantRef::parse("app-tenant").unwrap())
+                .await
+                .unwrap_err(),
+        );
+        refused(
+            provisioner
+                .start_fleet(&tenantdb::fleet::FleetOptions::default(), |_| {})
+                .await
+                .unwrap_err(),
+        );
+        assert!(provisioner.template().await.is_none(), "no template is built");
+        // Reading works; repairing does not.
+        let findings = provisioner
+            .examine(DoctorOptions {
+                check_versions: false,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        for repaired in provisioner.repair(&findings).await {
+            assert!(repaired.outcome.is_err(), "{repaired:?}");
+        }
+        program.tenant(&TenantRef::parse("app-tenant").unwrap()).await.unwrap();
+    }
+    other.close().await;
+    older.close().await;
+    let after = env.row(row.tenant_id).await.unwrap();
+    assert_eq!(after.schema_version.as_deref(), Some("m0002_tags"));
+    assert_eq!(after.status, DbStatus::Active);
+    assert!(
+        env.tenancy
+            .tenant(&TenantRef::parse("wrong-schema").unwrap())
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        env.tenancy.provisioner().template().await,
+        template,
+        "the template survives"
+    );
+    assert!(
+        env.tenancy
+            .provisioner()
+            .examine(DoctorOptions::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A failed migration keeps the recorded version: a run that fails on its
+/// first pending migration records nothing new.
+async fn a_failed_migration_never_lowers_or_erases_the_recorded_version(backend: Backend) {
+    let env = TestEnv::new(backend, schema_v2()).await;
+    let row = env.create("steady").await;
+    let broken = env.second(schema_broken()).await;
+    let err = broken
+        .provisioner()
+        .migrate_tenant(&TenantRef::parse("steady").unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::MigrationFailed { .. }), "{err}");
+    broken.close().await;
+    let after = env.row(row.tenant_id).await.unwrap();
+    assert_eq!(after.schema_version.as_deref(), Some("m0002_tags"));
+    assert_eq!(after.status, DbStatus::Active);
+    assert!(after.error_message.is_some());
 }

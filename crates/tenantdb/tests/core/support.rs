@@ -253,6 +253,17 @@ fn slow() -> Box<dyn MigrationTrait> {
     Box::new(Step("m0002_slow", || vec!["SLEEP 2500"]))
 }
 
+/// Another application's tenant schema: none of the names above.
+fn invoices() -> Box<dyn MigrationTrait> {
+    Box::new(Step("x0001_invoices", || {
+        vec!["CREATE TABLE invoices (id INTEGER PRIMARY KEY, total INTEGER NOT NULL)"]
+    }))
+}
+
+pub fn schema_other() -> TenantMigrations {
+    TenantMigrations::from_fn(|| vec![invoices()])
+}
+
 pub fn schema_v1() -> TenantMigrations {
     TenantMigrations::from_fn(|| vec![v1()])
 }

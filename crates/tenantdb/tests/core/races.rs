@@ -1,0 +1,281 @@
+//! Concurrent operations on the same tenant, slug or database name: each
+//! race ends with at most one winner, the loser gets a clear conflict (never
+//! a server error), no row is left in a working status, and `doctor` finds
+//! nothing. Each race runs from two `Tenancy` values (two "processes" with
+//! their own lease owners) started together, several rounds.
+
+use std::future::Future;
+
+use tenantdb::error::Error;
+use tenantdb::provisioner::{DoctorOptions, ReconcileOutcome, Step};
+use tenantdb::{DbStatus, NewTenant, Tenancy, TenantRef};
+use tenantdb_test_support::both_backends;
+
+use crate::support::{Backend, LEASE_EXPIRY_WAIT, TestEnv, schema_v1, schema_v2};
+
+both_backends!(
+    creates_of_one_slug_race_to_one_winner,
+    creates_of_one_database_name_race_to_one_winner,
+    a_rename_and_a_create_of_one_name_race_to_one_winner,
+    two_renames_to_one_name_race_to_one_winner,
+    a_delete_racing_a_rename_leaves_no_stuck_row,
+    a_delete_racing_a_migration_leaves_no_stuck_row,
+    two_reconcilers_finish_an_expired_lease_once,
+);
+
+const ROUNDS: usize = 4;
+
+fn new(slug: &str, database_name: Option<String>) -> NewTenant {
+    NewTenant {
+        slug: slug.into(),
+        database_name,
+        ..Default::default()
+    }
+}
+
+fn tenant(slug: &str) -> TenantRef {
+    TenantRef::parse(slug).unwrap()
+}
+
+/// A loser's error: a conflict the caller can act on (HTTP 404/409).
+fn is_conflict(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::AlreadyExists(_)
+            | Error::Locked { .. }
+            | Error::IllegalState { .. }
+            | Error::TenantNotFound(_)
+            | Error::TenantDatabaseNotFound(_)
+    )
+}
+
+/// Runs both at once (on two tasks) and returns both results.
+async fn race<A, B, TA, TB>(a: A, b: B) -> (tenantdb::Result<TA>, tenantdb::Result<TB>)
+where
+    A: Future<Output = tenantdb::Result<TA>> + Send + 'static,
+    B: Future<Output = tenantdb::Result<TB>> + Send + 'static,
+    TA: Send + 'static,
+    TB: Send + 'static,
+{
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+    let (ba, bb) = (barrier.clone(), barrier);
+    let a = tokio::spawn(async move {
+        ba.wait().await;
+        a.await
+    });
+    let b = tokio::spawn(async move {
+        bb.wait().await;
+        b.await
+    });
+    (a.await.unwrap(), b.await.unwrap())
+}
+
+/// Exactly `winners` of the results are Ok, the others conflicts.
+fn expect_winners(results: &[Result<(), &Error>], winners: usize, what: &str) {
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, winners, "{what}: {results:?}");
+    for err in results.iter().filter_map(|r| r.err()) {
+        assert!(is_conflict(err), "{what}: the loser must get a conflict, got {err}");
+    }
+}
+
+/// No row in a working status, and doctor finds nothing.
+async fn assert_settled(env: &TestEnv, what: &str) {
+    let rows = env.tenancy.catalog().tenant_databases().list(None).await.unwrap();
+    for row in &rows {
+        assert!(
+            matches!(row.status, DbStatus::Active | DbStatus::Failed) && row.lease_owner.is_none(),
+            "{what}: row left {} with lease {:?}",
+            row.status,
+            row.lease_owner
+        );
+        assert!(row.pending_database_name.is_none(), "{what}: {row:?}");
+    }
+    let findings = env
+        .tenancy
+        .provisioner()
+        .examine(DoctorOptions::default())
+        .await
+        .unwrap();
+    assert!(findings.is_empty(), "{what}: {findings:#?}");
+}
+
+async fn two(env: &TestEnv) -> (Tenancy, Tenancy) {
+    (env.second(schema_v1()).await, env.second(schema_v1()).await)
+}
+
+async fn creates_of_one_slug_race_to_one_winner(backend: Backend) {
+    let env = TestEnv::new(backend, schema_v1()).await;
+    let (a, b) = two(&env).await;
+    for round in 0..ROUNDS {
+        let slug = format!("same-{round}");
+        let (pa, pb) = (a.provisioner().clone(), b.provisioner().clone());
+        let (s1, s2) = (slug.clone(), slug.clone());
+        let (ra, rb) = race(async move { pa.create_tenant(new(&s1, None)).await }, async move {
+            pb.create_tenant(new(&s2, None)).await
+        })
+        .await;
+        expect_winners(&[ra.as_ref().map(drop), rb.as_ref().map(drop)], 1, &slug);
+    }
+    assert_settled(&env, "create/create slug").await;
+    a.close().await;
+    b.close().await;
+}
+
+async fn creates_of_one_database_name_race_to_one_winner(backend: Backend) {
+    let env = TestEnv::new(backend, schema_v1()).await;
+    let (a, b) = two(&env).await;
+    for round in 0..ROUNDS {
+        let name = format!("{}name_{round}", env.db_prefix());
+        let (pa, pb) = (a.provisioner().clone(), b.provisioner().clone());
+        let (n1, n2) = (name.clone(), name.clone());
+        let (ra, rb) = race(
+            async move { pa.create_tenant(new(&format!("one-{round}"), Some(n1))).await },
+            async move { pb.create_tenant(new(&format!("two-{round}"), Some(n2))).await },
+        )
+        .await;
+        expect_winners(&[ra.as_ref().map(drop), rb.as_ref().map(drop)], 1, &name);
+    }
+    assert_settled(&env, "create/create name").await;
+    a.close().await;
+    b.close().await;
+}
+
+/// The bug: the renamed tenant was left RENAMING forever and the loser got
+/// a server error.
+async fn a_rename_and_a_create_of_one_name_race_to_one_winner(backend: Backend) {
+    let env = TestEnv::new(backend, schema_v1()).await;
+    let (a, b) = two(&env).await;
+    for round in 0..ROUNDS {
+        let slug = format!("renamed-{round}");
+        env.create(&slug).await;
+        let name = format!("{}contested_{round}", env.db_prefix());
+        let (pa, pb) = (a.provisioner().clone(), b.provisioner().clone());
+        let (n1, n2) = (name.clone(), name.clone());
+        let (ra, rb) = race(
+            async move { pa.rename_tenant_database(&tenant(&slug), &n1).await },
+            async move { pb.create_tenant(new(&format!("creator-{round}"), Some(n2))).await },
+        )
+        .await;
+        expect_winners(&[ra.as_ref().map(drop), rb.as_ref().map(drop)], 1, &name);
+    }
+    assert_settled(&env, "rename/create").await;
+    a.close().await;
+    b.close().await;
+}
+
+async fn two_renames_to_one_name_race_to_one_winner(backend: Backend) {
+    let env = TestEnv::new(backend, schema_v1()).await;
+    let (a, b) = two(&env).await;
+    for round in 0..ROUNDS {
+        let (first, second) = (format!("first-{round}"), format!("second-{round}"));
+        env.create(&first).await;
+        env.create(&second).await;
+        let name = format!("{}wanted_{round}", env.db_prefix());
+        let (pa, pb) = (a.provisioner().clone(), b.provisioner().clone());
+        let (n1, n2) = (name.clone(), name.clone());
+        let (ra, rb) = race(
+            async move { pa.rename_tenant_database(&tenant(&first), &n1).await },
+            async move { pb.rename_tenant_database(&tenant(&second), &n2).await },
+        )
+        .await;
+        expect_winners(&[ra.as_ref().map(drop), rb.as_ref().map(drop)], 1, &name);
+    }
+    assert_settled(&env, "rename/rename").await;
+    a.close().await;
+    b.close().await;
+}
+
+async fn a_delete_racing_a_rename_leaves_no_stuck_row(backend: Backend) {
+    let env = TestEnv::new(backend, schema_v1()).await;
+    let (a, b) = two(&env).await;
+    for round in 0..ROUNDS {
+        let slug = format!("doomed-{round}");
+        env.create(&slug).await;
+        let name = format!("{}escape_{round}", env.db_prefix());
+        let (pa, pb) = (a.provisioner().clone(), b.provisioner().clone());
+        let s2 = slug.clone();
+        let (ra, rb) = race(async move { pa.delete_tenant(&tenant(&slug)).await }, async move {
+            pb.rename_tenant_database(&tenant(&s2), &name).await
+        })
+        .await;
+        // Both may succeed one after the other (rename, then delete).
+        for err in [ra.as_ref().err(), rb.as_ref().err()].into_iter().flatten() {
+            assert!(is_conflict(err), "delete/rename: {err}");
+        }
+        assert!(ra.is_ok() || rb.is_ok(), "one of them goes through: {ra:?} {rb:?}");
+    }
+    // A delete that lost finishes now: nothing may be left half-deleted.
+    assert_settled(&env, "delete/rename").await;
+    a.close().await;
+    b.close().await;
+}
+
+async fn a_delete_racing_a_migration_leaves_no_stuck_row(backend: Backend) {
+    let env = TestEnv::new(backend, schema_v1()).await;
+    // Every tenant is made at v1 first: once a program with v2 migrated
+    // one, the v1 program may no longer create tenants.
+    for round in 0..ROUNDS {
+        env.create(&format!("moving-{round}")).await;
+    }
+    let a = env.second(schema_v2()).await;
+    let b = env.second(schema_v2()).await;
+    for round in 0..ROUNDS {
+        let slug = format!("moving-{round}");
+        let (pa, pb) = (a.provisioner().clone(), b.provisioner().clone());
+        let s2 = slug.clone();
+        let (ra, rb) = race(async move { pa.delete_tenant(&tenant(&slug)).await }, async move {
+            pb.migrate_tenant(&tenant(&s2)).await
+        })
+        .await;
+        for err in [ra.as_ref().err(), rb.as_ref().err()].into_iter().flatten() {
+            assert!(is_conflict(err), "delete/migrate: {err}");
+        }
+        assert!(ra.is_ok() || rb.is_ok(), "one of them goes through: {ra:?} {rb:?}");
+    }
+    let rows = a.catalog().tenant_databases().list(None).await.unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r.status == DbStatus::Active && r.lease_owner.is_none()),
+        "{rows:#?}"
+    );
+    a.close().await;
+    b.close().await;
+}
+
+/// Two instances find the same expired lease at once: one finishes the
+/// work, the other skips it; the work is done once.
+async fn two_reconcilers_finish_an_expired_lease_once(backend: Backend) {
+    let env = TestEnv::new(backend, schema_v1()).await;
+    let (a, b) = two(&env).await;
+    for round in 0..ROUNDS {
+        let slug = format!("orphaned-{round}");
+        env.create(&slug).await;
+        let to = format!("{}landed_{round}", env.db_prefix());
+        env.tenancy.provisioner().crash_after(Step::RenameClaimed);
+        let err = env
+            .tenancy
+            .provisioner()
+            .rename_tenant_database(&tenant(&slug), &to)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Interrupted { .. }), "{err}");
+        tokio::time::sleep(LEASE_EXPIRY_WAIT).await;
+        let (pa, pb) = (a.provisioner().clone(), b.provisioner().clone());
+        let (ra, rb) = race(async move { pa.reconcile().await }, async move { pb.reconcile().await }).await;
+        let outcomes: Vec<ReconcileOutcome> = ra.unwrap().into_iter().chain(rb.unwrap()).map(|r| r.outcome).collect();
+        let finished = outcomes.iter().filter(|o| **o == ReconcileOutcome::Finished).count();
+        assert_eq!(finished, 1, "{outcomes:?}");
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, ReconcileOutcome::Finished | ReconcileOutcome::Skipped)),
+            "{outcomes:?}"
+        );
+        let view = env.tenancy.tenant(&tenant(&slug)).await.unwrap();
+        assert_eq!(view.database.unwrap().database_name, to);
+    }
+    assert_settled(&env, "reconcile/reconcile").await;
+    a.close().await;
+    b.close().await;
+}
