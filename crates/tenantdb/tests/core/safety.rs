@@ -12,7 +12,7 @@ use tenantdb::{NewTenant, TenantRef};
 
 use tenantdb::DbStatus;
 use tenantdb::catalog::Lease;
-use tenantdb::provisioner::{ReconcileOutcome, Step};
+use tenantdb::provisioner::Step;
 use tenantdb_test_support::both_backends;
 
 use crate::support::{Backend, LEASE_TTL, TestEnv, schema_broken, schema_other, schema_v1, schema_v2};
