@@ -115,10 +115,7 @@ pub enum Error {
 
     /// Work stopped on purpose at a step (test hook that simulates a crash).
     #[error("tenant '{tenant}': stopped after step {step:?} (simulated crash)")]
-    Interrupted {
-        tenant: String,
-        step: crate::provisioner::Step,
-    },
+    Interrupted { tenant: String, step: crate::faults::Step },
 
     /// The lease was lost while working (the process stalled longer than the
     /// lease and another one took over).

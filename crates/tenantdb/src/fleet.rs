@@ -205,6 +205,7 @@ impl Provisioner {
         let mut queue: VecDeque<_> = behind.into_iter().map(|b| b.row).collect();
         let rest = queue.split_off(canary);
         let state = Arc::new(RunState::new(run_id, options.max_failures, on_event));
+        crate::faults::reached(crate::faults::Step::FleetStarted);
         if canary > 0 {
             self.work(queue, options.concurrency, &state).await?;
             if !state.failures().is_empty() {
@@ -257,6 +258,7 @@ impl Provisioner {
                     let tenant_id = row.tenant_id;
                     let result = this.migrate_row(row).await;
                     state.record(tenant_id, result);
+                    crate::faults::reached(crate::faults::Step::FleetTenantDone);
                     // Progress for GET /v1/migrations/{id}; a failed write
                     // only delays what readers see.
                     if let Err(err) = this.catalog().migration_runs().record(state.counts(), None).await {

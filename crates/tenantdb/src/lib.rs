@@ -41,6 +41,7 @@ pub mod connections;
 pub mod context;
 pub mod engine;
 pub mod error;
+pub mod faults;
 pub mod fleet;
 pub mod migrate;
 pub mod names;

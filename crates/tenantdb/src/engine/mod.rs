@@ -212,6 +212,14 @@ impl Engine {
         }
     }
 
+    /// Drops the tenant's database only (its role stays; PostgreSQL).
+    pub async fn drop_database(&self, db: &TenantDb) -> Result<()> {
+        match self {
+            Self::Postgres(pg) => pg.drop_database(db).await,
+            Self::Sqlite(sqlite) => sqlite.drop_tenant(db).await,
+        }
+    }
+
     /// Renames `db.database` to `to`, ending the database's sessions and
     /// refusing new ones meanwhile. Finishes a half-done rename.
     pub async fn rename(&self, db: &TenantDb, to: &DatabaseName) -> Result<()> {

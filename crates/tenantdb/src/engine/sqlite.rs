@@ -121,6 +121,7 @@ impl SqliteEngine {
             .connect_with(options)
             .await
             .map_err(Error::server("cannot build the template"))?;
+        crate::faults::reached(crate::faults::Step::TemplateCreated);
         let db = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone());
         let applied = crate::migrate::apply_pending(&db, migrations, &|| true).await;
         let result = match applied {
@@ -131,6 +132,7 @@ impl SqliteEngine {
                 message: failure.error.to_string(),
             }),
             Ok(_) => {
+                crate::faults::reached(crate::faults::Step::TemplateMigrated);
                 // VACUUM INTO writes in place: write a side file, then
                 // rename it, so the final name only ever holds a whole one.
                 let written = path.with_extension("vacuum.db");

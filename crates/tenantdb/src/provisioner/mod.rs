@@ -45,31 +45,7 @@ pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
 /// Longest display name of a tenant.
 pub const MAX_TENANT_NAME_LEN: usize = 200;
 
-/// A step after which work can be stopped on purpose, to test crash repair
-/// (see [`Provisioner::crash_after`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Step {
-    /// create: the tenant and its PROVISIONING row are in the catalog.
-    RowInserted,
-    /// create: the tenant's role exists.
-    RoleCreated,
-    /// create: the database exists, accepting no connections yet.
-    DatabaseCreated,
-    /// create: the database is closed to everybody but its owner, who may
-    /// now connect.
-    DatabaseOpened,
-    /// create: the migrations ran; the row is not ACTIVE yet.
-    Migrated,
-    /// rename: the row is RENAMING with the new name pending.
-    RenameClaimed,
-    /// rename: the database has its new name; the row still the old one.
-    DatabaseRenamed,
-    /// delete: the row is DELETING.
-    DeleteClaimed,
-    /// delete: database and role are gone; the rows are still there.
-    DatabaseDropped,
-}
+pub use crate::faults::Step;
 
 /// What `create_tenant` needs.
 #[derive(Debug, Clone, Default)]
@@ -200,6 +176,7 @@ impl Provisioner {
     }
 
     fn step(&self, step: Step, tenant: Uuid) -> Result<()> {
+        crate::faults::reached(step);
         let mut crash = self.inner.crash_after.lock().unwrap_or_else(|e| e.into_inner());
         if *crash == Some(step) {
             *crash = None;

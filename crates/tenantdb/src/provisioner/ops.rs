@@ -239,6 +239,7 @@ impl Provisioner {
             ..Default::default()
         };
         let row = self.claim(&row, DbStatus::Provisioning, change).await?;
+        self.step(Step::RetryClaimed, row.tenant_id)?;
         self.run(move |this| async move { this.provision(row).await }).await
     }
 
@@ -277,6 +278,7 @@ impl Provisioner {
                 .pools
                 .invalidate_and_wait(spec.tenant, super::DRAIN_WAIT)
                 .await;
+            self.step(Step::RenameDrained, row.tenant_id)?;
             self.inner.engine.rename(&spec, &to).await?;
             self.inner.engine.flush().await?;
             self.step(Step::DatabaseRenamed, row.tenant_id)?;
@@ -359,7 +361,10 @@ impl Provisioner {
                 .pools
                 .invalidate_and_wait(spec.tenant, super::DRAIN_WAIT)
                 .await;
-            self.inner.engine.drop_tenant(&spec).await?;
+            self.inner.engine.drop_database(&spec).await?;
+            self.inner.engine.flush().await?;
+            self.step(Step::DeleteDatabaseDropped, row.tenant_id)?;
+            self.inner.engine.drop_role(spec.tenant, &spec.role).await?;
             self.inner.engine.flush().await?;
             self.step(Step::DatabaseDropped, row.tenant_id)?;
             keeper.check()?;
@@ -408,6 +413,7 @@ impl Provisioner {
         self.expect(&row, &[DbStatus::Active], "migrate it")?;
         self.check_migration_set().await?;
         let row = self.claim(&row, DbStatus::Migrating, Change::default()).await?;
+        self.step(Step::MigrateClaimed, row.tenant_id)?;
         self.run(move |this| async move { this.finish_migrate(row).await })
             .await
     }
@@ -417,6 +423,7 @@ impl Provisioner {
         let keeper = self.keep(&row);
         let started = std::time::Instant::now();
         let outcome = self.apply_migrations(&spec, &|| keeper.held()).await;
+        self.step(Step::MigrationApplied, row.tenant_id)?;
         let label = if matches!(outcome, Ok(Ok(_))) { "ok" } else { "failed" };
         metrics::counter!("tenantdb_tenant_migrations_total", "outcome" => label).increment(1);
         metrics::histogram!("tenantdb_tenant_migration_seconds").record(started.elapsed().as_secs_f64());

@@ -7,6 +7,7 @@ mod catalog;
 mod connections;
 mod context;
 mod crash;
+mod crash_points;
 mod create;
 mod doctor;
 mod fleet;

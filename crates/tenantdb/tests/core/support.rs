@@ -101,6 +101,23 @@ impl TestEnv {
         }
     }
 
+    /// What a child process needs to reach this env (see `child_config`).
+    pub fn child_vars(&self) -> Vec<(String, String)> {
+        use secrecy::ExposeSecret;
+        let server = match &self.config.tenant_server {
+            TenantServerConfig::Sqlite { dir } => format!("sqlite:{}", dir.display()),
+            _ => postgres_url(),
+        };
+        vec![
+            (
+                "TENANTDB_CHILD_CATALOG".into(),
+                self.config.catalog_url.expose_secret().to_owned(),
+            ),
+            ("TENANTDB_CHILD_SERVER".into(), server),
+            ("TENANTDB_CHILD_PREFIX".into(), self.db_prefix().to_owned()),
+        ]
+    }
+
     pub fn db_prefix(&self) -> &str {
         self.config.database_prefix.as_str()
     }
@@ -203,6 +220,28 @@ impl TestEnv {
     }
 }
 
+/// The config of the env whose `child_vars` this process was given, or
+/// `None` when it was given none.
+pub fn child_config() -> Option<Config> {
+    let var = |name: &str| std::env::var(name).ok();
+    let catalog = var("TENANTDB_CHILD_CATALOG")?;
+    let server = var("TENANTDB_CHILD_SERVER")?;
+    let tenant_server = match server.strip_prefix("sqlite:") {
+        Some(dir) => TenantServerConfig::Sqlite { dir: dir.into() },
+        None => TenantServerConfig::parse(&server).unwrap(),
+    };
+    let mut config = Config::new(SecretString::from(catalog), tenant_server);
+    config.database_prefix = DatabasePrefix::parse(&var("TENANTDB_CHILD_PREFIX")?).unwrap();
+    if matches!(config.tenant_server, TenantServerConfig::Postgres { .. }) {
+        config.secret = Some(TenantSecret::new(1, SecretString::from(TEST_SECRET)).unwrap());
+    }
+    config.lease_ttl = LEASE_TTL;
+    config.catalog_max_connections = 2;
+    config.pools.budget = 4;
+    config.pools.max_per_tenant = 2;
+    Some(config)
+}
+
 // ---- tenant schemas used by the tests ------------------------------------
 
 struct Step(&'static str, fn() -> Vec<&'static str>);
@@ -270,6 +309,16 @@ pub fn schema_v1() -> TenantMigrations {
 
 pub fn schema_v2() -> TenantMigrations {
     TenantMigrations::from_fn(|| vec![v1(), v2()])
+}
+
+fn v3() -> Box<dyn MigrationTrait> {
+    Box::new(Step("m0003_labels", || {
+        vec!["CREATE TABLE labels (id INTEGER PRIMARY KEY, name TEXT NOT NULL)"]
+    }))
+}
+
+pub fn schema_v3() -> TenantMigrations {
+    TenantMigrations::from_fn(|| vec![v1(), v2(), v3()])
 }
 
 pub fn schema_broken() -> TenantMigrations {

@@ -406,6 +406,13 @@ impl PostgresEngine {
     }
 
     pub(crate) async fn drop_tenant(&self, db: &TenantDb) -> Result<()> {
+        self.drop_database(db).await?;
+        self.drop_role(db.tenant, &db.role).await
+    }
+
+    /// Drops the tenant's database if it is ours (its owner is the
+    /// tenant's marked role); leaves anything else untouched.
+    pub(crate) async fn drop_database(&self, db: &TenantDb) -> Result<()> {
         match self.ownership(db, &db.database).await? {
             Ownership::Foreign => {
                 // Somebody else's database under this name (it appeared
@@ -431,7 +438,7 @@ impl PostgresEngine {
             }
             Ownership::Missing => {}
         }
-        self.drop_role(db.tenant, &db.role).await
+        Ok(())
     }
 
     /// Whether an interrupted `DROP DATABASE` left the database invalid.

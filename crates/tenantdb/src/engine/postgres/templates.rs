@@ -208,6 +208,7 @@ impl PostgresEngine {
             quote_ident(owner.as_str())
         );
         self.exec_retrying(&create, context).await?;
+        crate::faults::reached(crate::faults::Step::TemplateCreated);
         // Objects made as pg_database_owner belong to whoever owns the
         // database: in a clone, the tenant's role.
         let pool = PgPoolOptions::new()
@@ -232,6 +233,7 @@ impl PostgresEngine {
                 message: failure.error.to_string(),
             });
         }
+        crate::faults::reached(crate::faults::Step::TemplateMigrated);
         let marker = self.template_marker(version);
         // One simple query, one transaction: the template is marked ready
         // only together with its revoke and its closing.
