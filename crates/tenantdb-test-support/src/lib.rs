@@ -9,6 +9,10 @@
 //! (also after a panic). Every new run sweeps what runs whose lock is free
 //! (killed processes) left behind, and only those.
 
+mod cluster;
+
+pub use cluster::{PgCluster, SUPERUSER_PASSWORD};
+
 use std::str::FromStr;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -14,6 +14,9 @@ use utoipa_axum::routes;
 
 use super::AppState;
 
+/// How long `/readyz` waits for the catalog.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
@@ -44,7 +47,14 @@ pub fn prometheus() -> PrometheusHandle {
 
 #[utoipa::path(get, path = "/readyz", tag = "service", responses((status = 200, description = "the catalog answers"), (status = 503, description = "it does not")))]
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.tenancy.catalog().db().execute_unprepared("SELECT 1").await {
+    // A pool whose server is gone keeps trying to connect until its acquire
+    // timeout: a probe must answer well before that.
+    let probe = state.tenancy.catalog().db().execute_unprepared("SELECT 1");
+    let answer = tokio::time::timeout(READY_TIMEOUT, probe)
+        .await
+        .map_err(|_| format!("no answer within {} ms", READY_TIMEOUT.as_millis()))
+        .and_then(|result| result.map_err(|err| err.to_string()));
+    match answer {
         Ok(_) => Json(json!({ "status": "ready" })).into_response(),
         Err(err) => {
             tracing::warn!(error = %err, "catalog not ready");

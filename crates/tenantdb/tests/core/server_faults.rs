@@ -3,8 +3,7 @@
 //! auth on), never on the shared server: password authentication with the
 //! SCRAM verifiers tenantdb sends, wrong credentials, server down, restart.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use sea_orm::ConnectionTrait;
@@ -17,118 +16,7 @@ use tenantdb::{Config, NewTenant, Tenancy, TenantRef, TenantServerConfig};
 
 use crate::support::schema_v1;
 
-const SUPERUSER_PASSWORD: &str = "throwaway-superuser-pw";
-
-/// A PostgreSQL cluster of its own, stopped and removed on drop.
-struct Cluster {
-    bin: PathBuf,
-    data: PathBuf,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-fn postgres_bin() -> Option<PathBuf> {
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|bin| bin.join("initdb").exists())
-        .collect();
-    versions.sort();
-    versions.pop()
-}
-
-fn as_postgres(program: &Path, args: &[&str]) {
-    let status = Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(program)
-        .args(args)
-        .status()
-        .expect("runuser runs");
-    assert!(status.success(), "{} {args:?} failed", program.display());
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-impl Cluster {
-    fn start() -> Self {
-        let bin = postgres_bin().expect(
-            "these tests start a throwaway PostgreSQL cluster: initdb and pg_ctl from the PostgreSQL server \
-             package are needed under /usr/lib/postgresql/<version>/bin",
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let pwfile = dir.path().join("pw");
-        std::fs::write(&pwfile, SUPERUSER_PASSWORD).unwrap();
-        Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        let pwfile_arg = format!("--pwfile={}", pwfile.display());
-        let data_arg = data.display().to_string();
-        as_postgres(
-            &bin.join("initdb"),
-            &[
-                "-D",
-                &data_arg,
-                "-U",
-                "postgres",
-                &pwfile_arg,
-                "--auth-host=scram-sha-256",
-                "--auth-local=trust",
-                "-N",
-            ],
-        );
-        let cluster = Self {
-            bin,
-            data,
-            port: free_port(),
-            _dir: dir,
-        };
-        cluster.pg_ctl_start();
-        cluster
-    }
-
-    fn pg_ctl_start(&self) {
-        let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=30 -c fsync=off",
-            self.port,
-            self.data.display()
-        );
-        let data = self.data.display().to_string();
-        let log = self.data.join("log.txt").display().to_string();
-        as_postgres(
-            &self.bin.join("pg_ctl"),
-            &["-D", &data, "-o", &options, "-l", &log, "-w", "start"],
-        );
-    }
-
-    fn pg_ctl_stop(&self) {
-        let data = self.data.display().to_string();
-        as_postgres(&self.bin.join("pg_ctl"), &["-D", &data, "-m", "fast", "-w", "stop"]);
-    }
-
-    fn url(&self) -> String {
-        format!(
-            "postgres://postgres:{SUPERUSER_PASSWORD}@127.0.0.1:{}/postgres",
-            self.port
-        )
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let data = self.data.display().to_string();
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .args(["-D", &data, "-m", "immediate", "-w", "stop"])
-            .status();
-    }
-}
+use tenantdb_test_support::PgCluster as Cluster;
 
 fn config(cluster: &Cluster, dir: &Path) -> Config {
     let catalog = tenantdb::config::sqlite_url(&dir.join("catalog.db"));
@@ -171,8 +59,16 @@ async fn password_auth_restarts_and_bad_credentials_on_a_throwaway_cluster() {
         .await
         .unwrap();
 
+    // A query in flight when the server shuts down fails with SQLSTATE
+    // 57P01 (admin shutdown): "unreachable" (HTTP 503), never a bug (500).
+    let busy = tenancy.connections().connection(&acme).await.unwrap();
+    let in_flight = tokio::spawn(async move { busy.execute_unprepared("SELECT pg_sleep(30)").await.map(drop) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
     // Server down: a clear error within the acquire timeout, no hang.
     cluster.pg_ctl_stop();
+    let interrupted = Error::from(in_flight.await.unwrap().unwrap_err());
+    assert!(interrupted.is_unreachable(), "{}", interrupted.chain());
     let started = std::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let result = async {

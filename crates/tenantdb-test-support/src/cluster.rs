@@ -1,0 +1,185 @@
+//! Throwaway PostgreSQL clusters for tests that must stop, restart or
+//! reconfigure a server (never the shared one): `initdb` and `pg_ctl` on a
+//! free port under a temporary directory, password (SCRAM) authentication
+//! over TCP, run as the `postgres` OS user when the tests run as root.
+//! Stopped and removed on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The superuser's password of every throwaway cluster.
+pub const SUPERUSER_PASSWORD: &str = "throwaway-superuser-pw";
+
+/// A PostgreSQL cluster of its own, stopped and removed on drop.
+#[derive(Debug)]
+pub struct PgCluster {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+/// Where `initdb` and `pg_ctl` are: `pg_config --bindir`, else the newest
+/// version under `/usr/lib/postgresql`.
+fn postgres_bin() -> Option<PathBuf> {
+    let from_pg_config = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        .filter(|bin| bin.join("initdb").exists());
+    if from_pg_config.is_some() {
+        return from_pg_config;
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop()
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+/// Runs a server program, as the `postgres` OS user when we are root
+/// (PostgreSQL refuses to run as root).
+fn run(program: &Path, args: &[&str]) -> std::io::Result<std::process::ExitStatus> {
+    if running_as_root() {
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(program)
+            .args(args)
+            .status()
+    } else {
+        Command::new(program).args(args).status()
+    }
+}
+
+fn must(program: &Path, args: &[&str]) {
+    let status = run(program, args).unwrap_or_else(|err| panic!("cannot run {}: {err}", program.display()));
+    assert!(status.success(), "{} {args:?} failed", program.display());
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+impl PgCluster {
+    /// Makes and starts a cluster; panics with the reason when it cannot
+    /// (these tests never pass silently without one).
+    pub fn start() -> Self {
+        let bin = postgres_bin().expect(
+            "these tests start a throwaway PostgreSQL cluster: initdb and pg_ctl from the PostgreSQL server \
+             package are needed (pg_config --bindir, or /usr/lib/postgresql/<version>/bin)",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let pwfile = dir.path().join("pw");
+        std::fs::write(&pwfile, SUPERUSER_PASSWORD).unwrap();
+        if running_as_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(
+                status.success(),
+                "cannot give the cluster's directory to the postgres user"
+            );
+        }
+        let pwfile_arg = format!("--pwfile={}", pwfile.display());
+        let data_arg = data.display().to_string();
+        must(
+            &bin.join("initdb"),
+            &[
+                "-D",
+                &data_arg,
+                "-U",
+                "postgres",
+                &pwfile_arg,
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+                "-N",
+            ],
+        );
+        let cluster = Self {
+            bin,
+            data,
+            port: free_port(),
+            _dir: dir,
+        };
+        cluster.pg_ctl_start();
+        cluster
+    }
+
+    /// Starts the (stopped) server again on the same port.
+    pub fn pg_ctl_start(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=30 -c fsync=off",
+            self.port,
+            self.data.display()
+        );
+        let data = self.data.display().to_string();
+        let log = self.data.join("log.txt").display().to_string();
+        must(
+            &self.bin.join("pg_ctl"),
+            &["-D", &data, "-o", &options, "-l", &log, "-w", "start"],
+        );
+    }
+
+    /// Stops the server (fast shutdown: sessions are ended with 57P01).
+    pub fn pg_ctl_stop(&self) {
+        let data = self.data.display().to_string();
+        must(&self.bin.join("pg_ctl"), &["-D", &data, "-m", "fast", "-w", "stop"]);
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The superuser's URL, database `postgres`.
+    pub fn url(&self) -> String {
+        self.url_for("postgres")
+    }
+
+    /// Creates an empty database and returns its URL.
+    pub async fn create_database(&self, name: &str) -> String {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&self.url())
+            .await
+            .expect("cannot reach the throwaway cluster");
+        let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await
+            .expect("cannot create a database on the throwaway cluster");
+        let _ = admin.close().await;
+        self.url_for(name)
+    }
+
+    /// The superuser's URL for another database.
+    pub fn url_for(&self, database: &str) -> String {
+        format!(
+            "postgres://postgres:{SUPERUSER_PASSWORD}@127.0.0.1:{}/{database}",
+            self.port
+        )
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let data = self.data.display().to_string();
+        let _ = run(
+            &self.bin.join("pg_ctl"),
+            &["-D", &data, "-m", "immediate", "-w", "stop"],
+        );
+    }
+}
