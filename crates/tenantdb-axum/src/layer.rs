@@ -185,4 +185,37 @@ mod tests {
         assert_eq!(tenant_of(&headers(&[("host", "acme.other.test")]), base), None);
         assert_eq!(tenant_of(&headers(&[("host", "acme.example.test")]), None), None);
     }
+
+    mod properties {
+        use axum::http::{HeaderMap, HeaderValue, header};
+        use proptest::prelude::*;
+
+        use super::super::tenant_of;
+
+        proptest! {
+            /// Any header bytes and any Host: no panic; a tenant taken from
+            /// the Host is one label directly under the base domain.
+            #[test]
+            fn any_tenant_header_or_host_is_parsed_without_panicking(
+                tenant in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..80)),
+                host in proptest::collection::vec(any::<u8>(), 0..80),
+                host_text in "[a-zA-Z0-9.:-]{0,40}(\\.example\\.test)?(:[0-9]{1,5})?",
+            ) {
+                let mut headers = HeaderMap::new();
+                if let Some(tenant) = tenant.and_then(|t| HeaderValue::from_bytes(&t).ok()) {
+                    headers.insert("x-tenant", tenant);
+                }
+                for host in [HeaderValue::from_bytes(&host).ok(), HeaderValue::from_str(&host_text).ok()].into_iter().flatten() {
+                    headers.insert(header::HOST, host);
+                    let named = tenant_of(&headers, Some("example.test")).map(|c| c.into_owned());
+                    if headers.get("x-tenant").is_none() && let Some(label) = named {
+                        prop_assert!(!label.is_empty() && !label.contains('.'));
+                        let host = headers[header::HOST].to_str().unwrap().to_ascii_lowercase();
+                        let host = host.split(':').next().unwrap();
+                        prop_assert_eq!(host, format!("{label}.example.test"));
+                    }
+                }
+            }
+        }
+    }
 }

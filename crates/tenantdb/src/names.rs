@@ -460,4 +460,81 @@ mod tests {
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(quote_literal("it's"), "'it''s'");
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Strings near the rules' edges: the alphabet, its neighbours,
+        /// quotes, NUL, non-ASCII, lengths around 63.
+        fn near_names() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z0-9_-]{0,70}",
+                "[a-zA-Z0-9_\\-\"'; .\\x00]{0,70}",
+                any::<String>(),
+                "(tenant_|app|pg_|template)[a-z0-9_]{0,60}",
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn an_accepted_slug_is_a_dns_label_that_reads_back(s in near_names()) {
+                if let Ok(slug) = TenantSlug::parse(&s) {
+                    prop_assert_eq!(slug.as_str(), s.as_str());
+                    prop_assert!((1..=63).contains(&s.len()));
+                    prop_assert!(s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+                    prop_assert!(!s.starts_with('-') && !s.ends_with('-'));
+                    prop_assert!(matches!(TenantRef::parse(&s), Ok(TenantRef::Slug(_))));
+                }
+            }
+
+            #[test]
+            fn an_accepted_database_name_needs_no_escaping_and_keeps_its_prefix(
+                s in near_names(),
+                prefix in prop_oneof![Just("tenant_"), Just("app"), Just("t")],
+            ) {
+                let prefix = DatabasePrefix::parse(prefix).unwrap();
+                if let Ok(name) = DatabaseName::parse(&s, &prefix) {
+                    prop_assert_eq!(name.as_str(), s.as_str());
+                    prop_assert!(s.len() <= MAX_IDENTIFIER_LEN && s.starts_with(prefix.as_str()));
+                    prop_assert!(!s.starts_with("pg_") && !RESERVED_DATABASE_NAMES.contains(&s.as_str()));
+                    // Quoting adds the quotes and changes nothing inside.
+                    prop_assert_eq!(quote_ident(&s), format!("\"{s}\""));
+                    // Never a template name, of any catalog.
+                    prop_assert!(!s.contains('-'));
+                }
+            }
+
+            #[test]
+            fn any_tenant_reference_parses_or_is_refused_without_panicking(s in near_names()) {
+                match TenantRef::parse(&s) {
+                    Ok(TenantRef::Id(id)) => prop_assert!(Uuid::parse_str(&s).is_ok() && !id.to_string().is_empty()),
+                    Ok(TenantRef::Slug(slug)) => prop_assert_eq!(slug.as_str(), s.as_str()),
+                    Err(_) => {}
+                }
+            }
+
+            #[test]
+            fn quoting_round_trips_any_identifier(s in any::<String>()) {
+                let quoted = quote_ident(&s);
+                let inner = &quoted[1..quoted.len() - 1];
+                prop_assert_eq!(inner.replace("\"\"", "\""), s);
+            }
+
+            #[test]
+            fn generated_names_are_valid_for_any_slug_and_prefix(
+                slug in "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?",
+                prefix in "[a-z][a-z0-9_]{0,19}",
+            ) {
+                prop_assume!(!prefix.starts_with("pg_"));
+                let Ok(slug) = TenantSlug::parse(&slug) else { return Ok(()) };
+                let prefix = DatabasePrefix::parse(&prefix).unwrap();
+                let name = DatabaseName::generate(&prefix, &slug, TenantId::new());
+                prop_assert!(DatabaseName::parse(name.as_str(), &prefix).is_ok(), "{}", name);
+                let other = DatabaseName::with_suffix(&prefix, &slug, "0badf00d");
+                prop_assert!(DatabaseName::parse(other.as_str(), &prefix).is_ok(), "{}", other);
+            }
+        }
+    }
 }

@@ -2,5 +2,6 @@
 //! startup code as `main`), spoken to over HTTP, on SQLite and PostgreSQL.
 
 mod api;
+mod fuzz;
 mod restart;
 mod support;

@@ -166,3 +166,74 @@ async fn password_auth_restarts_and_bad_credentials_on_a_throwaway_cluster() {
     rotated.close().await;
     tenancy.close().await;
 }
+
+/// The admin URL need not be a superuser: a role with only CREATEDB and
+/// CREATEROLE provisions, renames, migrates, deletes and repairs, and the
+/// catalog can share the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_role_that_is_not_a_superuser_runs_every_operation() {
+    let cluster = Cluster::start();
+    let superuser = sqlx::PgPool::connect(&cluster.url()).await.unwrap();
+    for sql in [
+        "CREATE ROLE tdb_admin WITH LOGIN CREATEDB CREATEROLE PASSWORD 'admin-pw'",
+        "CREATE DATABASE tdb_catalog OWNER tdb_admin",
+    ] {
+        sqlx::raw_sql(sql).execute(&superuser).await.unwrap();
+    }
+    let url = |database: &str| format!("postgres://tdb_admin:admin-pw@127.0.0.1:{}/{database}", cluster.port());
+    let mut config = Config::new(
+        SecretString::from(url("tdb_catalog")),
+        TenantServerConfig::parse(&url("postgres")).unwrap(),
+    );
+    config.secret = Some(TenantSecret::new(1, SecretString::from("fault-test-secret-0123456789abcdef0123")).unwrap());
+    config.pools.budget = 6;
+    let tenancy = Tenancy::connect(config.clone(), schema_v1())
+        .await
+        .expect("connects as a non-superuser");
+    let provisioner = tenancy.provisioner();
+    let acme = TenantRef::parse("acme").unwrap();
+    provisioner
+        .create_tenant(NewTenant {
+            slug: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("creates a tenant");
+    provisioner
+        .create_tenant(NewTenant {
+            slug: "other".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("creates a second tenant from the template");
+    let db = tenancy.connections().connection(&acme).await.unwrap();
+    db.execute_unprepared("INSERT INTO notes (id, body) VALUES (1, 'x')")
+        .await
+        .unwrap();
+    drop(db);
+    provisioner
+        .rename_tenant_database(&acme, "tenant_acme_renamed")
+        .await
+        .expect("renames");
+    let db = tenancy.connections().connection(&acme).await.unwrap();
+    db.execute_unprepared("SELECT body FROM notes").await.unwrap();
+    drop(db);
+    let v2 = Tenancy::connect(config, crate::support::schema_v2()).await.unwrap();
+    v2.provisioner().migrate_tenant(&acme).await.expect("migrates");
+    v2.provisioner()
+        .create_tenant(NewTenant {
+            slug: "third".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("builds a new template and clones it");
+    v2.provisioner()
+        .delete_tenant(&TenantRef::parse("other").unwrap())
+        .await
+        .expect("deletes");
+    let findings = v2.provisioner().examine(DoctorOptions::default()).await.unwrap();
+    assert!(findings.is_empty(), "{findings:#?}");
+    v2.close().await;
+    tenancy.close().await;
+    superuser.close().await;
+}

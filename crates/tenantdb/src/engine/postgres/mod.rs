@@ -190,7 +190,10 @@ impl PostgresEngine {
         let limit = self.inner.role_connection_limit;
         match self.role_mark(&db.role).await? {
             Some(mark) if mark.as_deref() == Some(self.marker(db).as_str()) => {
-                let sql = format!("ALTER ROLE {role} WITH LOGIN CONNECTION LIMIT {limit} PASSWORD {password}");
+                let sql = format!(
+                    "ALTER ROLE {role} WITH LOGIN CONNECTION LIMIT {limit} PASSWORD {password}; \
+                     GRANT {role} TO current_user"
+                );
                 self.exec(&sql, || format!("cannot update role '{}'", db.role)).await
             }
             Some(_) => Err(Error::NotOurs {
@@ -203,9 +206,13 @@ impl PostgresEngine {
                      NOBYPASSRLS CONNECTION LIMIT {limit} PASSWORD {password}"
                 );
                 let comment = format!("COMMENT ON ROLE {role} IS {}", quote_literal(&self.marker(db)));
+                // An admin that is not a superuser (CREATEDB and CREATEROLE
+                // only) must be a member of a role to create a database
+                // owned by it, and to alter or drop that database later.
+                let grant = format!("GRANT {role} TO current_user");
                 // One simple query: one implicit transaction, one round
                 // trip, and the role never exists without its mark.
-                let result = sqlx::raw_sql(AssertSqlSafe(format!("{create}; {comment}")))
+                let result = sqlx::raw_sql(AssertSqlSafe(format!("{create}; {comment}; {grant}")))
                     .execute(&self.inner.admin)
                     .await;
                 match result {

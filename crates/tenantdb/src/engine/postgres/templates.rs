@@ -123,7 +123,7 @@ impl PostgresEngine {
                 let quoted = quote_ident(owner.as_str());
                 let sql = format!(
                     "CREATE ROLE {quoted} WITH NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT; \
-                     COMMENT ON ROLE {quoted} IS {}",
+                     COMMENT ON ROLE {quoted} IS {}; GRANT {quoted} TO current_user",
                     quote_literal(&marker)
                 );
                 match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.inner.admin).await {
