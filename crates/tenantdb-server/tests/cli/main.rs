@@ -179,7 +179,10 @@ fn doctor(cli: &Cli) {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "db"))
         .expect("the template file");
-    let stale = templates.join("tenanttpl000000000000.db");
+    // The same catalog's template of another migration set: the same stem,
+    // another hash.
+    let name = current.file_stem().unwrap().to_str().unwrap();
+    let stale = templates.join(format!("{}000000000000.db", &name[..name.len() - 12]));
     std::fs::copy(&current, &stale).unwrap();
     let foreign = data.join("tenants").join("notes.txt");
     std::fs::write(&foreign, "not ours").unwrap();
