@@ -88,6 +88,8 @@ pub struct Inventory {
     pub databases: Vec<ServerDatabase>,
     /// Roles marked by this catalog (PostgreSQL).
     pub roles: Vec<MarkedRole>,
+    /// Roles under the prefix that this catalog did not mark (PostgreSQL).
+    pub foreign_roles: Vec<String>,
     pub templates: Vec<ServerTemplate>,
 }
 

@@ -31,6 +31,9 @@ pub enum Problem {
     /// A database under the prefix that this catalog did not make. Reported,
     /// never touched.
     ForeignDatabase,
+    /// A role under the prefix that this catalog did not make. Reported,
+    /// never touched.
+    ForeignRole,
     /// A tenant's database under a name its catalog row does not give.
     MisplacedDatabase,
     /// An ACTIVE row whose database is missing.
@@ -66,6 +69,7 @@ impl Problem {
             Self::OrphanDatabase => "orphan_database",
             Self::OrphanRole => "orphan_role",
             Self::ForeignDatabase => "foreign_database",
+            Self::ForeignRole => "foreign_role",
             Self::MisplacedDatabase => "misplaced_database",
             Self::MissingDatabase => "missing_database",
             Self::NotOurs => "not_ours",
@@ -272,6 +276,16 @@ impl Provisioner {
                 }
                 Some(_) => {}
             }
+        }
+        for role in &inventory.foreign_roles {
+            findings.push(Finding {
+                problem: Problem::ForeignRole,
+                subject: role.clone(),
+                tenant_id: None,
+                detail: "a role under this deployment's names that this catalog did not create".into(),
+                remedy: Remedy::Manual("tenantdb never touches it: rename or drop it yourself".into()),
+                repair: None,
+            });
         }
         for role in &inventory.roles {
             if by_tenant.contains_key(&role.tenant.as_uuid()) || with_database.contains(&role.tenant) {

@@ -6,7 +6,7 @@
 use sea_orm::{ConnectionTrait, Statement};
 use sqlx::{AssertSqlSafe, PgPool};
 use tenantdb::error::Error;
-use tenantdb::names::{DatabasePrefix, quote_ident, quote_literal, template_stem};
+use tenantdb::names::{DatabasePrefix, RoleName, quote_ident, quote_literal, template_stem};
 use tenantdb::provisioner::{DoctorOptions, Problem};
 use tenantdb::{NewTenant, TenantRef};
 
@@ -175,6 +175,19 @@ async fn the_minefield_survives_a_whole_workload() {
     for (name, comment) in &mines {
         plant(&env, name, *comment).await;
     }
+    // Roles with dangerous names: a tenant role's shape, this catalog's
+    // template role, another catalog's, the prefix alone.
+    let role_mines = [
+        format!("{}r_{}", prefix.as_str(), uuid::Uuid::now_v7().simple()),
+        RoleName::for_templates(&prefix, catalog).as_str().to_owned(),
+        RoleName::for_templates(&prefix, uuid::Uuid::now_v7())
+            .as_str()
+            .to_owned(),
+        prefix.as_str().to_owned(),
+    ];
+    for role in &role_mines {
+        exec(env.admin(), format!("CREATE ROLE {} NOLOGIN", quote_ident(role))).await;
+    }
 
     // The workload: create (the template cannot be built under a foreign
     // database: migrations are replayed), rename, migrate to a new set (a
@@ -202,6 +215,19 @@ async fn the_minefield_survives_a_whole_workload() {
     let after = v2.provisioner().examine(DoctorOptions::default()).await.unwrap();
     v2.close().await;
 
+    for role in &role_mines {
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(role)
+            .fetch_one(env.admin())
+            .await
+            .unwrap();
+        assert!(exists, "role {role} must survive");
+        let reported = after.iter().filter(|f| &f.subject == role).collect::<Vec<_>>();
+        if role.starts_with(prefix.as_str()) || role.starts_with(stem.trim_end_matches('-')) {
+            assert_eq!(reported.len(), 1, "{role}: {after:#?}");
+            assert_eq!(reported[0].problem, Problem::ForeignRole);
+        }
+    }
     for (name, _) in &mines {
         assert!(still_holds_its_data(name).await, "{name} must survive with its data");
         let reported = after.iter().filter(|f| &f.subject == name).collect::<Vec<_>>();
@@ -570,4 +596,35 @@ async fn a_failed_migration_never_lowers_or_erases_the_recorded_version(backend:
     assert_eq!(after.schema_version.as_deref(), Some("m0002_tags"));
     assert_eq!(after.status, DbStatus::Active);
     assert!(after.error_message.is_some());
+}
+
+/// Two catalogs with the same prefix on one server: each builds and keeps
+/// its own template (a second catalog used to drop and rebuild the first
+/// one's), and neither's doctor offers to touch the other's.
+#[tokio::test]
+async fn two_catalogs_with_one_prefix_keep_their_own_templates() {
+    let env = TestEnv::new(Backend::Postgres, schema_v1()).await;
+    env.create("first").await;
+    let first = env.tenancy.provisioner().template().await.unwrap();
+    let mut config = env.config.clone();
+    config.catalog_url = secrecy::SecretString::from(env.fresh_catalog_url("cat2").await);
+    let second = tenantdb::Tenancy::connect(config, schema_v2()).await.unwrap();
+    second.provisioner().create_tenant(new("second")).await.unwrap();
+    let other = second.provisioner().template().await.unwrap();
+    assert_ne!(first, other);
+    for name in [&first, &other] {
+        assert!(env.pg_database_exists(name).await, "{name}");
+    }
+    for tenancy in [&env.tenancy, &second] {
+        let findings = tenancy.provisioner().examine(DoctorOptions::default()).await.unwrap();
+        assert!(findings.iter().all(|f| !f.fixable()), "{findings:#?}");
+        tenancy.provisioner().repair(&findings).await;
+    }
+    for name in [&first, &other] {
+        assert!(
+            env.pg_database_exists(name).await,
+            "{name} survives the other's doctor --fix"
+        );
+    }
+    second.close().await;
 }

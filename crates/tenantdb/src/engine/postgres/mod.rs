@@ -348,15 +348,21 @@ impl PostgresEngine {
         }
         let roles: Vec<(String, Option<String>)> = sqlx::query_as(
             "SELECT rolname::text, shobj_description(oid, 'pg_authid') FROM pg_roles \
-             WHERE shobj_description(oid, 'pg_authid') LIKE $1 ORDER BY rolname",
+             WHERE shobj_description(oid, 'pg_authid') LIKE $1 OR starts_with(rolname, $2) \
+                OR starts_with(rolname, $3) ORDER BY rolname",
         )
         .bind(&tenant_marks)
+        .bind(prefix.as_str())
+        .bind(stem.trim_end_matches('-'))
         .fetch_all(&self.inner.admin)
         .await
         .map_err(|err| Error::server("cannot list the roles of the tenant server")(err))?;
+        let template_owner = self.template_owner_marker();
         for (name, mark) in roles {
             if let Some(tenant) = self.marked_tenant(mark.as_deref()) {
                 inventory.roles.push(MarkedRole { name, tenant });
+            } else if mark.as_deref() != Some(template_owner.as_str()) {
+                inventory.foreign_roles.push(name);
             }
         }
         Ok(inventory)
