@@ -102,14 +102,14 @@ fn check_email(email: &str) -> ApiResult<String> {
 
 // ---- users and tokens -------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewUser {
     email: String,
     name: String,
 }
 
-#[utoipa::path(post, path = "/v1/users", tag = "operator", responses((status = 201, description = "the user"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 409, description = "conflict: email taken")))]
+#[utoipa::path(post, path = "/v1/users", tag = "operator", request_body = NewUser, responses((status = 201, description = "the user"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 409, description = "conflict: email taken")))]
 async fn create_user(_: Admin, State(state): State<AppState>, ApiJson(body): ApiJson<NewUser>) -> ApiResult {
     let email = check_email(&body.email)?;
     let name = plain_text("name", &body.name, 200)?;
@@ -122,13 +122,13 @@ async fn get_user(_: Admin, State(state): State<AppState>, ApiPath(user): ApiPat
     Ok(Json(user_json(&find_user(&state, &user).await?)).into_response())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, utoipa::ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 struct NewToken {
     name: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/users/{user}/tokens", tag = "operator", params(("user" = String, Path, description = "the user's id or email")), responses((status = 201, description = "{id, name, token}: the token is shown once"), (status = 404, description = "not_found")))]
+#[utoipa::path(post, path = "/v1/users/{user}/tokens", tag = "operator", params(("user" = String, Path, description = "the user's id or email")), request_body(content = NewToken, description = "optional: an empty body is {}"), responses((status = 201, description = "{id, name, token}: the token is shown once"), (status = 404, description = "not_found")))]
 async fn create_token(
     _: Admin,
     State(state): State<AppState>,
@@ -165,7 +165,7 @@ async fn revoke_token(
 
 // ---- tenants ----------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateTenant {
     slug: String,
@@ -175,7 +175,7 @@ struct CreateTenant {
     plan: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/tenants", tag = "operator", responses((status = 201, description = "the tenant, its database ACTIVE"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 409, description = "conflict"), (status = 502, description = "provisioning_failed")))]
+#[utoipa::path(post, path = "/v1/tenants", tag = "operator", request_body = CreateTenant, responses((status = 201, description = "the tenant, its database ACTIVE"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 409, description = "conflict"), (status = 502, description = "provisioning_failed")))]
 async fn create_tenant(_: Admin, State(state): State<AppState>, ApiJson(body): ApiJson<CreateTenant>) -> ApiResult {
     let catalog = state.tenancy.catalog();
     // Check everything before anything is made.
@@ -226,14 +226,15 @@ async fn get_tenant(_: Admin, State(state): State<AppState>, ApiPath(tenant): Ap
     Ok(Json(tenant_view(&state, &tenant_ref(&tenant)?).await?).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PatchTenant {
     name: Option<String>,
+    #[schema(value_type = Option<String>, example = "SUSPENDED")]
     status: Option<TenantStatus>,
 }
 
-#[utoipa::path(patch, path = "/v1/tenants/{tenant}", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the tenant"), (status = 400, description = "invalid_request"), (status = 404, description = "tenant_not_found")))]
+#[utoipa::path(patch, path = "/v1/tenants/{tenant}", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), request_body = PatchTenant, responses((status = 200, description = "the tenant"), (status = 400, description = "invalid_request"), (status = 404, description = "tenant_not_found")))]
 async fn patch_tenant(
     _: Admin,
     State(state): State<AppState>,
@@ -265,13 +266,13 @@ async fn get_database(_: Admin, State(state): State<AppState>, ApiPath(tenant): 
     Ok(Json(database).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RenameDatabase {
     database_name: String,
 }
 
-#[utoipa::path(patch, path = "/v1/tenants/{tenant}/database", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the tenant database, renamed"), (status = 400, description = "invalid_request"), (status = 404, description = "tenant_not_found"), (status = 409, description = "conflict")))]
+#[utoipa::path(patch, path = "/v1/tenants/{tenant}/database", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), request_body = RenameDatabase, responses((status = 200, description = "the tenant database, renamed"), (status = 400, description = "invalid_request"), (status = 404, description = "tenant_not_found"), (status = 409, description = "conflict")))]
 async fn rename_database(
     _: Admin,
     State(state): State<AppState>,
@@ -296,13 +297,14 @@ async fn retry_database(_: Admin, State(state): State<AppState>, ApiPath(tenant)
 
 // ---- members ----------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PutMember {
+    #[schema(value_type = String, example = "ADMIN")]
     role: MemberRole,
 }
 
-#[utoipa::path(put, path = "/v1/tenants/{tenant}/members/{user}", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug"), ("user" = String, Path, description = "the user's id or email")), responses((status = 200, description = "the membership"), (status = 400, description = "invalid_request"), (status = 404, description = "not found")))]
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/members/{user}", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug"), ("user" = String, Path, description = "the user's id or email")), request_body = PutMember, responses((status = 200, description = "the membership"), (status = 400, description = "invalid_request"), (status = 404, description = "not found")))]
 async fn put_member(
     _: Admin,
     State(state): State<AppState>,
@@ -355,16 +357,17 @@ async fn list_members(
 
 // ---- subscriptions ----------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PutSubscription {
     plan: String,
+    #[schema(value_type = String, example = "ACTIVE")]
     status: SubscriptionStatus,
     seats: i32,
     current_period_end: Option<DateTime<Utc>>,
 }
 
-#[utoipa::path(put, path = "/v1/tenants/{tenant}/subscription", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the subscription"), (status = 400, description = "invalid_request"), (status = 404, description = "tenant_not_found")))]
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/subscription", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), request_body = PutSubscription, responses((status = 200, description = "the subscription"), (status = 400, description = "invalid_request"), (status = 404, description = "tenant_not_found")))]
 async fn put_subscription(
     _: Admin,
     State(state): State<AppState>,
@@ -425,7 +428,7 @@ async fn put_setting(
 
 // ---- fleet migrations -------------------------------------------------------
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, utoipa::ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 struct StartMigration {
     concurrency: Option<usize>,
@@ -442,7 +445,7 @@ fn run_json(run: &tenantdb::catalog::migration_runs::Model) -> Value {
     })
 }
 
-#[utoipa::path(post, path = "/v1/migrations", tag = "operator", responses((status = 202, description = "{id}: the run started in the background"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden")))]
+#[utoipa::path(post, path = "/v1/migrations", tag = "operator", request_body(content = StartMigration, description = "optional: an empty body is {}"), responses((status = 202, description = "{id}: the run started in the background"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden")))]
 async fn start_migration(
     _: Admin,
     State(state): State<AppState>,

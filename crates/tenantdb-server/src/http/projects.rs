@@ -73,13 +73,13 @@ async fn list_projects(db: TenantDb, query: Page) -> ApiResult {
     Ok(Json(page(items, query.limit, last)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ProjectBody {
     name: String,
 }
 
-#[utoipa::path(post, path = "/v1/projects", tag = "tenant", responses((status = 201, description = "the project"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
+#[utoipa::path(post, path = "/v1/projects", tag = "tenant", request_body = ProjectBody, responses((status = 201, description = "the project"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
 async fn create_project(db: TenantDb, ApiJson(body): ApiJson<ProjectBody>) -> ApiResult {
     let name = plain_text("name", &body.name, 200)?;
     let project = projects::ActiveModel {
@@ -99,7 +99,7 @@ async fn get_project(db: TenantDb, ApiPath(project): ApiPath<String>) -> ApiResu
     Ok(Json(project_json(&project)).into_response())
 }
 
-#[utoipa::path(patch, path = "/v1/projects/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 200, description = "the project"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
+#[utoipa::path(patch, path = "/v1/projects/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), request_body = ProjectBody, responses((status = 200, description = "the project"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
 async fn rename_project(
     db: TenantDb,
     ApiPath(project): ApiPath<String>,
@@ -150,14 +150,14 @@ async fn list_tasks(db: TenantDb, ApiPath(project): ApiPath<String>, query: Page
     Ok(Json(page(items, query.limit, last)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewTask {
     title: String,
     due: Option<NaiveDate>,
 }
 
-#[utoipa::path(post, path = "/v1/projects/{id}/tasks", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 201, description = "the task"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
+#[utoipa::path(post, path = "/v1/projects/{id}/tasks", tag = "tenant", params(("id" = String, Path, description = "the id")), request_body = NewTask, responses((status = 201, description = "the task"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
 async fn create_task(db: TenantDb, ApiPath(project): ApiPath<String>, ApiJson(body): ApiJson<NewTask>) -> ApiResult {
     let title = plain_text("title", &body.title, 500)?;
     let project = find_project(&db, id(&project, "project")?).await?;
@@ -175,13 +175,14 @@ async fn create_task(db: TenantDb, ApiPath(project): ApiPath<String>, ApiJson(bo
     Ok((StatusCode::CREATED, Json(task_json(&task))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TaskPatch {
     title: Option<String>,
     done: Option<bool>,
     /// `null` clears the due date; absent leaves it.
     #[serde(default, deserialize_with = "some_or_null")]
+    #[schema(value_type = Option<String>, format = Date)]
     due: Option<Option<NaiveDate>>,
 }
 
@@ -197,7 +198,7 @@ async fn find_task(db: &TenantDb, id: Uuid) -> ApiResult<tasks::Model> {
         .ok_or_else(|| ApiError::not_found("task"))
 }
 
-#[utoipa::path(patch, path = "/v1/tasks/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 200, description = "the task"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
+#[utoipa::path(patch, path = "/v1/tasks/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), request_body = TaskPatch, responses((status = 200, description = "the task"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
 async fn update_task(db: TenantDb, ApiPath(task): ApiPath<String>, ApiJson(body): ApiJson<TaskPatch>) -> ApiResult {
     let title = body.title.as_deref().map(|t| plain_text("title", t, 500)).transpose()?;
     let task = find_task(&db, id(&task, "task")?).await?;
