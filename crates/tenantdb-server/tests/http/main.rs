@@ -2,4 +2,5 @@
 //! startup code as `main`), spoken to over HTTP, on SQLite and PostgreSQL.
 
 mod api;
+mod connections;
 mod support;

@@ -5,7 +5,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tenantdb::secret::TenantSecret;
 use tenantdb::{Config, TenantServerConfig};
-use tenantdb_server::http::{ServiceOptions, start};
+use tenantdb_server::http::{ConnectionLimits, ServiceOptions, start};
 pub use tenantdb_test_support::Backend;
 use tenantdb_test_support::{PgScratch, postgres_url};
 use tokio::sync::oneshot;
@@ -14,6 +14,7 @@ pub const ADMIN: &str = "test-admin-token-0123456789";
 
 pub struct Service {
     pub base: String,
+    pub addr: std::net::SocketAddr,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -23,6 +24,11 @@ pub struct Service {
 
 impl Service {
     pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_, _| {}).await
+    }
+
+    /// Starts the service after `tune` has adjusted the test defaults.
+    pub async fn start_with(backend: Backend, tune: impl FnOnce(&mut Config, &mut ServiceOptions)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (mut config, scratch) = match backend {
             Backend::Sqlite => (Config::embedded(dir.path()), None),
@@ -43,32 +49,33 @@ impl Service {
         config.pools.budget = 6;
         config.pools.max_per_tenant = 2;
         config.catalog_poll_interval = Duration::from_millis(200);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = oneshot::channel();
-        let options = ServiceOptions {
+        let mut options = ServiceOptions {
             admin_token: SecretString::from(ADMIN),
             base_domain: Some("example.test".into()),
+            connections: ConnectionLimits::default(),
         };
+        tune(&mut config, &mut options);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let base = format!("http://{addr}");
+        let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(start(config, options, listener, async {
             let _ = rx.await;
         }));
         let service = Self {
             base,
+            addr,
             client: reqwest::Client::new(),
             shutdown: Some(tx),
             task: Some(task),
             _dir: dir,
             _scratch: scratch,
         };
+        // A probe that keeps no connection open (it would take one of a
+        // small connection limit).
+        let probe = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
         for _ in 0..100 {
-            if service
-                .client
-                .get(format!("{}/healthz", service.base))
-                .send()
-                .await
-                .is_ok()
-            {
+            if probe.get(format!("{}/healthz", service.base)).send().await.is_ok() {
                 return service;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
