@@ -110,7 +110,7 @@ impl Settings {
         if let Ok(token) = std::fs::read_to_string(&path) {
             return Ok((SecretString::from(token.trim().to_owned()), Some(path)));
         }
-        std::fs::create_dir_all(&self.data_dir)
+        tenantdb::private_files::create_dir_all(&self.data_dir)
             .with_context(|| format!("failed to create {}", self.data_dir.display()))?;
         let mut bytes = [0u8; 24];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
@@ -189,6 +189,8 @@ fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> 
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use clap::Parser;
 
     use super::*;
@@ -203,6 +205,15 @@ mod tests {
         Flags::try_parse_from(std::iter::once("tenantdb").chain(args.iter().copied()))
             .unwrap()
             .settings
+    }
+
+    #[test]
+    fn the_made_admin_token_and_its_directory_are_the_owners_only() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        let (_, path) = settings(&["--data-dir", data.to_str().unwrap()]).admin_token().unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&data), mode(&path.unwrap())), (0o700, 0o600));
     }
 
     #[test]

@@ -3,4 +3,5 @@
 
 mod api;
 mod connections;
+mod files;
 mod support;

@@ -18,6 +18,7 @@ pub struct Service {
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    data_dir: std::path::PathBuf,
     _dir: tempfile::TempDir,
     _scratch: Option<PgScratch>,
 }
@@ -30,8 +31,10 @@ impl Service {
     /// Starts the service after `tune` has adjusted the test defaults.
     pub async fn start_with(backend: Backend, tune: impl FnOnce(&mut Config, &mut ServiceOptions)) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        // Not made yet: the service creates it (with its permissions).
+        let data_dir = dir.path().join("data");
         let (mut config, scratch) = match backend {
-            Backend::Sqlite => (Config::embedded(dir.path()), None),
+            Backend::Sqlite => (Config::embedded(&data_dir), None),
             Backend::Postgres => {
                 let scratch = PgScratch::new();
                 let catalog = scratch.create_database("cat").await;
@@ -68,6 +71,7 @@ impl Service {
             client: reqwest::Client::new(),
             shutdown: Some(tx),
             task: Some(task),
+            data_dir,
             _dir: dir,
             _scratch: scratch,
         };
@@ -95,7 +99,7 @@ impl Service {
 
     /// The data directory (SQLite catalog and tenant files).
     pub fn data_dir(&self) -> std::path::PathBuf {
-        self._dir.path().to_path_buf()
+        self.data_dir.clone()
     }
 
     pub fn shutdown_now(&mut self) {
