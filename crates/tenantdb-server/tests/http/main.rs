@@ -4,4 +4,5 @@
 mod api;
 mod connections;
 mod files;
+mod nul;
 mod support;
