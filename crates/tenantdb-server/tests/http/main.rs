@@ -2,6 +2,7 @@
 //! startup code as `main`), spoken to over HTTP, on SQLite and PostgreSQL.
 
 mod api;
+mod busy;
 mod connections;
 mod files;
 mod nul;
