@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use tenantdb::engine::{Engine as TenantEngine, TenantDb};
 use tenantdb::view::rfc3339;
 use tenantdb::{TenantMigrations, TenantRef};
-use tenantdb_server::http::ServiceOptions;
+use tenantdb_server::http::{ConnectionLimits, ServiceOptions};
 use tenantdb_server::tenant_schema::{Migrator, projects};
 use tokio::sync::oneshot;
 
@@ -283,6 +283,7 @@ pub async fn run(engine: Engine, quick: bool, counts: Counts) -> anyhow::Result<
     let options = ServiceOptions {
         admin_token: SecretString::from(ADMIN),
         base_domain: None,
+        connections: ConnectionLimits::default(),
     };
     let task = tokio::spawn(tenantdb_server::http::run(
         env.tenancy.clone(),

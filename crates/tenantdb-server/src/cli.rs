@@ -290,6 +290,7 @@ async fn dispatch(tenancy: &Tenancy, command: Command) -> anyhow::Result<()> {
 
 async fn serve(config: tenantdb::Config, settings: &Settings) -> anyhow::Result<()> {
     let (admin_token, token_file) = settings.admin_token()?;
+    let connections = settings.connection_limits()?;
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("failed to listen on {}", settings.listen))?;
@@ -304,6 +305,7 @@ async fn serve(config: tenantdb::Config, settings: &Settings) -> anyhow::Result<
     let options = http::ServiceOptions {
         admin_token,
         base_domain: settings.base_domain.clone(),
+        connections,
     };
     http::start(config, options, listener, shutdown_signal()).await
 }

@@ -11,6 +11,8 @@ use tenantdb::config::{self, Config, TenantServerConfig};
 use tenantdb::names::DatabasePrefix;
 use tenantdb::secret::TenantSecret;
 
+use crate::http;
+
 #[derive(Args)]
 pub struct Settings {
     /// Directory for the embedded default (SQLite catalog and tenant files).
@@ -89,6 +91,11 @@ pub struct Settings {
     /// Milliseconds a request waits for a connection before "busy".
     #[arg(long, env = "TENANTDB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000, global = true)]
     pub acquire_timeout_ms: u64,
+
+    /// Client connections the service keeps open at once; further clients
+    /// wait until one closes.
+    #[arg(long, env = "TENANTDB_MAX_CONNECTIONS", default_value_t = http::DEFAULT_MAX_CONNECTIONS, global = true)]
+    pub max_connections: usize,
 }
 
 impl Settings {
@@ -103,13 +110,22 @@ impl Settings {
         if let Ok(token) = std::fs::read_to_string(&path) {
             return Ok((SecretString::from(token.trim().to_owned()), Some(path)));
         }
-        std::fs::create_dir_all(&self.data_dir)
+        tenantdb::private_files::create_dir_all(&self.data_dir)
             .with_context(|| format!("failed to create {}", self.data_dir.display()))?;
         let mut bytes = [0u8; 24];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
         let token = format!("tdb_admin_{}", tenantdb::secret::hex(&bytes));
         write_private(&path, &token).with_context(|| format!("failed to write {}", path.display()))?;
         Ok((SecretString::from(token), Some(path)))
+    }
+
+    /// Limits on the service's client connections.
+    pub fn connection_limits(&self) -> anyhow::Result<http::ConnectionLimits> {
+        anyhow::ensure!(self.max_connections >= 1, "TENANTDB_MAX_CONNECTIONS must be at least 1");
+        Ok(http::ConnectionLimits {
+            max_connections: self.max_connections,
+            ..http::ConnectionLimits::default()
+        })
     }
 
     pub fn to_config(&self) -> anyhow::Result<Config> {
@@ -154,6 +170,7 @@ impl std::fmt::Debug for Settings {
             .field("pool_budget", &self.pool_budget)
             .field("pool_max_per_tenant", &self.pool_max_per_tenant)
             .field("listen", &self.listen)
+            .field("max_connections", &self.max_connections)
             .field("base_domain", &self.base_domain)
             .finish_non_exhaustive()
     }
@@ -168,4 +185,45 @@ fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> 
         .mode(0o600)
         .open(path)?;
     file.write_all(contents.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    fn settings(args: &[&str]) -> Settings {
+        Flags::try_parse_from(std::iter::once("tenantdb").chain(args.iter().copied()))
+            .unwrap()
+            .settings
+    }
+
+    #[test]
+    fn the_made_admin_token_and_its_directory_are_the_owners_only() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        let (_, path) = settings(&["--data-dir", data.to_str().unwrap()]).admin_token().unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&data), mode(&path.unwrap())), (0o700, 0o600));
+    }
+
+    #[test]
+    fn the_connection_limit_must_allow_a_connection() {
+        assert_eq!(
+            settings(&[]).connection_limits().unwrap().max_connections,
+            http::DEFAULT_MAX_CONNECTIONS
+        );
+        let limits = settings(&["--max-connections", "2"]).connection_limits().unwrap();
+        assert_eq!(limits.max_connections, 2);
+        assert!(settings(&["--max-connections", "0"]).connection_limits().is_err());
+    }
 }

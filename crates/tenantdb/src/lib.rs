@@ -46,6 +46,7 @@ pub mod fleet;
 pub mod migrate;
 pub mod names;
 pub mod pools;
+pub mod private_files;
 pub mod provisioner;
 pub mod secret;
 pub mod view;

@@ -6,6 +6,7 @@ mod auth;
 mod json;
 mod operator;
 mod projects;
+mod serve;
 mod service;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa_axum::router::OpenApiRouter;
 
 pub use auth::MembershipAuthorizer;
+pub use serve::{ConnectionLimits, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 
 /// Largest request body.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -58,6 +60,7 @@ impl std::ops::Deref for AppState {
 pub struct ServiceOptions {
     pub admin_token: SecretString,
     pub base_domain: Option<String>,
+    pub connections: ConnectionLimits,
 }
 
 impl AppState {
@@ -191,9 +194,10 @@ pub async fn start(
 }
 
 /// Runs the service on `listener` until `shutdown` resolves: reconciles
-/// abandoned work first, then serves; on shutdown stops accepting, lets
-/// requests in flight finish, waits for provisioning under way, and closes
-/// every pool. Shared by `tenantdb serve` and the tests (which bind port 0).
+/// abandoned work first, then serves (within `options.connections`); on
+/// shutdown stops accepting, lets requests in flight finish, waits for
+/// provisioning under way, and closes every pool. Shared by `tenantdb
+/// serve` and the tests (which bind port 0).
 pub async fn run(
     tenancy: Tenancy,
     options: ServiceOptions,
@@ -209,9 +213,9 @@ pub async fn run(
     let reconciler = tenancy.provisioner().spawn_reconciler(stop_reconciler.clone());
     let state = AppState::new(tenancy.clone(), options.admin_token);
     let app = router(state, options.base_domain);
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    serve::serve(listener, app, options.connections, shutdown).await;
     stop_reconciler.cancel();
     let _ = reconciler.await;
     tenancy.close().await;
-    Ok(served?)
+    Ok(())
 }

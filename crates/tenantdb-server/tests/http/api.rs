@@ -1,7 +1,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN, Backend, Service};
+use crate::support::{ADMIN, Backend, Service, code};
 use tenantdb_test_support::both_backends;
 
 both_backends!(
@@ -12,10 +12,6 @@ both_backends!(
     shutdown_lets_a_provisioning_request_finish,
     renaming_under_load_keeps_the_data,
 );
-
-fn code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or("")
-}
 
 async fn the_readme_session_works_and_tenants_are_separate(backend: Backend) {
     let service = Service::start(backend).await;

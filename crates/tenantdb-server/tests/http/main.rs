@@ -2,6 +2,10 @@
 //! startup code as `main`), spoken to over HTTP, on SQLite and PostgreSQL.
 
 mod api;
+mod busy;
+mod connections;
+mod files;
 mod fuzz;
+mod nul;
 mod restart;
 mod support;

@@ -65,6 +65,7 @@ async fn a_server_restart_under_load_gives_only_200_or_503_and_recovers() {
     let options = ServiceOptions {
         admin_token: SecretString::from(ADMIN),
         base_domain: None,
+        connections: Default::default(),
     };
     let service = tokio::spawn(start(config, options, listener, async {
         let _ = stopped.await;

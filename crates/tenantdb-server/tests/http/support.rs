@@ -5,27 +5,41 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tenantdb::secret::TenantSecret;
 use tenantdb::{Config, TenantServerConfig};
-use tenantdb_server::http::{ServiceOptions, start};
+use tenantdb_server::http::{ConnectionLimits, ServiceOptions, start};
 pub use tenantdb_test_support::Backend;
 use tenantdb_test_support::{PgScratch, postgres_url};
 use tokio::sync::oneshot;
 
 pub const ADMIN: &str = "test-admin-token-0123456789";
 
+/// The `code` of an error body (API.md's shape), or "".
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
 pub struct Service {
     pub base: String,
+    pub addr: std::net::SocketAddr,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    data_dir: std::path::PathBuf,
     _dir: tempfile::TempDir,
     _scratch: Option<PgScratch>,
 }
 
 impl Service {
     pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_, _| {}).await
+    }
+
+    /// Starts the service after `tune` has adjusted the test defaults.
+    pub async fn start_with(backend: Backend, tune: impl FnOnce(&mut Config, &mut ServiceOptions)) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        // Not made yet: the service creates it (with its permissions).
+        let data_dir = dir.path().join("data");
         let (mut config, scratch) = match backend {
-            Backend::Sqlite => (Config::embedded(dir.path()), None),
+            Backend::Sqlite => (Config::embedded(&data_dir), None),
             Backend::Postgres => {
                 let scratch = PgScratch::new();
                 let catalog = scratch.create_database("cat").await;
@@ -43,32 +57,34 @@ impl Service {
         config.pools.budget = 6;
         config.pools.max_per_tenant = 2;
         config.catalog_poll_interval = Duration::from_millis(200);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = oneshot::channel();
-        let options = ServiceOptions {
+        let mut options = ServiceOptions {
             admin_token: SecretString::from(ADMIN),
             base_domain: Some("example.test".into()),
+            connections: ConnectionLimits::default(),
         };
+        tune(&mut config, &mut options);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let base = format!("http://{addr}");
+        let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(start(config, options, listener, async {
             let _ = rx.await;
         }));
         let service = Self {
             base,
+            addr,
             client: reqwest::Client::new(),
             shutdown: Some(tx),
             task: Some(task),
+            data_dir,
             _dir: dir,
             _scratch: scratch,
         };
+        // A probe that keeps no connection open (it would take one of a
+        // small connection limit).
+        let probe = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
         for _ in 0..100 {
-            if service
-                .client
-                .get(format!("{}/healthz", service.base))
-                .send()
-                .await
-                .is_ok()
-            {
+            if probe.get(format!("{}/healthz", service.base)).send().await.is_ok() {
                 return service;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -88,7 +104,7 @@ impl Service {
 
     /// The data directory (SQLite catalog and tenant files).
     pub fn data_dir(&self) -> std::path::PathBuf {
-        self._dir.path().to_path_buf()
+        self.data_dir.clone()
     }
 
     pub fn shutdown_now(&mut self) {

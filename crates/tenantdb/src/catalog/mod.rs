@@ -37,6 +37,7 @@ pub use runs::{MigrationRuns, effective_status};
 pub use tenant_databases::{Lease, TenantDatabases, TenantExtras};
 
 use crate::error::{Error, Result};
+use crate::private_files;
 
 /// The catalog's own migrations, oldest first.
 pub fn migrations() -> Vec<Box<dyn sea_orm_migration::MigrationTrait>> {
@@ -124,8 +125,14 @@ impl Catalog {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .busy_timeout(Duration::from_secs(10));
-            if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(Error::io(format!("cannot create {}", dir.display())))?;
+            if on_disk(url) {
+                // Made here rather than by SQLite: owner-only (private_files).
+                let file = options.get_filename();
+                if let Some(dir) = file.parent() {
+                    private_files::create_dir_all(dir)
+                        .map_err(Error::io(format!("cannot create {}", dir.display())))?;
+                }
+                private_files::create_file(file).map_err(Error::io(format!("cannot create {}", file.display())))?;
             }
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
@@ -324,12 +331,8 @@ impl MigrationLock {
                 let Some(path) = sqlite_lock_path(db) else {
                     return Ok(Self::None);
                 };
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&path)
-                    .map_err(Error::io(format!("cannot open {}", path.display())))?;
+                let file =
+                    private_files::lock_file(&path).map_err(Error::io(format!("cannot open {}", path.display())))?;
                 let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
                     .await
                     .map_err(|err| Error::Task(err.to_string()))?
@@ -366,4 +369,28 @@ fn sqlite_lock_path(db: &DatabaseConnection) -> Option<PathBuf> {
     let mut lock = file.as_os_str().to_owned();
     lock.push(".migrate-lock");
     Some(PathBuf::from(lock))
+}
+
+/// Whether a SQLite URL names a file rather than an in-memory database
+/// (read the way sqlx reads it).
+fn on_disk(url: &str) -> bool {
+    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+    !database.is_empty() && database != ":memory:" && !params.split('&').any(|param| param == "mode=memory")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_file_urls_are_on_disk() {
+        assert!(on_disk("sqlite://data/catalog.db?mode=rwc"));
+        assert!(on_disk("sqlite:///data/catalog.db"));
+        assert!(on_disk("sqlite:catalog.db"));
+        assert!(!on_disk("sqlite::memory:"));
+        assert!(!on_disk("sqlite://:memory:"));
+        assert!(!on_disk("sqlite://catalog?mode=memory"));
+        assert!(!on_disk("sqlite://catalog?cache=shared&mode=memory"));
+    }
 }

@@ -15,6 +15,7 @@ use super::{Created, Inventory, Ownership, ServerDatabase, ServerTemplate, Tenan
 use crate::config::PoolConfig;
 use crate::error::{Error, Result};
 use crate::names::TenantId;
+use crate::private_files;
 
 #[derive(Debug, Clone)]
 pub struct SqliteEngine {
@@ -24,7 +25,7 @@ pub struct SqliteEngine {
 impl SqliteEngine {
     /// Uses (and creates) `dir` for tenant files.
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(Error::io(format!("cannot create {}", dir.display())))?;
+        private_files::create_dir_all(dir).map_err(Error::io(format!("cannot create {}", dir.display())))?;
         Ok(Self {
             dir: Arc::new(dir.to_path_buf()),
         })
@@ -86,14 +87,10 @@ impl SqliteEngine {
             return Ok(());
         }
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        std::fs::create_dir_all(&dir).map_err(Error::io(format!("cannot create {}", dir.display())))?;
+        private_files::create_dir_all(&dir).map_err(Error::io(format!("cannot create {}", dir.display())))?;
         let lock_path = dir.join(format!("{name}.lock"));
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(Error::io(format!("cannot open {}", lock_path.display())))?;
+        let lock =
+            private_files::lock_file(&lock_path).map_err(Error::io(format!("cannot open {}", lock_path.display())))?;
         let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
             .await
             .map_err(|err| Error::Task(err.to_string()))?
@@ -115,7 +112,8 @@ impl SqliteEngine {
             return Ok(());
         }
         let _ = std::fs::remove_file(scratch);
-        let options = SqliteConnectOptions::new().filename(scratch).create_if_missing(true);
+        private_files::create_file(scratch).map_err(Error::io(format!("cannot create {}", scratch.display())))?;
+        let options = SqliteConnectOptions::new().filename(scratch);
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options)
@@ -135,14 +133,19 @@ impl SqliteEngine {
                 crate::faults::reached(crate::faults::Step::TemplateMigrated);
                 // VACUUM INTO writes in place: write a side file, then
                 // rename it, so the final name only ever holds a whole one.
+                // The side file is made owner-only first: VACUUM INTO fills
+                // an empty file it is given.
                 let written = path.with_extension("vacuum.db");
                 let _ = std::fs::remove_file(&written);
                 let target = written.display().to_string().replace('\'', "''");
-                let vacuum = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("VACUUM INTO '{target}'")))
-                    .execute(&pool)
-                    .await
-                    .map(drop)
-                    .map_err(Error::server("cannot write the template"));
+                let vacuum = match private_files::create_file(&written) {
+                    Ok(_) => sqlx::raw_sql(sqlx::AssertSqlSafe(format!("VACUUM INTO '{target}'")))
+                        .execute(&pool)
+                        .await
+                        .map(drop)
+                        .map_err(Error::server("cannot write the template")),
+                    Err(err) => Err(Error::io(format!("cannot create {}", written.display()))(err)),
+                };
                 vacuum.and_then(|()| {
                     std::fs::rename(&written, path).map_err(Error::io(format!("cannot write {}", path.display())))
                 })
@@ -221,8 +224,8 @@ impl SqliteEngine {
             // Copy to a side name, then rename: a crash never leaves a
             // half-copied file under the tenant's name.
             let partial = path.with_extension("db.partial");
-            match std::fs::copy(self.template_path(name), &partial) {
-                Ok(_) => {
+            match private_files::copy(&self.template_path(name), &partial) {
+                Ok(()) => {
                     std::fs::rename(&partial, &path).map_err(Error::io(format!("cannot create {}", path.display())))?;
                     return Ok(Created::Cloned);
                 }
@@ -232,11 +235,13 @@ impl SqliteEngine {
                 }
             }
         }
-        // Opening with create_if_missing makes the file and switches it to
-        // WAL, which SQLite records in the file itself.
+        // An empty file is an empty database: made here, it is owner-only
+        // (and so are the WAL files SQLite makes beside it). Opening switches
+        // it to WAL, which SQLite records in the file itself.
+        private_files::create_file(&path).map_err(Error::io(format!("cannot create {}", path.display())))?;
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(self.options(db.tenant).create_if_missing(true))
+            .connect_with(self.options(db.tenant))
             .await
             .map_err(Error::server(format!("cannot create database '{}'", db.database)))?;
         pool.close().await;
