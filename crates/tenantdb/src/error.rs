@@ -7,7 +7,7 @@
 //! never carry a password (connection options are never formatted into
 //! messages).
 
-use crate::catalog::DbStatus;
+use crate::status::DbStatus;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -49,6 +49,7 @@ pub mod pools;
 pub mod private_files;
 pub mod provisioner;
 pub mod secret;
+pub mod status;
 pub mod view;
 
 pub use catalog::{Catalog, DbStatus, TenantStatus};

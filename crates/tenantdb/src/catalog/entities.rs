@@ -5,53 +5,7 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
-/// Status of a tenant database (see the status machine in
-/// `docs/ARCHITECTURE.md`). ACTIVE and MIGRATING serve traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum DbStatus {
-    #[sea_orm(string_value = "PROVISIONING")]
-    Provisioning,
-    #[sea_orm(string_value = "ACTIVE")]
-    Active,
-    #[sea_orm(string_value = "MIGRATING")]
-    Migrating,
-    #[sea_orm(string_value = "RENAMING")]
-    Renaming,
-    #[sea_orm(string_value = "FAILED")]
-    Failed,
-    #[sea_orm(string_value = "DELETING")]
-    Deleting,
-}
-
-impl DbStatus {
-    /// Whether a database in this status may serve requests.
-    pub fn serves_traffic(self) -> bool {
-        matches!(self, Self::Active | Self::Migrating)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Provisioning => "PROVISIONING",
-            Self::Active => "ACTIVE",
-            Self::Migrating => "MIGRATING",
-            Self::Renaming => "RENAMING",
-            Self::Failed => "FAILED",
-            Self::Deleting => "DELETING",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        <Self as sea_orm::Iterable>::iter().find(|status| status.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for DbStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::status::DbStatus;
 
 /// Status of a tenant: a suspended tenant is refused at the door but its
 /// database is still migrated.

@@ -30,23 +30,6 @@ pub const WORKING: [DbStatus; 4] = [
     DbStatus::Deleting,
 ];
 
-impl DbStatus {
-    /// The status machine of DESIGN.md. A working status may also "become"
-    /// itself: that is a takeover of an expired lease by the reconciler.
-    pub fn can_become(self, to: DbStatus) -> bool {
-        use DbStatus::*;
-        matches!(
-            (self, to),
-            (Provisioning, Active | Failed | Provisioning)
-                | (Failed, Provisioning | Deleting)
-                | (Active, Renaming | Migrating | Deleting)
-                | (Renaming, Active | Renaming)
-                | (Migrating, Active | Migrating)
-                | (Deleting, Deleting)
-        )
-    }
-}
-
 /// Rows made with a new tenant, in its transaction.
 #[derive(Debug, Clone, Default)]
 pub struct TenantExtras {
@@ -440,50 +423,4 @@ fn lease_free_or_ours(owner: &str, now: DateTime<Utc>) -> Condition {
         .add(td::Column::LeaseOwner.is_null())
         .add(td::Column::LeaseExpiresAt.lt(now))
         .add(td::Column::LeaseOwner.eq(owner))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use DbStatus::*;
-
-    #[test]
-    fn only_the_status_machine_transitions_are_legal() {
-        let legal = [
-            (Provisioning, Active),
-            (Provisioning, Failed),
-            (Failed, Provisioning),
-            (Failed, Deleting),
-            (Active, Renaming),
-            (Renaming, Active),
-            (Active, Migrating),
-            (Migrating, Active),
-            (Active, Deleting),
-        ];
-        for (from, to) in legal {
-            assert!(from.can_become(to), "{from} -> {to}");
-        }
-        let illegal = [
-            (Active, Provisioning),
-            (Active, Failed),
-            (Active, Active),
-            (Failed, Active),
-            (Failed, Failed),
-            (Deleting, Active),
-            (Renaming, Deleting),
-            (Migrating, Deleting),
-            (Provisioning, Deleting),
-        ];
-        for (from, to) in illegal {
-            assert!(!from.can_become(to), "{from} -> {to}");
-        }
-    }
-
-    #[test]
-    fn only_active_and_migrating_serve_traffic() {
-        let serving: Vec<_> = <DbStatus as sea_orm::Iterable>::iter()
-            .filter(|s| s.serves_traffic())
-            .collect();
-        assert_eq!(serving, vec![Active, Migrating]);
-    }
 }

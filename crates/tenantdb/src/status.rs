@@ -1,0 +1,117 @@
+//! The status of a tenant database and its status machine (DESIGN.md): a
+//! leaf module, imported by the catalog, the errors and the provisioner,
+//! importing nothing from the crate.
+
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Status of a tenant database (see the status machine in
+/// `docs/ARCHITECTURE.md`). ACTIVE and MIGRATING serve traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DbStatus {
+    #[sea_orm(string_value = "PROVISIONING")]
+    Provisioning,
+    #[sea_orm(string_value = "ACTIVE")]
+    Active,
+    #[sea_orm(string_value = "MIGRATING")]
+    Migrating,
+    #[sea_orm(string_value = "RENAMING")]
+    Renaming,
+    #[sea_orm(string_value = "FAILED")]
+    Failed,
+    #[sea_orm(string_value = "DELETING")]
+    Deleting,
+}
+
+impl DbStatus {
+    /// Whether a database in this status may serve requests.
+    pub fn serves_traffic(self) -> bool {
+        matches!(self, Self::Active | Self::Migrating)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Provisioning => "PROVISIONING",
+            Self::Active => "ACTIVE",
+            Self::Migrating => "MIGRATING",
+            Self::Renaming => "RENAMING",
+            Self::Failed => "FAILED",
+            Self::Deleting => "DELETING",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        <Self as sea_orm::Iterable>::iter().find(|status| status.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for DbStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl DbStatus {
+    /// The status machine of DESIGN.md. A working status may also "become"
+    /// itself: that is a takeover of an expired lease by the reconciler.
+    pub fn can_become(self, to: DbStatus) -> bool {
+        use DbStatus::*;
+        matches!(
+            (self, to),
+            (Provisioning, Active | Failed | Provisioning)
+                | (Failed, Provisioning | Deleting)
+                | (Active, Renaming | Migrating | Deleting)
+                | (Renaming, Active | Renaming)
+                | (Migrating, Active | Migrating)
+                | (Deleting, Deleting)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DbStatus::*;
+    use super::*;
+
+    #[test]
+    fn only_the_status_machine_transitions_are_legal() {
+        let legal = [
+            (Provisioning, Active),
+            (Provisioning, Failed),
+            (Failed, Provisioning),
+            (Failed, Deleting),
+            (Active, Renaming),
+            (Renaming, Active),
+            (Active, Migrating),
+            (Migrating, Active),
+            (Active, Deleting),
+        ];
+        for (from, to) in legal {
+            assert!(from.can_become(to), "{from} -> {to}");
+        }
+        let illegal = [
+            (Active, Provisioning),
+            (Active, Failed),
+            (Active, Active),
+            (Failed, Active),
+            (Failed, Failed),
+            (Deleting, Active),
+            (Renaming, Deleting),
+            (Migrating, Deleting),
+            (Provisioning, Deleting),
+        ];
+        for (from, to) in illegal {
+            assert!(!from.can_become(to), "{from} -> {to}");
+        }
+    }
+
+    #[test]
+    fn only_active_and_migrating_serve_traffic() {
+        let serving: Vec<_> = <DbStatus as sea_orm::Iterable>::iter()
+            .filter(|s| s.serves_traffic())
+            .collect();
+        assert_eq!(serving, vec![Active, Migrating]);
+    }
+}
