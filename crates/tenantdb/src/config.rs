@@ -113,6 +113,9 @@ impl fmt::Debug for TenantServerConfig {
     }
 }
 
+/// How long closing waits for provisioning work under way.
+pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
+
 /// Everything a [`crate::Tenancy`] needs.
 #[derive(Clone)]
 pub struct Config {
@@ -132,6 +135,9 @@ pub struct Config {
     /// Clone new tenant databases from a template at the latest tenant
     /// version instead of replaying every migration (default on).
     pub use_templates: bool,
+    /// How long closing waits for provisioning work under way (DDL stuck
+    /// behind a lock); what is left keeps its lease and is finished later.
+    pub shutdown_deadline: Duration,
 }
 
 impl Config {
@@ -160,6 +166,7 @@ impl Config {
             pools: PoolConfig::default(),
             catalog_poll_interval: DEFAULT_CATALOG_POLL,
             use_templates: true,
+            shutdown_deadline: DEFAULT_SHUTDOWN_DEADLINE,
         }
     }
 

@@ -177,16 +177,21 @@ impl Provisioner {
             // leaves a run that readers see as ABANDONED.
             let catalog = this.catalog().clone();
             let renew_every = lease.ttl / 3;
-            let renewer = tokio::spawn(async move {
+            let renewer = AbortOnDrop(tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(renew_every).await;
-                    if let Err(err) = catalog.migration_runs().renew(run_id, &lease).await {
-                        tracing::warn!(run.id = %run_id, error = %err, "renewing the run's lease failed");
+                    match catalog.migration_runs().renew(run_id, &lease).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(run.id = %run_id, "the run's lease was taken (doctor --fix closed it)");
+                            return;
+                        }
+                        Err(err) => tracing::warn!(run.id = %run_id, error = %err, "renewing the run's lease failed"),
                     }
                 }
-            });
+            }));
             let report = this.run_fleet(run_id, target, behind, &options, on_event).await;
-            renewer.abort();
+            drop(renewer);
             report
         });
         Ok((run_id, run))
@@ -281,6 +286,15 @@ impl Provisioner {
     /// The most recent fleet runs, newest first.
     pub async fn migration_runs(&self, limit: u64) -> Result<Vec<migration_runs::Model>> {
         self.catalog().migration_runs().recent(limit).await
+    }
+}
+
+/// Aborts its task when dropped (also when the run panics).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

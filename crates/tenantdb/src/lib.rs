@@ -73,6 +73,7 @@ pub struct Tenancy {
     provisioner: Provisioner,
     connections: TenantConnections,
     server_name: String,
+    shutdown_deadline: std::time::Duration,
 }
 
 impl Tenancy {
@@ -120,6 +121,7 @@ impl Tenancy {
             secret_version: config.secret.as_ref().map_or(0, |s| s.version()),
             lease_ttl: config.lease_ttl,
             use_templates: config.use_templates,
+            shutdown_deadline: config.shutdown_deadline,
         };
         let provisioner = Provisioner::new(catalog.clone(), engine, pools, migrations, settings);
         Ok(Self {
@@ -127,6 +129,7 @@ impl Tenancy {
             provisioner,
             connections,
             server_name: config.server_name,
+            shutdown_deadline: config.shutdown_deadline,
         })
     }
 
@@ -195,7 +198,14 @@ impl Tenancy {
         self.provisioner.shutdown().await;
         self.connections.stop();
         self.connections.pools().close_all().await;
-        self.catalog.close().await;
+        // Work abandoned at the shutdown deadline may still hold a catalog
+        // connection (its lease renewals): do not wait for it forever.
+        if tokio::time::timeout(self.shutdown_deadline, self.catalog.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("catalog connections still busy at shutdown; leaving them");
+        }
     }
 }
 

@@ -214,7 +214,10 @@ pub async fn run(
     let state = AppState::new(tenancy.clone(), options.admin_token);
     let app = router(state, options.base_domain);
     serve::serve(listener, app, options.connections, shutdown).await;
+    // Stop looking for abandoned work; what a pass already claimed runs in
+    // the provisioner's tasks, which closing waits for (up to its deadline).
     stop_reconciler.cancel();
+    reconciler.abort();
     let _ = reconciler.await;
     tenancy.close().await;
     Ok(())

@@ -560,9 +560,13 @@ impl MigrationTrait for AddSafety {
         )
         .await?;
         db.execute_unprepared(
+            // Before this table, a pending name could equal another row's
+            // current name (two unique indexes, one per column): the
+            // current name keeps its reservation, the rename will fail.
             "INSERT INTO database_names (server_id, name, tenant_id) \
              SELECT server_id, pending_database_name, tenant_id FROM tenant_databases \
-             WHERE pending_database_name IS NOT NULL",
+             WHERE pending_database_name IS NOT NULL \
+             ON CONFLICT (server_id, name) DO NOTHING",
         )
         .await?;
         for column in [

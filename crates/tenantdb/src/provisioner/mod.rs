@@ -39,9 +39,6 @@ pub use ops::{ReconcileOutcome, Reconciled};
 /// remaining sessions itself).
 const DRAIN_WAIT: Duration = Duration::from_secs(2);
 
-/// How long shutdown waits for provisioning work under way.
-pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
-
 /// Longest display name of a tenant.
 pub const MAX_TENANT_NAME_LEN: usize = 200;
 
@@ -85,6 +82,7 @@ struct Inner {
     lease_prefix: String,
     lease_ttl: Duration,
     use_templates: bool,
+    shutdown_deadline: Duration,
     /// The template this process built or found ready: later creates clone
     /// it without asking the server first. Forgotten when a clone fails.
     ready_template: Mutex<Option<String>>,
@@ -122,6 +120,8 @@ pub struct ProvisionerSettings {
     pub lease_ttl: Duration,
     /// Clone new databases from a template at the latest version.
     pub use_templates: bool,
+    /// How long `shutdown` waits for work under way.
+    pub shutdown_deadline: Duration,
 }
 
 impl Provisioner {
@@ -145,6 +145,7 @@ impl Provisioner {
                 lease_prefix: std::process::id().to_string(),
                 lease_ttl: settings.lease_ttl,
                 use_templates: settings.use_templates,
+                shutdown_deadline: settings.shutdown_deadline,
                 ready_template: Mutex::new(None),
                 tasks: tokio_util::task::TaskTracker::new(),
                 crash_after: Mutex::new(None),
@@ -570,22 +571,24 @@ impl Provisioner {
     }
 
     /// Waits for every operation under way (call after the service stops
-    /// taking requests), at most `SHUTDOWN_DEADLINE`, then closes the
+    /// taking requests), at most the shutdown deadline, then closes the
     /// engine's admin connections. Work still running then (DDL stuck
     /// behind a lock) keeps its lease, which expires: another instance, or
     /// this one's next start, finishes it.
     pub async fn shutdown(&self) {
         self.inner.tasks.close();
-        if tokio::time::timeout(SHUTDOWN_DEADLINE, self.inner.tasks.wait())
-            .await
-            .is_err()
-        {
+        let deadline = self.inner.shutdown_deadline;
+        if tokio::time::timeout(deadline, self.inner.tasks.wait()).await.is_err() {
             tracing::warn!(
-                waited_s = SHUTDOWN_DEADLINE.as_secs(),
+                waited_ms = deadline.as_millis() as u64,
                 left = self.inner.tasks.len(),
                 "provisioning work still running at shutdown; its leases will expire and it will be finished later"
             );
         }
-        self.inner.engine.close().await;
+        // Closing a pool waits for its connections to come back: one held
+        // by stuck DDL would hold shutdown too.
+        if tokio::time::timeout(deadline, self.inner.engine.close()).await.is_err() {
+            tracing::warn!("admin connections still busy at shutdown; leaving them");
+        }
     }
 }

@@ -279,6 +279,7 @@ impl Provisioner {
                 .invalidate_and_wait(spec.tenant, super::DRAIN_WAIT)
                 .await;
             self.step(Step::RenameDrained, row.tenant_id)?;
+            keeper.check()?;
             self.inner.engine.rename(&spec, &to).await?;
             self.inner.engine.flush().await?;
             self.step(Step::DatabaseRenamed, row.tenant_id)?;
@@ -361,6 +362,10 @@ impl Provisioner {
                 .pools
                 .invalidate_and_wait(spec.tenant, super::DRAIN_WAIT)
                 .await;
+            // The lease is still ours right before the drop: a process cut
+            // off from the catalog for a lease period must not drop a name
+            // that another process has since freed and given away.
+            keeper.check()?;
             self.inner.engine.drop_database(&spec).await?;
             self.inner.engine.flush().await?;
             self.step(Step::DeleteDatabaseDropped, row.tenant_id)?;

@@ -24,6 +24,7 @@ both_backends!(
     a_fleet_run_whose_process_died_reads_abandoned_and_doctor_closes_it,
     a_program_with_another_migration_set_may_read_but_not_change_tenants,
     a_failed_migration_never_lowers_or_erases_the_recorded_version,
+    shutdown_gives_up_on_stuck_work_after_its_deadline,
 );
 
 fn new(slug: &str) -> NewTenant {
@@ -627,4 +628,45 @@ async fn two_catalogs_with_one_prefix_keep_their_own_templates() {
         );
     }
     second.close().await;
+}
+
+/// Closing waits for work under way at most its deadline: DDL stuck (here a
+/// slow migration) keeps its lease, and the next instance finishes it.
+async fn shutdown_gives_up_on_stuck_work_after_its_deadline(backend: Backend) {
+    let env = TestEnv::new(backend, crate::support::schema_slow()).await;
+    let mut config = env.config.clone();
+    config.shutdown_deadline = std::time::Duration::from_millis(300);
+    let stuck = tenantdb::Tenancy::connect(config, crate::support::schema_slow())
+        .await
+        .unwrap();
+    let provisioner = stuck.provisioner().clone();
+    let create = tokio::spawn(async move { provisioner.create_tenant(new("stuck")).await });
+    // Wait until the work is under way (its row exists), then close.
+    let slug = TenantRef::parse("stuck").unwrap();
+    for _ in 0..100 {
+        if env.tenancy.tenant(&slug).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    stuck.close().await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1500),
+        "close waited {:?}",
+        started.elapsed()
+    );
+    let _ = create.await;
+    tokio::time::sleep(LEASE_TTL + std::time::Duration::from_millis(300)).await;
+    let provisioner = env.tenancy.provisioner();
+    provisioner.reconcile().await.unwrap();
+    if env.tenancy.tenant(&slug).await.unwrap().database.unwrap().status == DbStatus::Failed {
+        provisioner.retry(&slug).await.unwrap();
+    }
+    assert_eq!(
+        env.tenancy.tenant(&slug).await.unwrap().database.unwrap().status,
+        DbStatus::Active
+    );
+    assert!(provisioner.examine(DoctorOptions::default()).await.unwrap().is_empty());
 }

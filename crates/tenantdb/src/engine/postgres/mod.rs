@@ -79,13 +79,9 @@ impl PostgresEngine {
         role_connection_limit: i32,
         max_connections: u32,
     ) -> Result<Self> {
-        // Admin statements carry role passwords (SCRAM verifiers) in
-        // `CREATE ROLE` / `ALTER ROLE`: sqlx must never log them, at any
-        // level.
         let options = PgConnectOptions::from_str(url.expose_secret())
             .map_err(Error::server("invalid tenant server URL"))?
-            .application_name("tenantdb-admin")
-            .disable_statement_logging();
+            .application_name("tenantdb-admin");
         let admin = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
@@ -93,7 +89,16 @@ impl PostgresEngine {
             // fsync each would be most of a provisioning's cost); `flush`
             // makes it all durable with one synchronous commit before the
             // catalog records the result.
-            .connect_with(options.clone().options([("synchronous_commit", "off")]))
+            // Admin statements carry role passwords (SCRAM verifiers) in
+            // `CREATE ROLE` / `ALTER ROLE`: sqlx must never log them, at any
+            // level. (Tenant pools, derived from `options`, keep sqlx's
+            // statement and slow-query logging.)
+            .connect_with(
+                options
+                    .clone()
+                    .options([("synchronous_commit", "off")])
+                    .disable_statement_logging(),
+            )
             .await
             .map_err(Error::server("cannot connect to the tenant PostgreSQL server"))?;
         let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
@@ -441,7 +446,7 @@ impl PostgresEngine {
                 // A database whose DROP was interrupted is invalid
                 // (`datconnlimit = -2`, PostgreSQL 13.12+, 14.9+, 15.4+):
                 // every ALTER fails on it, DROP is what is left to do.
-                if !self.is_invalid(&db.database).await? {
+                if !self.is_invalid(db.database.as_str()).await? {
                     self.exec(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"), context)
                         .await?;
                 }
@@ -455,9 +460,9 @@ impl PostgresEngine {
     }
 
     /// Whether an interrupted `DROP DATABASE` left the database invalid.
-    pub(crate) async fn is_invalid(&self, name: &DatabaseName) -> Result<bool> {
+    pub(crate) async fn is_invalid(&self, name: &str) -> Result<bool> {
         let invalid: Option<bool> = sqlx::query_scalar("SELECT datconnlimit = -2 FROM pg_database WHERE datname = $1")
-            .bind(name.as_str())
+            .bind(name)
             .fetch_optional(&self.inner.admin)
             .await
             .map_err(Error::server(format!("cannot look up database '{name}'")))?;

@@ -176,8 +176,8 @@ impl PostgresEngine {
             self.build_template(name, owner, version, migrations).await
         }
         .await;
-        // Closing the connection releases the lock.
-        let _ = lock.close().await;
+        // Clean up while the lock is held: after it, another builder may
+        // already be building under the same name.
         match &built {
             Err(Error::NotOurs { .. }) => {}
             Err(_) => {
@@ -185,6 +185,8 @@ impl PostgresEngine {
             }
             Ok(()) => self.drop_old_templates(name).await,
         }
+        // Closing the connection releases the lock.
+        let _ = lock.close().await;
         built?;
         self.flush().await
     }
@@ -257,8 +259,12 @@ impl PostgresEngine {
             TemplateState::Building | TemplateState::Ready(_) => {
                 let quoted = quote_ident(name);
                 let context = || format!("cannot drop template '{name}'");
-                self.exec(&format!("ALTER DATABASE {quoted} WITH IS_TEMPLATE false"), context)
-                    .await?;
+                // A template whose DROP was interrupted is invalid: every
+                // ALTER fails on it, and DROP is what is left to do.
+                if !self.is_invalid(name).await? {
+                    self.exec(&format!("ALTER DATABASE {quoted} WITH IS_TEMPLATE false"), context)
+                        .await?;
+                }
                 self.exec_retrying(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"), context)
                     .await
             }
