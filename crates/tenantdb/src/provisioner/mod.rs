@@ -200,38 +200,28 @@ impl Provisioner {
         let ours = self.inner.migrations.identity();
         loop {
             let recorded = self.inner.catalog.tenant_migrations().await?;
-            match match_sets(recorded.as_deref(), &ours) {
+            let acceptable = match match_sets(recorded.as_deref(), &ours) {
                 SetMatch::Same => return Ok(()),
-                SetMatch::Unrecorded | SetMatch::Extends => {
-                    if self
-                        .inner
-                        .catalog
-                        .record_tenant_migrations(recorded.as_deref(), &ours)
-                        .await?
-                    {
-                        return Ok(());
-                    }
-                    // Another process recorded a set meanwhile: compare again.
-                }
-                SetMatch::Other if self.unapplied_only(recorded.as_deref(), &ours).await? => {
-                    // Our set drops only migrations no tenant ever reached
-                    // (say, a broken one the application took back): safe.
-                    if self
-                        .inner
-                        .catalog
-                        .record_tenant_migrations(recorded.as_deref(), &ours)
-                        .await?
-                    {
-                        return Ok(());
-                    }
-                }
-                SetMatch::Other => {
-                    return Err(Error::MigrationSetMismatch {
-                        recorded: describe_set(recorded.as_deref().unwrap_or_default()),
-                        ours: describe_set(&ours),
-                    });
-                }
+                SetMatch::Unrecorded | SetMatch::Extends => true,
+                // Our set drops only migrations no tenant ever reached (say,
+                // a broken one the application took back): safe.
+                SetMatch::Other => self.unapplied_only(recorded.as_deref(), &ours).await?,
+            };
+            if !acceptable {
+                return Err(Error::MigrationSetMismatch {
+                    recorded: describe_set(recorded.as_deref().unwrap_or_default()),
+                    ours: describe_set(&ours),
+                });
             }
+            if self
+                .inner
+                .catalog
+                .record_tenant_migrations(recorded.as_deref(), &ours)
+                .await?
+            {
+                return Ok(());
+            }
+            // Another process recorded a set meanwhile: compare again.
         }
     }
 
