@@ -34,6 +34,33 @@ fn new(slug: &str) -> NewTenant {
     }
 }
 
+/// Creates a tenant with a requested database name.
+async fn create_named(
+    env: &TestEnv,
+    slug: &str,
+    database_name: &str,
+) -> tenantdb::Result<tenantdb::catalog::tenant_database::Model> {
+    env.tenancy
+        .provisioner()
+        .create_tenant(NewTenant {
+            database_name: Some(database_name.to_owned()),
+            ..new(slug)
+        })
+        .await
+}
+
+/// How many notes the tenant's database holds, read as the tenant.
+async fn notes(env: &TestEnv, row: &tenantdb::catalog::tenant_database::Model) -> usize {
+    let conn = env.connect_tenant(row).await;
+    let backend = conn.get_database_backend();
+    let rows = conn
+        .query_all_raw(Statement::from_string(backend, "SELECT body FROM notes"))
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    rows.len()
+}
+
 async fn exec(pool: &PgPool, sql: String) {
     sqlx::raw_sql(AssertSqlSafe(sql)).execute(pool).await.unwrap();
 }
@@ -92,15 +119,7 @@ async fn a_tenant_database_named_like_an_old_template_survives_template_builds()
     let env = TestEnv::with(Backend::Postgres, schema_v1(), prefix).await;
     let hash = &tenantdb::secret::sha256_hex("m0001_notes")[..12];
     let victim_name = format!("{}tpl{hash}", env.db_prefix());
-    let victim = env
-        .tenancy
-        .provisioner()
-        .create_tenant(NewTenant {
-            database_name: Some(victim_name.clone()),
-            ..new("victim")
-        })
-        .await
-        .unwrap();
+    let victim = create_named(&env, "victim", &victim_name).await.unwrap();
     let conn = env.connect_tenant(&victim).await;
     conn.execute_unprepared("INSERT INTO notes (id, body) VALUES (1, 'keep me')")
         .await
@@ -113,15 +132,7 @@ async fn a_tenant_database_named_like_an_old_template_survives_template_builds()
         env.tenancy.catalog().id(),
         &["m0001_notes"],
     );
-    let refused = env
-        .tenancy
-        .provisioner()
-        .create_tenant(NewTenant {
-            database_name: Some(template.clone()),
-            ..new("squatter")
-        })
-        .await
-        .unwrap_err();
+    let refused = create_named(&env, "squatter", &template).await.unwrap_err();
     assert!(matches!(refused, Error::Invalid { .. }), "{refused}");
 
     // Templates on: the next tenant builds one.
@@ -135,16 +146,7 @@ async fn a_tenant_database_named_like_an_old_template_survives_template_builds()
     );
     with_templates.close().await;
 
-    let conn = env.connect_tenant(&victim).await;
-    let rows = conn
-        .query_all_raw(Statement::from_string(
-            conn.get_database_backend(),
-            "SELECT body FROM notes",
-        ))
-        .await
-        .unwrap();
-    assert_eq!(rows.len(), 1, "the tenant's data must survive");
-    conn.close().await.unwrap();
+    assert_eq!(notes(&env, &victim).await, 1, "the tenant's data must survive");
 }
 
 /// Databases with this deployment's dangerous names that tenantdb did not
@@ -271,16 +273,7 @@ async fn a_tenant_that_marks_its_database_as_a_template_keeps_it() {
     v2.provisioner().repair(&findings).await;
     v2.close().await;
     assert!(env.pg_database_exists(&row.database_name).await);
-    let conn = env.connect_tenant(&row).await;
-    let rows = conn
-        .query_all_raw(Statement::from_string(
-            conn.get_database_backend(),
-            "SELECT body FROM notes",
-        ))
-        .await
-        .unwrap();
-    assert_eq!(rows.len(), 1);
-    conn.close().await.unwrap();
+    assert_eq!(notes(&env, &row).await, 1);
 }
 
 /// PostgreSQL marks a database whose DROP was interrupted as invalid
@@ -429,14 +422,7 @@ async fn long_slugs_with_a_common_start_get_distinct_generated_names(backend: Ba
 async fn a_taken_generated_name_gets_a_suffix(backend: Backend) {
     let env = TestEnv::new(backend, schema_v1()).await;
     let plain = format!("{}acme", env.db_prefix());
-    env.tenancy
-        .provisioner()
-        .create_tenant(NewTenant {
-            database_name: Some(plain.clone()),
-            ..new("other")
-        })
-        .await
-        .unwrap();
+    create_named(&env, "other", &plain).await.unwrap();
     let acme = env.create("acme").await;
     assert_ne!(acme.database_name, plain);
     assert!(
