@@ -53,7 +53,7 @@ pub async fn run(engine: Engine, quick: bool) -> anyhow::Result<()> {
             ..Default::default()
         };
         let started = Instant::now();
-        let report = newer.provisioner().migrate_fleet(&options, |_| {}).await?;
+        let report = newer.fleet().migrate(&options, |_| {}).await?;
         let secs = started.elapsed().as_secs_f64();
         anyhow::ensure!(report.failures.is_empty(), "fleet run failed: {:?}", report.failures);
         println!(
@@ -64,7 +64,7 @@ pub async fn run(engine: Engine, quick: bool) -> anyhow::Result<()> {
         );
         if concurrency == 8 {
             let started = Instant::now();
-            let again = newer.provisioner().migrate_fleet(&options, |_| {}).await?;
+            let again = newer.fleet().migrate(&options, |_| {}).await?;
             println!(
                 "  nothing to do: {} behind, run took {:.1} ms",
                 again.total,

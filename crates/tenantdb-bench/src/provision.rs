@@ -62,8 +62,8 @@ pub async fn run(engine: Engine, quick: bool) -> anyhow::Result<()> {
     let env = BenchEnv::with_schema(engine, 0, 8, 1, TenantMigrations::from_fn(realistic)).await?;
     let template = env
         .tenancy
-        .provisioner()
-        .template()
+        .templates()
+        .ready()
         .await
         .ok_or_else(|| anyhow::anyhow!("no template"))?;
     let mut replay_config = env.config.clone();

@@ -274,7 +274,7 @@ async fn dispatch(tenancy: &Tenancy, command: Command) -> anyhow::Result<()> {
         Command::Tenants(command) => tenants(tenancy, command).await,
         Command::Reconcile => reconcile(tenancy).await,
         Command::Doctor(args) => {
-            let options = tenantdb::provisioner::DoctorOptions {
+            let options = tenantdb::doctor::DoctorOptions {
                 check_versions: !args.no_versions,
                 concurrency: args.concurrency,
             };

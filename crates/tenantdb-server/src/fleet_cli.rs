@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use tenantdb::Tenancy;
 use tenantdb::catalog::DbStatus;
+use tenantdb::doctor::{DoctorOptions, Finding, Remedy};
 use tenantdb::fleet::{FleetEvent, FleetOptions};
-use tenantdb::provisioner::{DoctorOptions, Finding, Remedy};
 
 #[derive(Debug)]
 pub struct MigrateCommand {
@@ -26,7 +26,7 @@ pub async fn migrate(tenancy: &Tenancy, command: MigrateCommand) -> anyhow::Resu
     if command.status {
         return status(tenancy).await;
     }
-    let behind = provisioner.behind(&command.options.tenants).await?;
+    let behind = tenancy.fleet().behind(&command.options.tenants).await?;
     let target = provisioner
         .migrations()
         .latest_version()
@@ -64,8 +64,9 @@ pub async fn migrate(tenancy: &Tenancy, command: MigrateCommand) -> anyhow::Resu
     let counter = done.clone();
     let started = Instant::now();
     let last_line = Arc::new(std::sync::Mutex::new(Instant::now()));
-    let report = provisioner
-        .migrate_fleet(&command.options, move |event: &FleetEvent| {
+    let report = tenancy
+        .fleet()
+        .migrate(&command.options, move |event: &FleetEvent| {
             let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
             if let Some(bar) = &bar {
                 bar.inc(1);
@@ -172,7 +173,7 @@ async fn status(tenancy: &Tenancy) -> anyhow::Result<()> {
         .count();
     println!("behind: {behind}");
     println!("recent runs:");
-    for run in tenancy.provisioner().migration_runs(10).await? {
+    for run in tenancy.fleet().runs(10).await? {
         println!(
             "  {} {:<9} target {} total {} ok {} failed {} skipped {} started {}",
             run.id,
@@ -190,11 +191,11 @@ async fn status(tenancy: &Tenancy) -> anyhow::Result<()> {
 
 /// `tenantdb doctor [--fix]`.
 pub async fn doctor(tenancy: &Tenancy, options: DoctorOptions, fix: bool, json: bool) -> anyhow::Result<()> {
-    let provisioner = tenancy.provisioner();
-    let found = provisioner.examine(options).await?;
+    let doctor = tenancy.doctor();
+    let found = doctor.examine(options).await?;
     let (repaired, remaining) = if fix && found.iter().any(Finding::fixable) {
-        let repaired = provisioner.repair(&found).await;
-        (repaired, provisioner.examine(options).await?)
+        let repaired = doctor.repair(&found).await;
+        (repaired, doctor.examine(options).await?)
     } else {
         (Vec::new(), found.clone())
     };

@@ -39,17 +39,20 @@ pub mod catalog;
 pub mod config;
 pub mod connections;
 pub mod context;
+pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod faults;
 pub mod fleet;
 pub mod migrate;
+mod migration_set;
 pub mod names;
 pub mod pools;
 pub mod private_files;
 pub mod provisioner;
 pub mod secret;
 pub mod status;
+pub mod templates;
 pub mod view;
 
 pub use catalog::{Catalog, DbStatus, TenantStatus};
@@ -143,6 +146,21 @@ impl Tenancy {
 
     pub fn engine(&self) -> &Engine {
         self.provisioner.engine()
+    }
+
+    /// Finds and repairs drift between the catalog and the tenant server.
+    pub fn doctor(&self) -> doctor::Doctor {
+        doctor::Doctor::new(self.provisioner.clone())
+    }
+
+    /// Fleet migrations and their runs.
+    pub fn fleet(&self) -> fleet::Fleet {
+        fleet::Fleet::new(self.provisioner.clone())
+    }
+
+    /// This deployment's templates.
+    pub fn templates(&self) -> &templates::Templates {
+        self.provisioner.templates()
     }
 
     /// Resolution and connections: the hot path of every request.

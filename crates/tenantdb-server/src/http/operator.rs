@@ -437,7 +437,7 @@ struct StartMigration {
     canary: Option<usize>,
 }
 
-fn run_json(run: &tenantdb::catalog::migration_runs::Model) -> Value {
+fn run_json(run: &tenantdb::catalog::MigrationRun) -> Value {
     json!({
         "id": run.id, "status": run.status, "target_version": run.target_version,
         "total": run.total, "succeeded": run.succeeded, "failed": run.failed, "skipped": run.skipped,
@@ -468,14 +468,14 @@ async fn start_migration(
         max_failures: body.max_failures,
         canary: body.canary,
     };
-    let (id, _run) = state.tenancy.provisioner().start_fleet(&options, |_| {}).await?;
+    let (id, _run) = state.tenancy.fleet().start(&options, |_| {}).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/migrations/{id}", tag = "operator", params(("id" = String, Path, description = "the run's id")), responses((status = 200, description = "the run and its progress"), (status = 404, description = "not_found")))]
 async fn get_migration(_: Admin, State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("migration run"))?;
-    let run = state.tenancy.provisioner().migration_run(id).await?;
+    let run = state.tenancy.fleet().run(id).await?;
     let run = run.ok_or_else(|| ApiError::not_found("migration run"))?;
     Ok(Json(run_json(&run)).into_response())
 }

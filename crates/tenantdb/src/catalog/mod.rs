@@ -33,7 +33,7 @@ pub use entities::{
     migration_runs, settings, subscriptions, tenant_databases as tenant_database, tenants, users,
 };
 pub use repos::{ApiTokens, Memberships, NewServer, Servers, Settings, Subscriptions, Tenants, Users};
-pub use runs::{MigrationRuns, effective_status};
+pub use runs::{MigrationRun, MigrationRuns, RunCounts};
 pub use tenant_databases::{Lease, TenantDatabases, TenantExtras};
 
 use crate::error::{Error, Result};

@@ -17,7 +17,7 @@ use crate::error::Result;
 
 /// A run's status as readers see it: RUNNING with a live lease, ABANDONED
 /// when the lease expired, else what the run recorded when it ended.
-pub fn effective_status(row: &runs::Model, now: DateTime<Utc>) -> &str {
+fn effective_status(row: &runs::Model, now: DateTime<Utc>) -> &str {
     let alive = row.lease_expires_at.is_some_and(|expiry| expiry > now);
     if row.status == "RUNNING" && !alive {
         "ABANDONED"
@@ -26,6 +26,57 @@ pub fn effective_status(row: &runs::Model, now: DateTime<Utc>) -> &str {
     }
 }
 
+/// How many tenants of a run are done, so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunCounts {
+    /// Migrated.
+    pub succeeded: usize,
+    /// Failed (each stays at its old version).
+    pub failed: usize,
+    /// Skipped: another process held them, or they changed status.
+    pub skipped: usize,
+}
+
+/// One fleet migration run, as callers see it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MigrationRun {
+    /// The run's id.
+    pub id: Uuid,
+    /// RUNNING, SUCCEEDED, FAILED, STOPPED, or ABANDONED (its process died).
+    pub status: String,
+    /// The migration every tenant is brought to.
+    pub target_version: Option<String>,
+    /// Tenants that were behind when it started.
+    pub total: i32,
+    /// Tenants migrated so far.
+    pub succeeded: i32,
+    /// Tenants that failed so far.
+    pub failed: i32,
+    /// Tenants skipped so far.
+    pub skipped: i32,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended (`None` while running or abandoned).
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<runs::Model> for MigrationRun {
+    fn from(row: runs::Model) -> Self {
+        Self {
+            status: effective_status(&row, Utc::now()).to_owned(),
+            id: row.id,
+            target_version: row.target_version,
+            total: row.total,
+            succeeded: row.succeeded,
+            failed: row.failed,
+            skipped: row.skipped,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+        }
+    }
+}
+
+/// The `migration_runs` repository.
 #[derive(Debug, Clone, Copy)]
 pub struct MigrationRuns<'a> {
     db: &'a DatabaseConnection,
@@ -68,9 +119,17 @@ impl<'a> MigrationRuns<'a> {
         Ok(result.rows_affected == 1)
     }
 
-    /// Writes progress (`change` holds the counts), and with `status` ends
-    /// the run: records it and releases the lease.
-    pub async fn record(&self, mut change: runs::ActiveModel, status: Option<&str>) -> Result<()> {
+    /// Writes progress, and with `status` ends the run: records it and
+    /// releases the lease.
+    pub async fn record(&self, id: Uuid, counts: RunCounts, status: Option<&str>) -> Result<()> {
+        let count = |n: usize| Set(i32::try_from(n).unwrap_or(i32::MAX));
+        let mut change = runs::ActiveModel {
+            id: sea_orm::Unchanged(id),
+            succeeded: count(counts.succeeded),
+            failed: count(counts.failed),
+            skipped: count(counts.skipped),
+            ..Default::default()
+        };
         if let Some(status) = status {
             change.status = Set(status.to_owned());
             change.finished_at = Set(Some(Utc::now()));
@@ -101,37 +160,32 @@ impl<'a> MigrationRuns<'a> {
     }
 
     /// One run, with its effective status.
-    pub async fn get(&self, id: Uuid) -> Result<Option<runs::Model>> {
-        Ok(runs::Entity::find_by_id(id).one(self.db).await?.map(effective))
+    pub async fn get(&self, id: Uuid) -> Result<Option<MigrationRun>> {
+        Ok(runs::Entity::find_by_id(id).one(self.db).await?.map(MigrationRun::from))
     }
 
     /// The most recent runs, newest first, with their effective status.
-    pub async fn recent(&self, limit: u64) -> Result<Vec<runs::Model>> {
+    pub async fn recent(&self, limit: u64) -> Result<Vec<MigrationRun>> {
         let rows = runs::Entity::find()
             .order_by_desc(runs::Column::StartedAt)
             .limit(limit)
             .all(self.db)
             .await?;
-        Ok(rows.into_iter().map(effective).collect())
+        Ok(rows.into_iter().map(MigrationRun::from).collect())
     }
 
     /// RUNNING runs whose lease expired.
-    pub async fn abandoned(&self) -> Result<Vec<runs::Model>> {
+    pub async fn abandoned(&self) -> Result<Vec<MigrationRun>> {
         let rows = runs::Entity::find()
             .filter(runs::Column::Status.eq("RUNNING"))
             .all(self.db)
             .await?;
         Ok(rows
             .into_iter()
-            .map(effective)
+            .map(MigrationRun::from)
             .filter(|r| r.status == "ABANDONED")
             .collect())
     }
-}
-
-fn effective(mut row: runs::Model) -> runs::Model {
-    row.status = effective_status(&row, Utc::now()).to_owned();
-    row
 }
 
 #[cfg(test)]

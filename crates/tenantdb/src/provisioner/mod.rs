@@ -13,7 +13,6 @@
 //! with a lease that expires; [`Provisioner::reconcile`] then runs the same
 //! steps again, which finishes the work.
 
-mod doctor;
 mod lease;
 mod ops;
 
@@ -30,8 +29,8 @@ use crate::error::{Error, Result};
 use crate::migrate::TenantMigrations;
 use crate::names::{DatabaseName, DatabasePrefix, RoleName, TenantId, TenantRef, TenantSlug};
 use crate::pools::TenantPools;
+use crate::templates::Templates;
 
-pub use doctor::{DoctorOptions, Finding, Problem, Remedy, Repaired};
 pub use ops::{ReconcileOutcome, Reconciled};
 
 /// How long a rename or delete waits for this process's borrowed
@@ -81,11 +80,8 @@ struct Inner {
     /// its own, so two operations of one process never share a lease.
     lease_prefix: String,
     lease_ttl: Duration,
-    use_templates: bool,
     shutdown_deadline: Duration,
-    /// The template this process built or found ready: later creates clone
-    /// it without asking the server first. Forgotten when a clone fails.
-    ready_template: Mutex<Option<String>>,
+    templates: Templates,
     tasks: tokio_util::task::TaskTracker,
     crash_after: Mutex<Option<Step>>,
 }
@@ -98,16 +94,6 @@ impl std::fmt::Debug for Provisioner {
             .field("lease_prefix", &self.inner.lease_prefix)
             .finish_non_exhaustive()
     }
-}
-
-/// The name of this deployment's template and its parts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TemplateName {
-    pub name: String,
-    /// What every template name of this deployment starts with.
-    pub stem: String,
-    /// The hash of the migration names.
-    pub version: String,
 }
 
 /// Settings of a provisioner (built by `Tenancy`).
@@ -132,6 +118,13 @@ impl Provisioner {
         migrations: TenantMigrations,
         settings: ProvisionerSettings,
     ) -> Self {
+        let templates = Templates::new(
+            catalog.clone(),
+            engine.clone(),
+            migrations.clone(),
+            settings.prefix.clone(),
+            settings.use_templates,
+        );
         Self {
             inner: Arc::new(Inner {
                 catalog,
@@ -144,9 +137,8 @@ impl Provisioner {
                 secret_version: settings.secret_version,
                 lease_prefix: std::process::id().to_string(),
                 lease_ttl: settings.lease_ttl,
-                use_templates: settings.use_templates,
                 shutdown_deadline: settings.shutdown_deadline,
-                ready_template: Mutex::new(None),
+                templates,
                 tasks: tokio_util::task::TaskTracker::new(),
                 crash_after: Mutex::new(None),
             }),
@@ -167,6 +159,23 @@ impl Provisioner {
 
     pub fn server_id(&self) -> Uuid {
         self.inner.server_id
+    }
+
+    pub(crate) fn prefix(&self) -> &DatabasePrefix {
+        &self.inner.prefix
+    }
+
+    /// Names no tenant database may take besides the system ones.
+    pub(crate) fn reserved(&self) -> &[String] {
+        &self.inner.reserved
+    }
+
+    pub(crate) fn secret_version(&self) -> i32 {
+        self.inner.secret_version
+    }
+
+    pub(crate) fn pools(&self) -> &TenantPools {
+        &self.inner.pools
     }
 
     /// Test hook: the next operation that reaches `step` stops there as if
@@ -191,54 +200,10 @@ impl Provisioner {
     }
 
     /// Refuses to change tenants unless this program's tenant migration set
-    /// is the one the catalog serves or an extension of it (then recorded
-    /// as the catalog's): another application's binary, or an older one,
-    /// must never create, migrate, build templates or repair. The first
-    /// program to change a tenant records its set.
-    pub async fn check_migration_set(&self) -> Result<()> {
-        use crate::migrate::{SetMatch, describe_set, match_sets};
-        let ours = self.inner.migrations.identity();
-        loop {
-            let recorded = self.inner.catalog.tenant_migrations().await?;
-            let acceptable = match match_sets(recorded.as_deref(), &ours) {
-                SetMatch::Same => return Ok(()),
-                SetMatch::Unrecorded | SetMatch::Extends => true,
-                // Our set drops only migrations no tenant ever reached (say,
-                // a broken one the application took back): safe.
-                SetMatch::Other => self.unapplied_only(recorded.as_deref(), &ours).await?,
-            };
-            if !acceptable {
-                return Err(Error::MigrationSetMismatch {
-                    recorded: describe_set(recorded.as_deref().unwrap_or_default()),
-                    ours: describe_set(&ours),
-                });
-            }
-            if self
-                .inner
-                .catalog
-                .record_tenant_migrations(recorded.as_deref(), &ours)
-                .await?
-            {
-                return Ok(());
-            }
-            // Another process recorded a set meanwhile: compare again.
-        }
-    }
-
-    /// Whether `ours` is the recorded set's first migrations and what it
-    /// leaves out was applied to no tenant (no row records such a version).
-    async fn unapplied_only(&self, recorded: Option<&str>, ours: &str) -> Result<bool> {
-        let recorded: Vec<&str> = recorded
-            .unwrap_or_default()
-            .split('\n')
-            .filter(|n| !n.is_empty())
-            .collect();
-        let ours: Vec<&str> = ours.split('\n').filter(|n| !n.is_empty()).collect();
-        if ours.len() >= recorded.len() || recorded[..ours.len()] != ours[..] {
-            return Ok(false);
-        }
-        let dropped: Vec<String> = recorded[ours.len()..].iter().map(|n| (*n).to_owned()).collect();
-        Ok(!self.inner.catalog.tenant_databases().any_at_version(&dropped).await?)
+    /// is the one the catalog serves or an extension of it (see
+    /// `migration_set`).
+    pub(crate) async fn check_migration_set(&self) -> Result<()> {
+        crate::migration_set::check(&self.inner.catalog, &self.inner.migrations).await
     }
 
     /// Validates a requested database name: the rules of `DatabaseName` and
@@ -383,81 +348,9 @@ impl Provisioner {
         self.run(move |this| async move { this.provision(row).await }).await
     }
 
-    /// This deployment's template: `<prefix>-tpl-<catalog id>-<hash of the
-    /// migration names>` (see [`crate::names::template_stem`]), so every
-    /// process with the same catalog and migrations agrees on it, and no
-    /// tenant database name can ever be one. `None` when templates are off
-    /// or there are no migrations.
-    pub fn template_name(&self) -> Option<TemplateName> {
-        let migrations = self.inner.migrations.migrations();
-        if !self.inner.use_templates || migrations.is_empty() {
-            return None;
-        }
-        let names: Vec<&str> = migrations.iter().map(|m| m.name()).collect();
-        let version = crate::secret::sha256_hex(&names.join("\n"))[..12].to_owned();
-        let stem = self.template_stem();
-        Some(TemplateName {
-            name: format!("{stem}{version}"),
-            stem,
-            version,
-        })
-    }
-
-    fn template_stem(&self) -> String {
-        crate::names::template_stem(&self.inner.prefix, self.inner.catalog.id())
-    }
-
-    /// The template for new databases, built if needed (and the catalog
-    /// pointed at it). `None` (replay the migrations) when templates are off
-    /// or it cannot be built.
-    pub async fn template(&self) -> Option<String> {
-        let template = self.template_name()?;
-        if self.ready_template().as_deref() == Some(template.name.as_str()) {
-            return Some(template.name);
-        }
-        if let Err(err) = self.check_migration_set().await {
-            tracing::warn!(template = %template.name, error = %err.chain(), "not building a template");
-            return None;
-        }
-        let built = self
-            .inner
-            .engine
-            .ensure_template(
-                &template.name,
-                &RoleName::for_templates(&self.inner.prefix, self.inner.catalog.id()),
-                &template.version,
-                self.inner.migrations.migrations(),
-            )
-            .await;
-        if let Err(err) = built {
-            tracing::warn!(template = %template.name, error = %err.chain(), "no template; replaying migrations");
-            return None;
-        }
-        let catalog = &self.inner.catalog;
-        match catalog.template().await {
-            Ok(current) if current.as_deref() == Some(template.name.as_str()) => {}
-            _ => {
-                if let Err(err) = catalog.set_template(Some(&template.name)).await {
-                    tracing::warn!(template = %template.name, error = %err.chain(), "cannot point the catalog at the template");
-                }
-            }
-        }
-        *self.inner.ready_template.lock().unwrap_or_else(|e| e.into_inner()) = Some(template.name.clone());
-        Some(template.name)
-    }
-
-    fn ready_template(&self) -> Option<String> {
-        self.inner
-            .ready_template
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Forgets the ready template (a clone of it failed): the next create
-    /// checks the server again and rebuilds it if it is gone.
-    pub(crate) fn forget_template(&self) {
-        *self.inner.ready_template.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    /// This deployment's templates.
+    pub fn templates(&self) -> &Templates {
+        &self.inner.templates
     }
 
     /// A lease for one operation: unique, so a restarted process, a second

@@ -200,10 +200,10 @@ impl Provisioner {
         self.inner.engine.ensure_role(spec).await?;
         self.step(Step::RoleCreated, tenant)?;
         keeper.check()?;
-        let template = self.template().await;
+        let template = self.inner.templates.ready().await;
         let created = self.inner.engine.create_database(spec, template.as_deref()).await?;
         if template.is_some() && created == Created::Empty {
-            self.forget_template();
+            self.inner.templates.forget();
         }
         self.step(Step::DatabaseCreated, tenant)?;
         keeper.check()?;

@@ -11,9 +11,9 @@ use std::process::Command;
 
 use sea_orm::Iterable;
 use sea_orm::{ConnectionTrait, Statement};
+use tenantdb::doctor::DoctorOptions;
 use tenantdb::faults::{Step, abort_at};
 use tenantdb::fleet::FleetOptions;
-use tenantdb::provisioner::DoctorOptions;
 use tenantdb::{DbStatus, NewTenant, Tenancy, TenantMigrations, TenantRef};
 use tenantdb_test_support::both_backends;
 
@@ -154,12 +154,13 @@ async fn every_fault_point_is_repaired_after_a_kill(backend: Backend) {
     let survivor = env.second(schema_v3()).await;
     let provisioner = survivor.provisioner();
     let reconciled = provisioner.reconcile().await.unwrap();
-    let findings = provisioner.examine(DoctorOptions::default()).await.unwrap();
-    let repaired = provisioner.repair(&findings).await;
+    let doctor = survivor.doctor();
+    let findings = doctor.examine(DoctorOptions::default()).await.unwrap();
+    let repaired = doctor.repair(&findings).await;
     for done in &repaired {
         assert!(done.outcome.is_ok(), "{done:?}");
     }
-    let left = provisioner.examine(DoctorOptions::default()).await.unwrap();
+    let left = doctor.examine(DoctorOptions::default()).await.unwrap();
     assert!(left.is_empty(), "doctor after reconcile and --fix: {left:#?}");
 
     for plan in &plans {
@@ -249,7 +250,7 @@ async fn crash_child() {
                 tenants: vec![tenant(&slug)],
                 ..Default::default()
             };
-            provisioner.migrate_fleet(&options, |_| {}).await.map(drop)
+            tenancy.fleet().migrate(&options, |_| {}).await.map(drop)
         }
         other => panic!("unknown operation {other}"),
     };

@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use tenantdb::catalog::{tenant_database, tenants};
-use tenantdb::provisioner::{DoctorOptions, Finding, Problem, Step};
+use tenantdb::doctor::{DoctorOptions, Finding, Problem};
+use tenantdb::provisioner::Step;
 use tenantdb::{DbStatus, NewTenant};
 use tenantdb_test_support::both_backends;
 
@@ -41,11 +42,7 @@ async fn edit_row(env: &TestEnv, tenant: uuid::Uuid, change: tenant_database::Ac
 }
 
 async fn examine(env: &TestEnv) -> Vec<Finding> {
-    env.tenancy
-        .provisioner()
-        .examine(DoctorOptions::default())
-        .await
-        .unwrap()
+    env.tenancy.doctor().examine(DoctorOptions::default()).await.unwrap()
 }
 
 fn problems(findings: &[Finding]) -> BTreeSet<(String, String)> {
@@ -107,7 +104,7 @@ async fn doctor_finds_repairable_drift_and_fix_repairs_it(backend: Backend) {
     // A stale template: one of an older migration set, left behind, and
     // the catalog pointed at it (what a deploy of the older set did before
     // this one; a program with an older set may no longer build one).
-    let current = env.tenancy.provisioner().template_name().unwrap();
+    let current = env.tenancy.templates().current().unwrap();
     let version = &tenantdb::secret::sha256_hex("m0001_notes")[..12];
     let stale = format!("{}{version}", current.stem);
     let owner = tenantdb::names::RoleName::for_templates(&env.config.database_prefix, env.tenancy.catalog().id());
@@ -143,7 +140,7 @@ async fn doctor_finds_repairable_drift_and_fix_repairs_it(backend: Backend) {
     assert_eq!(found.len(), expected, "nothing else: {found:#?}");
     assert!(found.iter().all(Finding::fixable), "{found:#?}");
 
-    let repaired = env.tenancy.provisioner().repair(&found).await;
+    let repaired = env.tenancy.doctor().repair(&found).await;
     for r in &repaired {
         assert!(r.outcome.is_ok(), "{r:#?}");
     }
@@ -270,14 +267,14 @@ async fn doctor_reports_what_needs_an_operator_and_touches_none_of_it(backend: B
     assert_eq!(problems(&found), expected, "{found:#?}");
     assert!(found.iter().all(|f| !f.fixable()), "{found:#?}");
     let before = env.physical_databases().await;
-    let repaired = env.tenancy.provisioner().repair(&found).await;
+    let repaired = env.tenancy.doctor().repair(&found).await;
     assert!(repaired.is_empty(), "nothing is fixable: {repaired:#?}");
     assert_eq!(env.physical_databases().await, before, "nothing was touched");
     assert_eq!(problems(&examine(&env).await), expected);
     // Without the version check, only what the catalog and server show.
     let quick = env
         .tenancy
-        .provisioner()
+        .doctor()
         .examine(DoctorOptions {
             check_versions: false,
             concurrency: 1,

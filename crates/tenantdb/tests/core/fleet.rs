@@ -72,7 +72,7 @@ async fn a_fleet_run_migrates_everyone_but_the_failing_tenant_and_a_rerun_finish
     let bad = ids[17];
     sabotage(&env, bad).await;
     let v2: Tenancy = env.second(schema_v2()).await;
-    let behind = v2.provisioner().behind(&[]).await.unwrap();
+    let behind = v2.fleet().behind(&[]).await.unwrap();
     assert_eq!(behind.len(), 50);
     assert_eq!(behind[0].pending, vec!["m0002_tags"]);
 
@@ -81,7 +81,7 @@ async fn a_fleet_run_migrates_everyone_but_the_failing_tenant_and_a_rerun_finish
         ..Default::default()
     };
     let (events, sink) = collect();
-    let report = v2.provisioner().migrate_fleet(&options, sink).await.unwrap();
+    let report = v2.fleet().migrate(&options, sink).await.unwrap();
     assert_eq!((report.total, report.succeeded), (50, 49));
     assert_eq!(report.failures.len(), 1);
     assert_eq!(report.failures[0].0, bad);
@@ -102,11 +102,11 @@ async fn a_fleet_run_migrates_everyone_but_the_failing_tenant_and_a_rerun_finish
 
     // Fixed by hand: the next run finishes only that tenant.
     repair(&env, bad).await;
-    assert_eq!(v2.provisioner().behind(&[]).await.unwrap().len(), 1);
-    let report = v2.provisioner().migrate_fleet(&options, |_| {}).await.unwrap();
+    assert_eq!(v2.fleet().behind(&[]).await.unwrap().len(), 1);
+    let report = v2.fleet().migrate(&options, |_| {}).await.unwrap();
     assert_eq!((report.total, report.succeeded, report.status()), (1, 1, "SUCCEEDED"));
-    assert!(v2.provisioner().behind(&[]).await.unwrap().is_empty());
-    let runs = v2.provisioner().migration_runs(10).await.unwrap();
+    assert!(v2.fleet().behind(&[]).await.unwrap().is_empty());
+    let runs = v2.fleet().runs(10).await.unwrap();
     assert_eq!(runs.len(), 2);
     assert_eq!((runs[0].status.as_str(), runs[0].succeeded), ("SUCCEEDED", 1));
     assert_eq!(
@@ -129,12 +129,12 @@ async fn canary_and_max_failures_stop_early(backend: Backend) {
         canary: Some(2),
         ..Default::default()
     };
-    let report = v2.provisioner().migrate_fleet(&canary, |_| {}).await.unwrap();
+    let report = v2.fleet().migrate(&canary, |_| {}).await.unwrap();
     assert!(report.stopped);
     assert_eq!(report.status(), "STOPPED");
     assert_eq!((report.succeeded, report.failures.len()), (1, 1));
     assert_eq!(
-        v2.provisioner().behind(&[]).await.unwrap().len(),
+        v2.fleet().behind(&[]).await.unwrap().len(),
         7,
         "nothing past the canary ran"
     );
@@ -145,7 +145,7 @@ async fn canary_and_max_failures_stop_early(backend: Backend) {
         max_failures: Some(1),
         ..Default::default()
     };
-    let report = v2.provisioner().migrate_fleet(&strict, |_| {}).await.unwrap();
+    let report = v2.fleet().migrate(&strict, |_| {}).await.unwrap();
     assert!(report.stopped);
     assert_eq!(report.failures.len(), 1);
     assert_eq!(report.failures[0].0, ids[0], "the first in line fails first");
@@ -163,10 +163,8 @@ async fn concurrent_runs_never_migrate_a_tenant_twice(backend: Backend) {
     };
     let (events_a, sink_a) = collect();
     let (events_b, sink_b) = collect();
-    let (ra, rb) = tokio::join!(
-        a.provisioner().migrate_fleet(&options, sink_a),
-        b.provisioner().migrate_fleet(&options, sink_b)
-    );
+    let (fleet_a, fleet_b) = (a.fleet(), b.fleet());
+    let (ra, rb) = tokio::join!(fleet_a.migrate(&options, sink_a), fleet_b.migrate(&options, sink_b));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert!(ra.failures.is_empty() && rb.failures.is_empty());
     let migrated = |events: &Arc<Mutex<Vec<FleetEvent>>>| -> Vec<Uuid> {

@@ -6,8 +6,9 @@
 
 use std::future::Future;
 
+use tenantdb::doctor::DoctorOptions;
 use tenantdb::error::Error;
-use tenantdb::provisioner::{DoctorOptions, ReconcileOutcome, Step};
+use tenantdb::provisioner::{ReconcileOutcome, Step};
 use tenantdb::{DbStatus, NewTenant, Tenancy, TenantRef};
 use tenantdb_test_support::both_backends;
 
@@ -91,12 +92,7 @@ async fn assert_settled(env: &TestEnv, what: &str) {
         );
         assert!(row.pending_database_name.is_none(), "{what}: {row:?}");
     }
-    let findings = env
-        .tenancy
-        .provisioner()
-        .examine(DoctorOptions::default())
-        .await
-        .unwrap();
+    let findings = env.tenancy.doctor().examine(DoctorOptions::default()).await.unwrap();
     assert!(findings.is_empty(), "{what}: {findings:#?}");
 }
 

@@ -5,9 +5,9 @@
 
 use sea_orm::{ConnectionTrait, Statement};
 use sqlx::{AssertSqlSafe, PgPool};
+use tenantdb::doctor::{DoctorOptions, Problem};
 use tenantdb::error::Error;
 use tenantdb::names::{DatabasePrefix, RoleName, quote_ident, quote_literal, template_stem};
-use tenantdb::provisioner::{DoctorOptions, Problem};
 use tenantdb::{NewTenant, TenantRef};
 
 use tenantdb::DbStatus;
@@ -141,7 +141,7 @@ async fn a_tenant_database_named_like_an_old_template_survives_template_builds()
     let with_templates = tenantdb::Tenancy::connect(config, schema_v1()).await.unwrap();
     with_templates.provisioner().create_tenant(new("next")).await.unwrap();
     assert_eq!(
-        with_templates.provisioner().template().await.as_deref(),
+        with_templates.templates().ready().await.as_deref(),
         Some(template.as_str())
     );
     with_templates.close().await;
@@ -213,9 +213,9 @@ async fn the_minefield_survives_a_whole_workload() {
         .delete_tenant(&TenantRef::parse("mine-b").unwrap())
         .await
         .unwrap();
-    let findings = v2.provisioner().examine(DoctorOptions::default()).await.unwrap();
-    v2.provisioner().repair(&findings).await;
-    let after = v2.provisioner().examine(DoctorOptions::default()).await.unwrap();
+    let findings = v2.doctor().examine(DoctorOptions::default()).await.unwrap();
+    v2.doctor().repair(&findings).await;
+    let after = v2.doctor().examine(DoctorOptions::default()).await.unwrap();
     v2.close().await;
 
     for role in &role_mines {
@@ -269,8 +269,8 @@ async fn a_tenant_that_marks_its_database_as_a_template_keeps_it() {
     // A new migration set builds a new template and drops the old ones.
     let v2 = env.second(schema_v2()).await;
     v2.provisioner().create_tenant(new("later")).await.unwrap();
-    let findings = v2.provisioner().examine(DoctorOptions::default()).await.unwrap();
-    v2.provisioner().repair(&findings).await;
+    let findings = v2.doctor().examine(DoctorOptions::default()).await.unwrap();
+    v2.doctor().repair(&findings).await;
     v2.close().await;
     assert!(env.pg_database_exists(&row.database_name).await);
     assert_eq!(notes(&env, &row).await, 1);
@@ -333,12 +333,7 @@ async fn a_role_that_cannot_be_dropped_does_not_leave_the_tenant_deleting() {
         .await
         .unwrap();
     assert!(!can_login, "the role is locked out");
-    let findings = env
-        .tenancy
-        .provisioner()
-        .examine(DoctorOptions::default())
-        .await
-        .unwrap();
+    let findings = env.tenancy.doctor().examine(DoctorOptions::default()).await.unwrap();
     assert!(
         findings
             .iter()
@@ -445,58 +440,37 @@ async fn a_fleet_run_whose_process_died_reads_abandoned_and_doctor_closes_it(bac
         ttl: std::time::Duration::from_millis(300),
     };
     runs.start(dead, Some("m0001_notes".into()), 3, &lease).await.unwrap();
-    assert_eq!(
-        env.tenancy
-            .provisioner()
-            .migration_run(dead)
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
-        "RUNNING"
-    );
+    assert_eq!(env.tenancy.fleet().run(dead).await.unwrap().unwrap().status, "RUNNING");
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     assert_eq!(
-        env.tenancy
-            .provisioner()
-            .migration_run(dead)
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
+        env.tenancy.fleet().run(dead).await.unwrap().unwrap().status,
         "ABANDONED"
     );
 
-    let provisioner = env.tenancy.provisioner();
-    let findings = provisioner.examine(DoctorOptions::default()).await.unwrap();
+    let doctor = env.tenancy.doctor();
+    let findings = doctor.examine(DoctorOptions::default()).await.unwrap();
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(findings[0].problem, Problem::AbandonedRun);
-    let repaired = provisioner.repair(&findings).await;
+    let repaired = doctor.repair(&findings).await;
     assert!(repaired[0].outcome.is_ok(), "{repaired:?}");
-    assert!(provisioner.examine(DoctorOptions::default()).await.unwrap().is_empty());
+    assert!(doctor.examine(DoctorOptions::default()).await.unwrap().is_empty());
     assert_eq!(
-        provisioner.migration_run(dead).await.unwrap().unwrap().status,
+        env.tenancy.fleet().run(dead).await.unwrap().unwrap().status,
         "ABANDONED"
     );
 
     // A live run renews its lease: still RUNNING after a lease period.
     let slow = env.second(crate::support::schema_slow()).await;
     let (id, run) = slow
-        .provisioner()
-        .start_fleet(&tenantdb::fleet::FleetOptions::default(), |_| {})
+        .fleet()
+        .start(&tenantdb::fleet::FleetOptions::default(), |_| {})
         .await
         .unwrap();
     tokio::time::sleep(LEASE_TTL + std::time::Duration::from_millis(300)).await;
-    assert_eq!(
-        slow.provisioner().migration_run(id).await.unwrap().unwrap().status,
-        "RUNNING"
-    );
+    assert_eq!(slow.fleet().run(id).await.unwrap().unwrap().status, "RUNNING");
     let report = run.await.unwrap().unwrap();
     assert_eq!(report.succeeded, 1);
-    assert_eq!(
-        slow.provisioner().migration_run(id).await.unwrap().unwrap().status,
-        "SUCCEEDED"
-    );
+    assert_eq!(slow.fleet().run(id).await.unwrap().unwrap().status, "SUCCEEDED");
     slow.close().await;
 }
 
@@ -507,7 +481,7 @@ async fn a_fleet_run_whose_process_died_reads_abandoned_and_doctor_closes_it(bac
 async fn a_program_with_another_migration_set_may_read_but_not_change_tenants(backend: Backend) {
     let env = TestEnv::new(backend, schema_v2()).await;
     let row = env.create("app-tenant").await;
-    let template = env.tenancy.provisioner().template().await;
+    let template = env.tenancy.templates().ready().await;
     let other = env.second(schema_other()).await;
     let older = env.second(schema_v1()).await;
     for program in [&other, &older] {
@@ -521,21 +495,23 @@ async fn a_program_with_another_migration_set_may_read_but_not_change_tenants(ba
                 .unwrap_err(),
         );
         refused(
-            provisioner
-                .start_fleet(&tenantdb::fleet::FleetOptions::default(), |_| {})
+            program
+                .fleet()
+                .start(&tenantdb::fleet::FleetOptions::default(), |_| {})
                 .await
                 .unwrap_err(),
         );
-        assert!(provisioner.template().await.is_none(), "no template is built");
+        assert!(program.templates().ready().await.is_none(), "no template is built");
         // Reading works; repairing does not.
-        let findings = provisioner
+        let findings = program
+            .doctor()
             .examine(DoctorOptions {
                 check_versions: false,
                 ..Default::default()
             })
             .await
             .unwrap();
-        for repaired in provisioner.repair(&findings).await {
+        for repaired in program.doctor().repair(&findings).await {
             assert!(repaired.outcome.is_err(), "{repaired:?}");
         }
         program.tenant(&TenantRef::parse("app-tenant").unwrap()).await.unwrap();
@@ -551,14 +527,10 @@ async fn a_program_with_another_migration_set_may_read_but_not_change_tenants(ba
             .await
             .is_err()
     );
-    assert_eq!(
-        env.tenancy.provisioner().template().await,
-        template,
-        "the template survives"
-    );
+    assert_eq!(env.tenancy.templates().ready().await, template, "the template survives");
     assert!(
         env.tenancy
-            .provisioner()
+            .doctor()
             .examine(DoctorOptions::default())
             .await
             .unwrap()
@@ -592,20 +564,20 @@ async fn a_failed_migration_never_lowers_or_erases_the_recorded_version(backend:
 async fn two_catalogs_with_one_prefix_keep_their_own_templates() {
     let env = TestEnv::new(Backend::Postgres, schema_v1()).await;
     env.create("first").await;
-    let first = env.tenancy.provisioner().template().await.unwrap();
+    let first = env.tenancy.templates().ready().await.unwrap();
     let mut config = env.config.clone();
     config.catalog_url = secrecy::SecretString::from(env.fresh_catalog_url("cat2").await);
     let second = tenantdb::Tenancy::connect(config, schema_v2()).await.unwrap();
     second.provisioner().create_tenant(new("second")).await.unwrap();
-    let other = second.provisioner().template().await.unwrap();
+    let other = second.templates().ready().await.unwrap();
     assert_ne!(first, other);
     for name in [&first, &other] {
         assert!(env.pg_database_exists(name).await, "{name}");
     }
     for tenancy in [&env.tenancy, &second] {
-        let findings = tenancy.provisioner().examine(DoctorOptions::default()).await.unwrap();
+        let findings = tenancy.doctor().examine(DoctorOptions::default()).await.unwrap();
         assert!(findings.iter().all(|f| !f.fixable()), "{findings:#?}");
-        tenancy.provisioner().repair(&findings).await;
+        tenancy.doctor().repair(&findings).await;
     }
     for name in [&first, &other] {
         assert!(
@@ -654,5 +626,12 @@ async fn shutdown_gives_up_on_stuck_work_after_its_deadline(backend: Backend) {
         env.tenancy.tenant(&slug).await.unwrap().database.unwrap().status,
         DbStatus::Active
     );
-    assert!(provisioner.examine(DoctorOptions::default()).await.unwrap().is_empty());
+    assert!(
+        env.tenancy
+            .doctor()
+            .examine(DoctorOptions::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use sea_orm::ConnectionTrait;
 use secrecy::SecretString;
+use tenantdb::doctor::{DoctorOptions, Problem};
 use tenantdb::error::Error;
 use tenantdb::names::quote_ident;
-use tenantdb::provisioner::{DoctorOptions, Problem};
 use tenantdb::secret::TenantSecret;
 use tenantdb::{Config, NewTenant, Tenancy, TenantRef, TenantServerConfig};
 
@@ -132,14 +132,14 @@ async fn password_auth_restarts_and_bad_credentials_on_a_throwaway_cluster() {
         rotated.engine().connect(&spec, 1).await.is_err(),
         "still the old password"
     );
-    let found = rotated.provisioner().examine(DoctorOptions::default()).await.unwrap();
+    let found = rotated.doctor().examine(DoctorOptions::default()).await.unwrap();
     let problems: Vec<(Problem, &str)> = found.iter().map(|f| (f.problem, f.subject.as_str())).collect();
     assert_eq!(problems, [(Problem::StaleSecret, row.role_name.as_str())], "{found:#?}");
-    let repaired = rotated.provisioner().repair(&found).await;
+    let repaired = rotated.doctor().repair(&found).await;
     assert!(repaired.iter().all(|r| r.outcome.is_ok()), "{repaired:#?}");
     assert!(
         rotated
-            .provisioner()
+            .doctor()
             .examine(DoctorOptions::default())
             .await
             .unwrap()
@@ -231,7 +231,7 @@ async fn an_admin_role_that_is_not_a_superuser_runs_every_operation() {
         .delete_tenant(&TenantRef::parse("other").unwrap())
         .await
         .expect("deletes");
-    let findings = v2.provisioner().examine(DoctorOptions::default()).await.unwrap();
+    let findings = v2.doctor().examine(DoctorOptions::default()).await.unwrap();
     assert!(findings.is_empty(), "{findings:#?}");
     v2.close().await;
     tenancy.close().await;

@@ -45,12 +45,7 @@ async fn a_cloned_tenant_has_the_schema_of_a_replayed_one(backend: Backend) {
         })
         .await
         .unwrap();
-    let template = env
-        .tenancy
-        .provisioner()
-        .template()
-        .await
-        .expect("a template was built");
+    let template = env.tenancy.templates().ready().await.expect("a template was built");
     match backend {
         Backend::Postgres => {
             let is_template: bool =
@@ -92,7 +87,7 @@ async fn a_cloned_tenant_has_the_schema_of_a_replayed_one(backend: Backend) {
 async fn a_template_gone_or_busy_falls_back_to_replaying_and_is_rebuilt(backend: Backend) {
     let env = TestEnv::new(backend, schema_v2()).await;
     let first = env.create("first").await;
-    let template = env.tenancy.provisioner().template().await.unwrap();
+    let template = env.tenancy.templates().ready().await.unwrap();
     assert_eq!(
         env.tenancy.catalog().template().await.unwrap().as_deref(),
         Some(template.as_str()),
@@ -133,8 +128,8 @@ async fn a_template_gone_or_busy_falls_back_to_replaying_and_is_rebuilt(backend:
     assert_eq!(rebuilt.schema_version, first.schema_version);
     assert!(
         env.tenancy
-            .provisioner()
-            .examine(tenantdb::provisioner::DoctorOptions::default())
+            .doctor()
+            .examine(tenantdb::doctor::DoctorOptions::default())
             .await
             .unwrap()
             .is_empty(),

@@ -1,0 +1,263 @@
+//! What `examine` looks at: the server's databases and roles against the
+//! catalog's rows.
+
+use std::collections::{HashMap, HashSet};
+
+use uuid::Uuid;
+
+use super::{Doctor, DoctorOptions, Finding, Problem, Repair};
+use crate::catalog::{DbStatus, tenant_database};
+use crate::engine::{Engine, Inventory, TenantDb};
+use crate::error::Result;
+use crate::names::{DatabaseName, RoleName};
+
+impl Doctor {
+    /// Finds drift between the catalog and the tenant server. Changes
+    /// nothing.
+    pub async fn examine(&self, options: DoctorOptions) -> Result<Vec<Finding>> {
+        let engine = &self.engine();
+        let stem = self.provisioner.templates().stem();
+        // The server first, then the catalog (see the module docs).
+        let inventory = engine.inventory(self.provisioner.prefix(), &stem).await?;
+        let rows: Vec<tenant_database::Model> = self
+            .catalog()
+            .tenant_databases()
+            .list(None)
+            .await?
+            .into_iter()
+            .filter(|row| row.server_id == self.provisioner.server_id())
+            .collect();
+        let by_tenant: HashMap<Uuid, &tenant_database::Model> = rows.iter().map(|row| (row.tenant_id, row)).collect();
+
+        let mut findings = Vec::new();
+        self.examine_databases(&inventory, &by_tenant, &mut findings);
+        self.examine_rows(&inventory, &rows, &mut findings).await?;
+        if options.check_versions {
+            self.examine_versions(&inventory, &rows, options.concurrency.max(1), &mut findings)
+                .await;
+        }
+        self.examine_templates(&inventory, &mut findings).await?;
+        for run in self.catalog().migration_runs().abandoned().await? {
+            findings.push(
+                Finding::new(
+                    Problem::AbandonedRun,
+                    run.id.to_string(),
+                    None,
+                    format!(
+                        "fleet migration run started {} stopped without finishing: its process is gone",
+                        run.started_at.to_rfc3339()
+                    ),
+                )
+                .fix(
+                    "record it as ABANDONED (run migrate again to finish the fleet)".into(),
+                    Repair::CloseRun(run.id),
+                ),
+            );
+        }
+        Ok(findings)
+    }
+
+    /// What is on the server against the rows: orphans, foreign and
+    /// misplaced databases, orphan roles.
+    fn examine_databases(
+        &self,
+        inventory: &Inventory,
+        by_tenant: &HashMap<Uuid, &tenant_database::Model>,
+        findings: &mut Vec<Finding>,
+    ) {
+        let postgres = matches!(self.engine(), Engine::Postgres(_));
+        let mut with_database = HashSet::new();
+        for db in &inventory.databases {
+            if self.provisioner.reserved().contains(&db.name) {
+                continue;
+            }
+            let Some(tenant) = db.tenant else {
+                findings.push(
+                    Finding::new(
+                        Problem::ForeignDatabase,
+                        db.name.clone(),
+                        None,
+                        "a database under this deployment's names that this catalog did not create".into(),
+                    )
+                    .manual("tenantdb never touches it: move it away from the prefix or drop it yourself".into()),
+                );
+                continue;
+            };
+            with_database.insert(tenant);
+            match by_tenant.get(&tenant.as_uuid()) {
+                None => {
+                    let spec = TenantDb {
+                        tenant,
+                        database: DatabaseName::from_catalog(db.name.clone()),
+                        role: db.owner.clone().map_or_else(
+                            || RoleName::for_tenant(self.provisioner.prefix(), tenant),
+                            RoleName::from_catalog,
+                        ),
+                    };
+                    findings.push(
+                        Finding::new(
+                            Problem::OrphanDatabase,
+                            db.name.clone(),
+                            Some(tenant.as_uuid()),
+                            "a database this catalog created whose tenant has no catalog row".into(),
+                        )
+                        .fix("drop the database and its role".into(), Repair::DropDatabase(spec)),
+                    );
+                }
+                Some(row) if postgres => {
+                    let expected = db.name == row.database_name
+                        || row.pending_database_name.as_deref() == Some(db.name.as_str())
+                        || row.status == DbStatus::Deleting;
+                    if !expected {
+                        findings.push(Finding::new(Problem::MisplacedDatabase, db.name.clone(), Some(row.tenant_id), format!(
+                                "the tenant's database is named '{}' on the server but '{}' in the catalog",
+                                db.name, row.database_name
+                            )).manual(format!(
+                                "it holds the tenant's data: rename it back (ALTER DATABASE \"{}\" RENAME TO \"{}\") or drop it once you are sure",
+                                db.name, row.database_name
+                            )));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        for role in &inventory.foreign_roles {
+            findings.push(
+                Finding::new(
+                    Problem::ForeignRole,
+                    role.clone(),
+                    None,
+                    "a role under this deployment's names that this catalog did not create".into(),
+                )
+                .manual("tenantdb never touches it: rename or drop it yourself".into()),
+            );
+        }
+        for role in &inventory.roles {
+            if by_tenant.contains_key(&role.tenant.as_uuid()) || with_database.contains(&role.tenant) {
+                continue;
+            }
+            findings.push(
+                Finding::new(
+                    Problem::OrphanRole,
+                    role.name.clone(),
+                    Some(role.tenant.as_uuid()),
+                    "a role this catalog created whose tenant has no catalog row and no database".into(),
+                )
+                .fix(
+                    "drop the role".into(),
+                    Repair::DropRole(role.tenant, RoleName::from_catalog(role.name.clone())),
+                ),
+            );
+        }
+    }
+
+    /// The rows against the server: missing databases, stuck and failed
+    /// rows.
+    async fn examine_rows(
+        &self,
+        inventory: &Inventory,
+        rows: &[tenant_database::Model],
+        findings: &mut Vec<Finding>,
+    ) -> Result<()> {
+        for row in rows.iter().filter(|row| row.status == DbStatus::Active) {
+            if self.locate(inventory, row).is_some() {
+                continue;
+            }
+            let taken = matches!(self.engine(), Engine::Postgres(_))
+                && inventory.databases.iter().any(|db| db.name == row.database_name);
+            let (problem, detail) = if taken {
+                (
+                    Problem::NotOurs,
+                    "the tenant's database name is taken by a database this catalog did not create for it",
+                )
+            } else {
+                (
+                    Problem::MissingDatabase,
+                    "the row is ACTIVE but its database is missing",
+                )
+            };
+            findings.push(
+                Finding::new(problem, row.database_name.clone(), Some(row.tenant_id), detail.into()).manual(format!(
+                    "restore the database from a backup, or delete the tenant (the `tenants delete {}` command)",
+                    row.tenant_id
+                )),
+            );
+        }
+        let abandoned = self.catalog().tenant_databases().abandoned().await?;
+        for row in abandoned
+            .iter()
+            .filter(|row| row.server_id == self.provisioner.server_id())
+        {
+            findings.push(
+                Finding::new(
+                    Problem::StuckRow,
+                    row.database_name.clone(),
+                    Some(row.tenant_id),
+                    format!(
+                        "{} with an expired lease: the process doing it is gone",
+                        row.status.as_str()
+                    ),
+                )
+                .fix("finish or undo the work (reconcile)".into(), Repair::Reconcile),
+            );
+        }
+        if matches!(self.engine(), Engine::Postgres(_)) {
+            let current = self.provisioner.secret_version();
+            for row in rows
+                .iter()
+                .filter(|row| row.secret_version != current && row.status == DbStatus::Active)
+            {
+                findings.push(
+                    Finding::new(
+                        Problem::StaleSecret,
+                        row.role_name.clone(),
+                        Some(row.tenant_id),
+                        format!(
+                            "the role's password derives from secret version {}, this process has version {current}: \
+                         new connections to the tenant fail",
+                            row.secret_version
+                        ),
+                    )
+                    .fix(
+                        format!("give the role the password of secret version {current}"),
+                        Repair::Rekey {
+                            row: row.id,
+                            spec: self.provisioner.tenant_db(row),
+                            from: row.secret_version,
+                        },
+                    ),
+                );
+            }
+        }
+        for row in rows.iter().filter(|row| row.status == DbStatus::Failed) {
+            findings.push(
+                Finding::new(
+                    Problem::FailedRow,
+                    row.database_name.clone(),
+                    Some(row.tenant_id),
+                    format!(
+                        "FAILED: {}",
+                        row.error_message.as_deref().unwrap_or("(no message recorded)")
+                    ),
+                )
+                .manual(format!(
+                    "fix the cause, then the `tenants retry {}` command (or delete the tenant)",
+                    row.tenant_id
+                )),
+            );
+        }
+        Ok(())
+    }
+
+    /// The database of a row, if it is on the server and ours.
+    pub(super) fn locate<'a>(
+        &self,
+        inventory: &'a Inventory,
+        row: &tenant_database::Model,
+    ) -> Option<&'a crate::engine::ServerDatabase> {
+        let postgres = matches!(self.engine(), Engine::Postgres(_));
+        inventory.databases.iter().find(|db| {
+            db.tenant.map(|t| t.as_uuid()) == Some(row.tenant_id) && (!postgres || db.name == row.database_name)
+        })
+    }
+}

@@ -1,0 +1,113 @@
+//! Templates on the server and the catalog's pointer against the current
+//! one.
+
+use std::collections::HashSet;
+
+use super::{Doctor, Finding, Problem, Repair};
+use crate::engine::Inventory;
+use crate::error::Result;
+
+impl Doctor {
+    /// Templates on the server and the catalog's pointer against the
+    /// current one.
+    pub(super) async fn examine_templates(&self, inventory: &Inventory, findings: &mut Vec<Finding>) -> Result<()> {
+        let current = self.provisioner.templates().current();
+        let mut seen = HashSet::new();
+        let mut current_ready = false;
+        for template in &inventory.templates {
+            if !seen.insert(template.name.clone()) {
+                continue;
+            }
+            let is_current = current.as_ref().is_some_and(|c| c.name == template.name);
+            let half_built = inventory
+                .templates
+                .iter()
+                .any(|t| t.name == template.name && t.version.is_none());
+            if is_current && !half_built {
+                current_ready = true;
+                continue;
+            }
+            if is_current {
+                findings.push(
+                    Finding::new(
+                        Problem::TemplateMissing,
+                        template.name.clone(),
+                        None,
+                        "the current template was left half-built".into(),
+                    )
+                    .fix("build it again".into(), Repair::BuildTemplate),
+                );
+                current_ready = true; // reported; not again below
+                continue;
+            }
+            findings.push(
+                Finding::new(
+                    Problem::StaleTemplate,
+                    template.name.clone(),
+                    None,
+                    if half_built {
+                        "a template a crash left half-built".into()
+                    } else {
+                        "a template of other tenant migrations than this program's".into()
+                    },
+                )
+                .fix("drop it".into(), Repair::DropTemplate(template.name.clone())),
+            );
+        }
+        let pointer = self.catalog().template().await?;
+        let squatted = |name: &str| {
+            inventory
+                .databases
+                .iter()
+                .any(|db| db.name == name && db.tenant.is_none())
+        };
+        match current {
+            Some(current) if !current_ready && squatted(&current.name) => findings.push(
+                Finding::new(
+                    Problem::TemplateMissing,
+                    current.name,
+                    None,
+                    "a database this catalog did not create holds the current template's name: new tenants \
+                         replay migrations"
+                        .into(),
+                )
+                .manual("tenantdb never touches it: rename or drop it yourself".into()),
+            ),
+            Some(current) if !current_ready => findings.push(
+                Finding::new(
+                    Problem::TemplateMissing,
+                    current.name,
+                    None,
+                    "templates are on but the current template does not exist: new tenants replay migrations".into(),
+                )
+                .fix("build it and point the catalog at it".into(), Repair::BuildTemplate),
+            ),
+            Some(current) if pointer.as_deref() != Some(current.name.as_str()) => findings.push(
+                Finding::new(
+                    Problem::TemplateMissing,
+                    current.name,
+                    None,
+                    format!(
+                        "the catalog points at template {} instead",
+                        pointer.as_deref().unwrap_or("(none)")
+                    ),
+                )
+                .fix(
+                    "point the catalog at the current template".into(),
+                    Repair::BuildTemplate,
+                ),
+            ),
+            None if pointer.is_some() => findings.push(
+                Finding::new(
+                    Problem::StaleTemplate,
+                    pointer.unwrap_or_default(),
+                    None,
+                    "templates are off (or there are no migrations) but the catalog points at a template".into(),
+                )
+                .fix("clear the catalog's pointer".into(), Repair::ClearTemplatePointer),
+            ),
+            _ => {}
+        }
+        Ok(())
+    }
+}
