@@ -243,8 +243,9 @@ fn parse_tenant_status(s: &str) -> Result<TenantStatus, String> {
 }
 
 fn parse_db_status(s: &str) -> Result<DbStatus, String> {
-    DbStatus::parse(&s.to_ascii_uppercase())
-        .ok_or_else(|| "expected PROVISIONING, ACTIVE, MIGRATING, RENAMING, FAILED or DELETING".into())
+    s.to_ascii_uppercase()
+        .parse()
+        .map_err(|_| "expected PROVISIONING, ACTIVE, MIGRATING, RENAMING, FAILED or DELETING".into())
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
