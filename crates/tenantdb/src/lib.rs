@@ -66,9 +66,6 @@ pub use migrate::TenantMigrations;
 pub use names::{DatabaseName, DatabasePrefix, RoleName, TenantId, TenantRef, TenantSlug};
 pub use pools::{PoolHandle, PoolStats, TenantPools};
 pub use provisioner::{NewTenant, Provisioner, ReconcileOutcome, Reconciled};
-pub use secret::TenantSecret;
-pub use templates::{TemplateName, Templates};
-pub use view::{TenantDatabaseView, TenantView};
 /// The SeaORM this crate is built with: use it for your tenant entities
 /// and queries (`PoolHandle` is a SeaORM connection), so the versions
 /// always agree.
@@ -76,6 +73,9 @@ pub use sea_orm;
 /// The SeaORM migration crate this crate is built with: write your tenant
 /// migrations with it (see [`TenantMigrations`]).
 pub use sea_orm_migration;
+pub use secret::TenantSecret;
+pub use templates::{TemplateName, Templates};
+pub use view::{TenantDatabaseView, TenantView};
 
 use crate::catalog::NewServer;
 use crate::engine::{Engine, PostgresEngine, SqliteEngine};
