@@ -1,6 +1,11 @@
 //! One JSON error shape for every failure: `{"error": {"code", "message"}}`
 //! (API.md). Each status has its codes; 5xx bodies are generic and the cause
 //! is logged once here, never sent: no SQL, stack trace, URL or secret.
+//!
+//! Where the cause goes: to `tracing` at level ERROR. When the process has
+//! installed no `tracing` subscriber at all (nothing would see the event),
+//! the cause is also printed to stderr, once per error, so an application
+//! that has not set up logging yet does not lose it.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -12,15 +17,23 @@ use tenantdb::Error;
 const RETRY_UNAVAILABLE_SECS: u32 = 2;
 const RETRY_BUSY_SECS: u32 = 1;
 
+/// An HTTP error answer: a status, one of API.md's codes and a message
+/// safe to show the caller. Handlers return `Result<_, ApiError>` and use
+/// `?` on `tenantdb::Error` and `sea_orm::DbErr`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// The machine-readable code (`error.code`).
     pub code: &'static str,
+    /// The human-readable message (`error.message`); never internals.
     pub message: String,
+    /// Seconds for a `Retry-After` header, when the caller should retry.
     pub retry_after: Option<u32>,
 }
 
 impl ApiError {
+    /// An error with any status and code.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -49,6 +62,7 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
+    /// 404 `not_found`: "`what` not found".
     pub fn not_found(what: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
     }
@@ -59,13 +73,18 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "tenant_not_found", "tenant not found")
     }
 
+    /// 409 `conflict`: the request clashes with the current state.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
 
-    /// 500 with a generic body; the cause is logged here, once.
+    /// 500 with a generic body; the cause is logged here, once (to
+    /// `tracing`, and to stderr when no subscriber is installed).
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
+        if !tracing::dispatcher::has_been_set() {
+            eprintln!("internal error: {cause}");
+        }
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
     }
 
@@ -128,6 +147,15 @@ impl From<Error> for ApiError {
             }
             other => Self::internal(&other.chain()),
         }
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    /// Through `tenantdb::Error`: a pool timeout is `busy`, an unreachable
+    /// server `tenant_unavailable`, a NUL in text `invalid_request`, the
+    /// rest `internal`.
+    fn from(err: sea_orm::DbErr) -> Self {
+        Self::from(Error::from(err))
     }
 }
 

@@ -3,63 +3,30 @@
 //! and run the handler inside its `TenantContext` scope. One layer (one
 //! boxed future, one state clone) for all of it: this runs on every tenant
 //! request.
+//!
+//! Each request's tenant is named once, resolved once and checked once:
+//! the scope carries the resolved tenant, the extractors read it from the
+//! task-local `TenantContext` (the one place it is kept) and take the
+//! pools from it without resolving again.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, header, request::Parts};
+use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tenantdb::connections::ResolvedTenant;
 use tenantdb::context::{TenantContext, TenantScope};
 use tenantdb::{TenantConnections, TenantRef};
 
+use crate::authorizer::{AllowAll, Authorizer};
 use crate::error::ApiError;
-use crate::extract::CurrentTenant;
 
 /// The header that names the tenant (slug or id). It wins over the Host.
 pub const TENANT_HEADER: &str = "x-tenant";
 
-/// Who is calling, and whether they may act for a tenant.
-pub trait Authorizer: Send + Sync + 'static {
-    /// Runs first, before the tenant is looked up, so a caller rejected
-    /// here learns nothing about tenants: check the credentials and put
-    /// the caller in the request's extensions for `authorize` and the
-    /// handlers. Accepts everyone by default.
-    fn authenticate<'a>(
-        &'a self,
-        _parts: &'a mut Parts,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    /// Whether the caller may act for the tenant. Runs after the tenant is
-    /// found and before its status is revealed, so a caller who may not
-    /// see a tenant cannot learn that it is suspended.
-    fn authorize<'a>(
-        &'a self,
-        parts: &'a Parts,
-        tenant: &'a ResolvedTenant,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>>;
-}
-
-/// Lets every caller act for every tenant (for services that authorize
-/// elsewhere).
-#[derive(Debug, Clone, Copy)]
-pub struct AllowAll;
-
-impl Authorizer for AllowAll {
-    fn authorize<'a>(
-        &'a self,
-        _: &'a Parts,
-        _: &'a ResolvedTenant,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>> {
-        Box::pin(async { Ok(()) })
-    }
-}
-
-/// State of the tenant layer (cloned for every request: one `Arc`).
+/// State of the tenant layer (cloned for every request: one `Arc`): how
+/// tenants are reached, named and authorized.
 #[derive(Clone)]
 pub struct TenantResolution {
     inner: Arc<Resolution>,
@@ -81,6 +48,8 @@ impl std::fmt::Debug for TenantResolution {
 }
 
 impl TenantResolution {
+    /// Tenants from `connections`, named by the `X-Tenant` header, every
+    /// caller allowed ([`AllowAll`]).
     pub fn new(connections: TenantConnections) -> Self {
         Self {
             inner: Arc::new(Resolution {
@@ -103,6 +72,8 @@ impl TenantResolution {
         self
     }
 
+    /// Authenticate callers and authorize them for tenants with
+    /// `authorizer`.
     pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
         self.building().authorizer = Arc::new(authorizer);
         self
@@ -143,12 +114,9 @@ async fn enter(resolution: &TenantResolution, request: Request) -> Result<(Tenan
         TenantRef::parse(&named).map_err(|_| ApiError::tenant_not_found())?
     };
     let resolved = resolution.connections.resolve(&tenant).await?;
-    resolution.authorizer.authorize(&parts, &resolved).await?;
-    resolved.serving()?;
-    let scope = TenantScope::from_resolved(&resolution.connections, resolved);
-    let mut request = Request::from_parts(parts, body);
-    request.extensions_mut().insert(CurrentTenant(scope.clone()));
-    Ok((scope, request))
+    resolution.authorizer.authorize(&mut parts, &resolved).await?;
+    let scope = TenantScope::from_resolved(&resolution.connections, resolved)?;
+    Ok((scope, Request::from_parts(parts, body)))
 }
 
 #[cfg(test)]

@@ -35,27 +35,38 @@ const MAX_CACHE_ENTRIES: usize = 100_000;
 /// A tenant as routing needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedTenant {
+    /// The tenant's id.
     pub id: TenantId,
+    /// The tenant's slug.
     pub slug: String,
+    /// Whether it is active or suspended.
     pub status: TenantStatus,
+    /// Its database, once provisioning has recorded one.
     pub database: Option<ResolvedDatabase>,
+    /// The catalog change stamp this was read at: while the stamp has not
+    /// moved, this is still what the catalog says.
+    stamp: u64,
 }
 
+/// A tenant's database as routing needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedDatabase {
+    /// Whether it serves traffic now.
     pub status: DbStatus,
+    /// The database writes go to.
     pub primary: TenantDb,
     /// The read database; in this version always the primary.
     pub read: TenantDb,
 }
 
 impl ResolvedTenant {
-    fn new(tenant: &tenants::Model, row: Option<&tenant_database::Model>) -> Self {
+    fn new(tenant: &tenants::Model, row: Option<&tenant_database::Model>, stamp: u64) -> Self {
         let id = TenantId::from(tenant.id);
         Self {
             id,
             slug: tenant.slug.clone(),
             status: tenant.status,
+            stamp,
             database: row.map(|row| {
                 let role = RoleName::from_catalog(row.role_name.clone());
                 ResolvedDatabase {
@@ -174,7 +185,7 @@ impl TenantConnections {
             return value.ok_or_else(|| Error::TenantNotFound(tenant.to_string()));
         }
         self.inner.misses.increment(1);
-        let value = self.load(tenant).await?;
+        let value = self.load(tenant, stamp).await?;
         let (by_id, by_slug) = (&self.inner.by_id, &self.inner.by_slug);
         if by_id.len() + by_slug.len() >= MAX_CACHE_ENTRIES {
             by_id.clear();
@@ -200,9 +211,15 @@ impl TenantConnections {
         value.ok_or_else(|| Error::TenantNotFound(tenant.to_string()))
     }
 
-    async fn load(&self, tenant: &TenantRef) -> Result<Option<Arc<ResolvedTenant>>> {
+    async fn load(&self, tenant: &TenantRef, stamp: u64) -> Result<Option<Arc<ResolvedTenant>>> {
         let found = self.inner.catalog.tenants().find_with_database(tenant).await?;
-        Ok(found.map(|(tenant, row)| Arc::new(ResolvedTenant::new(&tenant, row.as_ref()))))
+        Ok(found.map(|(tenant, row)| Arc::new(ResolvedTenant::new(&tenant, row.as_ref(), stamp))))
+    }
+
+    /// Whether `resolved` is still what the catalog says: no change was
+    /// recorded since it was read (an atomic load, no lookup).
+    pub(crate) fn is_current(&self, resolved: &ResolvedTenant) -> bool {
+        self.inner.catalog.changes().current() == resolved.stamp
     }
 
     /// A connection to the tenant's (primary) database, as the tenant's own
@@ -223,7 +240,11 @@ impl TenantConnections {
     /// twice while the read database is the primary).
     pub async fn write_and_read(&self, tenant: &TenantRef) -> Result<(PoolHandle, PoolHandle)> {
         let resolved = self.resolve(tenant).await?;
-        let database = resolved.serving()?;
+        self.pools_of(resolved.serving()?).await
+    }
+
+    /// The write and read pools of a database already checked to serve.
+    pub(crate) async fn pools_of(&self, database: &ResolvedDatabase) -> Result<(PoolHandle, PoolHandle)> {
         let write = self.inner.pools.get(&database.primary).await?;
         let read = if database.read == database.primary {
             write.clone()

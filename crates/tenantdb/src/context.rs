@@ -37,19 +37,23 @@
 //! # }
 //! ```
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::pools::PoolHandle;
-
-use crate::connections::{ResolvedTenant, TenantConnections};
+use crate::connections::{ResolvedDatabase, ResolvedTenant, TenantConnections};
 use crate::error::{Error, Result};
 use crate::names::{TenantId, TenantRef};
+use crate::pools::PoolHandle;
 
 tokio::task_local! {
     static CURRENT: TenantScope;
 }
 
-/// The tenant a piece of work acts for, and the way to its database.
+/// The tenant a piece of work acts for, and the way to its database. It
+/// carries the tenant as resolved when the scope opened (checked to be
+/// served then): while the catalog records no change, its database is
+/// reached without resolving the tenant again; after a change (a rename,
+/// a suspension) it is resolved and checked anew.
 #[derive(Debug, Clone)]
 pub struct TenantScope {
     tenant: Arc<ResolvedTenant>,
@@ -60,43 +64,57 @@ impl TenantScope {
     /// Resolves the tenant and checks it may be served now.
     pub async fn open(connections: &TenantConnections, tenant: &TenantRef) -> Result<Self> {
         let resolved = connections.resolve(tenant).await?;
-        resolved.serving()?;
+        Self::from_resolved(connections, resolved)
+    }
+
+    /// A scope for a tenant already resolved (the axum layer resolves
+    /// first to authorize the caller); checks it may be served now.
+    pub fn from_resolved(connections: &TenantConnections, tenant: Arc<ResolvedTenant>) -> Result<Self> {
+        tenant.serving()?;
         Ok(Self {
-            tenant: resolved,
+            tenant,
             connections: connections.clone(),
         })
     }
 
-    /// A scope for a tenant already resolved and checked (the axum layer
-    /// resolves first to authorize the caller).
-    pub fn from_resolved(connections: &TenantConnections, tenant: Arc<ResolvedTenant>) -> Self {
-        Self {
-            tenant,
-            connections: connections.clone(),
-        }
-    }
-
+    /// The tenant's id.
     pub fn tenant_id(&self) -> TenantId {
         self.tenant.id
     }
 
+    /// The tenant as resolved when the scope opened.
     pub fn tenant(&self) -> &ResolvedTenant {
         &self.tenant
     }
 
-    /// The tenant's database. Resolved again (a cache hit), so a rename or
-    /// suspension during a long scope is seen.
+    /// The tenant's database as it is now: the one resolved when the scope
+    /// opened unless the catalog changed since (then resolved and checked
+    /// again, so a rename or suspension during a long scope is seen).
+    async fn database(&self) -> Result<Cow<'_, ResolvedDatabase>> {
+        if self.connections.is_current(&self.tenant) {
+            // Checked when the scope opened, and nothing changed since.
+            return Ok(Cow::Borrowed(self.tenant.serving()?));
+        }
+        let resolved = self.connections.resolve(&TenantRef::Id(self.tenant.id)).await?;
+        Ok(Cow::Owned(resolved.serving()?.clone()))
+    }
+
+    /// A connection to the tenant's (primary) database.
     pub async fn connection(&self) -> Result<PoolHandle> {
-        self.connections.connection(&TenantRef::Id(self.tenant.id)).await
+        let database = self.database().await?;
+        self.connections.pools().get(&database.primary).await
     }
 
+    /// A connection to the tenant's read database.
     pub async fn read_connection(&self) -> Result<PoolHandle> {
-        self.connections.read_connection(&TenantRef::Id(self.tenant.id)).await
+        let database = self.database().await?;
+        self.connections.pools().get(&database.read).await
     }
 
-    /// Both, resolving the tenant once.
+    /// Both (the same pool twice while the read database is the primary).
     pub async fn write_and_read(&self) -> Result<(PoolHandle, PoolHandle)> {
-        self.connections.write_and_read(&TenantRef::Id(self.tenant.id)).await
+        let database = self.database().await?;
+        self.connections.pools_of(&database).await
     }
 }
 

@@ -1,12 +1,12 @@
-//! The reference HTTP service (API.md): operator API, tenant API and
-//! service endpoints. `App::build` is shared by `main` and the tests, which
-//! bind port 0 and call `serve` with their own shutdown signal.
+//! The reference HTTP service (API.md): the operator API and the tenant
+//! API's example domain, built from the public pieces of `tenantdb_axum`
+//! (what this service does, an application can do), plus the service
+//! endpoints. [`Server::build`] binds and gets ready; `main` and the tests
+//! share it, and the tests bind port 0 and pass their own shutdown signal.
 
-mod auth;
-mod json;
-mod operator;
 mod projects;
 mod serve;
+mod server;
 mod service;
 
 use std::sync::Arc;
@@ -16,24 +16,24 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use secrecy::SecretString;
 use tenantdb::Tenancy;
-use tenantdb_axum::{ApiError, TenantResolution, resolve_tenant};
-use tokio::net::TcpListener;
+use tenantdb_axum::{AdminToken, ApiError, CatalogAuthorizer, OperatorApi, TenantResolution, resolve_tenant};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa_axum::router::OpenApiRouter;
 
-pub use auth::MembershipAuthorizer;
 pub use serve::{ConnectionLimits, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
+pub use server::{Listen, Server, run, start};
 
 /// Largest request body.
 pub const BODY_LIMIT: usize = 64 * 1024;
 /// Requests other than provisioning ones are cut off after this long.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What handlers share.
+/// What the service endpoints share.
 pub struct App {
+    /// The tenancy served.
     pub tenancy: Tenancy,
-    pub auth: auth::Auth,
+    /// The Prometheus recorder's handle.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
@@ -45,6 +45,7 @@ impl std::fmt::Debug for App {
     }
 }
 
+/// The router's state (one `Arc`).
 #[derive(Clone, Debug)]
 pub struct AppState(pub Arc<App>);
 
@@ -55,22 +56,25 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// Options of the service beyond the library's `Config`.
-#[derive(Debug, Clone)]
-pub struct ServiceOptions {
-    pub admin_token: SecretString,
-    pub base_domain: Option<String>,
-    pub connections: ConnectionLimits,
-}
-
 impl AppState {
-    pub fn new(tenancy: Tenancy, admin_token: SecretString) -> Self {
+    /// The state for `tenancy`, with the process-wide metrics recorder.
+    pub fn new(tenancy: Tenancy) -> Self {
         Self(Arc::new(App {
-            auth: auth::Auth::new(tenancy.catalog().clone(), admin_token),
             tenancy,
             metrics: service::prometheus(),
         }))
     }
+}
+
+/// Options of the service beyond the library's `Config`.
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// The operator's bearer token.
+    pub admin_token: SecretString,
+    /// Also take the tenant from the Host under this domain.
+    pub base_domain: Option<String>,
+    /// Limits on client connections.
+    pub connections: ConnectionLimits,
 }
 
 /// The OpenAPI document's frame; paths come from the routers.
@@ -100,18 +104,23 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The router of the whole service and its OpenAPI document.
-pub fn router(state: AppState, base_domain: Option<String>) -> Router {
-    use utoipa::OpenApi;
-    let mut resolution =
-        TenantResolution::new(state.tenancy.connections().clone()).authorizer(MembershipAuthorizer(state.clone()));
-    if let Some(domain) = base_domain {
-        resolution = resolution.base_domain(domain);
+/// The router of the whole service and its OpenAPI document: the catalog's
+/// users act for their tenants on the tenant API, the operator's token
+/// opens the operator API (a user's token gets 403 there, the operator's
+/// gets 403 on the tenant API).
+pub fn router(tenancy: &Tenancy, options: &ServiceOptions) -> Router {
+    let users = CatalogAuthorizer::refusing_operator_token(tenancy.catalog().clone(), options.admin_token.clone());
+    let operator_auth = AdminToken::new(options.admin_token.clone()).telling_users_apart(users.clone());
+    let operator = OperatorApi::new(tenancy.clone(), operator_auth);
+    let mut resolution = TenantResolution::new(tenancy.connections().clone()).authorizer(users);
+    if let Some(domain) = &options.base_domain {
+        resolution = resolution.base_domain(domain.clone());
     }
     let tenant_api = projects::router().route_layer(axum::middleware::from_fn_with_state(resolution, resolve_tenant));
     // Provisioning routes get no timeout: a timeout would not cancel the
     // DDL (the provisioner owns it) but would hide its outcome.
-    let quick = operator::router()
+    let quick = operator
+        .routes()
         .merge(tenant_api)
         .merge(service::router())
         .layer(TimeoutLayer::with_status_code(
@@ -120,10 +129,15 @@ pub fn router(state: AppState, base_domain: Option<String>) -> Router {
         ))
         // The timeout's own response has no body: give it the error shape.
         .layer(axum::middleware::map_response(timeout_as_json));
-    let (routes, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (routes, openapi) = OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
         .merge(quick)
-        .merge(operator::provisioning_router())
+        .merge(operator.provisioning_routes())
         .split_for_parts();
+    with_service_layers(routes, openapi).with_state(AppState::new(tenancy.clone()))
+}
+
+/// `/openapi.json`, the JSON fallbacks, the body limit and request logs.
+fn with_service_layers(routes: Router<AppState>, mut openapi: utoipa::openapi::OpenApi) -> Router<AppState> {
     openapi.paths.add_path_operation(
         "/openapi.json",
         vec![utoipa::openapi::path::HttpMethod::Get],
@@ -162,7 +176,6 @@ pub fn router(state: AppState, base_domain: Option<String>) -> Router {
                 })
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
-        .with_state(state)
 }
 
 async fn timeout_as_json(response: axum::response::Response) -> axum::response::Response {
@@ -171,54 +184,4 @@ async fn timeout_as_json(response: axum::response::Response) -> axum::response::
         return ApiError::new(response.status(), "timeout", "the request took too long").into_response();
     }
     response
-}
-
-/// Installs the metrics recorder, connects, and runs the service: what
-/// `tenantdb serve` does, and what the tests call with port 0.
-pub async fn start(
-    config: tenantdb::Config,
-    options: ServiceOptions,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    use anyhow::Context;
-    // Before connecting: the pools fetch their counters when they are made.
-    service::prometheus();
-    let tenancy = Tenancy::connect(
-        config,
-        tenantdb::TenantMigrations::of::<crate::tenant_schema::Migrator>(),
-    )
-    .await
-    .context("failed to start")?;
-    run(tenancy, options, listener, shutdown).await
-}
-
-/// Runs the service on `listener` until `shutdown` resolves: reconciles
-/// abandoned work first, then serves (within `options.connections`); on
-/// shutdown stops accepting, lets requests in flight finish, waits for
-/// provisioning under way, and closes every pool. Shared by `tenantdb
-/// serve` and the tests (which bind port 0).
-pub async fn run(
-    tenancy: Tenancy,
-    options: ServiceOptions,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    for entry in tenancy.provisioner().reconcile().await? {
-        tracing::info!(tenant.id = %entry.tenant_id, status = %entry.status, outcome = ?entry.outcome, "reconciled");
-    }
-    // Work a process left behind after this start (killed and restarted
-    // within a lease period, or another instance dying) is finished too.
-    let stop_reconciler = tokio_util::sync::CancellationToken::new();
-    let reconciler = tenancy.provisioner().spawn_reconciler(stop_reconciler.clone());
-    let state = AppState::new(tenancy.clone(), options.admin_token);
-    let app = router(state, options.base_domain);
-    serve::serve(listener, app, options.connections, shutdown).await;
-    // Stop looking for abandoned work; what a pass already claimed runs in
-    // the provisioner's tasks, which closing waits for (up to its deadline).
-    stop_reconciler.cancel();
-    reconciler.abort();
-    let _ = reconciler.await;
-    tenancy.close().await;
-    Ok(())
 }

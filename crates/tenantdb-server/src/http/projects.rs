@@ -2,24 +2,21 @@
 //! request tenant's own database (reached through `TenantDb`). An id that
 //! belongs to another tenant is simply not in this database: 404.
 
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{NaiveDate, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantdb::catalog::MemberRole;
 use tenantdb::names::plain_text;
 use tenantdb::view::rfc3339;
-use tenantdb_axum::{ApiError, CurrentTenant, TenantDb};
+use tenantdb_axum::{ApiError, Json, Member, Page, Path, TenantDb};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AppState;
-use super::auth::{UserId, role_of};
-use super::json::{ApiJson, ApiPath, Page, page};
 use crate::tenant_schema::{projects, tasks};
 
 type ApiResult<T = Response> = Result<T, ApiError>;
@@ -30,10 +27,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_project, rename_project, delete_project))
         .routes(routes!(list_tasks, create_task))
         .routes(routes!(update_task, delete_task))
-}
-
-fn db_err(err: DbErr) -> ApiError {
-    ApiError::from(tenantdb::Error::from(err))
 }
 
 fn id(raw: &str, what: &str) -> ApiResult<Uuid> {
@@ -54,8 +47,7 @@ fn task_json(t: &tasks::Model) -> Value {
 async fn find_project(db: &TenantDb, id: Uuid) -> ApiResult<projects::Model> {
     projects::Entity::find_by_id(id)
         .one(&db.read)
-        .await
-        .map_err(db_err)?
+        .await?
         .ok_or_else(|| ApiError::not_found("project"))
 }
 
@@ -67,10 +59,10 @@ async fn list_projects(db: TenantDb, query: Page) -> ApiResult {
     if let Some(after) = query.cursor {
         select = select.filter(projects::Column::Id.gt(after));
     }
-    let rows = select.all(&db.read).await.map_err(db_err)?;
+    let rows = select.all(&db.read).await?;
     let last = rows.last().map(|p| p.id);
     let items: Vec<Value> = rows.iter().map(project_json).collect();
-    Ok(Json(page(items, query.limit, last)).into_response())
+    Ok(Json(query.answer(items, last)).into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -80,7 +72,7 @@ struct ProjectBody {
 }
 
 #[utoipa::path(post, path = "/v1/projects", tag = "tenant", request_body = ProjectBody, responses((status = 201, description = "the project"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
-async fn create_project(db: TenantDb, ApiJson(body): ApiJson<ProjectBody>) -> ApiResult {
+async fn create_project(db: TenantDb, Json(body): Json<ProjectBody>) -> ApiResult {
     let name = plain_text("name", &body.name, 200)?;
     let project = projects::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -88,54 +80,39 @@ async fn create_project(db: TenantDb, ApiJson(body): ApiJson<ProjectBody>) -> Ap
         created_at: Set(Utc::now()),
     }
     .insert(&db.write)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok((StatusCode::CREATED, Json(project_json(&project))).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/projects/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 200, description = "the project"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
-async fn get_project(db: TenantDb, ApiPath(project): ApiPath<String>) -> ApiResult {
+async fn get_project(db: TenantDb, Path(project): Path<String>) -> ApiResult {
     let project = find_project(&db, id(&project, "project")?).await?;
     Ok(Json(project_json(&project)).into_response())
 }
 
 #[utoipa::path(patch, path = "/v1/projects/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), request_body = ProjectBody, responses((status = 200, description = "the project"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
-async fn rename_project(
-    db: TenantDb,
-    ApiPath(project): ApiPath<String>,
-    ApiJson(body): ApiJson<ProjectBody>,
-) -> ApiResult {
+async fn rename_project(db: TenantDb, Path(project): Path<String>, Json(body): Json<ProjectBody>) -> ApiResult {
     let name = plain_text("name", &body.name, 200)?;
     let project = find_project(&db, id(&project, "project")?).await?;
     let mut active: projects::ActiveModel = project.into();
     active.name = Set(name);
-    let project = active.update(&db.write).await.map_err(db_err)?;
+    let project = active.update(&db.write).await?;
     Ok(Json(project_json(&project)).into_response())
 }
 
 #[utoipa::path(delete, path = "/v1/projects/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 204, description = "the project and its tasks are gone"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
-async fn delete_project(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    user: UserId,
-    CurrentTenant(tenant): CurrentTenant,
-    db: TenantDb,
-    ApiPath(project): ApiPath<String>,
-) -> ApiResult {
-    let role = role_of(&state, user, tenant.tenant_id().as_uuid()).await?;
-    if role == MemberRole::Member {
+async fn delete_project(member: Member, db: TenantDb, Path(project): Path<String>) -> ApiResult {
+    if member.role == MemberRole::Member {
         return Err(ApiError::forbidden("only an OWNER or ADMIN may delete projects"));
     }
     let project = find_project(&db, id(&project, "project")?).await?;
     // Tasks go with it (ON DELETE CASCADE).
-    projects::Entity::delete_by_id(project.id)
-        .exec(&db.write)
-        .await
-        .map_err(db_err)?;
+    projects::Entity::delete_by_id(project.id).exec(&db.write).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[utoipa::path(get, path = "/v1/projects/{id}/tasks", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 200, description = "a page of tasks"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
-async fn list_tasks(db: TenantDb, ApiPath(project): ApiPath<String>, query: Page) -> ApiResult {
+async fn list_tasks(db: TenantDb, Path(project): Path<String>, query: Page) -> ApiResult {
     let project = find_project(&db, id(&project, "project")?).await?;
     let mut select = tasks::Entity::find()
         .filter(tasks::Column::ProjectId.eq(project.id))
@@ -144,10 +121,10 @@ async fn list_tasks(db: TenantDb, ApiPath(project): ApiPath<String>, query: Page
     if let Some(after) = query.cursor {
         select = select.filter(tasks::Column::Id.gt(after));
     }
-    let rows = select.all(&db.read).await.map_err(db_err)?;
+    let rows = select.all(&db.read).await?;
     let last = rows.last().map(|t| t.id);
     let items: Vec<Value> = rows.iter().map(task_json).collect();
-    Ok(Json(page(items, query.limit, last)).into_response())
+    Ok(Json(query.answer(items, last)).into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -158,7 +135,7 @@ struct NewTask {
 }
 
 #[utoipa::path(post, path = "/v1/projects/{id}/tasks", tag = "tenant", params(("id" = String, Path, description = "the id")), request_body = NewTask, responses((status = 201, description = "the task"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
-async fn create_task(db: TenantDb, ApiPath(project): ApiPath<String>, ApiJson(body): ApiJson<NewTask>) -> ApiResult {
+async fn create_task(db: TenantDb, Path(project): Path<String>, Json(body): Json<NewTask>) -> ApiResult {
     let title = plain_text("title", &body.title, 500)?;
     let project = find_project(&db, id(&project, "project")?).await?;
     let task = tasks::ActiveModel {
@@ -170,8 +147,7 @@ async fn create_task(db: TenantDb, ApiPath(project): ApiPath<String>, ApiJson(bo
         created_at: Set(Utc::now()),
     }
     .insert(&db.write)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok((StatusCode::CREATED, Json(task_json(&task))).into_response())
 }
 
@@ -193,13 +169,12 @@ fn some_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<
 async fn find_task(db: &TenantDb, id: Uuid) -> ApiResult<tasks::Model> {
     tasks::Entity::find_by_id(id)
         .one(&db.read)
-        .await
-        .map_err(db_err)?
+        .await?
         .ok_or_else(|| ApiError::not_found("task"))
 }
 
 #[utoipa::path(patch, path = "/v1/tasks/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), request_body = TaskPatch, responses((status = 200, description = "the task"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
-async fn update_task(db: TenantDb, ApiPath(task): ApiPath<String>, ApiJson(body): ApiJson<TaskPatch>) -> ApiResult {
+async fn update_task(db: TenantDb, Path(task): Path<String>, Json(body): Json<TaskPatch>) -> ApiResult {
     let title = body.title.as_deref().map(|t| plain_text("title", t, 500)).transpose()?;
     let task = find_task(&db, id(&task, "task")?).await?;
     let mut active: tasks::ActiveModel = task.clone().into();
@@ -213,7 +188,7 @@ async fn update_task(db: TenantDb, ApiPath(task): ApiPath<String>, ApiJson(body)
         active.due = Set(due);
     }
     let task = if active.is_changed() {
-        active.update(&db.write).await.map_err(db_err)?
+        active.update(&db.write).await?
     } else {
         task
     };
@@ -221,11 +196,8 @@ async fn update_task(db: TenantDb, ApiPath(task): ApiPath<String>, ApiJson(body)
 }
 
 #[utoipa::path(delete, path = "/v1/tasks/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 204, description = "deleted"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
-async fn delete_task(db: TenantDb, ApiPath(task): ApiPath<String>) -> ApiResult {
+async fn delete_task(db: TenantDb, Path(task): Path<String>) -> ApiResult {
     let task = find_task(&db, id(&task, "task")?).await?;
-    tasks::Entity::delete_by_id(task.id)
-        .exec(&db.write)
-        .await
-        .map_err(db_err)?;
+    tasks::Entity::delete_by_id(task.id).exec(&db.write).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

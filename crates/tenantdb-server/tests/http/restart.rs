@@ -15,7 +15,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tenantdb::secret::TenantSecret;
 use tenantdb::{Config, TenantServerConfig};
-use tenantdb_server::http::{ServiceOptions, start};
+use tenantdb_server::http::{Server, ServiceOptions};
 use tenantdb_test_support::PgCluster;
 
 const ADMIN: &str = "restart-admin-token-0123456789";
@@ -59,35 +59,21 @@ async fn a_server_restart_under_load_gives_only_200_or_503_and_recovers() {
     config.pools.acquire_timeout = Duration::from_millis(1000);
     config.pools.validate_after_idle = Duration::from_millis(50);
     config.catalog_poll_interval = Duration::from_millis(200);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop_service, stopped) = tokio::sync::oneshot::channel::<()>();
     let options = ServiceOptions {
         admin_token: SecretString::from(ADMIN),
         base_domain: None,
         connections: Default::default(),
     };
-    let service = tokio::spawn(start(config, options, listener, async {
+    let server = Server::build(config, options, "127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", server.local_addr());
+    let service = tokio::spawn(server.run_until_stopped(async {
         let _ = stopped.await;
     }));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let mut ready = false;
-    for _ in 0..200 {
-        if client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == StatusCode::OK)
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(ready, "the service did not start");
 
     // A user who owns three tenants, each with one project named after it.
     let post = |path: String, body: Value, token: String, tenant: Option<&'static str>| {

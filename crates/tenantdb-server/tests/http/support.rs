@@ -5,7 +5,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tenantdb::secret::TenantSecret;
 use tenantdb::{Config, TenantServerConfig};
-use tenantdb_server::http::{ConnectionLimits, ServiceOptions, start};
+use tenantdb_server::http::{ConnectionLimits, Server, ServiceOptions};
 pub use tenantdb_test_support::Backend;
 use tenantdb_test_support::{PgScratch, postgres_url};
 use tokio::sync::oneshot;
@@ -63,15 +63,14 @@ impl Service {
             connections: ConnectionLimits::default(),
         };
         tune(&mut config, &mut options);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let base = format!("http://{addr}");
+        let server = Server::build(config, options, "127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr();
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(start(config, options, listener, async {
+        let task = tokio::spawn(server.run_until_stopped(async {
             let _ = rx.await;
         }));
-        let service = Self {
-            base,
+        Self {
+            base: format!("http://{addr}"),
             addr,
             client: reqwest::Client::new(),
             shutdown: Some(tx),
@@ -79,17 +78,7 @@ impl Service {
             data_dir,
             _dir: dir,
             _scratch: scratch,
-        };
-        // A probe that keeps no connection open (it would take one of a
-        // small connection limit).
-        let probe = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
-        for _ in 0..100 {
-            if probe.get(format!("{}/healthz", service.base)).send().await.is_ok() {
-                return service;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("the service did not start");
     }
 
     /// Signals shutdown and waits for the service to finish.

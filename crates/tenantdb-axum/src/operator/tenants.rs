@@ -1,0 +1,158 @@
+//! Tenants and their databases.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use tenantdb::names::plain_text;
+use tenantdb::{NewTenant, TenantRef, TenantStatus};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::{Admin, ApiResult, OperatorApi, tenant_ref, tenant_view};
+use crate::{ApiError, Json, Page, Path};
+
+pub(super) fn routes() -> OpenApiRouter<OperatorApi> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tenants))
+        .routes(routes!(get_tenant, patch_tenant))
+        .routes(routes!(get_database))
+}
+
+pub(super) fn provisioning_routes() -> OpenApiRouter<OperatorApi> {
+    OpenApiRouter::new()
+        .routes(routes!(create_tenant))
+        .routes(routes!(delete_tenant))
+        .routes(routes!(rename_database))
+        .routes(routes!(retry_database))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    slug: String,
+    name: String,
+    owner_user_id: Option<Uuid>,
+    database_name: Option<String>,
+    plan: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/tenants", tag = "operator", request_body = CreateTenant, responses((status = 201, description = "the tenant, its database ACTIVE"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 409, description = "conflict"), (status = 502, description = "provisioning_failed")))]
+async fn create_tenant(_: Admin, State(api): State<OperatorApi>, Json(body): Json<CreateTenant>) -> ApiResult {
+    let catalog = api.tenancy().catalog();
+    // Check everything before anything is made.
+    if let Some(owner) = body.owner_user_id
+        && catalog.users().find(owner).await?.is_none()
+    {
+        return Err(ApiError::invalid(format!("owner_user_id: no user {owner}")));
+    }
+    let plan = body.plan.as_deref().map(|p| plain_text("plan", p, 100)).transpose()?;
+    let name = Some(plain_text("name", &body.name, 200)?);
+    let row = api
+        .tenancy()
+        .provisioner()
+        .create_tenant(NewTenant {
+            slug: body.slug,
+            name,
+            database_name: body.database_name,
+            owner_user_id: body.owner_user_id,
+            plan,
+        })
+        .await?;
+    let view = tenant_view(&api, &TenantRef::Id(row.tenant_id.into())).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/tenants", tag = "operator", responses((status = 200, description = "a page of tenants"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden")))]
+async fn list_tenants(_: Admin, State(api): State<OperatorApi>, page_query: Page) -> ApiResult {
+    let status = match page_query.status.as_deref() {
+        None => None,
+        Some("ACTIVE") => Some(TenantStatus::Active),
+        Some("SUSPENDED") => Some(TenantStatus::Suspended),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "status '{other}' is not ACTIVE or SUSPENDED"
+            )));
+        }
+    };
+    let items = api
+        .tenancy()
+        .list_tenants(status, page_query.cursor, page_query.limit)
+        .await?;
+    let last = items.last().map(|t| t.id);
+    Ok(Json(page_query.answer(items, last)).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the tenant"), (status = 404, description = "tenant_not_found")))]
+async fn get_tenant(_: Admin, State(api): State<OperatorApi>, Path(tenant): Path<String>) -> ApiResult {
+    Ok(Json(tenant_view(&api, &tenant_ref(&tenant)?).await?).into_response())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PatchTenant {
+    name: Option<String>,
+    #[schema(value_type = Option<String>, example = "SUSPENDED")]
+    status: Option<TenantStatus>,
+}
+
+#[utoipa::path(patch, path = "/v1/tenants/{tenant}", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), request_body = PatchTenant, responses((status = 200, description = "the tenant"), (status = 400, description = "invalid_request"), (status = 404, description = "tenant_not_found")))]
+async fn patch_tenant(
+    _: Admin,
+    State(api): State<OperatorApi>,
+    Path(tenant): Path<String>,
+    Json(body): Json<PatchTenant>,
+) -> ApiResult {
+    let tenant = tenant_ref(&tenant)?;
+    let found = api.tenancy().catalog().tenants().get(&tenant).await?;
+    let name = body.name.as_deref().map(|n| plain_text("name", n, 200)).transpose()?;
+    if let Some(name) = name {
+        api.tenancy().catalog().tenants().set_name(found.id, &name).await?;
+    }
+    if let Some(status) = body.status {
+        api.tenancy().catalog().tenants().set_status(found.id, status).await?;
+    }
+    Ok(Json(tenant_view(&api, &TenantRef::Id(found.id.into())).await?).into_response())
+}
+
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 204, description = "the tenant, its database, role, members and subscription are gone"), (status = 404, description = "tenant_not_found"), (status = 409, description = "conflict")))]
+async fn delete_tenant(_: Admin, State(api): State<OperatorApi>, Path(tenant): Path<String>) -> ApiResult {
+    api.tenancy().provisioner().delete_tenant(&tenant_ref(&tenant)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/database", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the tenant database"), (status = 404, description = "tenant_not_found")))]
+async fn get_database(_: Admin, State(api): State<OperatorApi>, Path(tenant): Path<String>) -> ApiResult {
+    let view = tenant_view(&api, &tenant_ref(&tenant)?).await?;
+    let database = view.database.ok_or_else(|| ApiError::not_found("tenant database"))?;
+    Ok(Json(database).into_response())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RenameDatabase {
+    database_name: String,
+}
+
+#[utoipa::path(patch, path = "/v1/tenants/{tenant}/database", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), request_body = RenameDatabase, responses((status = 200, description = "the tenant database, renamed"), (status = 400, description = "invalid_request"), (status = 404, description = "tenant_not_found"), (status = 409, description = "conflict")))]
+async fn rename_database(
+    _: Admin,
+    State(api): State<OperatorApi>,
+    Path(tenant): Path<String>,
+    Json(body): Json<RenameDatabase>,
+) -> ApiResult {
+    let tenant = tenant_ref(&tenant)?;
+    api.tenancy()
+        .provisioner()
+        .rename_tenant_database(&tenant, &body.database_name)
+        .await?;
+    get_database(Admin, State(api), Path(tenant.to_string())).await
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/database/retry", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the tenant database, ACTIVE"), (status = 404, description = "tenant_not_found"), (status = 409, description = "conflict: not FAILED"), (status = 502, description = "provisioning_failed")))]
+async fn retry_database(_: Admin, State(api): State<OperatorApi>, Path(tenant): Path<String>) -> ApiResult {
+    let tenant = tenant_ref(&tenant)?;
+    api.tenancy().provisioner().retry(&tenant).await?;
+    get_database(Admin, State(api), Path(tenant.to_string())).await
+}

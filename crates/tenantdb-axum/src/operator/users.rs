@@ -1,0 +1,111 @@
+//! Users and their API tokens.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tenantdb::catalog::users;
+use tenantdb::names::plain_text;
+use tenantdb::view::rfc3339;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::{Admin, ApiResult, OperatorApi};
+use crate::{ApiError, Json, OptionalJson, Path};
+
+pub(super) fn routes() -> OpenApiRouter<OperatorApi> {
+    OpenApiRouter::new()
+        .routes(routes!(create_user))
+        .routes(routes!(get_user))
+        .routes(routes!(create_token))
+        .routes(routes!(revoke_token))
+}
+
+fn user_json(user: &users::Model) -> Value {
+    json!({ "id": user.id, "email": user.email, "name": user.name, "created_at": rfc3339(user.created_at) })
+}
+
+/// `{user}`: an id or an email.
+pub(super) async fn find_user(api: &OperatorApi, raw: &str) -> ApiResult<users::Model> {
+    let users = api.tenancy().catalog().users();
+    let found = match Uuid::parse_str(raw) {
+        Ok(id) => users.find(id).await?,
+        Err(_) => users.find_by_email(raw).await?,
+    };
+    found.ok_or_else(|| ApiError::not_found("user"))
+}
+
+fn check_email(email: &str) -> ApiResult<String> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        });
+    if !valid {
+        return Err(ApiError::invalid(format!("email '{email}' is not an email address")));
+    }
+    Ok(email)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    email: String,
+    name: String,
+}
+
+#[utoipa::path(post, path = "/v1/users", tag = "operator", request_body = NewUser, responses((status = 201, description = "the user"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 409, description = "conflict: email taken")))]
+async fn create_user(_: Admin, State(api): State<OperatorApi>, Json(body): Json<NewUser>) -> ApiResult {
+    let email = check_email(&body.email)?;
+    let name = plain_text("name", &body.name, 200)?;
+    let user = api.tenancy().catalog().users().create(&email, &name).await?;
+    Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/users/{user}", tag = "operator", params(("user" = String, Path, description = "the user's id or email")), responses((status = 200, description = "the user"), (status = 404, description = "not_found")))]
+async fn get_user(_: Admin, State(api): State<OperatorApi>, Path(user): Path<String>) -> ApiResult {
+    Ok(Json(user_json(&find_user(&api, &user).await?)).into_response())
+}
+
+#[derive(Deserialize, utoipa::ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/users/{user}/tokens", tag = "operator", params(("user" = String, Path, description = "the user's id or email")), request_body(content = NewToken, description = "optional: an empty body is {}"), responses((status = 201, description = "{id, name, token}: the token is shown once"), (status = 404, description = "not_found")))]
+async fn create_token(
+    _: Admin,
+    State(api): State<OperatorApi>,
+    Path(user): Path<String>,
+    OptionalJson(body): OptionalJson<NewToken>,
+) -> ApiResult {
+    let user = find_user(&api, &user).await?;
+    let name = match body.name {
+        Some(name) => plain_text("name", &name, 200)?,
+        None => "api".to_owned(),
+    };
+    let (row, token) = api.tenancy().catalog().tokens().create(user.id, &name).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": row.id, "name": row.name, "token": token })),
+    )
+        .into_response())
+}
+
+#[utoipa::path(delete, path = "/v1/users/{user}/tokens/{token_id}", tag = "operator", params(("user" = String, Path, description = "the user's id or email"), ("token_id" = String, Path, description = "the token's id")), responses((status = 204, description = "revoked"), (status = 404, description = "not_found")))]
+async fn revoke_token(
+    _: Admin,
+    State(api): State<OperatorApi>,
+    Path((user, token_id)): Path<(String, String)>,
+) -> ApiResult {
+    let user = find_user(&api, &user).await?;
+    let token_id = Uuid::parse_str(&token_id).map_err(|_| ApiError::not_found("token"))?;
+    if !api.tenancy().catalog().tokens().revoke(user.id, token_id).await? {
+        return Err(ApiError::not_found("token"));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
