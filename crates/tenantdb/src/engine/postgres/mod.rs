@@ -27,12 +27,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::{AssertSqlSafe, ConnectOptions};
 use uuid::Uuid;
 
 use super::Backends;
 use crate::error::{Error, Result};
+use crate::pool_options;
 use crate::secret::TenantSecret;
 
 /// SQLSTATE: object in use (a database someone is connected to).
@@ -84,9 +85,7 @@ impl PostgresEngine {
         let options = PgConnectOptions::from_str(url.expose_secret())
             .map_err(Error::server("invalid tenant server URL"))?
             .application_name("tenantdb-admin");
-        let admin = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+        let admin = pool_options::postgres_job(max_connections)
             // DDL commits without waiting for its WAL to reach disk (one
             // fsync each would be most of a provisioning's cost); `flush`
             // makes it all durable with one synchronous commit before the
