@@ -67,48 +67,52 @@ impl Provisioner {
                 Ok(row)
             }
             Err(err) if is_crash(&err) => Err(err),
-            Err(err) => {
-                let mut message = err.chain();
-                // Clean up only what is still certainly ours: if the lease
-                // lapsed, another process may own (and have finished) it.
-                let lease = self.lease_of(&row);
-                let still_ours = keeper.held()
-                    && self
-                        .inner
-                        .catalog
-                        .tenant_databases()
-                        .renew(row.id, &lease)
-                        .await
-                        .unwrap_or(false);
-                if !still_ours {
-                    return Err(Error::LeaseLost {
-                        tenant: row.tenant_id.to_string(),
-                    });
-                }
-                // Leave nothing half-made; if cleanup fails too, retry
-                // finishes the same (idempotent) steps.
-                let cleanup = match self.inner.engine.drop_tenant(&spec).await {
-                    Ok(()) => self.inner.engine.flush().await,
-                    Err(err) => Err(err),
-                };
-                if let Err(cleanup) = cleanup {
-                    message.push_str(&format!("; cleanup failed too: {}", cleanup.chain()));
-                }
-                tracing::warn!(tenant.id = %row.tenant_id, database = %row.database_name, error = %message, "provisioning failed");
-                metrics::counter!("tenantdb_provisioning_total", "outcome" => "failed").increment(1);
-                let change = Change {
-                    error_message: Set(Some(message.clone())),
-                    ..Default::default()
-                };
-                if let Err(finish) = self.finish(&row, DbStatus::Failed, change).await {
-                    tracing::error!(tenant.id = %row.tenant_id, error = %finish.chain(), "cannot mark the row FAILED");
-                }
-                Err(Error::ProvisioningFailed {
-                    tenant: row.tenant_id.to_string(),
-                    database: row.database_name,
-                    message,
-                })
-            }
+            Err(err) => Err(self.provisioning_failed(row, &spec, &keeper, err).await),
+        }
+    }
+
+    /// After a failed create: drops what was made (while the lease is
+    /// still ours) and marks the row FAILED with the reason.
+    async fn provisioning_failed(&self, row: Row, spec: &TenantDb, keeper: &LeaseKeeper, err: Error) -> Error {
+        let mut message = err.chain();
+        // Clean up only what is still certainly ours: if the lease
+        // lapsed, another process may own (and have finished) it.
+        let lease = self.lease_of(&row);
+        let still_ours = keeper.held()
+            && self
+                .inner
+                .catalog
+                .tenant_databases()
+                .renew(row.id, &lease)
+                .await
+                .unwrap_or(false);
+        if !still_ours {
+            return Error::LeaseLost {
+                tenant: row.tenant_id.to_string(),
+            };
+        }
+        // Leave nothing half-made; if cleanup fails too, retry
+        // finishes the same (idempotent) steps.
+        let cleanup = match self.inner.engine.drop_tenant(spec).await {
+            Ok(()) => self.inner.engine.flush().await,
+            Err(err) => Err(err),
+        };
+        if let Err(cleanup) = cleanup {
+            message.push_str(&format!("; cleanup failed too: {}", cleanup.chain()));
+        }
+        tracing::warn!(tenant.id = %row.tenant_id, database = %row.database_name, error = %message, "provisioning failed");
+        metrics::counter!("tenantdb_provisioning_total", "outcome" => "failed").increment(1);
+        let change = Change {
+            error_message: Set(Some(message.clone())),
+            ..Default::default()
+        };
+        if let Err(finish) = self.finish(&row, DbStatus::Failed, change).await {
+            tracing::error!(tenant.id = %row.tenant_id, error = %finish.chain(), "cannot mark the row FAILED");
+        }
+        Error::ProvisioningFailed {
+            tenant: row.tenant_id.to_string(),
+            database: row.database_name,
+            message,
         }
     }
 

@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use super::Provisioner;
-use super::steps::Change;
+use super::steps::{Change, Row};
 use crate::catalog::DbStatus;
 use crate::error::Result;
 
@@ -94,21 +94,7 @@ impl Provisioner {
                 .await?;
             if let Some(row) = claimed {
                 tracing::info!(tenant.id = %row.tenant_id, %status, "finishing abandoned work");
-                let result = match status {
-                    DbStatus::Provisioning => {
-                        self.run(move |this| async move { this.provision(row).await.map(drop) })
-                            .await
-                    }
-                    DbStatus::Renaming => {
-                        self.run(move |this| async move { this.finish_rename(row).await.map(drop) })
-                            .await
-                    }
-                    DbStatus::Deleting => self.run(move |this| async move { this.finish_delete(row).await }).await,
-                    _ => {
-                        self.run(move |this| async move { this.finish_migrate(row).await.map(drop) })
-                            .await
-                    }
-                };
+                let result = self.finish_abandoned(row).await;
                 entry.outcome = match result {
                     Ok(()) => ReconcileOutcome::Finished,
                     Err(err) => ReconcileOutcome::Failed(err.to_string()),
@@ -117,5 +103,25 @@ impl Provisioner {
             report.push(entry);
         }
         Ok(report)
+    }
+
+    /// Runs the work a row was abandoned in again, in a task the
+    /// provisioner owns; the row is claimed with a fresh lease.
+    async fn finish_abandoned(&self, row: Row) -> Result<()> {
+        match row.status {
+            DbStatus::Provisioning => {
+                self.run(move |this| async move { this.provision(row).await.map(drop) })
+                    .await
+            }
+            DbStatus::Renaming => {
+                self.run(move |this| async move { this.finish_rename(row).await.map(drop) })
+                    .await
+            }
+            DbStatus::Deleting => self.run(move |this| async move { this.finish_delete(row).await }).await,
+            _ => {
+                self.run(move |this| async move { this.finish_migrate(row).await.map(drop) })
+                    .await
+            }
+        }
     }
 }
