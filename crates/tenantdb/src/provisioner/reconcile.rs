@@ -19,12 +19,16 @@ pub enum ReconcileOutcome {
     Skipped,
 }
 
+/// One abandoned row `reconcile` found, and what it did with it.
 #[derive(Debug, Clone)]
 pub struct Reconciled {
+    /// The tenant of the row.
     pub tenant_id: Uuid,
+    /// The database name the row had.
     pub database_name: String,
     /// The status the row was abandoned in.
     pub status: DbStatus,
+    /// What became of it.
     pub outcome: ReconcileOutcome,
 }
 

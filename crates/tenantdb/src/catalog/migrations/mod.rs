@@ -19,7 +19,7 @@ use m0004_catalog_template::AddTemplatePointer;
 use m0005_safety::AddSafety;
 
 /// Every catalog migration, oldest first.
-pub fn all() -> Vec<Box<dyn MigrationTrait>> {
+pub(super) fn all() -> Vec<Box<dyn MigrationTrait>> {
     vec![
         Box::new(CreateCatalog),
         Box::new(AddGeneration),
