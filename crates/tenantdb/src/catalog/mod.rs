@@ -24,8 +24,8 @@ use sea_orm::{
     SqlxPostgresConnector, SqlxSqliteConnector,
 };
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use uuid::Uuid;
 
 pub use entities::{
@@ -37,6 +37,8 @@ pub use runs::{MigrationRun, MigrationRuns, RunCounts};
 pub use tenant_databases::{Lease, TenantDatabases, TenantExtras};
 
 use crate::error::{Error, Result};
+use crate::file_lock::FileLock;
+use crate::pool_options;
 use crate::private_files;
 
 /// The catalog's own migrations, oldest first.
@@ -134,8 +136,7 @@ impl Catalog {
                 }
                 private_files::create_file(file).map_err(Error::io(format!("cannot create {}", file.display())))?;
             }
-            let pool = SqlitePoolOptions::new()
-                .max_connections(max_connections)
+            let pool = pool_options::sqlite_job(max_connections)
                 .connect_with(options)
                 .await
                 .map_err(Error::server("cannot open the catalog SQLite database"))?;
@@ -144,9 +145,7 @@ impl Catalog {
             let options = PgConnectOptions::from_str(url)
                 .map_err(Error::server("invalid catalog PostgreSQL URL"))?
                 .application_name(CATALOG_APPLICATION_NAME);
-            let pool = PgPoolOptions::new()
-                .max_connections(max_connections)
-                .acquire_timeout(Duration::from_secs(10))
+            let pool = pool_options::postgres_job(max_connections)
                 .connect_with(options)
                 .await
                 .map_err(Error::server("cannot connect to the catalog PostgreSQL database"))?;
@@ -307,7 +306,7 @@ async fn migrate(db: &DatabaseConnection) -> Result<Uuid> {
 /// connection). SQLite: an exclusive lock on a file beside the database.
 enum MigrationLock {
     Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
-    File(std::fs::File),
+    File { _held: FileLock },
     None,
 }
 
@@ -331,13 +330,9 @@ impl MigrationLock {
                 let Some(path) = sqlite_lock_path(db) else {
                     return Ok(Self::None);
                 };
-                let file =
-                    private_files::lock_file(&path).map_err(Error::io(format!("cannot open {}", path.display())))?;
-                let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
-                    .await
-                    .map_err(|err| Error::Task(err.to_string()))?
-                    .map_err(Error::io(format!("cannot lock {}", path.display())))?;
-                Ok(Self::File(file))
+                Ok(Self::File {
+                    _held: FileLock::acquire(&path).await?,
+                })
             }
         }
     }
@@ -351,10 +346,8 @@ impl Drop for MigrationLock {
                 // releases the lock just as surely and cannot be forgotten.
                 conn.close_on_drop();
             }
-            Self::File(file) => {
-                let _ = file.unlock();
-            }
-            Self::None => {}
+            // Dropping a file lock releases it.
+            Self::File { .. } | Self::None => {}
         }
     }
 }

@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{DatabaseConnection, SqlxSqliteConnector};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 use super::{Created, Inventory, Ownership, ServerDatabase, ServerTemplate, TenantDb};
 use crate::config::PoolConfig;
 use crate::error::{Error, Result};
+use crate::file_lock::FileLock;
 use crate::names::TenantId;
+use crate::pool_options;
 use crate::private_files;
 
 #[derive(Debug, Clone)]
@@ -88,18 +90,9 @@ impl SqliteEngine {
         }
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         private_files::create_dir_all(&dir).map_err(Error::io(format!("cannot create {}", dir.display())))?;
-        let lock_path = dir.join(format!("{name}.lock"));
-        let lock =
-            private_files::lock_file(&lock_path).map_err(Error::io(format!("cannot open {}", lock_path.display())))?;
-        let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+        let _lock = FileLock::acquire(&dir.join(format!("{name}.lock"))).await?;
+        self.build_template(&path, &dir.join(format!("{name}.building.db")), migrations)
             .await
-            .map_err(|err| Error::Task(err.to_string()))?
-            .map_err(Error::io("cannot lock the template"))?;
-        let result = self
-            .build_template(&path, &dir.join(format!("{name}.building.db")), migrations)
-            .await;
-        let _ = lock.unlock();
-        result
     }
 
     async fn build_template(
@@ -114,8 +107,7 @@ impl SqliteEngine {
         let _ = std::fs::remove_file(scratch);
         private_files::create_file(scratch).map_err(Error::io(format!("cannot create {}", scratch.display())))?;
         let options = SqliteConnectOptions::new().filename(scratch);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
+        let pool = pool_options::sqlite_job(1)
             .connect_with(options)
             .await
             .map_err(Error::server("cannot build the template"))?;
@@ -239,8 +231,7 @@ impl SqliteEngine {
         // (and so are the WAL files SQLite makes beside it). Opening switches
         // it to WAL, which SQLite records in the file itself.
         private_files::create_file(&path).map_err(Error::io(format!("cannot create {}", path.display())))?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
+        let pool = pool_options::sqlite_job(1)
             .connect_with(self.options(db.tenant))
             .await
             .map_err(Error::server(format!("cannot create database '{}'", db.database)))?;
@@ -267,12 +258,7 @@ impl SqliteEngine {
     }
 
     pub(crate) async fn open_pool(&self, db: &TenantDb, config: &PoolConfig, size: u32) -> Result<DatabaseConnection> {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(size)
-            .min_connections(0)
-            .acquire_timeout(config.acquire_timeout)
-            .idle_timeout(config.idle_timeout)
-            .test_before_acquire(false)
+        let pool = pool_options::tenant::<Sqlite>(config, size)
             // Opening checks the file is there: a missing one is an error,
             // never a new empty database.
             .connect_with(self.options(db.tenant))
@@ -287,8 +273,7 @@ impl SqliteEngine {
     pub(crate) async fn connect(&self, db: &TenantDb, max_connections: u32) -> Result<DatabaseConnection> {
         // No create_if_missing: a missing file is an error, never a silent
         // new empty database.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max_connections)
+        let pool = pool_options::sqlite_job(max_connections)
             .connect_with(self.options(db.tenant))
             .await
             .map_err(Error::server(format!("cannot open database '{}'", db.database)))?;

@@ -1,4 +1,5 @@
-//! Keeps a row's lease alive while work on it runs.
+//! Leases: a unique one for each operation, and `LeaseKeeper`, which keeps
+//! a row's lease alive while work on it runs.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -7,7 +8,8 @@ use std::time::Instant;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::catalog::{Catalog, Lease};
+use super::Provisioner;
+use crate::catalog::{Catalog, Lease, tenant_database};
 use crate::error::{Error, Result};
 
 /// Renews the lease every third of its TTL until dropped. If a renewal finds
@@ -77,5 +79,30 @@ impl LeaseKeeper {
 impl Drop for LeaseKeeper {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+impl Provisioner {
+    /// A lease for one operation: unique, so a restarted process, a second
+    /// operation of this one, or the reconciler never mistakes another
+    /// operation's lease for its own.
+    pub(super) fn new_lease(&self) -> Lease {
+        Lease {
+            owner: format!("{}:{}", self.inner.lease_prefix, Uuid::new_v4().simple()),
+            ttl: self.inner.lease_ttl,
+        }
+    }
+
+    /// A lease for a fleet run (see `new_lease`).
+    pub(crate) fn run_lease(&self) -> Lease {
+        self.new_lease()
+    }
+
+    /// The lease a claimed row carries.
+    pub(super) fn lease_of(&self, row: &tenant_database::Model) -> Lease {
+        Lease {
+            owner: row.lease_owner.clone().unwrap_or_default(),
+            ttl: self.inner.lease_ttl,
+        }
     }
 }

@@ -13,8 +13,14 @@
 //! with a lease that expires; [`Provisioner::reconcile`] then runs the same
 //! steps again, which finishes the work.
 
+mod create;
+mod delete;
 mod lease;
-mod ops;
+mod migrate;
+mod names;
+mod reconcile;
+mod rename;
+mod steps;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,7 +29,7 @@ use chrono::Utc;
 use sea_orm::Set;
 use uuid::Uuid;
 
-use crate::catalog::{Catalog, DbStatus, Lease, TenantStatus, tenant_database, tenants};
+use crate::catalog::{Catalog, TenantStatus, tenant_database, tenants};
 use crate::engine::{Engine, TenantDb};
 use crate::error::{Error, Result};
 use crate::migrate::TenantMigrations;
@@ -31,7 +37,7 @@ use crate::names::{DatabaseName, DatabasePrefix, RoleName, TenantId, TenantRef, 
 use crate::pools::TenantPools;
 use crate::templates::Templates;
 
-pub use ops::{ReconcileOutcome, Reconciled};
+pub use reconcile::{ReconcileOutcome, Reconciled};
 
 /// How long a rename or delete waits for this process's borrowed
 /// connections to come back before going ahead (PostgreSQL then ends the
@@ -206,67 +212,6 @@ impl Provisioner {
         crate::migration_set::check(&self.inner.catalog, &self.inner.migrations).await
     }
 
-    /// Validates a requested database name: the rules of `DatabaseName` and
-    /// the reserved names of this deployment.
-    pub fn parse_database_name(&self, name: &str) -> Result<DatabaseName> {
-        let parsed = DatabaseName::parse(name, &self.inner.prefix)?;
-        if self.inner.reserved.iter().any(|r| r == name) {
-            return Err(Error::invalid(
-                "database name",
-                name,
-                "must not be the catalog's own database",
-            ));
-        }
-        Ok(parsed)
-    }
-
-    /// Refuses a name that is taken in the catalog or exists on the server.
-    async fn check_name_free(&self, name: &DatabaseName) -> Result<()> {
-        if self.inner.reserved.iter().any(|r| r == name.as_str()) {
-            return Err(Error::AlreadyExists(format!(
-                "database name '{name}' is the catalog's own database"
-            )));
-        }
-        if self
-            .inner
-            .catalog
-            .tenant_databases()
-            .name_taken(self.inner.server_id, name.as_str())
-            .await?
-        {
-            return Err(Error::AlreadyExists(format!("database name '{name}' is already taken")));
-        }
-        if self.inner.engine.name_in_use(name).await? {
-            return Err(Error::AlreadyExists(format!(
-                "database '{name}' already exists on the server; tenantdb never adopts a database it did not create"
-            )));
-        }
-        Ok(())
-    }
-
-    /// The requested name if it is free; else a generated one, with a
-    /// random suffix when the plain one is taken.
-    async fn choose_name(&self, requested: Option<&str>, slug: &TenantSlug, id: TenantId) -> Result<DatabaseName> {
-        if let Some(requested) = requested {
-            let name = self.parse_database_name(requested)?;
-            self.check_name_free(&name).await?;
-            return Ok(name);
-        }
-        let mut name = DatabaseName::generate(&self.inner.prefix, slug, id);
-        for _ in 0..8 {
-            match self.check_name_free(&name).await {
-                Err(Error::AlreadyExists(_)) => {
-                    let suffix = format!("{:08x}", rand::random::<u32>());
-                    name = DatabaseName::with_suffix(&self.inner.prefix, slug, &suffix);
-                }
-                other => return other.map(|()| name),
-            }
-        }
-        Err(Error::AlreadyExists(format!(
-            "no free database name could be generated for slug '{slug}'; request one"
-        )))
-    }
-
     /// The physical identity of a row's database (under its current name).
     pub fn tenant_db(&self, row: &tenant_database::Model) -> TenantDb {
         TenantDb {
@@ -353,56 +298,6 @@ impl Provisioner {
         &self.inner.templates
     }
 
-    /// A lease for one operation: unique, so a restarted process, a second
-    /// operation of this one, or the reconciler never mistakes another
-    /// operation's lease for its own.
-    fn new_lease(&self) -> Lease {
-        Lease {
-            owner: format!("{}:{}", self.inner.lease_prefix, Uuid::new_v4().simple()),
-            ttl: self.inner.lease_ttl,
-        }
-    }
-
-    /// A lease for a fleet run (see `new_lease`).
-    pub(crate) fn run_lease(&self) -> Lease {
-        self.new_lease()
-    }
-
-    /// The lease a claimed row carries.
-    fn lease_of(&self, row: &tenant_database::Model) -> Lease {
-        Lease {
-            owner: row.lease_owner.clone().unwrap_or_default(),
-            ttl: self.inner.lease_ttl,
-        }
-    }
-
-    /// A PROVISIONING row for a new database, leased to us.
-    fn new_row(&self, tenant: TenantId, database: &DatabaseName) -> tenant_database::ActiveModel {
-        let now = Utc::now();
-        let lease = self.new_lease();
-        tenant_database::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            tenant_id: Set(tenant.as_uuid()),
-            server_id: Set(self.inner.server_id),
-            database_name: Set(database.as_str().to_owned()),
-            pending_database_name: Set(None),
-            read_server_id: Set(self.inner.server_id),
-            read_database_name: Set(database.as_str().to_owned()),
-            role_name: Set(RoleName::for_tenant(&self.inner.prefix, tenant).as_str().to_owned()),
-            secret_version: Set(self.inner.secret_version),
-            status: Set(DbStatus::Provisioning),
-            schema_version: Set(None),
-            last_migration_at: Set(None),
-            error_message: Set(None),
-            purge_tenant: Set(false),
-            lease_owner: Set(Some(lease.owner)),
-            lease_expires_at: Set(Some(now + chrono::Duration::from_std(lease.ttl).unwrap_or_default())),
-            version: Set(0),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-    }
-
     /// Runs work in a task the provisioner owns: dropping the returned
     /// future does not cancel it, and `shutdown` waits for it.
     async fn run<F, Fut, T>(&self, work: F) -> Result<T>
@@ -422,35 +317,6 @@ impl Provisioner {
         work: impl Future<Output = T> + Send + 'static,
     ) -> tokio::task::JoinHandle<T> {
         self.inner.tasks.spawn(work)
-    }
-
-    /// Finishes abandoned work in the background: every third of a lease
-    /// period, rows whose lease expired (a process died or was restarted
-    /// mid-operation) are reconciled, until `stop` is cancelled. Several
-    /// instances may run one each: a row is claimed by one conditional
-    /// UPDATE, so the work is never done twice.
-    pub fn spawn_reconciler(&self, stop: tokio_util::sync::CancellationToken) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
-        let period = self.inner.lease_ttl / 3;
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(period) => {}
-                }
-                match this.reconcile().await {
-                    Ok(report) => {
-                        for entry in report.iter().filter(|e| e.outcome != ReconcileOutcome::Skipped) {
-                            tracing::info!(
-                                tenant.id = %entry.tenant_id, status = %entry.status, outcome = ?entry.outcome,
-                                "finished abandoned work"
-                            );
-                        }
-                    }
-                    Err(err) => tracing::warn!(error = %err.chain(), "reconciling abandoned work failed"),
-                }
-            }
-        })
     }
 
     /// Waits for every operation under way (call after the service stops

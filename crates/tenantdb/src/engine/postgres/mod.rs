@@ -11,28 +11,30 @@
 //!   at any moment, including while it is being made.
 //! - A database is "ours" when its owner is the tenant's marked role.
 //! - The server only ever sees a SCRAM verifier of the role's password.
+//!
+//! This file holds the engine and its admin pool; the parts are
+//! `roles`, `databases`, `templates`, `inventory` (for `doctor`) and
+//! `options` (connections as a tenant's role).
+
+mod databases;
+mod inventory;
+mod options;
+mod roles;
+mod templates;
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{DatabaseConnection, SqlxPostgresConnector};
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::{AssertSqlSafe, ConnectOptions};
 use uuid::Uuid;
 
-use super::{
-    Backends, Created, Inventory, MarkedRole, Ownership, ServerDatabase, ServerTemplate, TENANT_APPLICATION_NAME,
-    TenantDb,
-};
-use crate::config::PoolConfig;
+use super::Backends;
 use crate::error::{Error, Result};
-use crate::names::{DatabaseName, DatabasePrefix, RoleName, TenantId, quote_ident, quote_literal};
+use crate::pool_options;
 use crate::secret::TenantSecret;
-use templates::{FOUND_DATABASE, FoundDatabase, TemplateState};
-
-mod templates;
 
 /// SQLSTATE: object in use (a database someone is connected to).
 const OBJECT_IN_USE: &str = "55006";
@@ -45,6 +47,7 @@ const DEPENDENT_OBJECTS: &str = "2BP01";
 /// The oldest server we support: `DROP DATABASE ... WITH (FORCE)` is 13+.
 const MIN_SERVER_VERSION: i32 = 130_000;
 
+/// A PostgreSQL tenant server, reached through an admin pool.
 #[derive(Clone)]
 pub struct PostgresEngine {
     inner: Arc<Inner>,
@@ -82,9 +85,7 @@ impl PostgresEngine {
         let options = PgConnectOptions::from_str(url.expose_secret())
             .map_err(Error::server("invalid tenant server URL"))?
             .application_name("tenantdb-admin");
-        let admin = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+        let admin = pool_options::postgres_job(max_connections)
             // DDL commits without waiting for its WAL to reach disk (one
             // fsync each would be most of a provisioning's cost); `flush`
             // makes it all durable with one synchronous commit before the
@@ -133,6 +134,7 @@ impl PostgresEngine {
             .map_err(Error::server("cannot flush the tenant server's log"))
     }
 
+    /// Where the server is (no secrets).
     pub(crate) fn describe(&self) -> serde_json::Value {
         let options = &self.inner.options;
         serde_json::json!({
@@ -148,477 +150,8 @@ impl PostgresEngine {
         &self.inner.admin
     }
 
-    fn marker(&self, db: &TenantDb) -> String {
-        format!("tenantdb catalog={} tenant={}", self.inner.catalog_id, db.tenant)
-    }
-
-    pub(crate) async fn name_in_use(&self, name: &DatabaseName) -> Result<bool> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(name.as_str())
-            .fetch_one(&self.inner.admin)
-            .await
-            .map_err(Error::server(format!("cannot look up database '{name}'")))
-    }
-
-    pub(crate) async fn ownership(&self, db: &TenantDb, name: &DatabaseName) -> Result<Ownership> {
-        let row = sqlx::query(
-            "SELECT r.rolname::text AS owner, shobj_description(r.oid, 'pg_authid') AS mark
-             FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE d.datname = $1",
-        )
-        .bind(name.as_str())
-        .fetch_optional(&self.inner.admin)
-        .await
-        .map_err(Error::server(format!("cannot look up database '{name}'")))?;
-        let Some(row) = row else {
-            return Ok(Ownership::Missing);
-        };
-        let owner: String = row.get("owner");
-        let mark: Option<String> = row.get("mark");
-        let ours = owner == db.role.as_str() && mark.as_deref() == Some(self.marker(db).as_str());
-        Ok(if ours { Ownership::Ours } else { Ownership::Foreign })
-    }
-
-    /// The role's comment, or `None` when the role does not exist.
-    async fn role_mark(&self, role: &RoleName) -> Result<Option<Option<String>>> {
-        let row: Option<(Option<String>,)> =
-            sqlx::query_as("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1")
-                .bind(role.as_str())
-                .fetch_optional(&self.inner.admin)
-                .await
-                .map_err(Error::server(format!("cannot look up role '{role}'")))?;
-        Ok(row.map(|(mark,)| mark))
-    }
-
-    pub(crate) async fn ensure_role(&self, db: &TenantDb) -> Result<()> {
-        let role = quote_ident(db.role.as_str());
-        let password = quote_literal(&self.inner.secret.verifier_for(db.tenant));
-        let limit = self.inner.role_connection_limit;
-        match self.role_mark(&db.role).await? {
-            Some(mark) if mark.as_deref() == Some(self.marker(db).as_str()) => {
-                let sql = format!(
-                    "ALTER ROLE {role} WITH LOGIN CONNECTION LIMIT {limit} PASSWORD {password}; \
-                     GRANT {role} TO current_user"
-                );
-                self.exec(&sql, || format!("cannot update role '{}'", db.role)).await
-            }
-            Some(_) => Err(Error::NotOurs {
-                tenant: db.tenant.to_string(),
-                database: format!("(role) {}", db.role),
-            }),
-            None => {
-                let create = format!(
-                    "CREATE ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
-                     NOBYPASSRLS CONNECTION LIMIT {limit} PASSWORD {password}"
-                );
-                let comment = format!("COMMENT ON ROLE {role} IS {}", quote_literal(&self.marker(db)));
-                // An admin that is not a superuser (CREATEDB and CREATEROLE
-                // only) must be a member of a role to create a database
-                // owned by it, and to alter or drop that database later.
-                let grant = format!("GRANT {role} TO current_user");
-                // One simple query: one implicit transaction, one round
-                // trip, and the role never exists without its mark.
-                let result = sqlx::raw_sql(AssertSqlSafe(format!("{create}; {comment}; {grant}")))
-                    .execute(&self.inner.admin)
-                    .await;
-                match result {
-                    Ok(_) => Ok(()),
-                    // Two processes raced to create it: the winner's role
-                    // carries the same mark, which the next call checks.
-                    Err(err) if sql_state(&err).as_deref() == Some(DUPLICATE_OBJECT) => {
-                        Box::pin(self.ensure_role(db)).await
-                    }
-                    Err(err) => Err(Error::server(format!("cannot create role '{}'", db.role))(err)),
-                }
-            }
-        }
-    }
-
-    pub(crate) async fn create_database(&self, db: &TenantDb, template: Option<&str>) -> Result<Created> {
-        let name = quote_ident(db.database.as_str());
-        match self.ownership(db, &db.database).await? {
-            Ownership::Foreign => Err(Error::NotOurs {
-                tenant: db.tenant.to_string(),
-                database: db.database.to_string(),
-            }),
-            Ownership::Ours => Ok(Created::Existing),
-            Ownership::Missing => {
-                // template0, not template1: nobody can connect to template0,
-                // so no session can block the copy and no role can have
-                // planted objects in it.
-                let create = |from: &str| {
-                    format!(
-                        "CREATE DATABASE {name} WITH OWNER {} TEMPLATE {} ALLOW_CONNECTIONS false",
-                        quote_ident(db.role.as_str()),
-                        quote_ident(from)
-                    )
-                };
-                let context = || format!("cannot create database '{}'", db.database);
-                let is_duplicate = |err: &Error| matches!(err, Error::Server { source, .. } if sql_state(source).as_deref() == Some(DUPLICATE_DATABASE));
-                let mut cloned = None;
-                if let Some(from) = template {
-                    match self.clone_template(&create(from), context).await {
-                        Ok(()) => cloned = Some(Ok(Created::Cloned)),
-                        Err(err) if is_duplicate(&err) => cloned = Some(Err(err)),
-                        // The template is gone (a newer deploy replaced it)
-                        // or busy: the migrations replayed on template0
-                        // give the same schema, only slower.
-                        Err(err) => {
-                            tracing::warn!(template = from, error = %err.chain(), "cloning the template failed; replaying migrations");
-                        }
-                    }
-                }
-                let result = match cloned {
-                    Some(result) => result,
-                    None => self
-                        .exec_retrying(&create("template0"), context)
-                        .await
-                        .map(|()| Created::Empty),
-                };
-                match result {
-                    Ok(created) => Ok(created),
-                    // Lost a race to another creator: only fine if it is ours.
-                    Err(err) if is_duplicate(&err) && self.ownership(db, &db.database).await? == Ownership::Ours => {
-                        Ok(Created::Existing)
-                    }
-                    Err(err) => Err(err),
-                }
-            }
-        }
-    }
-
-    /// Clones a template: PostgreSQL refuses while anyone is connected to
-    /// it (nobody should be: templates accept no connections), after
-    /// waiting up to 5 s itself for the sessions to leave. A busy template
-    /// is tried once more after a short pause, then the caller falls back
-    /// to replaying migrations rather than waiting longer.
-    async fn clone_template(&self, sql: &str, context: impl Fn() -> String) -> Result<()> {
-        let run = || sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&self.inner.admin);
-        let result = match run().await {
-            Err(err) if sql_state(&err).as_deref() == Some(OBJECT_IN_USE) => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                run().await
-            }
-            other => other,
-        };
-        result.map(drop).map_err(|err| Error::server(context())(err))
-    }
-
-    /// The tenant a role mark of this catalog names, if it is one.
-    fn marked_tenant(&self, mark: Option<&str>) -> Option<TenantId> {
-        let rest = mark?.strip_prefix(&format!("tenantdb catalog={} tenant=", self.inner.catalog_id))?;
-        TenantId::parse(rest).ok()
-    }
-
-    pub(crate) async fn inventory(&self, prefix: &DatabasePrefix, stem: &str) -> Result<Inventory> {
-        let context = || "cannot list the databases of the tenant server".to_owned();
-        let tenant_marks = format!("tenantdb catalog={} tenant=%", self.inner.catalog_id);
-        let template_marks = format!("tenantdb template catalog={} %", self.inner.catalog_id);
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "{FOUND_DATABASE} WHERE starts_with(d.datname, $1) OR starts_with(d.datname, $2) \
-             OR shobj_description(r.oid, 'pg_authid') LIKE $3 \
-             OR shobj_description(d.oid, 'pg_database') LIKE $4 \
-             OR shobj_description(r.oid, 'pg_authid') = $5 \
-             ORDER BY d.datname"
-        )))
-        .bind(prefix.as_str())
-        .bind(stem)
-        .bind(&tenant_marks)
-        .bind(&template_marks)
-        .bind(self.template_owner_marker())
-        .fetch_all(&self.inner.admin)
-        .await
-        .map_err(|err| Error::server(context())(err))?;
-        let mut inventory = Inventory::default();
-        for found in rows.iter().map(FoundDatabase::from_row) {
-            let tenant = self.marked_tenant(found.owner_mark.as_deref());
-            if tenant.is_none() {
-                let version = match self.classify_template(&found) {
-                    TemplateState::Ready(version) => Some(Some(version)),
-                    TemplateState::Building => Some(None),
-                    TemplateState::Missing | TemplateState::Foreign => None,
-                };
-                if let Some(version) = version {
-                    inventory.templates.push(ServerTemplate {
-                        name: found.name,
-                        version,
-                    });
-                    continue;
-                }
-            }
-            inventory.databases.push(ServerDatabase {
-                name: found.name,
-                tenant,
-                owner: Some(found.owner),
-            });
-        }
-        let roles: Vec<(String, Option<String>)> = sqlx::query_as(
-            "SELECT rolname::text, shobj_description(oid, 'pg_authid') FROM pg_roles \
-             WHERE shobj_description(oid, 'pg_authid') LIKE $1 OR starts_with(rolname, $2) \
-                OR starts_with(rolname, $3) ORDER BY rolname",
-        )
-        .bind(&tenant_marks)
-        .bind(prefix.as_str())
-        .bind(stem.trim_end_matches('-'))
-        .fetch_all(&self.inner.admin)
-        .await
-        .map_err(|err| Error::server("cannot list the roles of the tenant server")(err))?;
-        let template_owner = self.template_owner_marker();
-        for (name, mark) in roles {
-            if let Some(tenant) = self.marked_tenant(mark.as_deref()) {
-                inventory.roles.push(MarkedRole { name, tenant });
-            } else if mark.as_deref() != Some(template_owner.as_str()) {
-                inventory.foreign_roles.push(name);
-            }
-        }
-        Ok(inventory)
-    }
-
-    /// Drops a role this catalog marked for `tenant`; any other is refused.
-    /// A role that still has objects or privileges elsewhere (granted by
-    /// hand: PostgreSQL refuses with 2BP01) cannot be dropped without
-    /// reaching into other databases: it is locked out (`NOLOGIN`) instead,
-    /// and `doctor` reports it as an orphan role.
-    pub(crate) async fn drop_role(&self, tenant: TenantId, role: &RoleName) -> Result<()> {
-        match self.role_mark(role).await? {
-            None => Ok(()),
-            Some(mark) if self.marked_tenant(mark.as_deref()) == Some(tenant) => {
-                let quoted = quote_ident(role.as_str());
-                let sql = format!("DROP ROLE IF EXISTS {quoted}");
-                match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.inner.admin).await {
-                    Ok(_) => Ok(()),
-                    Err(err) if sql_state(&err).as_deref() == Some(DEPENDENT_OBJECTS) => {
-                        tracing::warn!(
-                            tenant.id = %tenant, role = %role, error = %err,
-                            "the tenant's role still has objects or privileges elsewhere; locking it out instead of dropping it"
-                        );
-                        let lock = format!("ALTER ROLE {quoted} WITH NOLOGIN");
-                        self.exec(&lock, || format!("cannot lock out role '{role}'")).await
-                    }
-                    Err(err) => Err(Error::server(format!("cannot drop role '{role}'"))(err)),
-                }
-            }
-            Some(_) => Err(Error::NotOurs {
-                tenant: tenant.to_string(),
-                database: format!("(role) {role}"),
-            }),
-        }
-    }
-
-    pub(crate) async fn open_database(&self, db: &TenantDb) -> Result<()> {
-        if self.ownership(db, &db.database).await? != Ownership::Ours {
-            return Err(Error::NotOurs {
-                tenant: db.tenant.to_string(),
-                database: db.database.to_string(),
-            });
-        }
-        let name = quote_ident(db.database.as_str());
-        let context = || format!("cannot secure database '{}'", db.database);
-        // One simple query is one transaction: the database opens only
-        // together with its revoke and mark, at the cost of one commit.
-        let sql = format!(
-            "REVOKE ALL ON DATABASE {name} FROM PUBLIC; COMMENT ON DATABASE {name} IS {}; \
-             ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true",
-            quote_literal(&self.marker(db))
-        );
-        self.exec(&sql, context).await
-    }
-
-    pub(crate) async fn drop_tenant(&self, db: &TenantDb) -> Result<()> {
-        self.drop_database(db).await?;
-        self.drop_role(db.tenant, &db.role).await
-    }
-
-    /// Drops the tenant's database if it is ours (its owner is the
-    /// tenant's marked role); leaves anything else untouched.
-    pub(crate) async fn drop_database(&self, db: &TenantDb) -> Result<()> {
-        match self.ownership(db, &db.database).await? {
-            Ownership::Foreign => {
-                // Somebody else's database under this name (it appeared
-                // after our check): nothing of ours to drop there.
-                tracing::warn!(
-                    tenant.id = %db.tenant, database = %db.database,
-                    "leaving a database tenantdb did not create untouched"
-                );
-            }
-            Ownership::Ours => {
-                let name = quote_ident(db.database.as_str());
-                let context = || format!("cannot drop database '{}'", db.database);
-                // A database whose DROP was interrupted is invalid
-                // (`datconnlimit = -2`, PostgreSQL 13.12+, 14.9+, 15.4+):
-                // every ALTER fails on it, DROP is what is left to do.
-                if !self.is_invalid(db.database.as_str()).await? {
-                    self.exec(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"), context)
-                        .await?;
-                }
-                // FORCE ends the remaining sessions (PostgreSQL 13+).
-                self.exec_retrying(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), context)
-                    .await?;
-            }
-            Ownership::Missing => {}
-        }
-        Ok(())
-    }
-
-    /// Whether an interrupted `DROP DATABASE` left the database invalid.
-    pub(crate) async fn is_invalid(&self, name: &str) -> Result<bool> {
-        let invalid: Option<bool> = sqlx::query_scalar("SELECT datconnlimit = -2 FROM pg_database WHERE datname = $1")
-            .bind(name)
-            .fetch_optional(&self.inner.admin)
-            .await
-            .map_err(Error::server(format!("cannot look up database '{name}'")))?;
-        Ok(invalid.unwrap_or(false))
-    }
-
-    pub(crate) async fn rename(&self, db: &TenantDb, to: &DatabaseName) -> Result<()> {
-        let from_state = self.ownership(db, &db.database).await?;
-        let to_state = self.ownership(db, to).await?;
-        let context = || format!("cannot rename database '{}' to '{to}'", db.database);
-        match (from_state, to_state) {
-            (Ownership::Ours, Ownership::Missing) => {
-                let from = quote_ident(db.database.as_str());
-                self.exec(&format!("ALTER DATABASE {from} WITH ALLOW_CONNECTIONS false"), context)
-                    .await?;
-                self.terminate_sessions(&db.database).await?;
-                let sql = format!("ALTER DATABASE {from} RENAME TO {}", quote_ident(to.as_str()));
-                if let Err(err) = self.exec_retrying(&sql, context).await {
-                    // Leave the old database usable; the caller rolls back.
-                    let reopen = format!("ALTER DATABASE {from} WITH ALLOW_CONNECTIONS true");
-                    let _ = self.exec(&reopen, context).await;
-                    return Err(err);
-                }
-            }
-            // Already renamed by an earlier attempt that died.
-            (Ownership::Missing, Ownership::Ours) => {}
-            (Ownership::Missing, Ownership::Missing) => {
-                return Err(Error::TenantDatabaseNotFound(format!(
-                    "{} (database '{}' is missing on the server)",
-                    db.tenant, db.database
-                )));
-            }
-            _ => {
-                return Err(Error::NotOurs {
-                    tenant: db.tenant.to_string(),
-                    database: to.to_string(),
-                });
-            }
-        }
-        let sql = format!(
-            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
-            quote_ident(to.as_str())
-        );
-        self.exec(&sql, context).await
-    }
-
-    async fn terminate_sessions(&self, name: &DatabaseName) -> Result<()> {
-        sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-        )
-        .bind(name.as_str())
-        .execute(&self.inner.admin)
-        .await
-        .map_err(Error::server(format!("cannot end the sessions of database '{name}'")))?;
-        Ok(())
-    }
-
-    /// Connection options for the tenant's role on its database, derived
-    /// from the admin options (never by formatting a URL).
-    pub fn tenant_options(&self, db: &TenantDb) -> PgConnectOptions {
-        let password = self.inner.secret.password_for(db.tenant);
-        self.inner
-            .options
-            .clone()
-            .username(db.role.as_str())
-            .password(password.expose_secret())
-            .database(db.database.as_str())
-            .application_name(TENANT_APPLICATION_NAME)
-    }
-
-    pub(crate) async fn connect(&self, db: &TenantDb, max_connections: u32) -> Result<DatabaseConnection> {
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(self.tenant_options(db))
-            .await
-            .map_err(Error::server(format!(
-                "cannot connect to database '{}' as role '{}'",
-                db.database, db.role
-            )))?;
-        Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
-    }
-
-    pub(crate) async fn open_pool(
-        &self,
-        db: &TenantDb,
-        config: &PoolConfig,
-        size: u32,
-    ) -> Result<(DatabaseConnection, Backends)> {
-        let validate_after = config.validate_after_idle;
-        let backends = Backends::default();
-        // Every new connection checks where it landed and records its
-        // backend pid, in one round trip (the simple query protocol: no
-        // statement to prepare).
-        let expected = (db.database.to_string(), db.role.to_string());
-        let wrong: Arc<std::sync::Mutex<Option<(String, String)>>> = Arc::default();
-        let pool = PgPoolOptions::new()
-            .max_connections(size)
-            .min_connections(0)
-            .acquire_timeout(config.acquire_timeout)
-            .idle_timeout(config.idle_timeout)
-            .test_before_acquire(false)
-            .after_connect({
-                let backends = backends.clone();
-                let wrong = wrong.clone();
-                move |conn, _| {
-                    let backends = backends.clone();
-                    let wrong = wrong.clone();
-                    let expected = expected.clone();
-                    Box::pin(async move {
-                        // `current_catalog` and `current_user` are SQL keywords,
-                        // not functions: a fresh backend skips two catalog
-                        // lookups (about 0.1 ms of a cold pool's first query).
-                        let row = sqlx::raw_sql("SELECT current_catalog, current_user, pg_backend_pid()")
-                            .fetch_one(&mut *conn)
-                            .await?;
-                        let found: (String, String) = (row.try_get(0)?, row.try_get(1)?);
-                        if found != expected {
-                            *wrong.lock().unwrap_or_else(|e| e.into_inner()) = Some(found);
-                            return Err(sqlx::Error::Protocol("connected to the wrong database or role".into()));
-                        }
-                        backends.add(row.try_get(2)?);
-                        Ok(())
-                    })
-                }
-            })
-            .before_acquire(move |conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= validate_after {
-                        conn.ping().await?;
-                    }
-                    Ok(true)
-                })
-            })
-            .connect_with(self.tenant_options(db))
-            .await;
-        let pool = match pool {
-            Ok(pool) => pool,
-            Err(err) => {
-                if let Some((found, role)) = wrong.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                    return Err(Error::WrongDatabase {
-                        tenant: db.tenant.to_string(),
-                        expected: db.database.to_string(),
-                        found,
-                        role,
-                    });
-                }
-                return Err(Error::server(format!(
-                    "cannot connect to database '{}' of tenant '{}'",
-                    db.database, db.tenant
-                ))(err));
-            }
-        };
-        Ok((SqlxPostgresConnector::from_sqlx_postgres_pool(pool), backends))
-    }
-
+    /// Waits (up to `max_wait`) until the backends of a closed pool have
+    /// left `pg_stat_activity`.
     pub(crate) async fn wait_closed(&self, backends: &Backends, max_wait: Duration) {
         let pids = backends.pids();
         if pids.is_empty() {

@@ -14,7 +14,6 @@
 //! neither give it away nor make it a template.
 
 use sea_orm::SqlxPostgresConnector;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, Connection};
 
 use super::{DUPLICATE_OBJECT, PostgresEngine, sql_state};
@@ -213,8 +212,7 @@ impl PostgresEngine {
         crate::faults::reached(crate::faults::Step::TemplateCreated);
         // Objects made as pg_database_owner belong to whoever owns the
         // database: in a clone, the tenant's role.
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
+        let pool = crate::pool_options::postgres_job(1)
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     sqlx::raw_sql("SET ROLE pg_database_owner").execute(&mut *conn).await?;

@@ -1,0 +1,226 @@
+//! Tenant databases: created owned by the tenant's role and closed to
+//! everybody else before anyone can connect, renamed and dropped only when
+//! they are ours (owned by the tenant's marked role).
+
+use std::time::Duration;
+
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{DUPLICATE_DATABASE, OBJECT_IN_USE, PostgresEngine, sql_state};
+use crate::engine::{Created, Ownership, TenantDb};
+use crate::error::{Error, Result};
+use crate::names::{DatabaseName, quote_ident, quote_literal};
+
+impl PostgresEngine {
+    pub(crate) async fn name_in_use(&self, name: &DatabaseName) -> Result<bool> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name.as_str())
+            .fetch_one(&self.inner.admin)
+            .await
+            .map_err(Error::server(format!("cannot look up database '{name}'")))
+    }
+
+    pub(crate) async fn ownership(&self, db: &TenantDb, name: &DatabaseName) -> Result<Ownership> {
+        let row = sqlx::query(
+            "SELECT r.rolname::text AS owner, shobj_description(r.oid, 'pg_authid') AS mark
+             FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE d.datname = $1",
+        )
+        .bind(name.as_str())
+        .fetch_optional(&self.inner.admin)
+        .await
+        .map_err(Error::server(format!("cannot look up database '{name}'")))?;
+        let Some(row) = row else {
+            return Ok(Ownership::Missing);
+        };
+        let owner: String = row.get("owner");
+        let mark: Option<String> = row.get("mark");
+        let ours = owner == db.role.as_str() && mark.as_deref() == Some(self.marker(db).as_str());
+        Ok(if ours { Ownership::Ours } else { Ownership::Foreign })
+    }
+
+    pub(crate) async fn create_database(&self, db: &TenantDb, template: Option<&str>) -> Result<Created> {
+        let name = quote_ident(db.database.as_str());
+        match self.ownership(db, &db.database).await? {
+            Ownership::Foreign => Err(Error::NotOurs {
+                tenant: db.tenant.to_string(),
+                database: db.database.to_string(),
+            }),
+            Ownership::Ours => Ok(Created::Existing),
+            Ownership::Missing => {
+                // template0, not template1: nobody can connect to template0,
+                // so no session can block the copy and no role can have
+                // planted objects in it.
+                let create = |from: &str| {
+                    format!(
+                        "CREATE DATABASE {name} WITH OWNER {} TEMPLATE {} ALLOW_CONNECTIONS false",
+                        quote_ident(db.role.as_str()),
+                        quote_ident(from)
+                    )
+                };
+                let context = || format!("cannot create database '{}'", db.database);
+                let is_duplicate = |err: &Error| matches!(err, Error::Server { source, .. } if sql_state(source).as_deref() == Some(DUPLICATE_DATABASE));
+                let mut cloned = None;
+                if let Some(from) = template {
+                    match self.clone_template(&create(from), context).await {
+                        Ok(()) => cloned = Some(Ok(Created::Cloned)),
+                        Err(err) if is_duplicate(&err) => cloned = Some(Err(err)),
+                        // The template is gone (a newer deploy replaced it)
+                        // or busy: the migrations replayed on template0
+                        // give the same schema, only slower.
+                        Err(err) => {
+                            tracing::warn!(template = from, error = %err.chain(), "cloning the template failed; replaying migrations");
+                        }
+                    }
+                }
+                let result = match cloned {
+                    Some(result) => result,
+                    None => self
+                        .exec_retrying(&create("template0"), context)
+                        .await
+                        .map(|()| Created::Empty),
+                };
+                match result {
+                    Ok(created) => Ok(created),
+                    // Lost a race to another creator: only fine if it is ours.
+                    Err(err) if is_duplicate(&err) && self.ownership(db, &db.database).await? == Ownership::Ours => {
+                        Ok(Created::Existing)
+                    }
+                    Err(err) => Err(err),
+                }
+            }
+        }
+    }
+
+    /// Clones a template: PostgreSQL refuses while anyone is connected to
+    /// it (nobody should be: templates accept no connections), after
+    /// waiting up to 5 s itself for the sessions to leave. A busy template
+    /// is tried once more after a short pause, then the caller falls back
+    /// to replaying migrations rather than waiting longer.
+    async fn clone_template(&self, sql: &str, context: impl Fn() -> String) -> Result<()> {
+        let run = || sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&self.inner.admin);
+        let result = match run().await {
+            Err(err) if sql_state(&err).as_deref() == Some(OBJECT_IN_USE) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                run().await
+            }
+            other => other,
+        };
+        result.map(drop).map_err(|err| Error::server(context())(err))
+    }
+
+    pub(crate) async fn open_database(&self, db: &TenantDb) -> Result<()> {
+        if self.ownership(db, &db.database).await? != Ownership::Ours {
+            return Err(Error::NotOurs {
+                tenant: db.tenant.to_string(),
+                database: db.database.to_string(),
+            });
+        }
+        let name = quote_ident(db.database.as_str());
+        let context = || format!("cannot secure database '{}'", db.database);
+        // One simple query is one transaction: the database opens only
+        // together with its revoke and mark, at the cost of one commit.
+        let sql = format!(
+            "REVOKE ALL ON DATABASE {name} FROM PUBLIC; COMMENT ON DATABASE {name} IS {}; \
+             ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true",
+            quote_literal(&self.marker(db))
+        );
+        self.exec(&sql, context).await
+    }
+
+    pub(crate) async fn drop_tenant(&self, db: &TenantDb) -> Result<()> {
+        self.drop_database(db).await?;
+        self.drop_role(db.tenant, &db.role).await
+    }
+
+    /// Drops the tenant's database if it is ours (its owner is the
+    /// tenant's marked role); leaves anything else untouched.
+    pub(crate) async fn drop_database(&self, db: &TenantDb) -> Result<()> {
+        match self.ownership(db, &db.database).await? {
+            Ownership::Foreign => {
+                // Somebody else's database under this name (it appeared
+                // after our check): nothing of ours to drop there.
+                tracing::warn!(
+                    tenant.id = %db.tenant, database = %db.database,
+                    "leaving a database tenantdb did not create untouched"
+                );
+            }
+            Ownership::Ours => {
+                let name = quote_ident(db.database.as_str());
+                let context = || format!("cannot drop database '{}'", db.database);
+                // A database whose DROP was interrupted is invalid
+                // (`datconnlimit = -2`, PostgreSQL 13.12+, 14.9+, 15.4+):
+                // every ALTER fails on it, DROP is what is left to do.
+                if !self.is_invalid(db.database.as_str()).await? {
+                    self.exec(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"), context)
+                        .await?;
+                }
+                // FORCE ends the remaining sessions (PostgreSQL 13+).
+                self.exec_retrying(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), context)
+                    .await?;
+            }
+            Ownership::Missing => {}
+        }
+        Ok(())
+    }
+
+    /// Whether an interrupted `DROP DATABASE` left the database invalid.
+    pub(crate) async fn is_invalid(&self, name: &str) -> Result<bool> {
+        let invalid: Option<bool> = sqlx::query_scalar("SELECT datconnlimit = -2 FROM pg_database WHERE datname = $1")
+            .bind(name)
+            .fetch_optional(&self.inner.admin)
+            .await
+            .map_err(Error::server(format!("cannot look up database '{name}'")))?;
+        Ok(invalid.unwrap_or(false))
+    }
+
+    pub(crate) async fn rename(&self, db: &TenantDb, to: &DatabaseName) -> Result<()> {
+        let from_state = self.ownership(db, &db.database).await?;
+        let to_state = self.ownership(db, to).await?;
+        let context = || format!("cannot rename database '{}' to '{to}'", db.database);
+        match (from_state, to_state) {
+            (Ownership::Ours, Ownership::Missing) => {
+                let from = quote_ident(db.database.as_str());
+                self.exec(&format!("ALTER DATABASE {from} WITH ALLOW_CONNECTIONS false"), context)
+                    .await?;
+                self.terminate_sessions(&db.database).await?;
+                let sql = format!("ALTER DATABASE {from} RENAME TO {}", quote_ident(to.as_str()));
+                if let Err(err) = self.exec_retrying(&sql, context).await {
+                    // Leave the old database usable; the caller rolls back.
+                    let reopen = format!("ALTER DATABASE {from} WITH ALLOW_CONNECTIONS true");
+                    let _ = self.exec(&reopen, context).await;
+                    return Err(err);
+                }
+            }
+            // Already renamed by an earlier attempt that died.
+            (Ownership::Missing, Ownership::Ours) => {}
+            (Ownership::Missing, Ownership::Missing) => {
+                return Err(Error::TenantDatabaseNotFound(format!(
+                    "{} (database '{}' is missing on the server)",
+                    db.tenant, db.database
+                )));
+            }
+            _ => {
+                return Err(Error::NotOurs {
+                    tenant: db.tenant.to_string(),
+                    database: to.to_string(),
+                });
+            }
+        }
+        let sql = format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
+            quote_ident(to.as_str())
+        );
+        self.exec(&sql, context).await
+    }
+
+    async fn terminate_sessions(&self, name: &DatabaseName) -> Result<()> {
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(name.as_str())
+        .execute(&self.inner.admin)
+        .await
+        .map_err(Error::server(format!("cannot end the sessions of database '{name}'")))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,166 @@
+//! Create: the steps that make a tenant's role and database, migrate it
+//! and open it; a failure cleans up and leaves the row FAILED, which
+//! `retry` provisions again.
+
+use chrono::Utc;
+use sea_orm::Set;
+use uuid::Uuid;
+
+use super::lease::LeaseKeeper;
+use super::steps::{Change, Row, is_crash};
+use super::{Provisioner, Step};
+use crate::catalog::{DbStatus, tenant_database};
+use crate::engine::{Created, TenantDb};
+use crate::error::{Error, Result};
+use crate::names::{DatabaseName, RoleName, TenantId, TenantRef};
+
+impl Provisioner {
+    /// A PROVISIONING row for a new database, leased to us.
+    pub(super) fn new_row(&self, tenant: TenantId, database: &DatabaseName) -> tenant_database::ActiveModel {
+        let now = Utc::now();
+        let lease = self.new_lease();
+        tenant_database::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(tenant.as_uuid()),
+            server_id: Set(self.inner.server_id),
+            database_name: Set(database.as_str().to_owned()),
+            pending_database_name: Set(None),
+            read_server_id: Set(self.inner.server_id),
+            read_database_name: Set(database.as_str().to_owned()),
+            role_name: Set(RoleName::for_tenant(&self.inner.prefix, tenant).as_str().to_owned()),
+            secret_version: Set(self.inner.secret_version),
+            status: Set(DbStatus::Provisioning),
+            schema_version: Set(None),
+            last_migration_at: Set(None),
+            error_message: Set(None),
+            purge_tenant: Set(false),
+            lease_owner: Set(Some(lease.owner)),
+            lease_expires_at: Set(Some(now + chrono::Duration::from_std(lease.ttl).unwrap_or_default())),
+            version: Set(0),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+    }
+
+    /// Runs the create steps on a PROVISIONING row we hold.
+    pub(super) async fn provision(&self, row: Row) -> Result<Row> {
+        let spec = self.tenant_db(&row);
+        let keeper = self.keep(&row);
+        let started = std::time::Instant::now();
+        match self.provision_steps(&spec, &keeper).await {
+            Ok(version) => {
+                let change = Change {
+                    schema_version: Set(version),
+                    last_migration_at: Set(Some(Utc::now())),
+                    error_message: Set(None),
+                    ..Default::default()
+                };
+                let row = self.finish(&row, DbStatus::Active, change).await?;
+                metrics::counter!("tenantdb_provisioning_total", "outcome" => "active").increment(1);
+                metrics::histogram!("tenantdb_provisioning_seconds").record(started.elapsed().as_secs_f64());
+                tracing::info!(
+                    tenant.id = %row.tenant_id,
+                    database = %row.database_name,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "tenant database is active"
+                );
+                Ok(row)
+            }
+            Err(err) if is_crash(&err) => Err(err),
+            Err(err) => Err(self.provisioning_failed(row, &spec, &keeper, err).await),
+        }
+    }
+
+    /// After a failed create: drops what was made (while the lease is
+    /// still ours) and marks the row FAILED with the reason.
+    async fn provisioning_failed(&self, row: Row, spec: &TenantDb, keeper: &LeaseKeeper, err: Error) -> Error {
+        let mut message = err.chain();
+        // Clean up only what is still certainly ours: if the lease
+        // lapsed, another process may own (and have finished) it.
+        let lease = self.lease_of(&row);
+        let still_ours = keeper.held()
+            && self
+                .inner
+                .catalog
+                .tenant_databases()
+                .renew(row.id, &lease)
+                .await
+                .unwrap_or(false);
+        if !still_ours {
+            return Error::LeaseLost {
+                tenant: row.tenant_id.to_string(),
+            };
+        }
+        // Leave nothing half-made; if cleanup fails too, retry
+        // finishes the same (idempotent) steps.
+        let cleanup = match self.inner.engine.drop_tenant(spec).await {
+            Ok(()) => self.inner.engine.flush().await,
+            Err(err) => Err(err),
+        };
+        if let Err(cleanup) = cleanup {
+            message.push_str(&format!("; cleanup failed too: {}", cleanup.chain()));
+        }
+        tracing::warn!(tenant.id = %row.tenant_id, database = %row.database_name, error = %message, "provisioning failed");
+        metrics::counter!("tenantdb_provisioning_total", "outcome" => "failed").increment(1);
+        let change = Change {
+            error_message: Set(Some(message.clone())),
+            ..Default::default()
+        };
+        if let Err(finish) = self.finish(&row, DbStatus::Failed, change).await {
+            tracing::error!(tenant.id = %row.tenant_id, error = %finish.chain(), "cannot mark the row FAILED");
+        }
+        Error::ProvisioningFailed {
+            tenant: row.tenant_id.to_string(),
+            database: row.database_name,
+            message,
+        }
+    }
+
+    async fn provision_steps(&self, spec: &TenantDb, keeper: &LeaseKeeper) -> Result<Option<String>> {
+        let tenant = spec.tenant.as_uuid();
+        self.inner.engine.ensure_role(spec).await?;
+        self.step(Step::RoleCreated, tenant)?;
+        keeper.check()?;
+        let template = self.inner.templates.ready().await;
+        let created = self.inner.engine.create_database(spec, template.as_deref()).await?;
+        if template.is_some() && created == Created::Empty {
+            self.inner.templates.forget();
+        }
+        self.step(Step::DatabaseCreated, tenant)?;
+        keeper.check()?;
+        self.inner.engine.open_database(spec).await?;
+        // The role and database are durable before anything is recorded.
+        self.inner.engine.flush().await?;
+        self.step(Step::DatabaseOpened, tenant)?;
+        keeper.check()?;
+        let version = if created == Created::Cloned {
+            // The template holds every migration of this version (it is
+            // marked only once they all applied): no connection needed.
+            self.inner.migrations.latest_version()
+        } else {
+            self.apply_migrations(spec, &|| keeper.held())
+                .await?
+                .map_err(|failure| Self::migration_error(spec, failure))?
+                .version
+        };
+        self.step(Step::Migrated, tenant)?;
+        keeper.check()?;
+        Ok(version)
+    }
+
+    /// Provisions a FAILED tenant database again.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn retry(&self, tenant: &TenantRef) -> Result<Row> {
+        let (_, row) = self.load(tenant).await?;
+        self.expect(&row, &[DbStatus::Failed], "retry")?;
+        self.check_migration_set().await?;
+        let change = Change {
+            error_message: Set(None),
+            secret_version: Set(self.inner.secret_version),
+            ..Default::default()
+        };
+        let row = self.claim(&row, DbStatus::Provisioning, change).await?;
+        self.step(Step::RetryClaimed, row.tenant_id)?;
+        self.run(move |this| async move { this.provision(row).await }).await
+    }
+}
