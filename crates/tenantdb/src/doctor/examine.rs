@@ -39,7 +39,7 @@ impl Doctor {
         self.examine_templates(&inventory, &mut findings).await?;
         for run in self.catalog().migration_runs().abandoned().await? {
             findings.push(
-                Finding::new(
+                Finding::about(
                     Problem::AbandonedRun,
                     run.id.to_string(),
                     None,
@@ -73,7 +73,7 @@ impl Doctor {
             }
             let Some(tenant) = db.tenant else {
                 findings.push(
-                    Finding::new(
+                    Finding::about(
                         Problem::ForeignDatabase,
                         db.name.clone(),
                         None,
@@ -95,7 +95,7 @@ impl Doctor {
                         ),
                     };
                     findings.push(
-                        Finding::new(
+                        Finding::about(
                             Problem::OrphanDatabase,
                             db.name.clone(),
                             Some(tenant.as_uuid()),
@@ -109,7 +109,7 @@ impl Doctor {
                         || row.pending_database_name.as_deref() == Some(db.name.as_str())
                         || row.status == DbStatus::Deleting;
                     if !expected {
-                        findings.push(Finding::new(Problem::MisplacedDatabase, db.name.clone(), Some(row.tenant_id), format!(
+                        findings.push(Finding::about(Problem::MisplacedDatabase, db.name.clone(), Some(row.tenant_id), format!(
                                 "the tenant's database is named '{}' on the server but '{}' in the catalog",
                                 db.name, row.database_name
                             )).manual(format!(
@@ -123,7 +123,7 @@ impl Doctor {
         }
         for role in &inventory.foreign_roles {
             findings.push(
-                Finding::new(
+                Finding::about(
                     Problem::ForeignRole,
                     role.clone(),
                     None,
@@ -137,7 +137,7 @@ impl Doctor {
                 continue;
             }
             findings.push(
-                Finding::new(
+                Finding::about(
                     Problem::OrphanRole,
                     role.name.clone(),
                     Some(role.tenant.as_uuid()),
@@ -177,7 +177,7 @@ impl Doctor {
                 )
             };
             findings.push(
-                Finding::new(problem, row.database_name.clone(), Some(row.tenant_id), detail.into()).manual(format!(
+                Finding::about(problem, row.database_name.clone(), Some(row.tenant_id), detail.into()).manual(format!(
                     "restore the database from a backup, or delete the tenant (the `tenants delete {}` command)",
                     row.tenant_id
                 )),
@@ -189,7 +189,7 @@ impl Doctor {
             .filter(|row| row.server_id == self.provisioner.server_id())
         {
             findings.push(
-                Finding::new(
+                Finding::about(
                     Problem::StuckRow,
                     row.database_name.clone(),
                     Some(row.tenant_id),
@@ -208,7 +208,7 @@ impl Doctor {
                 .filter(|row| row.secret_version != current && row.status == DbStatus::Active)
             {
                 findings.push(
-                    Finding::new(
+                    Finding::about(
                         Problem::StaleSecret,
                         row.role_name.clone(),
                         Some(row.tenant_id),
@@ -231,7 +231,7 @@ impl Doctor {
         }
         for row in rows.iter().filter(|row| row.status == DbStatus::Failed) {
             findings.push(
-                Finding::new(
+                Finding::about(
                     Problem::FailedRow,
                     row.database_name.clone(),
                     Some(row.tenant_id),

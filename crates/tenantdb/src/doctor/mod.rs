@@ -117,7 +117,7 @@ impl Finding {
     }
 
     /// A finding; its remedy follows (`fix` or `manual`).
-    fn new(problem: Problem, subject: String, tenant_id: Option<Uuid>, detail: String) -> FindingWithoutRemedy {
+    fn about(problem: Problem, subject: String, tenant_id: Option<Uuid>, detail: String) -> FindingWithoutRemedy {
         FindingWithoutRemedy(Self {
             problem,
             subject,

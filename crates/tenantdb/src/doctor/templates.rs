@@ -29,7 +29,7 @@ impl Doctor {
             }
             if is_current {
                 findings.push(
-                    Finding::new(
+                    Finding::about(
                         Problem::TemplateMissing,
                         template.name.clone(),
                         None,
@@ -41,7 +41,7 @@ impl Doctor {
                 continue;
             }
             findings.push(
-                Finding::new(
+                Finding::about(
                     Problem::StaleTemplate,
                     template.name.clone(),
                     None,
@@ -63,7 +63,7 @@ impl Doctor {
         };
         match current {
             Some(current) if !current_ready && squatted(&current.name) => findings.push(
-                Finding::new(
+                Finding::about(
                     Problem::TemplateMissing,
                     current.name,
                     None,
@@ -74,7 +74,7 @@ impl Doctor {
                 .manual("tenantdb never touches it: rename or drop it yourself".into()),
             ),
             Some(current) if !current_ready => findings.push(
-                Finding::new(
+                Finding::about(
                     Problem::TemplateMissing,
                     current.name,
                     None,
@@ -83,7 +83,7 @@ impl Doctor {
                 .fix("build it and point the catalog at it".into(), Repair::BuildTemplate),
             ),
             Some(current) if pointer.as_deref() != Some(current.name.as_str()) => findings.push(
-                Finding::new(
+                Finding::about(
                     Problem::TemplateMissing,
                     current.name,
                     None,
@@ -98,7 +98,7 @@ impl Doctor {
                 ),
             ),
             None if pointer.is_some() => findings.push(
-                Finding::new(
+                Finding::about(
                     Problem::StaleTemplate,
                     pointer.unwrap_or_default(),
                     None,

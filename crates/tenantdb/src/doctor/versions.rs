@@ -52,12 +52,12 @@ impl Doctor {
         found.sort_by_key(|(row, _)| row.tenant_id);
         for (row, version) in found {
             match version {
-                Err(message) => findings.push(Finding::new(Problem::Unreadable, row.database_name.clone(), Some(row.tenant_id), format!("cannot read the tenant's migration table: {message}")).manual("check the database and the tenant role's access to it".into())),
-                Ok((_, unknown)) if !unknown.is_empty() => findings.push(Finding::new(Problem::VersionDrift, row.database_name.clone(), Some(row.tenant_id), format!(
+                Err(message) => findings.push(Finding::about(Problem::Unreadable, row.database_name.clone(), Some(row.tenant_id), format!("cannot read the tenant's migration table: {message}")).manual("check the database and the tenant role's access to it".into())),
+                Ok((_, unknown)) if !unknown.is_empty() => findings.push(Finding::about(Problem::VersionDrift, row.database_name.clone(), Some(row.tenant_id), format!(
                         "the database holds migrations this program does not know ({}): newer code migrated it",
                         unknown.join(", ")
                     )).manual("run doctor (and serve) with the newer release".into())),
-                Ok((actual, _)) if actual != row.schema_version => findings.push(Finding::new(Problem::VersionDrift, row.database_name.clone(), Some(row.tenant_id), format!(
+                Ok((actual, _)) if actual != row.schema_version => findings.push(Finding::about(Problem::VersionDrift, row.database_name.clone(), Some(row.tenant_id), format!(
                         "the catalog says version {} but the database is at {}",
                         row.schema_version.as_deref().unwrap_or("(none)"),
                         actual.as_deref().unwrap_or("(none)")

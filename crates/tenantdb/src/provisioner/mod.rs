@@ -127,7 +127,7 @@ impl Provisioner {
         let templates = Templates::new(
             catalog.clone(),
             engine.clone(),
-            migrations.clone(),
+            migrations,
             settings.prefix.clone(),
             settings.use_templates,
         );
