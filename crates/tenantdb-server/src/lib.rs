@@ -1,9 +1,8 @@
-//! The `tenantdb` binary's parts: the operator CLI, the reference HTTP
-//! service (`http`), the settings it reads and the example tenant schema.
-//! `main.rs` only parses flags and sets up logging.
+//! The `tenantdb` binary's parts: the reference HTTP service (`http`), the
+//! service's settings and the example tenant schema. The operator commands
+//! come from `tenantdb_cli`; `main.rs` parses flags, sets up logging and
+//! hands over to the service or to `tenantdb_cli::execute`.
 
-pub mod cli;
-mod fleet_cli;
 pub mod http;
 pub mod settings;
 pub mod tenant_schema;

@@ -55,14 +55,26 @@ pub mod status;
 pub mod templates;
 pub mod view;
 
-pub use catalog::{Catalog, DbStatus, TenantStatus};
+pub use catalog::{Catalog, DbStatus, MemberRole, MigrationRun, SubscriptionStatus, TenantStatus};
 pub use config::{Config, PoolConfig, TenantServerConfig};
-pub use connections::TenantConnections;
+pub use connections::{ResolvedTenant, TenantConnections};
+pub use context::{TenantContext, TenantRepository, TenantScope};
+pub use doctor::{Doctor, DoctorOptions, Finding, Problem, Remedy, Repaired};
 pub use error::{Error, Result};
+pub use fleet::{Behind, Fleet, FleetEvent, FleetOptions, FleetReport};
 pub use migrate::TenantMigrations;
-pub use names::{DatabaseName, DatabasePrefix, TenantId, TenantRef, TenantSlug};
-pub use pools::{PoolHandle, TenantPools};
-pub use provisioner::{NewTenant, Provisioner};
+pub use names::{DatabaseName, DatabasePrefix, RoleName, TenantId, TenantRef, TenantSlug};
+pub use pools::{PoolHandle, PoolStats, TenantPools};
+pub use provisioner::{NewTenant, Provisioner, ReconcileOutcome, Reconciled};
+/// The SeaORM this crate is built with: use it for your tenant entities
+/// and queries (`PoolHandle` is a SeaORM connection), so the versions
+/// always agree.
+pub use sea_orm;
+/// The SeaORM migration crate this crate is built with: write your tenant
+/// migrations with it (see [`TenantMigrations`]).
+pub use sea_orm_migration;
+pub use secret::TenantSecret;
+pub use templates::{TemplateName, Templates};
 pub use view::{TenantDatabaseView, TenantView};
 
 use crate::catalog::NewServer;
@@ -291,3 +303,8 @@ async fn protect_catalog(catalog: &Catalog, engine: &Engine) -> Result<Vec<Strin
     }
     Ok(vec![name])
 }
+
+/// The README's code blocks, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

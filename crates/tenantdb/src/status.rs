@@ -7,9 +7,24 @@ use serde::{Deserialize, Serialize};
 
 /// Status of a tenant database (see the status machine in
 /// `docs/ARCHITECTURE.md`). ACTIVE and MIGRATING serve traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum DbStatus {
     #[sea_orm(string_value = "PROVISIONING")]
     Provisioning,
@@ -31,25 +46,10 @@ impl DbStatus {
         matches!(self, Self::Active | Self::Migrating)
     }
 
+    /// The status as the catalog stores it and API.md shows it
+    /// (`ACTIVE`); `FromStr` parses it back.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Provisioning => "PROVISIONING",
-            Self::Active => "ACTIVE",
-            Self::Migrating => "MIGRATING",
-            Self::Renaming => "RENAMING",
-            Self::Failed => "FAILED",
-            Self::Deleting => "DELETING",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        <Self as sea_orm::Iterable>::iter().find(|status| status.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for DbStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 

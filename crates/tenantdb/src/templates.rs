@@ -127,6 +127,32 @@ impl Templates {
         Some(template.name)
     }
 
+    /// Builds the current template and drops this deployment's others
+    /// (older versions, half-built ones): what a fleet migration to a new
+    /// migration set leaves behind. Failures are logged; `doctor` reports
+    /// what is left.
+    pub(crate) async fn refresh(&self) {
+        let Some(current) = self.ready().await else {
+            return;
+        };
+        let engine = &self.inner.engine;
+        let inventory = match engine.inventory(&self.inner.prefix, &self.stem()).await {
+            Ok(inventory) => inventory,
+            Err(err) => {
+                tracing::warn!(error = %err.chain(), "cannot list templates to drop stale ones");
+                return;
+            }
+        };
+        for stale in inventory.templates.iter().filter(|t| t.name != current) {
+            match engine.drop_template(&stale.name).await {
+                Ok(()) => tracing::info!(template = %stale.name, "dropped a stale template"),
+                Err(err) => {
+                    tracing::warn!(template = %stale.name, error = %err.chain(), "cannot drop a stale template")
+                }
+            }
+        }
+    }
+
     async fn point_catalog_at(&self, name: &str) {
         let catalog = &self.inner.catalog;
         match catalog.template().await {

@@ -34,6 +34,9 @@ impl Fleet {
         if !state.stop.load(Ordering::SeqCst) {
             self.work(rest, options.concurrency, &state).await?;
         }
+        // New tenants clone the template of this migration set; the older
+        // ones can only be cloned by programs the catalog now refuses.
+        self.provisioner.templates().refresh().await;
         let report = FleetReport {
             run_id,
             target,

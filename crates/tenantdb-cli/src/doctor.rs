@@ -1,0 +1,144 @@
+//! `doctor [--fix]` and `reconcile`: finding drift between the catalog and
+//! the tenant server, and finishing work a dead process left half-done.
+
+use std::process::ExitCode;
+
+use tenantdb::Tenancy;
+use tenantdb::{DoctorOptions, Finding, ReconcileOutcome, Remedy, Repaired};
+
+use crate::output::{print_json, problems_remain};
+
+/// The flags of `doctor`.
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// Repair what is safe (drop orphans, finish stuck work, correct
+    /// recorded versions, rebuild or drop templates), then check again.
+    /// Databases tenantdb did not create are never touched.
+    #[arg(long)]
+    fix: bool,
+    /// Skip connecting to each tenant database to compare its migration
+    /// table with the catalog.
+    #[arg(long)]
+    no_versions: bool,
+    /// Tenant databases checked at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Print the findings as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn doctor(tenancy: &Tenancy, args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    let options = DoctorOptions {
+        check_versions: !args.no_versions,
+        concurrency: args.concurrency,
+    };
+    let doctor = tenancy.doctor();
+    let found = doctor.examine(options).await?;
+    let (repaired, remaining) = if args.fix && found.iter().any(Finding::fixable) {
+        let repaired = doctor.repair(&found).await;
+        (repaired, doctor.examine(options).await?)
+    } else {
+        (Vec::new(), found.clone())
+    };
+    if args.json {
+        print_json(&report(&found, &repaired, &remaining))?;
+    } else {
+        if args.fix {
+            print_repairs(&repaired);
+        }
+        print_findings(&remaining, args.fix);
+    }
+    if remaining.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    Ok(problems_remain(format_args!("{} problem(s) remain", remaining.len())))
+}
+
+/// `doctor --json`: what was found, what was repaired, what remains.
+fn report(found: &[Finding], repaired: &[Repaired], remaining: &[Finding]) -> serde_json::Value {
+    let repaired: Vec<_> = repaired
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "problem": r.finding.problem,
+                "subject": r.finding.subject,
+                "tenant_id": r.finding.tenant_id,
+                "done": r.outcome.as_ref().ok(),
+                "error": r.outcome.as_ref().err(),
+            })
+        })
+        .collect();
+    serde_json::json!({"found": found, "repaired": repaired, "remaining": remaining})
+}
+
+fn print_repairs(repaired: &[Repaired]) {
+    for r in repaired {
+        match &r.outcome {
+            Ok(done) => println!("fixed   {} {}: {done}", r.finding.problem.as_str(), r.finding.subject),
+            Err(why) => println!("not fixed {} {}: {why}", r.finding.problem.as_str(), r.finding.subject),
+        }
+    }
+}
+
+fn print_findings(findings: &[Finding], fixed: bool) {
+    if findings.is_empty() {
+        println!("no problems found");
+        return;
+    }
+    let fixable = findings.iter().filter(|f| f.fixable()).count();
+    println!(
+        "{} problem(s){}:",
+        findings.len(),
+        if fixed {
+            " remain".to_owned()
+        } else if fixable > 0 {
+            format!(", {fixable} fixable with --fix")
+        } else {
+            String::new()
+        }
+    );
+    for finding in findings {
+        let tenant = finding
+            .tenant_id
+            .map(|id| format!(" (tenant {id})"))
+            .unwrap_or_default();
+        println!("  {:<18} {}{tenant}", finding.problem.as_str(), finding.subject);
+        println!("      {}", finding.detail);
+        match &finding.remedy {
+            Remedy::Fix(what) => println!("      --fix: {what}"),
+            Remedy::Manual(what) => println!("      to do: {what}"),
+        }
+    }
+}
+
+/// `reconcile`: every row whose lease expired, finished or reported.
+pub(crate) async fn reconcile(tenancy: &Tenancy) -> anyhow::Result<ExitCode> {
+    let report = tenancy.provisioner().reconcile().await?;
+    if report.is_empty() {
+        println!("nothing to reconcile");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut failed = 0;
+    for entry in &report {
+        let outcome = match &entry.outcome {
+            ReconcileOutcome::Finished => "finished".to_owned(),
+            ReconcileOutcome::Skipped => "skipped (taken by another process)".to_owned(),
+            ReconcileOutcome::Failed(message) => {
+                failed += 1;
+                format!("failed: {message}")
+            }
+        };
+        println!(
+            "{} {} ({}): {outcome}",
+            entry.tenant_id, entry.database_name, entry.status
+        );
+    }
+    if failed > 0 {
+        return Ok(problems_remain(format_args!(
+            "{failed} of {} abandoned rows could not be finished",
+            report.len()
+        )));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,228 @@
+//! The tenantdb operator CLI over an application's own tenant migrations:
+//! users, members, tenants (create, list, show, rename-database, delete,
+//! retry, suspend, resume, migrate, check), reconcile, migrate and migrate
+//! status, status and doctor, with the flags, `TENANTDB_*` variables,
+//! output, `--json` and exit codes of the `tenantdb` binary.
+//!
+//! An application's whole operator binary:
+//!
+//! ```no_run
+//! # mod my_app {
+//! #     use sea_orm_migration::prelude::*;
+//! #     pub struct Migrator;
+//! #     impl MigratorTrait for Migrator {
+//! #         fn migrations() -> Vec<Box<dyn MigrationTrait>> { vec![] }
+//! #     }
+//! # }
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     tenantdb_cli::run(tenantdb::TenantMigrations::of::<my_app::Migrator>()).await
+//! }
+//! ```
+//!
+//! An application with commands of its own flattens [`ConfigArgs`] and
+//! [`Command`] into its CLI, connects, and hands the operator commands to
+//! [`execute`]:
+//!
+//! ```no_run
+//! # mod my_app {
+//! #     use sea_orm_migration::prelude::*;
+//! #     pub struct Migrator;
+//! #     impl MigratorTrait for Migrator {
+//! #         fn migrations() -> Vec<Box<dyn MigrationTrait>> { vec![] }
+//! #     }
+//! # }
+//! use clap::Parser;
+//!
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     config: tenantdb_cli::ConfigArgs,
+//!     #[command(subcommand)]
+//!     command: AppCommand,
+//! }
+//!
+//! #[derive(clap::Subcommand)]
+//! enum AppCommand {
+//!     /// The application's own command.
+//!     Hello,
+//!     #[command(flatten)]
+//!     Operator(tenantdb_cli::Command),
+//! }
+//!
+//! # async fn example() -> anyhow::Result<std::process::ExitCode> {
+//! let cli = Cli::parse();
+//! match cli.command {
+//!     AppCommand::Hello => Ok(std::process::ExitCode::SUCCESS),
+//!     AppCommand::Operator(command) => {
+//!         let migrations = tenantdb::TenantMigrations::of::<my_app::Migrator>();
+//!         let tenancy = tenantdb::Tenancy::connect(cli.config.to_config()?, migrations).await?;
+//!         let code = tenantdb_cli::execute(&tenancy, command).await;
+//!         tenancy.close().await;
+//!         code
+//!     }
+//! }
+//! # }
+//! ```
+
+#![warn(missing_docs, unreachable_pub)]
+
+mod args;
+mod doctor;
+mod fleet;
+mod output;
+mod progress;
+mod settings;
+mod tenants;
+mod users;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use tenantdb::{Tenancy, TenantMigrations};
+
+pub use settings::ConfigArgs;
+
+/// The operator commands: a clap [`Subcommand`] an application flattens
+/// into its own subcommands (`#[command(flatten)] Operator(Command)`) and
+/// runs with [`execute`]. What each variant holds is the command's flags,
+/// read by clap; they are not meant to be built by hand.
+#[derive(Debug, Subcommand)]
+#[non_exhaustive]
+pub enum Command {
+    /// Create users and their API tokens.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
+    /// Add and remove tenant members.
+    #[command(subcommand)]
+    Members(users::MembersCommand),
+    /// Create, list, inspect, rename, repair and delete tenants.
+    #[command(subcommand)]
+    Tenants(tenants::TenantsCommand),
+    /// One screen: tenants by status and version, servers, pools, last runs.
+    Status,
+    /// Bring every tenant that is behind up to the latest tenant migration
+    /// (`migrate status`: runs and tenants per version).
+    Migrate(fleet::MigrateArgs),
+    /// Finish work a dead process left half-done (rows in PROVISIONING,
+    /// RENAMING, MIGRATING or DELETING whose lease expired).
+    Reconcile,
+    /// Find drift between the catalog and the tenant server (orphan and
+    /// foreign databases, missing databases, stuck or failed rows, version
+    /// drift, stale templates) and explain it; exits non-zero while
+    /// problems remain.
+    Doctor(doctor::DoctorArgs),
+}
+
+/// Database-per-tenant operator commands: create, inspect, migrate, repair
+/// and delete tenant databases.
+///
+/// With no configuration everything lives in SQLite files under ./data.
+/// Point TENANTDB_DATABASE_URL (catalog) and TENANTDB_TENANT_SERVER_URL
+/// (tenant server) at PostgreSQL, and set TENANTDB_SECRET, for production.
+#[derive(Debug, Parser)]
+#[command(version = VERSION, subcommand_required = true, arg_required_else_help = true)]
+struct Cli {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// `--version` names the running binary, then this crate.
+const VERSION: &str = concat!("(tenantdb-cli ", env!("CARGO_PKG_VERSION"), ")");
+
+/// The whole operator binary of an application: parses the process's
+/// arguments (the program is named after the running binary), logs to
+/// stderr (`RUST_LOG`, default `warn`), connects with `migrations` as the
+/// tenant schema, runs the command, closes, and returns the exit code.
+/// An error is printed as `error: ...` and exits 1; invalid arguments exit
+/// 2, as clap does.
+pub async fn run(migrations: TenantMigrations) -> ExitCode {
+    let cli = parse_args();
+    init_logging();
+    match connect_and_execute(cli, migrations).await {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one operator command on `tenancy`: its results on stdout, progress
+/// and the reason for a non-zero code on stderr.
+///
+/// `Ok(code)`: the command ran to the end; `code` is not success when it
+/// leaves problems it reported (doctor findings remain, tenants failed to
+/// migrate, abandoned work could not be finished). `Err`: the command could
+/// not do its work (invalid input, unknown tenant, a database error).
+///
+/// On Ctrl-C it stops waiting and returns an error, while work the
+/// provisioner already started goes on: [`Tenancy::close`] waits for it.
+pub async fn execute(tenancy: &Tenancy, command: Command) -> anyhow::Result<ExitCode> {
+    tokio::select! {
+        result = dispatch(tenancy, command) => result,
+        () = ctrl_c() => {
+            eprintln!("interrupted: waiting for work under way to finish");
+            Err(anyhow::anyhow!("interrupted"))
+        }
+    }
+}
+
+async fn dispatch(tenancy: &Tenancy, command: Command) -> anyhow::Result<ExitCode> {
+    let done = |()| ExitCode::SUCCESS;
+    match command {
+        Command::Users(command) => users::users(tenancy, command).await.map(done),
+        Command::Members(command) => users::members(tenancy, command).await.map(done),
+        Command::Tenants(command) => tenants::tenants(tenancy, command).await.map(done),
+        Command::Status => fleet::overview(tenancy).await.map(done),
+        Command::Migrate(args) => fleet::migrate(tenancy, args).await,
+        Command::Reconcile => doctor::reconcile(tenancy).await,
+        Command::Doctor(args) => doctor::doctor(tenancy, args).await,
+    }
+}
+
+async fn connect_and_execute(cli: Cli, migrations: TenantMigrations) -> anyhow::Result<ExitCode> {
+    let tenancy = Tenancy::connect(cli.config.to_config()?, migrations)
+        .await
+        .context("failed to start")?;
+    let result = execute(&tenancy, cli.command).await;
+    tenancy.close().await;
+    result
+}
+
+/// The arguments, with usage, help and `--version` naming the running
+/// binary (an application's binary has its own name).
+fn parse_args() -> Cli {
+    let name = program_name();
+    let matches = Cli::command().bin_name(&name).display_name(&name).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit())
+}
+
+fn program_name() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|arg0| Some(Path::new(&arg0).file_stem()?.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| env!("CARGO_PKG_NAME").to_owned())
+}
+
+/// Logs on stderr, filtered by `RUST_LOG` (default `warn`); a subscriber
+/// the application installed first stays.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves on Ctrl-C; never, where the signal cannot be listened to.
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}

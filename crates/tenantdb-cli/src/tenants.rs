@@ -1,0 +1,216 @@
+//! `tenants ...`: create, list, inspect, rename, repair and delete tenants.
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use tenantdb::{DbStatus, NewTenant, Tenancy, TenantRef, TenantStatus};
+
+use crate::args::{catalog_enum, parse_ref};
+use crate::output::{print_tenant, print_tenants};
+
+/// The `tenants` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TenantsCommand {
+    /// Create a tenant and its database; exits 0 once the database is ACTIVE.
+    Create {
+        /// DNS label: 1-63 of a-z, 0-9 and '-'.
+        slug: String,
+        /// Display name [default: the slug].
+        #[arg(long)]
+        name: Option<String>,
+        /// Database name (must start with the prefix) [default: prefix + slug].
+        #[arg(long)]
+        database_name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tenants with their database status and schema version.
+    List {
+        /// Only tenants with this status (ACTIVE or SUSPENDED).
+        #[arg(long, value_parser = catalog_enum::<TenantStatus>)]
+        status: Option<TenantStatus>,
+        /// Only tenants whose database has this status (PROVISIONING,
+        /// ACTIVE, MIGRATING, RENAMING, FAILED, DELETING).
+        #[arg(long, value_parser = catalog_enum::<DbStatus>)]
+        database_status: Option<DbStatus>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one tenant (by slug or id).
+    Show {
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rename a tenant's database; its data stays.
+    RenameDatabase {
+        tenant: String,
+        new_name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a tenant: its database, role, memberships and subscription.
+    Delete {
+        tenant: String,
+        /// Confirm: the tenant's data is gone for good.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Provision a FAILED tenant database again.
+    Retry {
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring one tenant's database up to the latest tenant migration.
+    Migrate {
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connect to the tenant's database the way a request does (resolution,
+    /// status check, pool as the tenant's role) and time a query.
+    Check { tenant: String },
+    /// Refuse the tenant's requests (its database keeps being migrated).
+    Suspend { tenant: String },
+    /// Serve the tenant again.
+    Resume { tenant: String },
+}
+
+pub(crate) async fn tenants(tenancy: &Tenancy, command: TenantsCommand) -> anyhow::Result<()> {
+    use TenantsCommand::*;
+    match command {
+        Create {
+            slug,
+            name,
+            database_name,
+            json,
+        } => create(tenancy, slug, name, database_name, json).await,
+        List {
+            status,
+            database_status,
+            json,
+        } => print_tenants(&list(tenancy, status, database_status).await?, json),
+        Show { tenant, json } => print_tenant(tenancy.tenant(&parse_ref(&tenant)?).await?, json),
+        RenameDatabase { tenant, new_name, json } => rename(tenancy, &parse_ref(&tenant)?, &new_name, json).await,
+        Delete { tenant, yes } => delete(tenancy, &tenant, yes).await,
+        Retry { tenant, json } => retry(tenancy, &parse_ref(&tenant)?, json).await,
+        Migrate { tenant, json } => migrate(tenancy, &parse_ref(&tenant)?, json).await,
+        Check { tenant } => check(tenancy, &parse_ref(&tenant)?).await,
+        Suspend { tenant } => set_status(tenancy, &parse_ref(&tenant)?, TenantStatus::Suspended).await,
+        Resume { tenant } => set_status(tenancy, &parse_ref(&tenant)?, TenantStatus::Active).await,
+    }
+}
+
+async fn create(
+    tenancy: &Tenancy,
+    slug: String,
+    name: Option<String>,
+    database_name: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let row = tenancy
+        .provisioner()
+        .create_tenant(NewTenant {
+            slug: slug.clone(),
+            name,
+            database_name,
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("failed to create tenant '{slug}'"))?;
+    print_tenant(tenancy.tenant(&TenantRef::Id(row.tenant_id.into())).await?, json)
+}
+
+/// Every tenant, a page at a time, optionally only those with the given
+/// statuses.
+async fn list(
+    tenancy: &Tenancy,
+    status: Option<TenantStatus>,
+    database_status: Option<DbStatus>,
+) -> anyhow::Result<Vec<tenantdb::TenantView>> {
+    const PAGE: u64 = 500;
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = tenancy.list_tenants(status, after, PAGE).await?;
+        after = page.last().map(|t| t.id);
+        let done = (page.len() as u64) < PAGE;
+        all.extend(
+            page.into_iter()
+                .filter(|t| database_status.is_none() || t.database.as_ref().map(|d| d.status) == database_status),
+        );
+        if done {
+            return Ok(all);
+        }
+    }
+}
+
+async fn rename(tenancy: &Tenancy, tenant: &TenantRef, new_name: &str, json: bool) -> anyhow::Result<()> {
+    tenancy
+        .provisioner()
+        .rename_tenant_database(tenant, new_name)
+        .await
+        .with_context(|| format!("failed to rename the database of tenant '{tenant}'"))?;
+    print_tenant(tenancy.tenant(tenant).await?, json)
+}
+
+async fn delete(tenancy: &Tenancy, tenant: &str, yes: bool) -> anyhow::Result<()> {
+    if !yes {
+        bail!("refusing to delete tenant '{tenant}' without --yes: its database and data are gone for good");
+    }
+    let tenant = &parse_ref(tenant)?;
+    tenancy
+        .provisioner()
+        .delete_tenant(tenant)
+        .await
+        .with_context(|| format!("failed to delete tenant '{tenant}'"))?;
+    println!("deleted tenant {tenant}");
+    Ok(())
+}
+
+async fn retry(tenancy: &Tenancy, tenant: &TenantRef, json: bool) -> anyhow::Result<()> {
+    tenancy
+        .provisioner()
+        .retry(tenant)
+        .await
+        .with_context(|| format!("failed to retry tenant '{tenant}'"))?;
+    print_tenant(tenancy.tenant(tenant).await?, json)
+}
+
+async fn migrate(tenancy: &Tenancy, tenant: &TenantRef, json: bool) -> anyhow::Result<()> {
+    tenancy
+        .provisioner()
+        .migrate_tenant(tenant)
+        .await
+        .with_context(|| format!("failed to migrate tenant '{tenant}'"))?;
+    print_tenant(tenancy.tenant(tenant).await?, json)
+}
+
+async fn set_status(tenancy: &Tenancy, tenant: &TenantRef, status: TenantStatus) -> anyhow::Result<()> {
+    let view = tenancy
+        .set_tenant_status(tenant, status)
+        .await
+        .with_context(|| format!("failed to change the status of tenant '{tenant}'"))?;
+    println!("tenant {} is {}", view.slug, view.status.as_str());
+    Ok(())
+}
+
+async fn check(tenancy: &Tenancy, tenant: &TenantRef) -> anyhow::Result<()> {
+    use sea_orm::ConnectionTrait;
+    let started = std::time::Instant::now();
+    let db = tenancy
+        .connections()
+        .connection(tenant)
+        .await
+        .with_context(|| format!("tenant '{tenant}' is not reachable"))?;
+    let connected = started.elapsed();
+    db.execute_unprepared("SELECT 1")
+        .await
+        .with_context(|| format!("a query on tenant '{tenant}' failed"))?;
+    println!(
+        "tenant {tenant} is reachable: connected in {:.1} ms, first query after {:.1} ms",
+        connected.as_secs_f64() * 1e3,
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(())
+}
