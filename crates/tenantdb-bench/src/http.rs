@@ -30,7 +30,7 @@ use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder, QuerySelect};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tenantdb::engine::{Engine as TenantEngine, TenantDb};
-use tenantdb::view::rfc3339;
+use tenantdb::rfc3339;
 use tenantdb::{TenantMigrations, TenantRef};
 use tenantdb_server::http::{ConnectionLimits, ServiceOptions};
 use tenantdb_server::tenant_schema::{Migrator, projects};

@@ -204,7 +204,7 @@ async fn recent_runs(tenancy: &Tenancy) -> anyhow::Result<()> {
             run.succeeded,
             run.failed,
             run.skipped,
-            tenantdb::view::rfc3339(run.started_at)
+            tenantdb::rfc3339(run.started_at)
         );
     }
     Ok(())

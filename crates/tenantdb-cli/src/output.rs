@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use tenantdb::TenantView;
+use tenantdb::Tenant;
 
 /// Pretty JSON on stdout (`--json`).
 pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -12,7 +12,7 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 /// Tenants as JSON or as a table.
-pub(crate) fn print_tenants(tenants: &[TenantView], json: bool) -> anyhow::Result<()> {
+pub(crate) fn print_tenants(tenants: &[Tenant], json: bool) -> anyhow::Result<()> {
     if json {
         print_json(&tenants)
     } else {
@@ -22,7 +22,7 @@ pub(crate) fn print_tenants(tenants: &[TenantView], json: bool) -> anyhow::Resul
 }
 
 /// One tenant as JSON (the tenant object of API.md) or as a table.
-pub(crate) fn print_tenant(tenant: TenantView, json: bool) -> anyhow::Result<()> {
+pub(crate) fn print_tenant(tenant: Tenant, json: bool) -> anyhow::Result<()> {
     if json {
         print_json(&tenant)
     } else {
@@ -31,7 +31,7 @@ pub(crate) fn print_tenant(tenant: TenantView, json: bool) -> anyhow::Result<()>
     }
 }
 
-fn print_table(tenants: &[TenantView]) {
+fn print_table(tenants: &[Tenant]) {
     println!(
         "{:<24} {:<10} {:<32} {:<12} {:<34} ERROR",
         "SLUG", "TENANT", "DATABASE", "DB STATUS", "SCHEMA VERSION"

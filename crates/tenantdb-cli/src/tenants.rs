@@ -127,7 +127,7 @@ async fn list(
     tenancy: &Tenancy,
     status: Option<TenantStatus>,
     database_status: Option<DbStatus>,
-) -> anyhow::Result<Vec<tenantdb::TenantView>> {
+) -> anyhow::Result<Vec<tenantdb::Tenant>> {
     const PAGE: u64 = 500;
     let mut all = Vec::new();
     let mut after = None;

@@ -55,7 +55,7 @@ pub mod provisioner;
 pub mod secret;
 pub mod status;
 pub mod templates;
-pub mod view;
+pub mod tenant;
 
 pub use catalog::{Catalog, DbStatus, MemberRole, MigrationRun, SubscriptionStatus, TenantStatus};
 pub use config::{Config, PoolConfig, TenantServerConfig};
@@ -77,7 +77,7 @@ pub use sea_orm;
 pub use sea_orm_migration;
 pub use secret::TenantSecret;
 pub use templates::{TemplateName, Templates};
-pub use view::{TenantDatabaseView, TenantView};
+pub use tenant::{Tenant, TenantDatabase, rfc3339};
 
 use crate::catalog::NewServer;
 use crate::engine::{Engine, PostgresEngine, SqliteEngine};
@@ -133,6 +133,7 @@ impl Tenancy {
         let connections = TenantConnections::new(catalog.clone(), pools.clone(), config.catalog_poll_interval).await?;
         let settings = ProvisionerSettings {
             server_id: server.id,
+            server_name: config.server_name.clone(),
             prefix: config.database_prefix.clone(),
             reserved,
             secret_version: config.secret.as_ref().map_or(0, |s| s.version()),
@@ -192,10 +193,10 @@ impl Tenancy {
     }
 
     /// A tenant by id or slug, with its database.
-    pub async fn tenant(&self, tenant: &TenantRef) -> Result<TenantView> {
+    pub async fn tenant(&self, tenant: &TenantRef) -> Result<Tenant> {
         let tenant = self.catalog.tenants().get(tenant).await?;
         let database = self.catalog.tenant_databases().find_by_tenant(tenant.id).await?;
-        Ok(TenantView::new(&tenant, database.as_ref(), &self.server_name))
+        Ok(Tenant::new(&tenant, database.as_ref(), &self.server_name))
     }
 
     /// Tenants in creation order with their databases: at most `limit`
@@ -205,7 +206,7 @@ impl Tenancy {
         status: Option<TenantStatus>,
         after: Option<uuid::Uuid>,
         limit: u64,
-    ) -> Result<Vec<TenantView>> {
+    ) -> Result<Vec<Tenant>> {
         let tenants = self.catalog.tenants().list(status, after, limit).await?;
         let ids: Vec<_> = tenants.iter().map(|t| t.id).collect();
         let rows = self.catalog.tenant_databases().for_tenants(&ids).await?;
@@ -213,13 +214,13 @@ impl Tenancy {
             .iter()
             .map(|t| {
                 let row = rows.iter().find(|r| r.tenant_id == t.id);
-                TenantView::new(t, row, &self.server_name)
+                Tenant::new(t, row, &self.server_name)
             })
             .collect())
     }
 
     /// Suspends or resumes a tenant (its database keeps being migrated).
-    pub async fn set_tenant_status(&self, tenant: &TenantRef, status: TenantStatus) -> Result<TenantView> {
+    pub async fn set_tenant_status(&self, tenant: &TenantRef, status: TenantStatus) -> Result<Tenant> {
         let found = self.catalog.tenants().get(tenant).await?;
         self.catalog.tenants().set_status(found.id, status).await?;
         self.tenant(&TenantRef::Id(found.id.into())).await

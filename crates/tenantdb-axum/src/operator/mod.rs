@@ -23,7 +23,7 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::Response;
-use tenantdb::{Tenancy, TenantRef, TenantView};
+use tenantdb::{Tenancy, Tenant, TenantRef};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::OperatorAuth;
@@ -109,6 +109,6 @@ fn tenant_ref(raw: &str) -> ApiResult<TenantRef> {
     TenantRef::parse(raw).map_err(|_| ApiError::tenant_not_found())
 }
 
-async fn tenant_view(api: &OperatorApi, tenant: &TenantRef) -> ApiResult<TenantView> {
+async fn tenant_view(api: &OperatorApi, tenant: &TenantRef) -> ApiResult<Tenant> {
     Ok(api.tenancy().tenant(tenant).await?)
 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantdb::catalog::users;
 use tenantdb::names::plain_text;
-use tenantdb::view::rfc3339;
+use tenantdb::rfc3339;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;

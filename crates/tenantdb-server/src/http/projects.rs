@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantdb::catalog::MemberRole;
 use tenantdb::names::plain_text;
-use tenantdb::view::rfc3339;
+use tenantdb::rfc3339;
 use tenantdb_axum::{ApiError, Json, Member, Page, Path, TenantDb};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

@@ -13,6 +13,7 @@ use crate::catalog::{DbStatus, tenant_database};
 use crate::engine::{Created, TenantDb};
 use crate::error::{Error, Result};
 use crate::names::{DatabaseName, RoleName, TenantId, TenantRef};
+use crate::tenant::TenantDatabase;
 
 impl Provisioner {
     /// A PROVISIONING row for a new database, leased to us.
@@ -150,7 +151,7 @@ impl Provisioner {
 
     /// Provisions a FAILED tenant database again.
     #[tracing::instrument(skip_all, fields(tenant = %tenant))]
-    pub async fn retry(&self, tenant: &TenantRef) -> Result<Row> {
+    pub async fn retry(&self, tenant: &TenantRef) -> Result<TenantDatabase> {
         let (_, row) = self.load(tenant).await?;
         self.expect(&row, &[DbStatus::Failed], "retry")?;
         self.check_migration_set().await?;
@@ -161,6 +162,7 @@ impl Provisioner {
         };
         let row = self.claim(&row, DbStatus::Provisioning, change).await?;
         self.step(Step::RetryClaimed, row.tenant_id)?;
-        self.run(move |this| async move { this.provision(row).await }).await
+        let row = self.run(move |this| async move { this.provision(row).await }).await?;
+        Ok(self.public(&row))
     }
 }

@@ -10,6 +10,7 @@ use super::{Provisioner, Step};
 use crate::catalog::DbStatus;
 use crate::error::Result;
 use crate::names::TenantRef;
+use crate::tenant::TenantDatabase;
 
 impl Provisioner {
     /// Brings one tenant's database up to the latest tenant migration. A
@@ -17,9 +18,10 @@ impl Provisioner {
     /// version and the database serving. Holds the tenant's lease, so two
     /// migrators never run on one tenant at once.
     #[tracing::instrument(skip_all, fields(tenant = %tenant))]
-    pub async fn migrate_tenant(&self, tenant: &TenantRef) -> Result<Row> {
+    pub async fn migrate_tenant(&self, tenant: &TenantRef) -> Result<TenantDatabase> {
         let (_, row) = self.load(tenant).await?;
-        self.migrate_row(row).await
+        let row = self.migrate_row(row).await?;
+        Ok(self.public(&row))
     }
 
     /// Migrates the tenant of `row` if the row is still as read: a row that

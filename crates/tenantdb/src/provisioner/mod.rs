@@ -36,6 +36,7 @@ use crate::migrate::TenantMigrations;
 use crate::names::{DatabaseName, DatabasePrefix, RoleName, TenantId, TenantRef, TenantSlug};
 use crate::pools::TenantPools;
 use crate::templates::Templates;
+use crate::tenant::TenantDatabase;
 
 pub use reconcile::{ReconcileOutcome, Reconciled};
 
@@ -77,6 +78,8 @@ struct Inner {
     pools: TenantPools,
     migrations: TenantMigrations,
     server_id: Uuid,
+    /// The server's name in the catalog (shown in `TenantDatabase`).
+    server_name: String,
     prefix: DatabasePrefix,
     /// Names no tenant may take besides the system ones (the catalog's own
     /// database when it lives on the tenant server).
@@ -106,6 +109,7 @@ impl std::fmt::Debug for Provisioner {
 #[derive(Debug, Clone)]
 pub struct ProvisionerSettings {
     pub server_id: Uuid,
+    pub server_name: String,
     pub prefix: DatabasePrefix,
     pub reserved: Vec<String>,
     pub secret_version: i32,
@@ -138,6 +142,7 @@ impl Provisioner {
                 pools,
                 migrations,
                 server_id: settings.server_id,
+                server_name: settings.server_name,
                 prefix: settings.prefix,
                 reserved: settings.reserved,
                 secret_version: settings.secret_version,
@@ -165,6 +170,11 @@ impl Provisioner {
 
     pub fn server_id(&self) -> Uuid {
         self.inner.server_id
+    }
+
+    /// A row as callers see it.
+    pub(crate) fn public(&self, row: &tenant_database::Model) -> TenantDatabase {
+        TenantDatabase::new(row, &self.inner.server_name)
     }
 
     pub(crate) fn prefix(&self) -> &DatabasePrefix {
@@ -225,7 +235,7 @@ impl Provisioner {
     /// ACTIVE. On failure the tenant stays with a FAILED row and
     /// `Error::ProvisioningFailed`; `retry` finishes it.
     #[tracing::instrument(skip_all, fields(tenant.slug = %new.slug))]
-    pub async fn create_tenant(&self, new: NewTenant) -> Result<tenant_database::Model> {
+    pub async fn create_tenant(&self, new: NewTenant) -> Result<TenantDatabase> {
         let slug = TenantSlug::parse(&new.slug)?;
         let name = crate::names::plain_text(
             "tenant name",
@@ -268,7 +278,8 @@ impl Provisioner {
             .insert_with_tenant(tenant, self.new_row(id, &database), extras)
             .await?;
         self.step(Step::RowInserted, row.tenant_id)?;
-        self.run(move |this| async move { this.provision(row).await }).await
+        let row = self.run(move |this| async move { this.provision(row).await }).await?;
+        Ok(self.public(&row))
     }
 
     /// Creates the database of an existing tenant that has none.
@@ -277,7 +288,7 @@ impl Provisioner {
         &self,
         tenant: &TenantRef,
         database_name: Option<&str>,
-    ) -> Result<tenant_database::Model> {
+    ) -> Result<TenantDatabase> {
         let tenant = self.inner.catalog.tenants().get(tenant).await?;
         self.check_migration_set().await?;
         let id = TenantId::from(tenant.id);
@@ -290,7 +301,8 @@ impl Provisioner {
             .insert(self.new_row(id, &database))
             .await?;
         self.step(Step::RowInserted, row.tenant_id)?;
-        self.run(move |this| async move { this.provision(row).await }).await
+        let row = self.run(move |this| async move { this.provision(row).await }).await?;
+        Ok(self.public(&row))
     }
 
     /// This deployment's templates.

@@ -10,16 +10,17 @@ use crate::catalog::DbStatus;
 use crate::engine::Ownership;
 use crate::error::Result;
 use crate::names::{DatabaseName, TenantRef};
+use crate::tenant::TenantDatabase;
 
 impl Provisioner {
     /// Renames the tenant's database; its data stays. PostgreSQL: the
     /// database's sessions are ended and new ones refused while it happens.
     #[tracing::instrument(skip_all, fields(tenant = %tenant, to = new_name))]
-    pub async fn rename_tenant_database(&self, tenant: &TenantRef, new_name: &str) -> Result<Row> {
+    pub async fn rename_tenant_database(&self, tenant: &TenantRef, new_name: &str) -> Result<TenantDatabase> {
         let to = self.parse_database_name(new_name)?;
         let (_, row) = self.load(tenant).await?;
         if row.status == DbStatus::Active && row.database_name == to.as_str() {
-            return Ok(row);
+            return Ok(self.public(&row));
         }
         self.expect(&row, &[DbStatus::Active], "rename its database")?;
         self.check_name_free(&to).await?;
@@ -30,7 +31,10 @@ impl Provisioner {
         };
         let row = self.claim(&row, DbStatus::Renaming, change).await?;
         self.step(Step::RenameClaimed, row.tenant_id)?;
-        self.run(move |this| async move { this.finish_rename(row).await }).await
+        let row = self
+            .run(move |this| async move { this.finish_rename(row).await })
+            .await?;
+        Ok(self.public(&row))
     }
 
     pub(super) async fn finish_rename(&self, row: Row) -> Result<Row> {

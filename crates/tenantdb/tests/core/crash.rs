@@ -72,7 +72,7 @@ async fn a_rename_stopped_after_any_step_is_finished_by_reconcile(backend: Backe
     let provisioner = env.tenancy.provisioner();
     for (i, step) in [Step::RenameClaimed, Step::DatabaseRenamed].into_iter().enumerate() {
         let slug = format!("mover-{i}");
-        let row = provisioner.create_tenant(new(&slug)).await.unwrap();
+        let row = env.raw(&provisioner.create_tenant(new(&slug)).await.unwrap()).await;
         let to = format!("{}moved_{i}", env.db_prefix());
         provisioner.crash_after(step);
         let err = provisioner
@@ -102,7 +102,7 @@ async fn a_delete_stopped_after_any_step_is_finished_by_reconcile(backend: Backe
     let provisioner = env.tenancy.provisioner();
     for (i, step) in [Step::DeleteClaimed, Step::DatabaseDropped].into_iter().enumerate() {
         let slug = format!("gone-{i}");
-        let row = provisioner.create_tenant(new(&slug)).await.unwrap();
+        let row = env.raw(&provisioner.create_tenant(new(&slug)).await.unwrap()).await;
         provisioner.crash_after(step);
         let err = provisioner
             .delete_tenant(&TenantRef::parse(&slug).unwrap())

@@ -21,7 +21,9 @@ fn new(slug: &str) -> NewTenant {
 
 async fn creating_a_tenant_makes_an_active_database_at_the_latest_version(backend: Backend) {
     let env = TestEnv::new(backend, schema_v1()).await;
-    let row = env.tenancy.provisioner().create_tenant(new("acme")).await.unwrap();
+    let row = env
+        .raw(&env.tenancy.provisioner().create_tenant(new("acme")).await.unwrap())
+        .await;
 
     assert_eq!(row.status, DbStatus::Active);
     assert_eq!(row.database_name, format!("{}acme", env.db_prefix()));
@@ -87,7 +89,7 @@ async fn bad_names_are_refused_and_change_nothing(backend: Backend) {
 async fn a_taken_slug_or_database_name_is_a_conflict(backend: Backend) {
     let env = TestEnv::new(backend, schema_v1()).await;
     let provisioner = env.tenancy.provisioner();
-    let first = provisioner.create_tenant(new("acme")).await.unwrap();
+    let first = env.raw(&provisioner.create_tenant(new("acme")).await.unwrap()).await;
 
     let err = provisioner.create_tenant(new("acme")).await.unwrap_err();
     assert!(matches!(err, Error::AlreadyExists(_)), "{err}");

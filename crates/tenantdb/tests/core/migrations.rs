@@ -36,11 +36,15 @@ async fn a_failed_create_leaves_a_failed_row_and_no_database_and_retry_finishes_
 
     // The application fixed its migrations: retry finishes the tenant.
     let fixed = env.second(schema_v2()).await;
-    let row = fixed
-        .provisioner()
-        .retry(&TenantRef::parse("acme").unwrap())
-        .await
-        .unwrap();
+    let row = env
+        .raw(
+            &fixed
+                .provisioner()
+                .retry(&TenantRef::parse("acme").unwrap())
+                .await
+                .unwrap(),
+        )
+        .await;
     assert_eq!(row.status, DbStatus::Active);
     assert_eq!(row.schema_version.as_deref(), Some("m0002_tags"));
     assert!(row.error_message.is_none());
@@ -50,17 +54,20 @@ async fn a_failed_create_leaves_a_failed_row_and_no_database_and_retry_finishes_
 async fn migrating_a_tenant_applies_new_migrations(backend: Backend) {
     let env = TestEnv::new(backend, schema_v1()).await;
     let created = env
-        .tenancy
-        .provisioner()
-        .create_tenant(NewTenant {
-            slug: "acme".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        .raw(
+            &env.tenancy
+                .provisioner()
+                .create_tenant(NewTenant {
+                    slug: "acme".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap(),
+        )
+        .await;
     let newer = env.second(schema_v2()).await;
     let acme = TenantRef::parse("acme").unwrap();
-    let row = newer.provisioner().migrate_tenant(&acme).await.unwrap();
+    let row = env.raw(&newer.provisioner().migrate_tenant(&acme).await.unwrap()).await;
     assert_eq!(row.status, DbStatus::Active);
     assert_eq!(row.schema_version.as_deref(), Some("m0002_tags"));
     assert!(row.last_migration_at > created.last_migration_at);
@@ -70,7 +77,7 @@ async fn migrating_a_tenant_applies_new_migrations(backend: Backend) {
     );
 
     // Nothing left to apply: the version stays, nothing breaks.
-    let again = newer.provisioner().migrate_tenant(&acme).await.unwrap();
+    let again = env.raw(&newer.provisioner().migrate_tenant(&acme).await.unwrap()).await;
     assert_eq!(again.schema_version.as_deref(), Some("m0002_tags"));
     assert_eq!(again.last_migration_at, row.last_migration_at);
     newer.close().await;

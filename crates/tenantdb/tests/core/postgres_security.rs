@@ -28,7 +28,9 @@ fn pg(env: &TestEnv) -> &tenantdb::engine::PostgresEngine {
 #[tokio::test]
 async fn tenant_roles_are_unprivileged_and_own_their_database_and_tables() {
     let env = TestEnv::new(Backend::Postgres, schema_v1()).await;
-    let row = env.tenancy.provisioner().create_tenant(new("acme")).await.unwrap();
+    let row = env
+        .raw(&env.tenancy.provisioner().create_tenant(new("acme")).await.unwrap())
+        .await;
 
     let (login, superuser, createdb, createrole, limit): (bool, bool, bool, bool, i32) = sqlx::query_as(
         "SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolconnlimit FROM pg_roles WHERE rolname = $1",
@@ -71,8 +73,12 @@ async fn tenant_roles_are_unprivileged_and_own_their_database_and_tables() {
 #[tokio::test]
 async fn only_the_tenant_role_can_connect_to_its_database() {
     let env = TestEnv::new(Backend::Postgres, schema_v1()).await;
-    let a = env.tenancy.provisioner().create_tenant(new("a")).await.unwrap();
-    let b = env.tenancy.provisioner().create_tenant(new("b")).await.unwrap();
+    let a = env
+        .raw(&env.tenancy.provisioner().create_tenant(new("a")).await.unwrap())
+        .await;
+    let b = env
+        .raw(&env.tenancy.provisioner().create_tenant(new("b")).await.unwrap())
+        .await;
     let outsider = format!("{}outsider", env.db_prefix());
     sqlx::raw_sql(AssertSqlSafe(format!("CREATE ROLE {} LOGIN", quote_ident(&outsider))))
         .execute(env.admin())
@@ -137,7 +143,9 @@ async fn a_database_accepts_no_connections_until_it_is_secured() {
 #[tokio::test]
 async fn no_tenant_password_is_stored_or_sent_in_plaintext() {
     let env = TestEnv::new(Backend::Postgres, schema_v1()).await;
-    let row = env.tenancy.provisioner().create_tenant(new("acme")).await.unwrap();
+    let row = env
+        .raw(&env.tenancy.provisioner().create_tenant(new("acme")).await.unwrap())
+        .await;
     let secret = env.config.secret.clone().unwrap();
     let password = secret.password_for(row.tenant_id.into());
     let password = password.expose_secret();
@@ -223,8 +231,12 @@ async fn a_database_tenantdb_did_not_create_is_never_adopted_or_dropped() {
 #[tokio::test]
 async fn a_pool_that_lands_as_another_role_is_refused() {
     let env = TestEnv::new(Backend::Postgres, schema_v1()).await;
-    let acme = env.tenancy.provisioner().create_tenant(new("acme")).await.unwrap();
-    let other = env.tenancy.provisioner().create_tenant(new("other")).await.unwrap();
+    let acme = env
+        .raw(&env.tenancy.provisioner().create_tenant(new("acme")).await.unwrap())
+        .await;
+    let other = env
+        .raw(&env.tenancy.provisioner().create_tenant(new("other")).await.unwrap())
+        .await;
     let (acme_role, other_role) = (quote_ident(&acme.role_name), quote_ident(&other.role_name));
     for sql in [
         format!("GRANT {other_role} TO {acme_role}"),

@@ -33,23 +33,31 @@ async fn read_note(conn: &DatabaseConnection) -> String {
 async fn renaming_a_tenant_keeps_its_data(backend: Backend) {
     let env = TestEnv::new(backend, schema_v1()).await;
     let provisioner = env.tenancy.provisioner();
-    let before = provisioner
-        .create_tenant(NewTenant {
-            slug: "acme".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let before = env
+        .raw(
+            &provisioner
+                .create_tenant(NewTenant {
+                    slug: "acme".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap(),
+        )
+        .await;
     // A session left open: the rename ends it (PostgreSQL refuses to rename
     // a database anyone is connected to).
     let open = env.connect_tenant(&before).await;
     write_note(&open, "kept").await;
 
     let new_name = format!("{}acme_renamed", env.db_prefix());
-    let after = provisioner
-        .rename_tenant_database(&TenantRef::parse("acme").unwrap(), &new_name)
-        .await
-        .unwrap();
+    let after = env
+        .raw(
+            &provisioner
+                .rename_tenant_database(&TenantRef::parse("acme").unwrap(), &new_name)
+                .await
+                .unwrap(),
+        )
+        .await;
 
     assert_eq!(after.status, DbStatus::Active);
     assert_eq!(after.database_name, new_name);
@@ -68,14 +76,18 @@ async fn renaming_a_tenant_keeps_its_data(backend: Backend) {
         assert!(env.database_exists(&after).await);
     }
     // The old name is free again.
-    let reuse = provisioner
-        .create_tenant(NewTenant {
-            slug: "newcomer".into(),
-            database_name: Some(before.database_name.clone()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let reuse = env
+        .raw(
+            &provisioner
+                .create_tenant(NewTenant {
+                    slug: "newcomer".into(),
+                    database_name: Some(before.database_name.clone()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap(),
+        )
+        .await;
     assert_eq!(reuse.database_name, before.database_name);
 }
 
@@ -86,8 +98,8 @@ async fn renaming_to_a_taken_or_bad_name_changes_nothing(backend: Backend) {
         slug: slug.into(),
         ..Default::default()
     };
-    let a = provisioner.create_tenant(new("a")).await.unwrap();
-    let b = provisioner.create_tenant(new("b")).await.unwrap();
+    let a = env.raw(&provisioner.create_tenant(new("a")).await.unwrap()).await;
+    let b = env.raw(&provisioner.create_tenant(new("b")).await.unwrap()).await;
     let a_ref = TenantRef::Id(a.tenant_id.into());
 
     let err = provisioner
@@ -111,13 +123,17 @@ async fn renaming_to_a_taken_or_bad_name_changes_nothing(backend: Backend) {
 async fn deleting_a_tenant_leaves_no_database_role_or_row(backend: Backend) {
     let env = TestEnv::new(backend, schema_v1()).await;
     let provisioner = env.tenancy.provisioner();
-    let row = provisioner
-        .create_tenant(NewTenant {
-            slug: "doomed".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let row = env
+        .raw(
+            &provisioner
+                .create_tenant(NewTenant {
+                    slug: "doomed".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap(),
+        )
+        .await;
     let user = env
         .tenancy
         .catalog()

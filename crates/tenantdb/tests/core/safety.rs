@@ -40,13 +40,15 @@ async fn create_named(
     slug: &str,
     database_name: &str,
 ) -> tenantdb::Result<tenantdb::catalog::tenant_database::Model> {
-    env.tenancy
+    let created = env
+        .tenancy
         .provisioner()
         .create_tenant(NewTenant {
             database_name: Some(database_name.to_owned()),
             ..new(slug)
         })
-        .await
+        .await?;
+    Ok(env.raw(&created).await)
 }
 
 /// How many notes the tenant's database holds, read as the tenant.
@@ -196,7 +198,7 @@ async fn the_minefield_survives_a_whole_workload() {
     // database: migrations are replayed), rename, migrate to a new set (a
     // new template), delete, doctor --fix.
     let provisioner = env.tenancy.provisioner();
-    let a = provisioner.create_tenant(new("mine-a")).await.unwrap();
+    let a = env.raw(&provisioner.create_tenant(new("mine-a")).await.unwrap()).await;
     provisioner.create_tenant(new("mine-b")).await.unwrap();
     let renamed = format!("{}renamed", prefix.as_str());
     provisioner

@@ -54,6 +54,13 @@ async fn password_auth_restarts_and_bad_credentials_on_a_throwaway_cluster() {
         })
         .await
         .expect("the tenant role logs in with its derived password");
+    let row = tenancy
+        .catalog()
+        .tenant_databases()
+        .find_by_tenant(row.tenant_id)
+        .await
+        .unwrap()
+        .unwrap();
     let db = tenancy.connections().connection(&acme).await.unwrap();
     db.execute_unprepared("INSERT INTO notes (id, body) VALUES (1, 'x')")
         .await

@@ -131,15 +131,23 @@ impl TestEnv {
     }
 
     /// Creates a tenant (and its database) by slug; it must succeed.
+    /// Returns the catalog's row (leases, role name) for the tests' checks.
     pub async fn create(&self, slug: &str) -> tenant_database::Model {
-        self.tenancy
+        let created = self
+            .tenancy
             .provisioner()
             .create_tenant(tenantdb::NewTenant {
                 slug: slug.into(),
                 ..Default::default()
             })
             .await
-            .unwrap()
+            .unwrap();
+        self.raw(&created).await
+    }
+
+    /// The catalog's row behind a tenant database as callers see it.
+    pub async fn raw(&self, database: &tenantdb::TenantDatabase) -> tenant_database::Model {
+        self.row(database.tenant_id).await.expect("the tenant's row")
     }
 
     /// The admin pool of the PostgreSQL engine.

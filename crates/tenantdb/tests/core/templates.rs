@@ -37,14 +37,17 @@ async fn schema(conn: &DatabaseConnection) -> Vec<String> {
 async fn a_cloned_tenant_has_the_schema_of_a_replayed_one(backend: Backend) {
     let env = TestEnv::new(backend, schema_v2()).await;
     let cloned = env
-        .tenancy
-        .provisioner()
-        .create_tenant(NewTenant {
-            slug: "cloned".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        .raw(
+            &env.tenancy
+                .provisioner()
+                .create_tenant(NewTenant {
+                    slug: "cloned".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap(),
+        )
+        .await;
     let template = env.tenancy.templates().ready().await.expect("a template was built");
     match backend {
         Backend::Postgres => {
@@ -61,14 +64,18 @@ async fn a_cloned_tenant_has_the_schema_of_a_replayed_one(backend: Backend) {
     let mut replay_config = env.config.clone();
     replay_config.use_templates = false;
     let replaying = tenantdb::Tenancy::connect(replay_config, schema_v2()).await.unwrap();
-    let replayed = replaying
-        .provisioner()
-        .create_tenant(NewTenant {
-            slug: "replayed".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let replayed = env
+        .raw(
+            &replaying
+                .provisioner()
+                .create_tenant(NewTenant {
+                    slug: "replayed".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap(),
+        )
+        .await;
 
     assert_eq!(cloned.schema_version.as_deref(), Some("m0002_tags"));
     assert_eq!(replayed.schema_version, cloned.schema_version);

@@ -1,5 +1,7 @@
-//! The JSON shapes of a tenant and its database, as API.md defines them and
-//! both the CLI (`--json`) and the HTTP service print them.
+//! A tenant and its database as callers see them (no leases, counters or
+//! secret versions): what the provisioner and `Tenancy` return, and the
+//! JSON shapes API.md defines, printed by the CLI (`--json`) and the HTTP
+//! service.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -7,26 +9,42 @@ use uuid::Uuid;
 
 use crate::catalog::{DbStatus, TenantStatus, tenant_database, tenants};
 
+/// A tenant's database: where it is, its status and schema version.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct TenantDatabaseView {
+pub struct TenantDatabase {
+    /// The tenant it belongs to.
     pub tenant_id: Uuid,
+    /// The tenant server it lives on (its name in the catalog).
     pub server: String,
+    /// Its name on the server.
     pub database_name: String,
+    /// The database reads go to (the same one until replicas exist).
     pub read_database_name: String,
+    /// Where it is in the status machine; ACTIVE and MIGRATING serve.
     pub status: DbStatus,
+    /// The last tenant migration applied (`None`: none yet).
     pub schema_version: Option<String>,
+    /// When a migration last finished on it (RFC 3339).
     pub last_migration_at: Option<String>,
+    /// Why its last operation failed, if it did.
     pub error_message: Option<String>,
 }
 
+/// A tenant, with its database if it has one.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct TenantView {
+pub struct Tenant {
+    /// Its id.
     pub id: Uuid,
+    /// Its slug: a DNS label, unique.
     pub slug: String,
+    /// Its display name.
     pub name: String,
+    /// ACTIVE, or SUSPENDED (refused at the door, still migrated).
     pub status: TenantStatus,
+    /// When it was created (RFC 3339).
     pub created_at: String,
-    pub database: Option<TenantDatabaseView>,
+    /// Its database.
+    pub database: Option<TenantDatabase>,
 }
 
 /// RFC 3339 in UTC with a `Z`, as API.md asks.
@@ -34,8 +52,8 @@ pub fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-impl TenantDatabaseView {
-    pub fn new(row: &tenant_database::Model, server: &str) -> Self {
+impl TenantDatabase {
+    pub(crate) fn new(row: &tenant_database::Model, server: &str) -> Self {
         Self {
             tenant_id: row.tenant_id,
             server: server.to_owned(),
@@ -49,15 +67,15 @@ impl TenantDatabaseView {
     }
 }
 
-impl TenantView {
-    pub fn new(tenant: &tenants::Model, database: Option<&tenant_database::Model>, server: &str) -> Self {
+impl Tenant {
+    pub(crate) fn new(tenant: &tenants::Model, database: Option<&tenant_database::Model>, server: &str) -> Self {
         Self {
             id: tenant.id,
             slug: tenant.slug.clone(),
             name: tenant.name.clone(),
             status: tenant.status,
             created_at: rfc3339(tenant.created_at),
-            database: database.map(|row| TenantDatabaseView::new(row, server)),
+            database: database.map(|row| TenantDatabase::new(row, server)),
         }
     }
 }
