@@ -2,7 +2,7 @@
 //! act for which tenant.
 
 use axum::http::request::Parts;
-use tenantdb::connections::ResolvedTenant;
+use tenantdb::ResolvedTenant;
 
 use crate::error::ApiError;
 

@@ -4,7 +4,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use tenantdb::PoolHandle;
-use tenantdb::context::{TenantContext, TenantScope};
+use tenantdb::{TenantContext, TenantScope};
 
 use crate::error::ApiError;
 

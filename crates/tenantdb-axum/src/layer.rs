@@ -16,7 +16,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tenantdb::context::{TenantContext, TenantScope};
+use tenantdb::{TenantContext, TenantScope};
 use tenantdb::{TenantConnections, TenantRef};
 
 use crate::authorizer::{AllowAll, Authorizer};

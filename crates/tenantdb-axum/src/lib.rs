@@ -93,4 +93,4 @@ pub use layer::{TENANT_HEADER, TenantResolution, resolve_tenant, tenant_of};
 pub use operator::OperatorApi;
 pub use params::{DEFAULT_LIMIT, MAX_LIMIT, Page, Path};
 pub use secrecy::SecretString;
-pub use tenantdb::connections::ResolvedTenant;
+pub use tenantdb::ResolvedTenant;

@@ -7,8 +7,8 @@ use anyhow::Context;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use sea_orm_migration::prelude::*;
 use secrecy::SecretString;
-use tenantdb::names::DatabasePrefix;
-use tenantdb::secret::TenantSecret;
+use tenantdb::DatabasePrefix;
+use tenantdb::TenantSecret;
 use tenantdb::{Config, NewTenant, Tenancy, TenantId, TenantMigrations, TenantServerConfig};
 use tenantdb_test_support::{PgScratch, postgres_url};
 
@@ -278,7 +278,7 @@ async fn drop_tenant_databases(prefix: &str) -> anyhow::Result<()> {
                     let Some(name) = next else { break };
                     let sql = format!(
                         "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                        tenantdb::names::quote_ident(&name)
+                        tenantdb::internal::quote_ident(&name)
                     );
                     sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await?;
                 }

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use sea_orm_migration::MigrationTrait;
-use tenantdb::fleet::FleetOptions;
+use tenantdb::FleetOptions;
 use tenantdb::{Tenancy, TenantMigrations};
 
 use crate::Engine;
@@ -45,7 +45,7 @@ pub async fn run(engine: Engine, quick: bool) -> anyhow::Result<()> {
         "fleet-migrate: {tenants} tenants (made in {:.1} s), one new migration per run",
         started.elapsed().as_secs_f64()
     );
-    let steps: [(usize, tenantdb::migrate::MigrationList); 3] = [(1, v2), (4, v3), (8, v4)];
+    let steps: [(usize, tenantdb::internal::MigrationList); 3] = [(1, v2), (4, v3), (8, v4)];
     for (concurrency, schema) in steps {
         let newer = Tenancy::connect(env.config.clone(), TenantMigrations::from_fn(schema)).await?;
         let options = FleetOptions {

@@ -27,7 +27,7 @@ fn is_busy(err: &anyhow::Error) -> bool {
         .is_some_and(tenantdb::Error::is_busy)
         || err
             .downcast_ref::<sea_orm::DbErr>()
-            .is_some_and(tenantdb::error::is_busy_db_err)
+            .is_some_and(tenantdb::internal::is_busy_db_err)
 }
 
 /// `requests` selects on random tenants of `tenants` from `CONCURRENCY`

@@ -118,7 +118,7 @@ pub async fn run(engine: Engine, quick: bool) -> anyhow::Result<()> {
 
 /// The server's own copy of the template, nothing else (then dropped).
 async fn bare_clone(env: &BenchEnv, template: &str, i: usize) -> anyhow::Result<f64> {
-    let quote = tenantdb::names::quote_ident;
+    let quote = tenantdb::internal::quote_ident;
     match env.tenancy.engine() {
         TenantEngine::Postgres(pg) => {
             let name = format!("{}bare{i}", env.config.database_prefix);

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Subcommand;
-use tenantdb::fleet::{Behind, FleetOptions, FleetReport};
+use tenantdb::{Behind, FleetOptions, FleetReport};
 use tenantdb::{DbStatus, Tenancy};
 
 use crate::args::parse_ref;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use secrecy::SecretString;
 use tenantdb::config::{self, Config, TenantServerConfig};
-use tenantdb::names::DatabasePrefix;
-use tenantdb::secret::TenantSecret;
+use tenantdb::DatabasePrefix;
+use tenantdb::TenantSecret;
 
 /// Where the catalog and the tenant databases live, and how tenantdb treats
 /// them: each setting is a flag and a `TENANTDB_*` environment variable,

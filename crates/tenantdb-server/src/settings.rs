@@ -52,11 +52,11 @@ impl ServiceArgs {
         if let Ok(token) = std::fs::read_to_string(&path) {
             return Ok((SecretString::from(token.trim().to_owned()), Some(path)));
         }
-        tenantdb::private_files::create_dir_all(data_dir)
+        tenantdb::internal::create_dir_all(data_dir)
             .with_context(|| format!("failed to create {}", data_dir.display()))?;
         let mut bytes = [0u8; 24];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
-        let token = format!("tdb_admin_{}", tenantdb::secret::hex(&bytes));
+        let token = format!("tdb_admin_{}", tenantdb::internal::hex(&bytes));
         write_private(&path, &token).with_context(|| format!("failed to write {}", path.display()))?;
         Ok((SecretString::from(token), Some(path)))
     }

@@ -35,27 +35,43 @@
 //! # }
 //! ```
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod catalog;
 pub mod config;
-pub mod connections;
-pub mod context;
-pub mod doctor;
+mod connections;
+mod context;
+mod doctor;
+#[doc(hidden)]
 pub mod engine;
-pub mod error;
+mod error;
+#[doc(hidden)]
 pub mod faults;
 mod file_lock;
-pub mod fleet;
-pub mod migrate;
+mod fleet;
+mod migrate;
 mod migration_set;
-pub mod names;
+mod names;
 mod pool_options;
-pub mod pools;
-pub mod private_files;
-pub mod provisioner;
-pub mod secret;
-pub mod status;
-pub mod templates;
-pub mod tenant;
+mod pools;
+mod private_files;
+mod provisioner;
+mod secret;
+mod status;
+mod templates;
+mod tenant;
+
+/// Not part of the API: helpers the tests and the benchmarks reach for.
+/// They may change in any release.
+#[doc(hidden)]
+pub mod internal {
+    pub use crate::error::is_busy_db_err;
+    pub use crate::faults::Step;
+    pub use crate::migrate::MigrationList;
+    pub use crate::names::{plain_text, quote_ident, quote_literal, template_stem};
+    pub use crate::private_files::create_dir_all;
+    pub use crate::secret::{hex, sha256, sha256_hex};
+}
 
 pub use catalog::{Catalog, DbStatus, MemberRole, MigrationRun, SubscriptionStatus, TenantStatus};
 pub use config::{Config, PoolConfig, TenantServerConfig};

@@ -13,8 +13,8 @@ use dashmap::DashMap;
 use secrecy::SecretString;
 use tenantdb::Catalog;
 use tenantdb::catalog::MemberRole;
-use tenantdb::connections::ResolvedTenant;
-use tenantdb::secret::sha256;
+use tenantdb::ResolvedTenant;
+use tenantdb::internal::sha256;
 use uuid::Uuid;
 
 use super::stamped::StampedCache;

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantdb::catalog::{MemberRole, SubscriptionStatus, memberships, subscriptions};
-use tenantdb::names::plain_text;
+use tenantdb::internal::plain_text;
 use tenantdb::rfc3339;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

@@ -52,7 +52,7 @@ async fn start_migration(
         .iter()
         .map(|t| tenant_ref(t))
         .collect::<ApiResult<Vec<_>>>()?;
-    let options = tenantdb::fleet::FleetOptions {
+    let options = tenantdb::FleetOptions {
         concurrency,
         tenants,
         max_failures: body.max_failures,

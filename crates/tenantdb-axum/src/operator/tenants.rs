@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
-use tenantdb::names::plain_text;
+use tenantdb::internal::plain_text;
 use tenantdb::{NewTenant, TenantRef, TenantStatus};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantdb::catalog::users;
-use tenantdb::names::plain_text;
+use tenantdb::internal::plain_text;
 use tenantdb::rfc3339;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

@@ -9,7 +9,7 @@ use sea_orm::{ConnectionTrait, Statement};
 use sea_orm_migration::prelude::*;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tenantdb::secret::TenantSecret;
+use tenantdb::TenantSecret;
 use tenantdb::{Config, Tenancy, TenantMigrations, TenantServerConfig};
 use tenantdb_axum::{
     ApiError, CatalogAuthorizer, Json, OperatorApi, OperatorAuth, SecretString, TenantDb, TenantResolution,

@@ -9,7 +9,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tenantdb::catalog::MemberRole;
-use tenantdb::names::plain_text;
+use tenantdb::internal::plain_text;
 use tenantdb::rfc3339;
 use tenantdb_axum::{ApiError, Json, Member, Page, Path, TenantDb};
 use utoipa_axum::router::OpenApiRouter;

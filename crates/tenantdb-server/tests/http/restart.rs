@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use tenantdb::secret::TenantSecret;
+use tenantdb::TenantSecret;
 use tenantdb::{Config, TenantServerConfig};
 use tenantdb_server::http::{Server, ServiceOptions};
 use tenantdb_test_support::PgCluster;

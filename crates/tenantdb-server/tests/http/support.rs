@@ -3,7 +3,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use tenantdb::secret::TenantSecret;
+use tenantdb::TenantSecret;
 use tenantdb::{Config, TenantServerConfig};
 use tenantdb_server::http::{ConnectionLimits, Server, ServiceOptions};
 pub use tenantdb_test_support::Backend;

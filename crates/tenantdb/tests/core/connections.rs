@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
-use tenantdb::error::Error;
+use tenantdb::Error;
 use tenantdb::{DbStatus, NewTenant, TenantRef, TenantStatus};
 
 use crate::support::{Backend, TestEnv, schema_broken, schema_v1};

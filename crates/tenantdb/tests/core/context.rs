@@ -1,5 +1,5 @@
-use tenantdb::context::{TenantContext, TenantRepository, TenantScope};
-use tenantdb::error::Error;
+use tenantdb::{TenantContext, TenantRepository, TenantScope};
+use tenantdb::Error;
 use tenantdb::{NewTenant, TenantRef};
 
 use crate::support::{Backend, TestEnv, schema_v1, tables};

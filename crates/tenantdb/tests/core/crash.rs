@@ -1,8 +1,8 @@
 //! A process killed between any two steps is repaired by `reconcile`, and
 //! `reconcile` never touches work another process is still doing.
 
-use tenantdb::error::Error;
-use tenantdb::provisioner::{ReconcileOutcome, Step};
+use tenantdb::Error;
+use tenantdb::{ReconcileOutcome, internal::Step};
 use tenantdb::{DbStatus, NewTenant, TenantRef};
 
 use crate::support::{Backend, LEASE_EXPIRY_WAIT, TestEnv, schema_slow, schema_v1, tables};
@@ -23,7 +23,7 @@ fn new(slug: &str) -> NewTenant {
 }
 
 /// Runs reconcile from another "process" once the dead one's lease expired.
-async fn reconcile_later(env: &TestEnv) -> Vec<tenantdb::provisioner::Reconciled> {
+async fn reconcile_later(env: &TestEnv) -> Vec<tenantdb::Reconciled> {
     tokio::time::sleep(LEASE_EXPIRY_WAIT).await;
     let other = env.second(schema_v1()).await;
     let report = other.provisioner().reconcile().await.unwrap();

@@ -11,9 +11,9 @@ use std::process::Command;
 
 use sea_orm::Iterable;
 use sea_orm::{ConnectionTrait, Statement};
-use tenantdb::doctor::DoctorOptions;
+use tenantdb::DoctorOptions;
 use tenantdb::faults::{Step, abort_at};
-use tenantdb::fleet::FleetOptions;
+use tenantdb::FleetOptions;
 use tenantdb::{DbStatus, NewTenant, Tenancy, TenantMigrations, TenantRef};
 use tenantdb_test_support::both_backends;
 

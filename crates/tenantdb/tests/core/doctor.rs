@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use tenantdb::catalog::{tenant_database, tenants};
-use tenantdb::doctor::{DoctorOptions, Finding, Problem};
-use tenantdb::provisioner::Step;
+use tenantdb::{DoctorOptions, Finding, Problem};
+use tenantdb::internal::Step;
 use tenantdb::{DbStatus, NewTenant};
 use tenantdb_test_support::both_backends;
 
@@ -105,9 +105,9 @@ async fn doctor_finds_repairable_drift_and_fix_repairs_it(backend: Backend) {
     // the catalog pointed at it (what a deploy of the older set did before
     // this one; a program with an older set may no longer build one).
     let current = env.tenancy.templates().current().unwrap();
-    let version = &tenantdb::secret::sha256_hex("m0001_notes")[..12];
+    let version = &tenantdb::internal::sha256_hex("m0001_notes")[..12];
     let stale = format!("{}{version}", current.stem);
-    let owner = tenantdb::names::RoleName::for_templates(&env.config.database_prefix, env.tenancy.catalog().id());
+    let owner = tenantdb::RoleName::for_templates(&env.config.database_prefix, env.tenancy.catalog().id());
     let v1 = schema_v1();
     env.tenancy
         .engine()

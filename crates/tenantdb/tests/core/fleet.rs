@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use sea_orm::ConnectionTrait;
-use tenantdb::fleet::{FleetEvent, FleetOptions};
+use tenantdb::{FleetEvent, FleetOptions};
 use tenantdb::{DbStatus, NewTenant, Tenancy};
 use tenantdb_test_support::both_backends;
 use uuid::Uuid;

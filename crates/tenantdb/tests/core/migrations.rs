@@ -1,4 +1,4 @@
-use tenantdb::error::Error;
+use tenantdb::Error;
 use tenantdb::{DbStatus, NewTenant, TenantRef};
 
 use crate::support::{Backend, TestEnv, schema_broken, schema_v1, schema_v2, tables};

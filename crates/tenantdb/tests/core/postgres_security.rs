@@ -4,9 +4,9 @@
 
 use secrecy::ExposeSecret;
 use sqlx::{AssertSqlSafe, ConnectOptions};
-use tenantdb::error::Error;
-use tenantdb::names::quote_ident;
-use tenantdb::provisioner::Step;
+use tenantdb::Error;
+use tenantdb::internal::quote_ident;
+use tenantdb::internal::Step;
 use tenantdb::{NewTenant, TenantRef};
 
 use crate::support::{Backend, LEASE_EXPIRY_WAIT, TestEnv, schema_v1};

@@ -6,9 +6,9 @@
 
 use std::future::Future;
 
-use tenantdb::doctor::DoctorOptions;
-use tenantdb::error::Error;
-use tenantdb::provisioner::{ReconcileOutcome, Step};
+use tenantdb::DoctorOptions;
+use tenantdb::Error;
+use tenantdb::{ReconcileOutcome, internal::Step};
 use tenantdb::{DbStatus, NewTenant, Tenancy, TenantRef};
 use tenantdb_test_support::both_backends;
 

@@ -1,5 +1,5 @@
 use sea_orm::{ConnectionTrait, DatabaseConnection};
-use tenantdb::error::Error;
+use tenantdb::Error;
 use tenantdb::{DbStatus, NewTenant, TenantRef};
 
 use crate::support::{Backend, TestEnv, schema_v1};

@@ -5,14 +5,14 @@
 
 use sea_orm::{ConnectionTrait, Statement};
 use sqlx::{AssertSqlSafe, PgPool};
-use tenantdb::doctor::{DoctorOptions, Problem};
-use tenantdb::error::Error;
-use tenantdb::names::{DatabasePrefix, RoleName, quote_ident, quote_literal, template_stem};
+use tenantdb::{DoctorOptions, Problem};
+use tenantdb::Error;
+use tenantdb::{DatabasePrefix, RoleName, internal::{quote_ident, quote_literal, template_stem}};
 use tenantdb::{NewTenant, TenantRef};
 
 use tenantdb::DbStatus;
 use tenantdb::catalog::Lease;
-use tenantdb::provisioner::Step;
+use tenantdb::internal::Step;
 use tenantdb_test_support::both_backends;
 
 use crate::support::{Backend, LEASE_TTL, TestEnv, schema_broken, schema_other, schema_v1, schema_v2};
@@ -104,7 +104,7 @@ async fn still_holds_its_data(name: &str) -> bool {
 
 /// The template name a migration set gets (see `Provisioner::template_name`).
 fn template_of(prefix: &DatabasePrefix, catalog: uuid::Uuid, migrations: &[&str]) -> String {
-    let hash = &tenantdb::secret::sha256_hex(&migrations.join("\n"))[..12];
+    let hash = &tenantdb::internal::sha256_hex(&migrations.join("\n"))[..12];
     format!("{}{hash}", template_stem(prefix, catalog))
 }
 
@@ -119,7 +119,7 @@ async fn a_tenant_database_named_like_an_old_template_survives_template_builds()
         config.use_templates = false;
     };
     let env = TestEnv::with(Backend::Postgres, schema_v1(), prefix).await;
-    let hash = &tenantdb::secret::sha256_hex("m0001_notes")[..12];
+    let hash = &tenantdb::internal::sha256_hex("m0001_notes")[..12];
     let victim_name = format!("{}tpl{hash}", env.db_prefix());
     let victim = create_named(&env, "victim", &victim_name).await.unwrap();
     let conn = env.connect_tenant(&victim).await;
@@ -465,7 +465,7 @@ async fn a_fleet_run_whose_process_died_reads_abandoned_and_doctor_closes_it(bac
     let slow = env.second(crate::support::schema_slow()).await;
     let (id, run) = slow
         .fleet()
-        .start(&tenantdb::fleet::FleetOptions::default(), |_| {})
+        .start(&tenantdb::FleetOptions::default(), |_| {})
         .await
         .unwrap();
     tokio::time::sleep(LEASE_TTL + std::time::Duration::from_millis(300)).await;
@@ -499,7 +499,7 @@ async fn a_program_with_another_migration_set_may_read_but_not_change_tenants(ba
         refused(
             program
                 .fleet()
-                .start(&tenantdb::fleet::FleetOptions::default(), |_| {})
+                .start(&tenantdb::FleetOptions::default(), |_| {})
                 .await
                 .unwrap_err(),
         );

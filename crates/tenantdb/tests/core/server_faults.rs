@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use sea_orm::ConnectionTrait;
 use secrecy::SecretString;
-use tenantdb::doctor::{DoctorOptions, Problem};
-use tenantdb::error::Error;
-use tenantdb::names::quote_ident;
-use tenantdb::secret::TenantSecret;
+use tenantdb::{DoctorOptions, Problem};
+use tenantdb::Error;
+use tenantdb::internal::quote_ident;
+use tenantdb::TenantSecret;
 use tenantdb::{Config, NewTenant, Tenancy, TenantRef, TenantServerConfig};
 
 use crate::support::schema_v1;

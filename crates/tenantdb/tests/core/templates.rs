@@ -136,7 +136,7 @@ async fn a_template_gone_or_busy_falls_back_to_replaying_and_is_rebuilt(backend:
     assert!(
         env.tenancy
             .doctor()
-            .examine(tenantdb::doctor::DoctorOptions::default())
+            .examine(tenantdb::DoctorOptions::default())
             .await
             .unwrap()
             .is_empty(),
