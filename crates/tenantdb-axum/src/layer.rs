@@ -16,8 +16,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tenantdb::{TenantContext, TenantScope};
 use tenantdb::{TenantConnections, TenantRef};
+use tenantdb::{TenantContext, TenantScope};
 
 use crate::authorizer::{AllowAll, Authorizer};
 use crate::error::ApiError;

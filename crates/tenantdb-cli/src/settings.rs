@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use secrecy::SecretString;
-use tenantdb::config::{self, Config, TenantServerConfig};
 use tenantdb::DatabasePrefix;
 use tenantdb::TenantSecret;
+use tenantdb::config::{self, Config, TenantServerConfig};
 
 /// Where the catalog and the tenant databases live, and how tenantdb treats
 /// them: each setting is a flag and a `TENANTDB_*` environment variable,

@@ -60,7 +60,7 @@ impl TenantMigrations {
 /// How a program's tenant migration set stands against the one the catalog
 /// records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetMatch {
+pub(crate) enum SetMatch {
     /// The catalog records none yet.
     Unrecorded,
     /// The same migrations.
@@ -72,7 +72,7 @@ pub enum SetMatch {
 }
 
 /// Compares two set identities (see [`TenantMigrations::identity`]).
-pub fn match_sets(recorded: Option<&str>, ours: &str) -> SetMatch {
+pub(crate) fn match_sets(recorded: Option<&str>, ours: &str) -> SetMatch {
     let Some(recorded) = recorded else {
         return SetMatch::Unrecorded;
     };
@@ -89,7 +89,7 @@ pub fn match_sets(recorded: Option<&str>, ours: &str) -> SetMatch {
 }
 
 /// A set identity in a few words, for error messages.
-pub fn describe_set(identity: &str) -> String {
+pub(crate) fn describe_set(identity: &str) -> String {
     let names: Vec<&str> = identity.split('\n').filter(|n| !n.is_empty()).collect();
     match names.last() {
         None => "no migrations".to_owned(),
@@ -107,7 +107,7 @@ impl fmt::Debug for TenantMigrations {
 
 /// What a run applied and where the schema now stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Applied {
+pub(crate) struct Applied {
     /// Name of the last applied migration, `None` for an empty schema.
     pub version: Option<String>,
     /// The migrations this run applied, in order.
@@ -116,7 +116,7 @@ pub struct Applied {
 
 /// A migration failed; everything before it stays applied.
 #[derive(Debug)]
-pub struct MigrationFailure {
+pub(crate) struct MigrationFailure {
     pub migration: String,
     /// The version the schema is left at.
     pub version: Option<String>,
@@ -130,7 +130,7 @@ pub struct MigrationFailure {
 /// checking `keep_going` before each one (the caller's lock still held).
 /// Refuses a database that holds migrations `list` does not know: it was
 /// migrated by newer code, and recording an older version would be a lie.
-pub async fn apply_pending(
+pub(crate) async fn apply_pending(
     db: &DatabaseConnection,
     list: Vec<Box<dyn MigrationTrait>>,
     keep_going: &(dyn Fn() -> bool + Sync),
@@ -187,20 +187,9 @@ pub async fn apply_pending(
     Ok(Applied { version, applied })
 }
 
-/// The version a database is at, read from its migration table without
-/// changing anything (`None` when nothing was applied).
-pub async fn applied_version(
-    db: &DatabaseConnection,
-    list: &[Box<dyn MigrationTrait>],
-) -> Result<Option<String>, DbErr> {
-    install(db).await?;
-    let done = applied_names(db).await?;
-    Ok(current_version(list, &done))
-}
-
 /// The names of the migrations applied to a database, read without
 /// changing anything (empty when it has no migration table).
-pub async fn read_applied(db: &DatabaseConnection) -> Result<HashSet<String>, DbErr> {
+pub(crate) async fn read_applied(db: &DatabaseConnection) -> Result<HashSet<String>, DbErr> {
     if !SchemaManager::new(db).has_table("seaql_migrations").await? {
         return Ok(HashSet::new());
     }

@@ -10,10 +10,10 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 
 /// PostgreSQL silently truncates identifiers longer than this many bytes.
-pub const MAX_IDENTIFIER_LEN: usize = 63;
+pub(crate) const MAX_IDENTIFIER_LEN: usize = 63;
 /// The longest database-name prefix we accept, so generated names keep room
 /// for the slug or the tenant id.
-pub const MAX_PREFIX_LEN: usize = 20;
+pub(crate) const MAX_PREFIX_LEN: usize = 20;
 /// Names no tenant database may take, whatever the prefix.
 const RESERVED_DATABASE_NAMES: &[&str] = &["postgres", "template0", "template1"];
 
@@ -261,7 +261,8 @@ pub fn template_stem(prefix: &DatabasePrefix, catalog_id: Uuid) -> String {
 }
 
 /// Whether `name` is a template name of the catalog with this `stem`.
-pub fn is_template_name(name: &str, stem: &str) -> bool {
+#[cfg(test)]
+fn is_template_name(name: &str, stem: &str) -> bool {
     name.strip_prefix(stem)
         .is_some_and(|hash| hash.len() == 12 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
 }

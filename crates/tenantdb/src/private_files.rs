@@ -39,7 +39,7 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
 }
 
 /// Creates an empty owner-only file unless `path` exists; true if it did.
-pub fn create_file(path: &Path) -> io::Result<bool> {
+pub(crate) fn create_file(path: &Path) -> io::Result<bool> {
     match owner_only(OpenOptions::new().write(true).create_new(true)).open(path) {
         Ok(_) => restrict(path, false).map(|()| true),
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(false),
@@ -49,7 +49,7 @@ pub fn create_file(path: &Path) -> io::Result<bool> {
 
 /// Copies `from` to an owner-only `to` (replacing it), whatever the mode
 /// of `from`.
-pub fn copy(from: &Path, to: &Path) -> io::Result<()> {
+pub(crate) fn copy(from: &Path, to: &Path) -> io::Result<()> {
     let mut source = File::open(from)?;
     let mut target = owner_only(OpenOptions::new().write(true).create(true).truncate(true)).open(to)?;
     restrict(to, false)?;
@@ -58,7 +58,7 @@ pub fn copy(from: &Path, to: &Path) -> io::Result<()> {
 }
 
 /// Opens (creating it owner-only if missing) a file used only for its lock.
-pub fn lock_file(path: &Path) -> io::Result<File> {
+pub(crate) fn lock_file(path: &Path) -> io::Result<File> {
     owner_only(OpenOptions::new().create(true).truncate(false).write(true)).open(path)
 }
 

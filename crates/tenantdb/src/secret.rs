@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::names::TenantId;
 
 /// Shortest secret we accept: 32 characters.
-pub const MIN_SECRET_LEN: usize = 32;
+pub(crate) const MIN_SECRET_LEN: usize = 32;
 /// PostgreSQL's default SCRAM iteration count.
 const SCRAM_ITERATIONS: u32 = 4096;
 

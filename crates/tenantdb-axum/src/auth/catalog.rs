@@ -12,8 +12,8 @@ use axum::http::request::Parts;
 use dashmap::DashMap;
 use secrecy::SecretString;
 use tenantdb::Catalog;
-use tenantdb::catalog::MemberRole;
 use tenantdb::ResolvedTenant;
+use tenantdb::catalog::MemberRole;
 use tenantdb::internal::sha256;
 use uuid::Uuid;
 

@@ -130,14 +130,14 @@ pub mod catalog_info {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod database_names {
+pub(super) mod database_names {
     use sea_orm::entity::prelude::*;
 
     /// A database name in use, or pending as a rename's target, on a
     /// server: reserved for one tenant before any DDL uses it.
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "database_names")]
-    pub struct Model {
+    pub(crate) struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub server_id: Uuid,
         #[sea_orm(primary_key, auto_increment = false)]
@@ -146,7 +146,7 @@ pub mod database_names {
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub(crate) enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }

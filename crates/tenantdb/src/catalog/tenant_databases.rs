@@ -23,7 +23,7 @@ use super::repos::taken;
 use crate::error::{Error, Result};
 
 /// Statuses in which a row is being worked on and holds a lease.
-pub const WORKING: [DbStatus; 4] = [
+pub(super) const WORKING: [DbStatus; 4] = [
     DbStatus::Provisioning,
     DbStatus::Renaming,
     DbStatus::Migrating,

@@ -11,7 +11,7 @@ use crate::names::TenantId;
 
 /// Why a pool was closed (the `reason` label of `tenantdb_pools_closed_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
+pub(crate) enum CloseReason {
     /// Unused for longer than the idle timeout.
     Idle,
     /// Closed to make room under the budget.

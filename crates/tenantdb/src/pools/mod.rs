@@ -37,7 +37,7 @@ use dashmap::DashMap;
 use tokio::sync::{Mutex, Notify, OnceCell, Semaphore};
 use tokio_util::task::TaskTracker;
 
-pub use close::CloseReason;
+pub(crate) use close::CloseReason;
 pub use handle::PoolHandle;
 
 use crate::config::PoolConfig;

@@ -46,9 +46,9 @@ pub use reconcile::{ReconcileOutcome, Reconciled};
 const DRAIN_WAIT: Duration = Duration::from_secs(2);
 
 /// Longest display name of a tenant.
-pub const MAX_TENANT_NAME_LEN: usize = 200;
+pub(crate) const MAX_TENANT_NAME_LEN: usize = 200;
 
-pub use crate::faults::Step;
+pub(crate) use crate::faults::Step;
 
 /// What `create_tenant` needs.
 #[derive(Debug, Clone, Default)]

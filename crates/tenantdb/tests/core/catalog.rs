@@ -1,7 +1,7 @@
 use sea_orm::{EntityTrait, PaginatorTrait};
 use secrecy::SecretString;
-use tenantdb::catalog::{Catalog, MemberRole, SubscriptionStatus};
 use tenantdb::Error;
+use tenantdb::catalog::{Catalog, MemberRole, SubscriptionStatus};
 use tenantdb::{NewTenant, TenantRef};
 
 use crate::support::{Backend, TestEnv, schema_v1};

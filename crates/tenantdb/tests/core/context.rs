@@ -1,6 +1,6 @@
-use tenantdb::{TenantContext, TenantRepository, TenantScope};
 use tenantdb::Error;
 use tenantdb::{NewTenant, TenantRef};
+use tenantdb::{TenantContext, TenantRepository, TenantScope};
 
 use crate::support::{Backend, TestEnv, schema_v1, tables};
 use tenantdb_test_support::both_backends;

@@ -2,8 +2,8 @@
 //! `reconcile` never touches work another process is still doing.
 
 use tenantdb::Error;
-use tenantdb::{ReconcileOutcome, internal::Step};
 use tenantdb::{DbStatus, NewTenant, TenantRef};
+use tenantdb::{ReconcileOutcome, internal::Step};
 
 use crate::support::{Backend, LEASE_EXPIRY_WAIT, TestEnv, schema_slow, schema_v1, tables};
 use tenantdb_test_support::both_backends;

@@ -12,8 +12,8 @@ use std::process::Command;
 use sea_orm::Iterable;
 use sea_orm::{ConnectionTrait, Statement};
 use tenantdb::DoctorOptions;
-use tenantdb::faults::{Step, abort_at};
 use tenantdb::FleetOptions;
+use tenantdb::faults::{Step, abort_at};
 use tenantdb::{DbStatus, NewTenant, Tenancy, TenantMigrations, TenantRef};
 use tenantdb_test_support::both_backends;
 

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use tenantdb::catalog::{tenant_database, tenants};
-use tenantdb::{DoctorOptions, Finding, Problem};
 use tenantdb::internal::Step;
 use tenantdb::{DbStatus, NewTenant};
+use tenantdb::{DoctorOptions, Finding, Problem};
 use tenantdb_test_support::both_backends;
 
 use crate::support::{Backend, LEASE_EXPIRY_WAIT, TestEnv, schema_v1, schema_v2};

@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex};
 
 use sea_orm::ConnectionTrait;
-use tenantdb::{FleetEvent, FleetOptions};
 use tenantdb::{DbStatus, NewTenant, Tenancy};
+use tenantdb::{FleetEvent, FleetOptions};
 use tenantdb_test_support::both_backends;
 use uuid::Uuid;
 

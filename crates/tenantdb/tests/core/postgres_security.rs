@@ -5,8 +5,8 @@
 use secrecy::ExposeSecret;
 use sqlx::{AssertSqlSafe, ConnectOptions};
 use tenantdb::Error;
-use tenantdb::internal::quote_ident;
 use tenantdb::internal::Step;
+use tenantdb::internal::quote_ident;
 use tenantdb::{NewTenant, TenantRef};
 
 use crate::support::{Backend, LEASE_EXPIRY_WAIT, TestEnv, schema_v1};

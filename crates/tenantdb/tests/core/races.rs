@@ -8,8 +8,8 @@ use std::future::Future;
 
 use tenantdb::DoctorOptions;
 use tenantdb::Error;
-use tenantdb::{ReconcileOutcome, internal::Step};
 use tenantdb::{DbStatus, NewTenant, Tenancy, TenantRef};
+use tenantdb::{ReconcileOutcome, internal::Step};
 use tenantdb_test_support::both_backends;
 
 use crate::support::{Backend, LEASE_EXPIRY_WAIT, TestEnv, schema_v1, schema_v2};

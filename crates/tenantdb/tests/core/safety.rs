@@ -5,9 +5,12 @@
 
 use sea_orm::{ConnectionTrait, Statement};
 use sqlx::{AssertSqlSafe, PgPool};
-use tenantdb::{DoctorOptions, Problem};
 use tenantdb::Error;
-use tenantdb::{DatabasePrefix, RoleName, internal::{quote_ident, quote_literal, template_stem}};
+use tenantdb::{
+    DatabasePrefix, RoleName,
+    internal::{quote_ident, quote_literal, template_stem},
+};
+use tenantdb::{DoctorOptions, Problem};
 use tenantdb::{NewTenant, TenantRef};
 
 use tenantdb::DbStatus;

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use sea_orm::ConnectionTrait;
 use secrecy::SecretString;
-use tenantdb::{DoctorOptions, Problem};
 use tenantdb::Error;
-use tenantdb::internal::quote_ident;
 use tenantdb::TenantSecret;
+use tenantdb::internal::quote_ident;
 use tenantdb::{Config, NewTenant, Tenancy, TenantRef, TenantServerConfig};
+use tenantdb::{DoctorOptions, Problem};
 
 use crate::support::schema_v1;
 
