@@ -11,7 +11,10 @@ use crate::error::{Error, Result};
 use crate::names::DatabasePrefix;
 use crate::secret::TenantSecret;
 
+/// The default data directory of the embedded setup; the CLI's default for
+/// `TENANTDB_DATA_DIR`.
 pub const DEFAULT_DATA_DIR: &str = "./data";
+/// Name of the tenant server in the catalog unless configured.
 pub const DEFAULT_SERVER_NAME: &str = "default";
 /// How long a lease on a tenant row lasts without renewal. Work renews it
 /// every third of this; a crashed process's rows are free again after it.
@@ -43,9 +46,15 @@ pub const DEFAULT_CATALOG_POLL: Duration = Duration::from_millis(500);
 pub struct PoolConfig {
     /// Per server: the open connections of all tenant pools never exceed it.
     pub budget: u32,
+    /// Largest pool of one tenant (connections); at most the role's
+    /// connection limit.
     pub max_per_tenant: u32,
+    /// A tenant pool nobody used for this long is closed; so is a connection
+    /// idle for this long.
     pub idle_timeout: Duration,
+    /// How long a caller waits for a connection before getting `Error::Busy`.
     pub acquire_timeout: Duration,
+    /// A connection idle for longer than this is pinged before reuse.
     pub validate_after_idle: Duration,
 }
 
@@ -66,10 +75,17 @@ impl Default for PoolConfig {
 #[non_exhaustive]
 pub enum TenantServerConfig {
     /// One SQLite file per tenant in this directory.
-    Sqlite { dir: PathBuf },
+    Sqlite {
+        /// The directory of the tenant files (created if missing).
+        dir: PathBuf,
+    },
     /// A PostgreSQL server, reached with an admin connection (a role with
     /// CREATEDB and CREATEROLE, or a superuser).
-    Postgres { url: SecretString },
+    Postgres {
+        /// The admin connection's URL (`postgres://...`); kept secret, never
+        /// logged.
+        url: SecretString,
+    },
 }
 
 impl TenantServerConfig {
@@ -96,6 +112,7 @@ impl TenantServerConfig {
         })
     }
 
+    /// `sqlite` or `postgres`.
     pub fn engine_name(&self) -> &'static str {
         match self {
             Self::Sqlite { .. } => "sqlite",
@@ -121,16 +138,26 @@ pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
 pub struct Config {
     /// The catalog (master) database: `sqlite://...` or `postgres://...`.
     pub catalog_url: SecretString,
+    /// Where tenant databases live.
     pub tenant_server: TenantServerConfig,
     /// Name of the tenant server in the catalog's `database_servers`.
     pub server_name: String,
+    /// The prefix of every tenant database name (default `tenant_`).
     pub database_prefix: DatabasePrefix,
     /// Required when the tenant server is PostgreSQL.
     pub secret: Option<TenantSecret>,
+    /// How long a lease on a tenant row lasts without renewal (at least
+    /// 300 ms); work renews it every third of this.
     pub lease_ttl: Duration,
+    /// `CONNECTION LIMIT` of every tenant role (PostgreSQL); at least
+    /// `pools.max_per_tenant`.
     pub role_connection_limit: i32,
+    /// Connections of the catalog pool (raised to 2 when lower).
     pub catalog_max_connections: u32,
+    /// Settings of the tenant pools.
     pub pools: PoolConfig,
+    /// How often this process polls the catalog generation, so that changes
+    /// made by other processes reach it within about this long.
     pub catalog_poll_interval: Duration,
     /// Clone new tenant databases from a template at the latest tenant
     /// version instead of replaying every migration (default on).
@@ -153,6 +180,7 @@ impl Config {
         )
     }
 
+    /// Settings with every default, for this catalog and tenant server.
     pub fn new(catalog_url: SecretString, tenant_server: TenantServerConfig) -> Self {
         Self {
             catalog_url,

@@ -167,6 +167,7 @@ impl TenantConnections {
         Ok(Self { inner })
     }
 
+    /// This process's tenant pools, which connections come from.
     pub fn pools(&self) -> &TenantPools {
         &self.inner.pools
     }

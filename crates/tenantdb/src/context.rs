@@ -2,7 +2,7 @@
 //! the seed's BaseTypeormTenantRepository.
 //!
 //! ```no_run
-//! use tenantdb::context::{TenantContext, TenantRepository, TenantScope};
+//! use tenantdb::{TenantContext, TenantRepository, TenantScope};
 //! use tenantdb::{TenantConnections, TenantRef};
 //!
 //! struct Projects;
@@ -26,7 +26,7 @@
 //! its own scope:
 //!
 //! ```no_run
-//! # use tenantdb::context::{TenantContext, TenantScope};
+//! # use tenantdb::{TenantContext, TenantScope};
 //! # use tenantdb::{TenantConnections, TenantRef};
 //! # async fn job(connections: TenantConnections, tenant: tenantdb::TenantId) -> tenantdb::Result<()> {
 //! tokio::spawn(async move {

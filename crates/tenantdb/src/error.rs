@@ -9,16 +9,22 @@
 
 use crate::status::DbStatus;
 
+/// The result of the core crate's fallible operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Everything that can go wrong in the core crate (see the module docs for
+/// the policy).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A name, id or setting broke a validation rule; nothing was changed.
     #[error("invalid {kind} '{value}': {rule}")]
     Invalid {
+        /// What was being validated (`slug`, `database name`, ...).
         kind: &'static str,
+        /// The value as given.
         value: String,
+        /// The rule it broke, in words.
         rule: String,
     },
 
@@ -26,9 +32,12 @@ pub enum Error {
     #[error("configuration: {0}")]
     Config(String),
 
+    /// No tenant has this id or slug (the string holds it as given).
     #[error("tenant '{0}' not found")]
     TenantNotFound(String),
 
+    /// The tenant exists but has no database: the tenant by slug, or its id
+    /// and the database's name when the database is missing on the server.
     #[error("tenant '{0}' has no database")]
     TenantDatabaseNotFound(String),
 
@@ -41,9 +50,13 @@ pub enum Error {
     /// (for example retrying a tenant that is ACTIVE).
     #[error("tenant '{tenant}' database '{database}' is {status}: cannot {action}")]
     IllegalState {
+        /// The tenant, by id.
         tenant: String,
+        /// The tenant's database name.
         database: String,
+        /// The status that forbids it.
         status: DbStatus,
+        /// What was refused, as a verb phrase (`rename its database`).
         action: &'static str,
     },
 
@@ -54,19 +67,33 @@ pub enum Error {
     /// The tenant's database does not serve traffic in its status
     /// (PROVISIONING, RENAMING, FAILED, DELETING).
     #[error("tenant '{tenant}' database is {status}: not serving")]
-    TenantUnavailable { tenant: String, status: DbStatus },
+    TenantUnavailable {
+        /// The tenant, by slug (by id when its pool is being replaced).
+        tenant: String,
+        /// The database's status.
+        status: DbStatus,
+    },
 
     /// No connection could be had within the acquire timeout (the server's
     /// connection budget is in use).
     #[error("tenant '{tenant}': no connection within {waited_ms} ms, the connection budget is in use")]
-    Busy { tenant: String, waited_ms: u64 },
+    Busy {
+        /// The tenant, by id.
+        tenant: String,
+        /// How long the caller waited: the acquire timeout, in milliseconds.
+        waited_ms: u64,
+    },
 
     /// A new pool reached a database that is not the tenant's.
     #[error("tenant '{tenant}': connected to database '{found}' as '{role}', expected '{expected}'")]
     WrongDatabase {
+        /// The tenant, by id.
         tenant: String,
+        /// The tenant's database name, from the catalog.
         expected: String,
+        /// The database the connection reached (`current_database()`).
         found: String,
+        /// The role the connection logged in as (`current_user`).
         role: String,
     },
 
@@ -77,28 +104,43 @@ pub enum Error {
     /// Another process holds the tenant's lease (it is creating, renaming,
     /// deleting or migrating it right now).
     #[error("tenant '{tenant}' is being worked on by another process; try again later")]
-    Locked { tenant: String },
+    Locked {
+        /// The tenant, by id.
+        tenant: String,
+    },
 
     /// A database exists on the server that tenantdb did not create (or that
     /// belongs to another tenant); tenantdb never adopts or drops it.
     #[error("database '{database}' exists on the server and was not created by tenantdb for tenant '{tenant}'")]
-    NotOurs { tenant: String, database: String },
+    NotOurs {
+        /// The tenant, by id (`(template)` for a template).
+        tenant: String,
+        /// The database, or `(role) <name>` when the object is a role.
+        database: String,
+    },
 
     /// Creating the tenant's database failed; the row is FAILED with the
     /// message and `retry` can finish it.
     #[error("provisioning tenant '{tenant}' database '{database}' failed: {message}")]
     ProvisioningFailed {
+        /// The tenant, by id.
         tenant: String,
+        /// The database being made.
         database: String,
+        /// The cause, as recorded in the row's `error_message`.
         message: String,
     },
 
     /// A tenant migration failed; the schema stays at its last good version.
     #[error("migrating tenant '{tenant}' database '{database}' failed in '{migration}': {message}")]
     MigrationFailed {
+        /// The tenant, by id (`(template)` while building a template).
         tenant: String,
+        /// The database being migrated (a file path for a SQLite template).
         database: String,
+        /// The name of the migration that failed.
         migration: String,
+        /// The migration's error.
         message: String,
     },
 
@@ -111,34 +153,57 @@ pub enum Error {
          it may read but not create, migrate, build templates or repair tenants; use the program built with \
          the catalog's tenant migrations"
     )]
-    MigrationSetMismatch { recorded: String, ours: String },
+    MigrationSetMismatch {
+        /// The catalog's set, described (`3 migrations ending in '...'`).
+        recorded: String,
+        /// This program's set, described the same way.
+        ours: String,
+    },
 
     /// Work stopped on purpose at a step (test hook that simulates a crash).
     #[error("tenant '{tenant}': stopped after step {step:?} (simulated crash)")]
-    Interrupted { tenant: String, step: crate::faults::Step },
+    Interrupted {
+        /// The tenant, by id.
+        tenant: String,
+        /// The step it stopped after.
+        step: crate::faults::Step,
+    },
 
     /// The lease was lost while working (the process stalled longer than the
     /// lease and another one took over).
     #[error("tenant '{tenant}': lease lost while working")]
-    LeaseLost { tenant: String },
+    LeaseLost {
+        /// The tenant, by id (when a row is being finished, the row's id).
+        tenant: String,
+    },
 
+    /// A catalog query failed (SeaORM's error).
     #[error("catalog: {0}")]
     Catalog(#[from] sea_orm::DbErr),
 
+    /// A statement or connection on a database server failed (the tenant
+    /// server, or the catalog when tenantdb talks to it through sqlx).
     #[error("database server: {context}")]
     Server {
+        /// What tenantdb was doing, in words.
         context: String,
+        /// The driver's error.
         #[source]
         source: sqlx::Error,
     },
 
+    /// A file system operation failed (SQLite files, directories, lock files).
     #[error("{context}")]
     Io {
+        /// What tenantdb was doing, naming the path.
         context: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
 
+    /// A task that ran the work panicked or was cancelled (the join error,
+    /// as text).
     #[error("background task failed: {0}")]
     Task(String),
 }

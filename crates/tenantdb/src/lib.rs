@@ -2,15 +2,28 @@
 //!
 //! A catalog (master) database knows every user, tenant, subscription and
 //! tenant database; each tenant has its own database on a tenant server
-//! (PostgreSQL, or SQLite files for the embedded default). [`Tenancy`] builds
-//! and holds the parts:
+//! (PostgreSQL, or SQLite files for the embedded default). [`Tenancy`] is
+//! the entry point: built from a [`config::Config`] and the application's
+//! [`TenantMigrations`], it connects everything and hands out the parts:
 //!
-//! - [`catalog::Catalog`]: the master database and its repositories;
-//! - [`engine::Engine`]: creates, renames and drops tenant databases and
-//!   their roles;
-//! - [`provisioner::Provisioner`]: the status machine around them (create,
-//!   retry, rename, delete, migrate, reconcile), crash-safe through leases;
-//! - [`migrate`]: the migration runner and the tenant migration set.
+//! - [`Provisioner`]: creates, retries, renames, deletes and migrates tenant
+//!   databases along the status machine, crash-safe through leases
+//!   ([`Tenancy::provisioner`]);
+//! - [`Fleet`]: migrates every tenant that is behind, with runs recorded in
+//!   the catalog ([`Tenancy::fleet`]);
+//! - [`Doctor`]: finds drift between the catalog and the tenant server and
+//!   repairs what is safe ([`Tenancy::doctor`]);
+//! - [`Templates`]: the template new tenant databases are cloned from
+//!   ([`Tenancy::templates`]);
+//! - [`TenantConnections`]: the hot path, from a tenant id or slug to a
+//!   connection to its database ([`Tenancy::connections`]);
+//! - [`TenantScope`], [`TenantContext`] and [`TenantRepository`]: the tenant
+//!   of the current task, and repositories that get their connection from it;
+//! - [`TenantMigrations`]: the tenant schema, a SeaORM migrator supplied by
+//!   the application;
+//! - [`catalog`]: the master database ([`Catalog`]), its entities and
+//!   repositories;
+//! - [`config`]: the settings and their defaults.
 //!
 //! ```no_run
 //! use sea_orm_migration::prelude::*;
@@ -167,14 +180,18 @@ impl Tenancy {
         })
     }
 
+    /// The catalog (master database) and its repositories.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
     }
 
+    /// Creates, retries, renames, deletes and migrates tenant databases.
     pub fn provisioner(&self) -> &Provisioner {
         &self.provisioner
     }
 
+    /// The tenant server's engine. Not part of the API: the `engine` module is
+    /// hidden, for tests and benchmarks.
     pub fn engine(&self) -> &Engine {
         self.provisioner.engine()
     }
@@ -199,6 +216,8 @@ impl Tenancy {
         &self.connections
     }
 
+    /// This process's tenant pools (one per tenant database, under the
+    /// budget).
     pub fn pools(&self) -> &TenantPools {
         self.connections.pools()
     }
@@ -276,10 +295,6 @@ async fn check_budget(engine: &Engine, config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Keeps tenant roles out of the catalog when it lives on the tenant server:
-/// revokes `CONNECT` on the catalog's database from `PUBLIC` (granting it to
-/// the catalog's own user), and reserves its name. Returns the names no
-/// tenant database may take.
 /// Whether the catalog is on the tenant server itself: the same cluster
 /// system identifier, i.e. one write-ahead log (see `Changes::shares_log`).
 async fn shares_log(catalog: &Catalog, pg: &PostgresEngine) -> bool {
@@ -296,6 +311,10 @@ async fn shares_log(catalog: &Catalog, pg: &PostgresEngine) -> bool {
     catalog_log.is_some() && catalog_log == system_identifier(pg.admin_pool()).await
 }
 
+/// Keeps tenant roles out of the catalog when it lives on the tenant server:
+/// revokes `CONNECT` on the catalog's database from `PUBLIC` (granting it to
+/// the catalog's own user), and reserves its name. Returns the names no
+/// tenant database may take.
 async fn protect_catalog(catalog: &Catalog, engine: &Engine) -> Result<Vec<String>> {
     let Engine::Postgres(_) = engine else {
         return Ok(Vec::new());

@@ -32,14 +32,18 @@ pub struct TenantMigrations {
 }
 
 impl TenantMigrations {
+    /// The migrations of a SeaORM `MigratorTrait`: the usual way to supply the
+    /// tenant schema.
     pub fn of<M: MigratorTrait>() -> Self {
         Self { list: M::migrations }
     }
 
+    /// The migrations a function returns, oldest first.
     pub fn from_fn(list: MigrationList) -> Self {
         Self { list }
     }
 
+    /// The tenant migrations, oldest first.
     pub fn migrations(&self) -> Vec<Box<dyn MigrationTrait>> {
         (self.list)()
     }

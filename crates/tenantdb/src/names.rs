@@ -1,7 +1,7 @@
 //! Validated names: tenant ids, slugs, database names and prefixes.
 //!
 //! Raw strings never cross a module boundary: everything that ends up in DDL
-//! is one of these types first, and DDL still quotes it (see [`quote_ident`]).
+//! is one of these types first, and DDL still quotes it (see `quote_ident`).
 
 use std::fmt;
 
@@ -28,12 +28,14 @@ impl TenantId {
         Self(Uuid::now_v7())
     }
 
+    /// Parses a UUID in any of its text forms.
     pub fn parse(s: &str) -> Result<Self> {
         Uuid::parse_str(s)
             .map(Self)
             .map_err(|_| Error::invalid("tenant id", s, "must be a UUID"))
     }
 
+    /// The id as a plain UUID, as the catalog stores it.
     pub fn as_uuid(&self) -> Uuid {
         self.0
     }
@@ -68,6 +70,8 @@ impl fmt::Display for TenantId {
 pub struct TenantSlug(String);
 
 impl TenantSlug {
+    /// Validates a slug: 1-63 of `a-z 0-9 -`, not starting or ending with
+    /// `-`, and not of the form of a UUID (it would be taken for an id).
     pub fn parse(s: &str) -> Result<Self> {
         const RULE: &str = "must be 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'";
         let ok = !s.is_empty()
@@ -88,6 +92,7 @@ impl TenantSlug {
         Ok(Self(s.to_owned()))
     }
 
+    /// The slug as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -103,11 +108,15 @@ impl fmt::Display for TenantSlug {
 /// UUID is an id; anything else must be a valid slug.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TenantRef {
+    /// By id.
     Id(TenantId),
+    /// By slug.
     Slug(TenantSlug),
 }
 
 impl TenantRef {
+    /// An id when the string parses as a UUID, otherwise a slug (which must be
+    /// valid).
     pub fn parse(s: &str) -> Result<Self> {
         // Only the lengths of a UUID's text forms (simple, hyphenated,
         // braced, URN) are tried as one: a short slug skips building the
@@ -148,6 +157,8 @@ impl fmt::Display for TenantRef {
 pub struct DatabasePrefix(String);
 
 impl DatabasePrefix {
+    /// Validates a prefix: 1-20 of `a-z 0-9 _`, starting with a letter, not
+    /// `pg_`.
     pub fn parse(s: &str) -> Result<Self> {
         const RULE: &str = "must be 1-20 characters of a-z, 0-9 and '_', starting with a letter";
         let ok = s.len() <= MAX_PREFIX_LEN && is_plain_identifier(s) && !s.starts_with("pg_");
@@ -158,6 +169,7 @@ impl DatabasePrefix {
         }
     }
 
+    /// The prefix as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -234,6 +246,7 @@ impl DatabaseName {
         Self(s)
     }
 
+    /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -273,6 +286,7 @@ fn is_template_name(name: &str, stem: &str) -> bool {
 pub struct RoleName(String);
 
 impl RoleName {
+    /// The role of tenant `id`: `<prefix>r_<id as 32 hex digits>`.
     pub fn for_tenant(prefix: &DatabasePrefix, id: TenantId) -> Self {
         Self(format!("{prefix}r_{}", id.simple()))
     }
@@ -289,6 +303,7 @@ impl RoleName {
         Self(s)
     }
 
+    /// The role name as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -31,6 +31,7 @@ pub struct TenantSecret {
 }
 
 impl TenantSecret {
+    /// The secret `key` (at least 32 characters) under `version` (1 or more).
     pub fn new(version: i32, key: SecretString) -> Result<Self> {
         if key.expose_secret().len() < MIN_SECRET_LEN {
             return Err(Error::Config(format!(
@@ -43,6 +44,7 @@ impl TenantSecret {
         Ok(Self { version, key })
     }
 
+    /// The secret's version, recorded in each tenant database row.
     pub fn version(&self) -> i32 {
         self.version
     }

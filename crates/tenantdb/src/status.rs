@@ -26,16 +26,24 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum DbStatus {
+    /// `PROVISIONING`: being created (role, database, migrations); not serving.
     #[sea_orm(string_value = "PROVISIONING")]
     Provisioning,
+    /// `ACTIVE`: ready and serving.
     #[sea_orm(string_value = "ACTIVE")]
     Active,
+    /// `MIGRATING`: a tenant migration is running on it; still serving.
     #[sea_orm(string_value = "MIGRATING")]
     Migrating,
+    /// `RENAMING`: its database is being renamed to `pending_database_name`;
+    /// not serving.
     #[sea_orm(string_value = "RENAMING")]
     Renaming,
+    /// `FAILED`: provisioning failed (`error_message` says why); not
+    /// serving. Retry or delete it.
     #[sea_orm(string_value = "FAILED")]
     Failed,
+    /// `DELETING`: its database and role are being dropped; not serving.
     #[sea_orm(string_value = "DELETING")]
     Deleting,
 }

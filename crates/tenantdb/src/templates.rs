@@ -4,7 +4,7 @@
 //! migration.
 //!
 //! A template is named `<prefix>-tpl-<catalog id>-<hash of the migration
-//! names>` (see [`crate::names::template_stem`]): every process with the
+//! names>` (see `names::template_stem`): every process with the
 //! same catalog and migrations agrees on it, and no tenant database name can
 //! be one. It is owned by the deployment's NOLOGIN template role, which
 //! marks it as this catalog's from the statement that creates it.

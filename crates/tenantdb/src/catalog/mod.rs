@@ -237,34 +237,44 @@ impl Catalog {
         Ok(())
     }
 
+    /// The `users` table.
     pub fn users(&self) -> Users<'_> {
         Users::new(&self.db, &self.changes)
     }
+    /// The `api_tokens` table.
     pub fn tokens(&self) -> ApiTokens<'_> {
         ApiTokens::new(&self.db, &self.changes)
     }
+    /// The `tenants` table.
     pub fn tenants(&self) -> Tenants<'_> {
         Tenants::new(&self.db, &self.changes)
     }
+    /// The `memberships` table.
     pub fn memberships(&self) -> Memberships<'_> {
         Memberships::new(&self.db, &self.changes)
     }
+    /// The `subscriptions` table.
     pub fn subscriptions(&self) -> Subscriptions<'_> {
         Subscriptions::new(&self.db, &self.changes)
     }
+    /// The `database_servers` table.
     pub fn servers(&self) -> Servers<'_> {
         Servers::new(&self.db, &self.changes)
     }
+    /// The `migration_runs` table (fleet migration runs).
     pub fn migration_runs(&self) -> MigrationRuns<'_> {
         MigrationRuns::new(&self.db)
     }
+    /// The `tenant_databases` table: the status machine and the leases.
     pub fn tenant_databases(&self) -> TenantDatabases<'_> {
         TenantDatabases::new(&self.db, &self.changes)
     }
+    /// The `settings` table (global configuration).
     pub fn settings(&self) -> Settings<'_> {
         Settings::new(&self.db, &self.changes)
     }
 
+    /// Closes the catalog's connection pool; a failure is logged, not returned.
     pub async fn close(&self) {
         if let Err(err) = self.db.clone().close().await {
             tracing::warn!(error = %err, "closing the catalog pool failed");

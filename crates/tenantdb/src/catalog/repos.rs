@@ -32,6 +32,8 @@ pub(crate) fn taken(what: impl FnOnce() -> String) -> impl FnOnce(DbErr) -> Erro
 
 macro_rules! repo {
     ($name:ident) => {
+        /// A repository of one catalog table, borrowed from the `Catalog`
+        /// accessor of the same name.
         #[derive(Debug, Clone, Copy)]
         pub struct $name<'a> {
             db: &'a DatabaseConnection,
@@ -72,10 +74,12 @@ impl Users<'_> {
         .map_err(taken(|| format!("a user with email '{email}' already exists")))
     }
 
+    /// The user with this id, if any.
     pub async fn find(&self, id: Uuid) -> Result<Option<users::Model>> {
         Ok(users::Entity::find_by_id(id).one(self.db).await?)
     }
 
+    /// The user with this email, if any (compared trimmed and lower case).
     pub async fn find_by_email(&self, email: &str) -> Result<Option<users::Model>> {
         Ok(users::Entity::find()
             .filter(users::Column::Email.eq(email.trim().to_lowercase()))
@@ -140,6 +144,7 @@ impl ApiTokens<'_> {
 }
 
 impl Tenants<'_> {
+    /// The tenant with this id or slug, if any.
     pub async fn find(&self, tenant: &TenantRef) -> Result<Option<tenants::Model>> {
         let query = match tenant {
             TenantRef::Id(id) => tenants::Entity::find_by_id(id.as_uuid()),
@@ -187,10 +192,14 @@ impl Tenants<'_> {
         Ok(query.all(self.db).await?)
     }
 
+    /// Sets a tenant's status (suspends or resumes it) and returns the updated
+    /// row; `Error::TenantNotFound` when there is no such tenant.
     pub async fn set_status(&self, id: Uuid, status: TenantStatus) -> Result<tenants::Model> {
         self.update(id, |m| m.status = Set(status)).await
     }
 
+    /// Sets a tenant's display name and returns the updated row;
+    /// `Error::TenantNotFound` when there is no such tenant.
     pub async fn set_name(&self, id: Uuid, name: &str) -> Result<tenants::Model> {
         let name = name.to_owned();
         self.update(id, move |m| m.name = Set(name)).await
@@ -242,6 +251,7 @@ impl Memberships<'_> {
             .ok_or_else(|| Error::Catalog(DbErr::RecordNotFound("membership".into())))
     }
 
+    /// The user's membership in the tenant, if any.
     pub async fn find(&self, tenant_id: Uuid, user_id: Uuid) -> Result<Option<memberships::Model>> {
         Ok(memberships::Entity::find_by_id((tenant_id, user_id))
             .one(self.db)
@@ -257,6 +267,7 @@ impl Memberships<'_> {
         Ok(result.rows_affected == 1)
     }
 
+    /// Every membership of a tenant, ordered by user id.
     pub async fn list_for_tenant(&self, tenant_id: Uuid) -> Result<Vec<memberships::Model>> {
         Ok(memberships::Entity::find()
             .filter(memberships::Column::TenantId.eq(tenant_id))
@@ -322,6 +333,7 @@ impl Subscriptions<'_> {
             .ok_or_else(|| Error::Catalog(DbErr::RecordNotFound("subscription".into())))
     }
 
+    /// The tenant's subscription, if it has one.
     pub async fn find(&self, tenant_id: Uuid) -> Result<Option<subscriptions::Model>> {
         Ok(subscriptions::Entity::find_by_id(tenant_id).one(self.db).await?)
     }
@@ -330,9 +342,14 @@ impl Subscriptions<'_> {
 /// A tenant server as the catalog records it (no secrets).
 #[derive(Debug, Clone)]
 pub struct NewServer<'a> {
+    /// Unique name of the server in the catalog.
     pub name: &'a str,
+    /// `postgres` or `sqlite`.
     pub engine: &'a str,
+    /// Connection settings as JSON, without secrets.
     pub settings: serde_json::Value,
+    /// Connections all tenant pools on the server may hold (recorded when the
+    /// server is first recorded, not updated after).
     pub connection_budget: i32,
 }
 
@@ -372,12 +389,14 @@ impl Servers<'_> {
             .ok_or_else(|| Error::Catalog(DbErr::RecordNotFound(format!("database server '{}'", server.name))))
     }
 
+    /// The server with this id, if any.
     pub async fn find(&self, id: Uuid) -> Result<Option<database_servers::Model>> {
         Ok(database_servers::Entity::find_by_id(id).one(self.db).await?)
     }
 }
 
 impl Settings<'_> {
+    /// Every setting, ordered by key.
     pub async fn all(&self) -> Result<Vec<settings::Model>> {
         Ok(settings::Entity::find()
             .order_by_asc(settings::Column::Key)
@@ -385,6 +404,7 @@ impl Settings<'_> {
             .await?)
     }
 
+    /// The value of a setting, if set.
     pub async fn get(&self, key: &str) -> Result<Option<serde_json::Value>> {
         Ok(settings::Entity::find_by_id(key.to_owned())
             .one(self.db)
@@ -392,6 +412,7 @@ impl Settings<'_> {
             .map(|row| row.value))
     }
 
+    /// Sets a setting, replacing any value it had.
     pub async fn put(&self, key: &str, value: serde_json::Value) -> Result<()> {
         let model = settings::ActiveModel {
             key: Set(key.to_owned()),

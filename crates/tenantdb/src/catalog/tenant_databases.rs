@@ -33,14 +33,19 @@ pub(super) const WORKING: [DbStatus; 4] = [
 /// Rows made with a new tenant, in its transaction.
 #[derive(Debug, Clone, Default)]
 pub struct TenantExtras {
+    /// A user made the tenant's OWNER.
     pub owner_user_id: Option<Uuid>,
+    /// A plan: the tenant's subscription starts TRIALING on it, with one seat.
     pub plan: Option<String>,
 }
 
 /// Who holds a row's lease and for how long each claim or renewal lasts.
 #[derive(Debug, Clone)]
 pub struct Lease {
+    /// Who holds it, as written into the row: `<pid>:<token>`, unique per
+    /// operation.
     pub owner: String,
+    /// How long a claim or renewal lasts.
     pub ttl: Duration,
 }
 
@@ -50,6 +55,7 @@ impl Lease {
     }
 }
 
+/// The `tenant_databases` repository: rows, the status machine and leases.
 #[derive(Debug, Clone, Copy)]
 pub struct TenantDatabases<'a> {
     db: &'a DatabaseConnection,
@@ -61,6 +67,7 @@ impl<'a> TenantDatabases<'a> {
         Self { db, changes }
     }
 
+    /// The database row of a tenant, if it has one.
     pub async fn find_by_tenant(&self, tenant_id: Uuid) -> Result<Option<td::Model>> {
         Ok(td::Entity::find()
             .filter(td::Column::TenantId.eq(tenant_id))
@@ -68,6 +75,8 @@ impl<'a> TenantDatabases<'a> {
             .await?)
     }
 
+    /// The database rows of these tenants (those that have one), in no
+    /// particular order.
     pub async fn for_tenants(&self, tenant_ids: &[Uuid]) -> Result<Vec<td::Model>> {
         Ok(td::Entity::find()
             .filter(td::Column::TenantId.is_in(tenant_ids.iter().copied()))
@@ -75,6 +84,7 @@ impl<'a> TenantDatabases<'a> {
             .await?)
     }
 
+    /// Every database row, or those in `status`, ordered by tenant id.
     pub async fn list(&self, status: Option<DbStatus>) -> Result<Vec<td::Model>> {
         let mut query = td::Entity::find().order_by_asc(td::Column::TenantId);
         if let Some(status) = status {

@@ -65,6 +65,8 @@ pub enum Problem {
 }
 
 impl Problem {
+    /// The problem's name as reports show it (`orphan_database`), the same as
+    /// its JSON form.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::OrphanDatabase => "orphan_database",
@@ -99,12 +101,15 @@ pub enum Remedy {
 /// One thing `doctor` found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
+    /// What is wrong.
     pub problem: Problem,
     /// The database, role or template concerned.
     pub subject: String,
+    /// The tenant concerned, when there is one.
     pub tenant_id: Option<Uuid>,
     /// What is wrong, in a sentence.
     pub detail: String,
+    /// What can be done about it.
     pub remedy: Remedy,
     #[serde(skip)]
     repair: Option<Repair>,
@@ -175,6 +180,7 @@ enum Repair {
 /// What `--fix` did about one finding.
 #[derive(Debug, Clone, Serialize)]
 pub struct Repaired {
+    /// What was found.
     pub finding: Finding,
     /// What was done, or why it could not be.
     pub outcome: std::result::Result<String, String>,

@@ -53,7 +53,9 @@ impl Default for FleetOptions {
 pub struct Behind {
     /// The row as planned: migrating it claims exactly this version of it.
     row: crate::catalog::tenant_database::Model,
+    /// The tenant's id.
     pub tenant_id: Uuid,
+    /// Its database's name.
     pub database_name: String,
     /// Its version now (`None`: nothing applied).
     pub from: Option<String>,
@@ -64,27 +66,41 @@ pub struct Behind {
 /// What happened to one tenant, as it happens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FleetEvent {
+    /// Migrated to the latest version.
     Migrated {
+        /// The tenant's id.
         tenant_id: Uuid,
+        /// The version it has now (the last migration applied).
         version: Option<String>,
     },
+    /// Its migration failed; it stays at its previous version.
     Failed {
+        /// The tenant's id.
         tenant_id: Uuid,
+        /// The error, in one line.
         error: String,
     },
     /// Another process holds it, or it changed status meanwhile.
     Skipped {
+        /// The tenant's id.
         tenant_id: Uuid,
+        /// Why, as the error's message.
         reason: String,
     },
 }
 
+/// The outcome of a fleet run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetReport {
+    /// The run's id (its row in `migration_runs`).
     pub run_id: Uuid,
+    /// The version tenants were brought to (`None` for an empty set).
     pub target: Option<String>,
+    /// Tenants that were behind when the run started.
     pub total: usize,
+    /// Tenants migrated.
     pub succeeded: usize,
+    /// Tenants skipped (another process held them, or they changed status).
     pub skipped: usize,
     /// Tenant id and error of each failure.
     pub failures: Vec<(Uuid, String)>,
@@ -93,6 +109,8 @@ pub struct FleetReport {
 }
 
 impl FleetReport {
+    /// `STOPPED`, `SUCCEEDED` or `FAILED` (some tenant failed), as the run's
+    /// row records it.
     pub fn status(&self) -> &'static str {
         match (self.stopped, self.failures.is_empty()) {
             (true, _) => "STOPPED",

@@ -53,6 +53,7 @@ pub(crate) use crate::faults::Step;
 /// What `create_tenant` needs.
 #[derive(Debug, Clone, Default)]
 pub struct NewTenant {
+    /// The tenant's slug: a DNS label, unique (see [`TenantSlug`](crate::TenantSlug)).
     pub slug: String,
     /// Display name; the slug when empty.
     pub name: Option<String>,
@@ -66,6 +67,9 @@ pub struct NewTenant {
     pub plan: Option<String>,
 }
 
+/// Creates, retries, renames, deletes and migrates tenant databases, and
+/// reconciles work a dead process left half-done (see the module docs).
+/// Reached from `Tenancy::provisioner`; cheap to clone.
 #[derive(Clone)]
 pub struct Provisioner {
     inner: Arc<Inner>,
@@ -121,6 +125,8 @@ pub struct ProvisionerSettings {
 }
 
 impl Provisioner {
+    /// A provisioner over these parts. `Tenancy::connect` builds it; the
+    /// settings type is not exported.
     pub fn new(
         catalog: Catalog,
         engine: Engine,
@@ -156,18 +162,22 @@ impl Provisioner {
         }
     }
 
+    /// The catalog it records tenants in.
     pub fn catalog(&self) -> &Catalog {
         &self.inner.catalog
     }
 
+    /// The tenant server's engine (hidden `engine` module; not part of the API).
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
     }
 
+    /// The tenant migration set it applies.
     pub fn migrations(&self) -> &TenantMigrations {
         &self.inner.migrations
     }
 
+    /// The id of the tenant server it works on (`database_servers.id`).
     pub fn server_id(&self) -> Uuid {
         self.inner.server_id
     }
