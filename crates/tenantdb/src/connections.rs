@@ -151,6 +151,7 @@ impl std::fmt::Debug for TenantConnections {
 
 impl TenantConnections {
     /// Starts the poller that watches the catalog generation.
+    #[doc(hidden)]
     pub async fn new(catalog: Catalog, pools: TenantPools, poll_interval: Duration) -> Result<Self> {
         let generation = catalog.generation().await?;
         let inner = Arc::new(Inner {

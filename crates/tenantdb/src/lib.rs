@@ -93,7 +93,7 @@ pub use context::{TenantContext, TenantRepository, TenantScope};
 pub use doctor::{Doctor, DoctorOptions, Finding, Problem, Remedy, Repaired};
 pub use error::{Error, Result};
 pub use fleet::{Behind, Fleet, FleetEvent, FleetOptions, FleetReport};
-pub use migrate::TenantMigrations;
+pub use migrate::{MigrationList, TenantMigrations};
 pub use names::{DatabaseName, DatabasePrefix, RoleName, TenantId, TenantRef, TenantSlug};
 pub use pools::{PoolHandle, PoolStats, TenantPools};
 pub use provisioner::{NewTenant, Provisioner, ReconcileOutcome, Reconciled};
@@ -192,6 +192,7 @@ impl Tenancy {
 
     /// The tenant server's engine. Not part of the API: the `engine` module is
     /// hidden, for tests and benchmarks.
+    #[doc(hidden)]
     pub fn engine(&self) -> &Engine {
         self.provisioner.engine()
     }
@@ -266,6 +267,7 @@ impl Tenancy {
         self.provisioner.shutdown().await;
         self.connections.stop();
         self.connections.pools().close_all().await;
+        self.provisioner.close_engine().await;
         // Work abandoned at the shutdown deadline may still hold a catalog
         // connection (its lease renewals): do not wait for it forever.
         if tokio::time::timeout(self.shutdown_deadline, self.catalog.close())

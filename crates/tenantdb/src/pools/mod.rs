@@ -123,6 +123,7 @@ impl std::fmt::Debug for TenantPools {
 impl TenantPools {
     /// Pools for `engine`'s server. Starts a reaper task that closes idle
     /// pools (it stops when the last handle is dropped or on `close_all`).
+    #[doc(hidden)]
     pub fn new(engine: Engine, config: PoolConfig, server_name: &str) -> Self {
         let inner = Arc::new(Inner {
             engine,

@@ -127,6 +127,7 @@ pub struct ProvisionerSettings {
 impl Provisioner {
     /// A provisioner over these parts. `Tenancy::connect` builds it; the
     /// settings type is not exported.
+    #[doc(hidden)]
     pub fn new(
         catalog: Catalog,
         engine: Engine,
@@ -168,6 +169,7 @@ impl Provisioner {
     }
 
     /// The tenant server's engine (hidden `engine` module; not part of the API).
+    #[doc(hidden)]
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
     }
@@ -233,6 +235,7 @@ impl Provisioner {
     }
 
     /// The physical identity of a row's database (under its current name).
+    #[doc(hidden)]
     pub fn tenant_db(&self, row: &tenant_database::Model) -> TenantDb {
         TenantDb {
             tenant: TenantId::from(row.tenant_id),
@@ -342,10 +345,9 @@ impl Provisioner {
     }
 
     /// Waits for every operation under way (call after the service stops
-    /// taking requests), at most the shutdown deadline, then closes the
-    /// engine's admin connections. Work still running then (DDL stuck
-    /// behind a lock) keeps its lease, which expires: another instance, or
-    /// this one's next start, finishes it.
+    /// taking requests), at most the shutdown deadline. Work still running
+    /// then (DDL stuck behind a lock) keeps its lease, which expires:
+    /// another instance, or this one's next start, finishes it.
     pub async fn shutdown(&self) {
         self.inner.tasks.close();
         let deadline = self.inner.shutdown_deadline;
@@ -356,8 +358,15 @@ impl Provisioner {
                 "provisioning work still running at shutdown; its leases will expire and it will be finished later"
             );
         }
-        // Closing a pool waits for its connections to come back: one held
-        // by stuck DDL would hold shutdown too.
+    }
+
+    /// Closes the engine's admin connections, at most the shutdown
+    /// deadline: closing a pool waits for its connections to come back, and
+    /// one held by stuck DDL would hold shutdown too. `Tenancy::close` calls
+    /// it last, after the tenant pools (whose closing asks the server,
+    /// through the admin pool, that their connections are gone).
+    pub(crate) async fn close_engine(&self) {
+        let deadline = self.inner.shutdown_deadline;
         if tokio::time::timeout(deadline, self.inner.engine.close()).await.is_err() {
             tracing::warn!("admin connections still busy at shutdown; leaving them");
         }

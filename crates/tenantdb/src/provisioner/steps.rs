@@ -79,6 +79,13 @@ impl Provisioner {
             .tenant_databases()
             .finish(row.id, row.status, to, &self.lease_of(row).owner, change)
             .await
+            // The repository knows the row, not the tenant: name the tenant.
+            .map_err(|err| match err {
+                Error::LeaseLost { .. } => Error::LeaseLost {
+                    tenant: row.tenant_id.to_string(),
+                },
+                other => other,
+            })
     }
 
     /// Connects as the tenant's role and applies pending migrations while
