@@ -29,7 +29,7 @@ use reqwest::Method;
 use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder, QuerySelect};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use tenantdb::engine::{Engine as TenantEngine, TenantDb};
+use tenantdb::engine::{DatabaseSpec, Engine as TenantEngine};
 use tenantdb::rfc3339;
 use tenantdb::{TenantMigrations, TenantRef};
 use tenantdb_server::http::{ConnectionLimits, ServiceOptions};
@@ -523,7 +523,7 @@ async fn measure(
 
 /// A plain pool on the tenant's database as its role, with the tenant
 /// pools' options (no ping before every acquire, the same SQLite pragmas).
-async fn baseline_pool(env: &BenchEnv, db: &TenantDb, size: u32) -> anyhow::Result<DatabaseConnection> {
+async fn baseline_pool(env: &BenchEnv, db: &DatabaseSpec, size: u32) -> anyhow::Result<DatabaseConnection> {
     Ok(match env.tenancy.engine() {
         TenantEngine::Postgres(pg) => {
             let pool = sqlx::postgres::PgPoolOptions::new()

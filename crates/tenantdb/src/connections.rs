@@ -23,7 +23,7 @@ use dashmap::DashMap;
 use uuid::Uuid;
 
 use crate::catalog::{Catalog, DbStatus, TenantStatus, tenant_database, tenants};
-use crate::engine::TenantDb;
+use crate::engine::DatabaseSpec;
 use crate::error::{Error, Result};
 use crate::names::{DatabaseName, RoleName, TenantId, TenantRef};
 use crate::pools::{PoolHandle, TenantPools};
@@ -54,9 +54,9 @@ pub struct ResolvedDatabase {
     /// Whether it serves traffic now.
     pub status: DbStatus,
     /// The database writes go to.
-    pub primary: TenantDb,
+    pub primary: DatabaseSpec,
     /// The read database; in this version always the primary.
-    pub read: TenantDb,
+    pub read: DatabaseSpec,
 }
 
 impl ResolvedTenant {
@@ -71,12 +71,12 @@ impl ResolvedTenant {
                 let role = RoleName::from_catalog(row.role_name.clone());
                 ResolvedDatabase {
                     status: row.status,
-                    primary: TenantDb {
+                    primary: DatabaseSpec {
                         tenant: id,
                         database: DatabaseName::from_catalog(row.database_name.clone()),
                         role: role.clone(),
                     },
-                    read: TenantDb {
+                    read: DatabaseSpec {
                         tenant: id,
                         database: DatabaseName::from_catalog(row.read_database_name.clone()),
                         role,

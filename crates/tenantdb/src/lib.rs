@@ -54,6 +54,7 @@ pub mod catalog;
 pub mod config;
 mod connections;
 mod context;
+mod digest;
 mod doctor;
 #[doc(hidden)]
 pub mod engine;
@@ -78,12 +79,12 @@ mod tenant;
 /// They may change in any release.
 #[doc(hidden)]
 pub mod internal {
+    pub use crate::digest::{hex, sha256, sha256_hex};
     pub use crate::error::is_busy_db_err;
     pub use crate::faults::Step;
     pub use crate::migrate::MigrationList;
     pub use crate::names::{plain_text, quote_ident, quote_literal, template_stem};
     pub use crate::private_files::create_dir_all;
-    pub use crate::secret::{hex, sha256, sha256_hex};
 }
 
 pub use catalog::{Catalog, DbStatus, MemberRole, MigrationRun, SubscriptionStatus, TenantStatus};
@@ -298,7 +299,7 @@ async fn check_budget(engine: &Engine, config: &Config) -> Result<()> {
 }
 
 /// Whether the catalog is on the tenant server itself: the same cluster
-/// system identifier, i.e. one write-ahead log (see `Changes::shares_log`).
+/// system identifier, i.e. one write-ahead log (see `ChangeStamp::shares_log`).
 async fn shares_log(catalog: &Catalog, pg: &PostgresEngine) -> bool {
     if catalog.db().get_database_backend() != sea_orm::DbBackend::Postgres {
         return false;

@@ -81,7 +81,7 @@ impl Templates {
             return None;
         }
         let names: Vec<&str> = migrations.iter().map(|m| m.name()).collect();
-        let version = crate::secret::sha256_hex(&names.join("\n"))[..12].to_owned();
+        let version = crate::digest::sha256_hex(&names.join("\n"))[..12].to_owned();
         let stem = self.stem();
         Some(TemplateName {
             name: format!("{stem}{version}"),

@@ -56,7 +56,7 @@ const MIGRATION_LOCK_KEY: i64 = 0x7465_6e61_6e74_6462;
 /// Counts catalog writes that change routing, in this process. Bumping it
 /// also bumps `catalog_info.generation`, which other processes poll.
 #[derive(Debug, Default)]
-pub struct Changes {
+pub struct ChangeStamp {
     local: AtomicU64,
     /// The catalog lives on the tenant server itself (one write-ahead
     /// log): a row inserted before a tenant's role and database is then
@@ -64,7 +64,7 @@ pub struct Changes {
     shares_log: std::sync::atomic::AtomicBool,
 }
 
-impl Changes {
+impl ChangeStamp {
     /// Records a routing change: in the catalog for other processes (after
     /// the change itself is committed) and locally for this one.
     pub(crate) async fn bump(&self, db: &impl ConnectionTrait) -> Result<()> {
@@ -111,7 +111,7 @@ impl Changes {
 pub struct Catalog {
     db: DatabaseConnection,
     id: Uuid,
-    changes: Arc<Changes>,
+    changes: Arc<ChangeStamp>,
 }
 
 impl Catalog {
@@ -155,7 +155,7 @@ impl Catalog {
         Ok(Self {
             db,
             id,
-            changes: Arc::new(Changes::default()),
+            changes: Arc::new(ChangeStamp::default()),
         })
     }
 
@@ -181,13 +181,13 @@ impl Catalog {
         Ok(Some(name))
     }
 
-    /// Routing changes this process wrote or saw (see [`Changes`]).
-    pub fn changes(&self) -> &Changes {
+    /// Routing changes this process wrote or saw (see [`ChangeStamp`]).
+    pub fn changes(&self) -> &ChangeStamp {
         &self.changes
     }
 
     /// Says whether the catalog shares the tenant server's log (see
-    /// `Changes::shares_log`).
+    /// `ChangeStamp::shares_log`).
     pub(crate) fn set_shares_log(&self, shared: bool) {
         self.changes.shares_log.store(shared, Ordering::Relaxed);
     }

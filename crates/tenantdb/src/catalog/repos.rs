@@ -13,14 +13,14 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::Changes;
+use super::ChangeStamp;
 use super::entities::{
     MemberRole, SubscriptionStatus, TenantStatus, api_tokens, database_servers, memberships, settings, subscriptions,
     tenants, users,
 };
+use crate::digest::{hex, sha256_hex};
 use crate::error::{Error, Result};
 use crate::names::TenantRef;
-use crate::secret::{hex, sha256_hex};
 
 /// Maps a unique violation to `AlreadyExists` with `what`.
 pub(crate) fn taken(what: impl FnOnce() -> String) -> impl FnOnce(DbErr) -> Error {
@@ -38,11 +38,11 @@ macro_rules! repo {
         pub struct $name<'a> {
             db: &'a DatabaseConnection,
             #[allow(dead_code)]
-            changes: &'a Changes,
+            changes: &'a ChangeStamp,
         }
 
         impl<'a> $name<'a> {
-            pub(crate) fn new(db: &'a DatabaseConnection, changes: &'a Changes) -> Self {
+            pub(crate) fn new(db: &'a DatabaseConnection, changes: &'a ChangeStamp) -> Self {
                 Self { db, changes }
             }
         }

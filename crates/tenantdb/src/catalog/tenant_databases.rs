@@ -17,7 +17,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::Changes;
+use super::ChangeStamp;
 use super::entities::{DbStatus, database_names, memberships, subscriptions, tenant_databases as td, tenants};
 use super::repos::taken;
 use crate::error::{Error, Result};
@@ -59,11 +59,11 @@ impl Lease {
 #[derive(Debug, Clone, Copy)]
 pub struct TenantDatabases<'a> {
     db: &'a DatabaseConnection,
-    changes: &'a Changes,
+    changes: &'a ChangeStamp,
 }
 
 impl<'a> TenantDatabases<'a> {
-    pub(crate) fn new(db: &'a DatabaseConnection, changes: &'a Changes) -> Self {
+    pub(crate) fn new(db: &'a DatabaseConnection, changes: &'a ChangeStamp) -> Self {
         Self { db, changes }
     }
 
@@ -173,7 +173,7 @@ impl<'a> TenantDatabases<'a> {
             .insert(&txn)
             .await?;
         }
-        Changes::record(&txn).await?;
+        ChangeStamp::record(&txn).await?;
         txn.commit().await?;
         self.changes.mark();
         Ok(row)
@@ -188,7 +188,7 @@ impl<'a> TenantDatabases<'a> {
             format!("tenant '{tenant}' already has a database, or database name '{name}' is already taken")
         }))?;
         reserve(&txn, &row, &row.database_name).await?;
-        Changes::record(&txn).await?;
+        ChangeStamp::record(&txn).await?;
         txn.commit().await?;
         self.changes.mark();
         Ok(row)
@@ -235,7 +235,7 @@ impl<'a> TenantDatabases<'a> {
         if result.rows_affected == 0 {
             return Ok(None);
         }
-        Changes::record(&txn).await?;
+        ChangeStamp::record(&txn).await?;
         txn.commit().await?;
         self.changes.mark();
         Ok(td::Entity::find_by_id(row.id).one(self.db).await?)
@@ -281,7 +281,7 @@ impl<'a> TenantDatabases<'a> {
             .await?
             .ok_or_else(|| Error::LeaseLost { tenant: id.to_string() })?;
         release_unused(&txn, &row).await?;
-        Changes::record(&txn).await?;
+        ChangeStamp::record(&txn).await?;
         txn.commit().await?;
         self.changes.mark();
         Ok(row)

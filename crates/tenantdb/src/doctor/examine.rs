@@ -7,12 +7,12 @@ use uuid::Uuid;
 
 use super::{Doctor, DoctorOptions, Finding, Problem, Repair};
 use crate::catalog::{DbStatus, tenant_database};
-use crate::engine::{Engine, Inventory, TenantDb};
+use crate::engine::{DatabaseSpec, Engine, Inventory};
 use crate::error::Result;
 use crate::names::{DatabaseName, RoleName};
 
 impl Doctor {
-    /// Finds drift between the catalog and the tenant server. Changes
+    /// Finds drift between the catalog and the tenant server. ChangeStamp
     /// nothing.
     pub async fn examine(&self, options: DoctorOptions) -> Result<Vec<Finding>> {
         let engine = &self.engine();
@@ -86,7 +86,7 @@ impl Doctor {
             with_database.insert(tenant);
             match by_tenant.get(&tenant.as_uuid()) {
                 None => {
-                    let spec = TenantDb {
+                    let spec = DatabaseSpec {
                         tenant,
                         database: DatabaseName::from_catalog(db.name.clone()),
                         role: db.owner.clone().map_or_else(

@@ -16,7 +16,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::catalog::Catalog;
-use crate::engine::{Engine, TenantDb};
+use crate::engine::{DatabaseSpec, Engine};
 use crate::names::{RoleName, TenantId};
 use crate::provisioner::Provisioner;
 
@@ -158,7 +158,7 @@ impl FindingWithoutRemedy {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Repair {
-    DropDatabase(TenantDb),
+    DropDatabase(DatabaseSpec),
     DropRole(TenantId, RoleName),
     Reconcile,
     SetVersion {
@@ -168,7 +168,7 @@ enum Repair {
     },
     Rekey {
         row: Uuid,
-        spec: TenantDb,
+        spec: DatabaseSpec,
         from: i32,
     },
     DropTemplate(String),

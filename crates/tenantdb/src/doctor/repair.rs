@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::{Doctor, Finding, Repair, Repaired};
-use crate::engine::TenantDb;
+use crate::engine::DatabaseSpec;
 use crate::error::Result;
 use crate::names::TenantId;
 
@@ -110,7 +110,7 @@ impl Doctor {
     /// Gives a tenant's role the password of the current secret version and
     /// records it, if the row is still ACTIVE at version `from`; the pools
     /// of this process reconnect with it.
-    async fn rekey(&self, row: Uuid, spec: &TenantDb, from: i32) -> std::result::Result<String, String> {
+    async fn rekey(&self, row: Uuid, spec: &DatabaseSpec, from: i32) -> std::result::Result<String, String> {
         let to = self.provisioner.secret_version();
         self.engine().ensure_role(spec).await.map_err(|err| err.chain())?;
         self.engine().flush().await.map_err(|err| err.chain())?;

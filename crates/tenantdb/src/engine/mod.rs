@@ -26,7 +26,7 @@ pub const TENANT_APPLICATION_NAME: &str = "tenantdb-tenant";
 
 /// The physical identity of one tenant database.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TenantDb {
+pub struct DatabaseSpec {
     pub tenant: TenantId,
     pub database: DatabaseName,
     pub role: RoleName,
@@ -153,7 +153,7 @@ impl Engine {
     }
 
     /// Who owns the database `name` (for SQLite: the tenant's file).
-    pub async fn ownership(&self, db: &TenantDb, name: &DatabaseName) -> Result<Ownership> {
+    pub async fn ownership(&self, db: &DatabaseSpec, name: &DatabaseName) -> Result<Ownership> {
         match self {
             Self::Postgres(pg) => pg.ownership(db, name).await,
             Self::Sqlite(sqlite) => sqlite.ownership(db).await,
@@ -161,7 +161,7 @@ impl Engine {
     }
 
     /// Creates the tenant's role (PostgreSQL), or updates it if it exists.
-    pub async fn ensure_role(&self, db: &TenantDb) -> Result<()> {
+    pub async fn ensure_role(&self, db: &DatabaseSpec) -> Result<()> {
         match self {
             Self::Postgres(pg) => pg.ensure_role(db).await,
             Self::Sqlite(_) => Ok(()),
@@ -173,7 +173,7 @@ impl Engine {
     /// With a `template` (see `ensure_template`) it is a clone of it; if
     /// cloning fails (the template is gone, or still busy after one retry)
     /// the database is made empty and the migrations replay.
-    pub async fn create_database(&self, db: &TenantDb, template: Option<&str>) -> Result<Created> {
+    pub async fn create_database(&self, db: &DatabaseSpec, template: Option<&str>) -> Result<Created> {
         match self {
             Self::Postgres(pg) => pg.create_database(db, template).await,
             Self::Sqlite(sqlite) => sqlite.create_database(db, template).await,
@@ -199,7 +199,7 @@ impl Engine {
 
     /// Closes the database to everybody but its owner, marks it, then lets
     /// the owner connect (PostgreSQL). Idempotent.
-    pub async fn open_database(&self, db: &TenantDb) -> Result<()> {
+    pub async fn open_database(&self, db: &DatabaseSpec) -> Result<()> {
         match self {
             Self::Postgres(pg) => pg.open_database(db).await,
             Self::Sqlite(_) => Ok(()),
@@ -207,7 +207,7 @@ impl Engine {
     }
 
     /// Drops the tenant's database (ending its sessions first) and role.
-    pub async fn drop_tenant(&self, db: &TenantDb) -> Result<()> {
+    pub async fn drop_tenant(&self, db: &DatabaseSpec) -> Result<()> {
         match self {
             Self::Postgres(pg) => pg.drop_tenant(db).await,
             Self::Sqlite(sqlite) => sqlite.drop_tenant(db).await,
@@ -215,7 +215,7 @@ impl Engine {
     }
 
     /// Drops the tenant's database only (its role stays; PostgreSQL).
-    pub async fn drop_database(&self, db: &TenantDb) -> Result<()> {
+    pub async fn drop_database(&self, db: &DatabaseSpec) -> Result<()> {
         match self {
             Self::Postgres(pg) => pg.drop_database(db).await,
             Self::Sqlite(sqlite) => sqlite.drop_tenant(db).await,
@@ -224,7 +224,7 @@ impl Engine {
 
     /// Renames `db.database` to `to`, ending the database's sessions and
     /// refusing new ones meanwhile. Finishes a half-done rename.
-    pub async fn rename(&self, db: &TenantDb, to: &DatabaseName) -> Result<()> {
+    pub async fn rename(&self, db: &DatabaseSpec, to: &DatabaseName) -> Result<()> {
         match self {
             Self::Postgres(pg) => pg.rename(db, to).await,
             Self::Sqlite(_) => Ok(()),
@@ -266,7 +266,7 @@ impl Engine {
     }
 
     /// A pool on the tenant's database, logged in as the tenant's role.
-    pub async fn connect(&self, db: &TenantDb, max_connections: u32) -> Result<DatabaseConnection> {
+    pub async fn connect(&self, db: &DatabaseSpec, max_connections: u32) -> Result<DatabaseConnection> {
         match self {
             Self::Postgres(pg) => pg.connect(db, max_connections).await,
             Self::Sqlite(sqlite) => sqlite.connect(db, max_connections).await,
@@ -279,7 +279,7 @@ impl Engine {
     /// `validate_after_idle` are pinged before reuse.
     pub async fn open_pool(
         &self,
-        db: &TenantDb,
+        db: &DatabaseSpec,
         config: &PoolConfig,
         size: u32,
     ) -> Result<(DatabaseConnection, Backends)> {

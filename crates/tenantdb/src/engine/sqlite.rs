@@ -11,7 +11,7 @@ use std::time::Duration;
 use sea_orm::{DatabaseConnection, SqlxSqliteConnector};
 use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
-use super::{Created, Inventory, Ownership, ServerDatabase, ServerTemplate, TenantDb};
+use super::{Created, DatabaseSpec, Inventory, Ownership, ServerDatabase, ServerTemplate};
 use crate::config::PoolConfig;
 use crate::error::{Error, Result};
 use crate::file_lock::FileLock;
@@ -51,7 +51,7 @@ impl SqliteEngine {
             .busy_timeout(Duration::from_secs(5))
     }
 
-    pub(crate) async fn ownership(&self, db: &TenantDb) -> Result<Ownership> {
+    pub(crate) async fn ownership(&self, db: &DatabaseSpec) -> Result<Ownership> {
         let path = self.path(db.tenant);
         let exists = tokio::fs::try_exists(&path)
             .await
@@ -207,7 +207,7 @@ impl SqliteEngine {
         Ok(())
     }
 
-    pub(crate) async fn create_database(&self, db: &TenantDb, template: Option<&str>) -> Result<Created> {
+    pub(crate) async fn create_database(&self, db: &DatabaseSpec, template: Option<&str>) -> Result<Created> {
         let path = self.path(db.tenant);
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
             return Ok(Created::Existing);
@@ -239,7 +239,7 @@ impl SqliteEngine {
         Ok(Created::Empty)
     }
 
-    pub(crate) async fn drop_tenant(&self, db: &TenantDb) -> Result<()> {
+    pub(crate) async fn drop_tenant(&self, db: &DatabaseSpec) -> Result<()> {
         let path = self.path(db.tenant);
         // The WAL first: a WAL left beside a later file of the same name
         // would be replayed into it.
@@ -257,7 +257,12 @@ impl SqliteEngine {
         Ok(())
     }
 
-    pub(crate) async fn open_pool(&self, db: &TenantDb, config: &PoolConfig, size: u32) -> Result<DatabaseConnection> {
+    pub(crate) async fn open_pool(
+        &self,
+        db: &DatabaseSpec,
+        config: &PoolConfig,
+        size: u32,
+    ) -> Result<DatabaseConnection> {
         let pool = pool_options::tenant::<Sqlite>(config, size)
             // Opening checks the file is there: a missing one is an error,
             // never a new empty database.
@@ -270,7 +275,7 @@ impl SqliteEngine {
         Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
     }
 
-    pub(crate) async fn connect(&self, db: &TenantDb, max_connections: u32) -> Result<DatabaseConnection> {
+    pub(crate) async fn connect(&self, db: &DatabaseSpec, max_connections: u32) -> Result<DatabaseConnection> {
         // No create_if_missing: a missing file is an error, never a silent
         // new empty database.
         let pool = pool_options::sqlite_job(max_connections)

@@ -9,7 +9,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::TenantPools;
 use super::close::CloseReason;
-use crate::engine::TenantDb;
+use crate::engine::DatabaseSpec;
 use crate::error::{Error, Result};
 use crate::names::TenantId;
 
@@ -20,7 +20,7 @@ const BUDGET_RECHECK: Duration = Duration::from_millis(5);
 impl TenantPools {
     /// Takes up to `max_per_tenant` permits (at least one), evicting idle
     /// pools or waiting for room until `deadline`.
-    pub(super) async fn reserve(&self, db: &TenantDb, deadline: Instant) -> Result<OwnedSemaphorePermit> {
+    pub(super) async fn reserve(&self, db: &DatabaseSpec, deadline: Instant) -> Result<OwnedSemaphorePermit> {
         // Under pressure (once we had to evict or wait) a new pool takes a
         // single permit, so that more tenants fit in the budget at once.
         let mut pressed = false;

@@ -41,7 +41,7 @@ pub(crate) use close::CloseReason;
 pub use handle::PoolHandle;
 
 use crate::config::PoolConfig;
-use crate::engine::{Engine, TenantDb};
+use crate::engine::{DatabaseSpec, Engine};
 use crate::error::{Error, Result};
 use crate::names::{DatabaseName, TenantId};
 use metrics::PoolMetrics;
@@ -154,7 +154,7 @@ impl TenantPools {
     }
 
     /// The pool of a tenant database, created on first use.
-    pub async fn get(&self, db: &TenantDb) -> Result<PoolHandle> {
+    pub async fn get(&self, db: &DatabaseSpec) -> Result<PoolHandle> {
         if let Some(slot) = self.inner.pools.get(&db.tenant)
             && slot.database == db.database
             && let Some(pool) = slot.get()
@@ -187,7 +187,7 @@ impl TenantPools {
 
     /// The tenant's slot for this database name; a slot for an older name
     /// (the tenant was renamed) is replaced and its pool closed.
-    fn slot_for(&self, db: &TenantDb) -> Arc<Slot> {
+    fn slot_for(&self, db: &DatabaseSpec) -> Arc<Slot> {
         use dashmap::mapref::entry::Entry;
         match self.inner.pools.entry(db.tenant) {
             Entry::Occupied(entry) if entry.get().database == db.database => entry.get().clone(),
@@ -205,7 +205,7 @@ impl TenantPools {
 
     /// Opens a tenant's pool with as many connections as the budget
     /// grants it.
-    async fn open(&self, db: &TenantDb) -> Result<Arc<TenantPool>> {
+    async fn open(&self, db: &DatabaseSpec) -> Result<Arc<TenantPool>> {
         let started = Instant::now();
         let permits = self.reserve(db, started + self.inner.config.acquire_timeout).await?;
         self.inner.metrics.budget_wait.record(started.elapsed().as_secs_f64());

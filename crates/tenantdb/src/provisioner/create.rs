@@ -10,7 +10,7 @@ use super::lease::LeaseKeeper;
 use super::steps::{Change, Row, is_crash};
 use super::{Provisioner, Step};
 use crate::catalog::{DbStatus, tenant_database};
-use crate::engine::{Created, TenantDb};
+use crate::engine::{Created, DatabaseSpec};
 use crate::error::{Error, Result};
 use crate::names::{DatabaseName, RoleName, TenantId, TenantRef};
 use crate::tenant::TenantDatabase;
@@ -74,7 +74,7 @@ impl Provisioner {
 
     /// After a failed create: drops what was made (while the lease is
     /// still ours) and marks the row FAILED with the reason.
-    async fn provisioning_failed(&self, row: Row, spec: &TenantDb, keeper: &LeaseKeeper, err: Error) -> Error {
+    async fn provisioning_failed(&self, row: Row, spec: &DatabaseSpec, keeper: &LeaseKeeper, err: Error) -> Error {
         let mut message = err.chain();
         // Clean up only what is still certainly ours: if the lease
         // lapsed, another process may own (and have finished) it.
@@ -117,7 +117,7 @@ impl Provisioner {
         }
     }
 
-    async fn provision_steps(&self, spec: &TenantDb, keeper: &LeaseKeeper) -> Result<Option<String>> {
+    async fn provision_steps(&self, spec: &DatabaseSpec, keeper: &LeaseKeeper) -> Result<Option<String>> {
         let tenant = spec.tenant.as_uuid();
         self.inner.engine.ensure_role(spec).await?;
         self.step(Step::RoleCreated, tenant)?;

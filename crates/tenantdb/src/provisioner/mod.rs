@@ -30,7 +30,7 @@ use sea_orm::Set;
 use uuid::Uuid;
 
 use crate::catalog::{Catalog, TenantStatus, tenant_database, tenants};
-use crate::engine::{Engine, TenantDb};
+use crate::engine::{DatabaseSpec, Engine};
 use crate::error::{Error, Result};
 use crate::migrate::TenantMigrations;
 use crate::names::{DatabaseName, DatabasePrefix, RoleName, TenantId, TenantRef, TenantSlug};
@@ -236,8 +236,8 @@ impl Provisioner {
 
     /// The physical identity of a row's database (under its current name).
     #[doc(hidden)]
-    pub fn tenant_db(&self, row: &tenant_database::Model) -> TenantDb {
-        TenantDb {
+    pub fn tenant_db(&self, row: &tenant_database::Model) -> DatabaseSpec {
+        DatabaseSpec {
             tenant: TenantId::from(row.tenant_id),
             database: DatabaseName::from_catalog(row.database_name.clone()),
             role: RoleName::from_catalog(row.role_name.clone()),

@@ -5,7 +5,7 @@
 use super::Provisioner;
 use super::lease::LeaseKeeper;
 use crate::catalog::{DbStatus, tenant_database, tenants};
-use crate::engine::TenantDb;
+use crate::engine::DatabaseSpec;
 use crate::error::{Error, Result};
 use crate::migrate::{self, Applied, MigrationFailure};
 use crate::names::TenantRef;
@@ -92,7 +92,7 @@ impl Provisioner {
     /// `lease_held` says the tenant's lease is still ours.
     pub(super) async fn apply_migrations(
         &self,
-        spec: &TenantDb,
+        spec: &DatabaseSpec,
         lease_held: &(dyn Fn() -> bool + Sync),
     ) -> Result<Result<Applied, MigrationFailure>> {
         let conn = self.inner.engine.connect(spec, 1).await?;
@@ -104,7 +104,7 @@ impl Provisioner {
     }
 
     /// The error of a failed tenant migration.
-    pub(super) fn migration_error(spec: &TenantDb, failure: MigrationFailure) -> Error {
+    pub(super) fn migration_error(spec: &DatabaseSpec, failure: MigrationFailure) -> Error {
         Error::MigrationFailed {
             tenant: spec.tenant.to_string(),
             database: spec.database.to_string(),

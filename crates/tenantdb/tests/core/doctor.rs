@@ -31,7 +31,7 @@ async fn forget_in_catalog(env: &TestEnv, tenant: uuid::Uuid, whole_tenant: bool
     }
 }
 
-/// Changes a tenant's catalog row behind tenantdb's back.
+/// ChangeStamp a tenant's catalog row behind tenantdb's back.
 async fn edit_row(env: &TestEnv, tenant: uuid::Uuid, change: tenant_database::ActiveModel) {
     tenant_database::Entity::update_many()
         .set(change)

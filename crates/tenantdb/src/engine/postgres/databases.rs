@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{DUPLICATE_DATABASE, OBJECT_IN_USE, PostgresEngine, sql_state};
-use crate::engine::{Created, Ownership, TenantDb};
+use crate::engine::{Created, DatabaseSpec, Ownership};
 use crate::error::{Error, Result};
 use crate::names::{DatabaseName, quote_ident, quote_literal};
 
@@ -20,7 +20,7 @@ impl PostgresEngine {
             .map_err(Error::server(format!("cannot look up database '{name}'")))
     }
 
-    pub(crate) async fn ownership(&self, db: &TenantDb, name: &DatabaseName) -> Result<Ownership> {
+    pub(crate) async fn ownership(&self, db: &DatabaseSpec, name: &DatabaseName) -> Result<Ownership> {
         let row = sqlx::query(
             "SELECT r.rolname::text AS owner, shobj_description(r.oid, 'pg_authid') AS mark
              FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE d.datname = $1",
@@ -38,7 +38,7 @@ impl PostgresEngine {
         Ok(if ours { Ownership::Ours } else { Ownership::Foreign })
     }
 
-    pub(crate) async fn create_database(&self, db: &TenantDb, template: Option<&str>) -> Result<Created> {
+    pub(crate) async fn create_database(&self, db: &DatabaseSpec, template: Option<&str>) -> Result<Created> {
         let name = quote_ident(db.database.as_str());
         match self.ownership(db, &db.database).await? {
             Ownership::Foreign => Err(Error::NotOurs {
@@ -108,7 +108,7 @@ impl PostgresEngine {
         result.map(drop).map_err(|err| Error::server(context())(err))
     }
 
-    pub(crate) async fn open_database(&self, db: &TenantDb) -> Result<()> {
+    pub(crate) async fn open_database(&self, db: &DatabaseSpec) -> Result<()> {
         if self.ownership(db, &db.database).await? != Ownership::Ours {
             return Err(Error::NotOurs {
                 tenant: db.tenant.to_string(),
@@ -127,14 +127,14 @@ impl PostgresEngine {
         self.exec(&sql, context).await
     }
 
-    pub(crate) async fn drop_tenant(&self, db: &TenantDb) -> Result<()> {
+    pub(crate) async fn drop_tenant(&self, db: &DatabaseSpec) -> Result<()> {
         self.drop_database(db).await?;
         self.drop_role(db.tenant, &db.role).await
     }
 
     /// Drops the tenant's database if it is ours (its owner is the
     /// tenant's marked role); leaves anything else untouched.
-    pub(crate) async fn drop_database(&self, db: &TenantDb) -> Result<()> {
+    pub(crate) async fn drop_database(&self, db: &DatabaseSpec) -> Result<()> {
         match self.ownership(db, &db.database).await? {
             Ownership::Foreign => {
                 // Somebody else's database under this name (it appeared
@@ -173,7 +173,7 @@ impl PostgresEngine {
         Ok(invalid.unwrap_or(false))
     }
 
-    pub(crate) async fn rename(&self, db: &TenantDb, to: &DatabaseName) -> Result<()> {
+    pub(crate) async fn rename(&self, db: &DatabaseSpec, to: &DatabaseName) -> Result<()> {
         let from_state = self.ownership(db, &db.database).await?;
         let to_state = self.ownership(db, to).await?;
         let context = || format!("cannot rename database '{}' to '{to}'", db.database);

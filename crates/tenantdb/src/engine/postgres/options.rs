@@ -10,14 +10,14 @@ use sqlx::{Connection, PgConnection, Row};
 
 use super::PostgresEngine;
 use crate::config::PoolConfig;
-use crate::engine::{Backends, TENANT_APPLICATION_NAME, TenantDb};
+use crate::engine::{Backends, DatabaseSpec, TENANT_APPLICATION_NAME};
 use crate::error::{Error, Result};
 use crate::pool_options;
 
 impl PostgresEngine {
     /// Connection options for the tenant's role on its database, derived
     /// from the admin options (never by formatting a URL).
-    pub fn tenant_options(&self, db: &TenantDb) -> PgConnectOptions {
+    pub fn tenant_options(&self, db: &DatabaseSpec) -> PgConnectOptions {
         let password = self.inner.secret.password_for(db.tenant);
         self.inner
             .options
@@ -30,7 +30,7 @@ impl PostgresEngine {
 
     /// A pool of at most `max_connections` on the tenant's database, as the
     /// tenant's role, for one job (a migration run).
-    pub(crate) async fn connect(&self, db: &TenantDb, max_connections: u32) -> Result<DatabaseConnection> {
+    pub(crate) async fn connect(&self, db: &DatabaseSpec, max_connections: u32) -> Result<DatabaseConnection> {
         let pool = pool_options::postgres_job(max_connections)
             .connect_with(self.tenant_options(db))
             .await
@@ -46,7 +46,7 @@ impl PostgresEngine {
     /// `validate_after_idle` are pinged before reuse.
     pub(crate) async fn open_pool(
         &self,
-        db: &TenantDb,
+        db: &DatabaseSpec,
         config: &PoolConfig,
         size: u32,
     ) -> Result<(DatabaseConnection, Backends)> {
@@ -116,7 +116,7 @@ impl Landing {
 
     /// The error of a pool that did not open: `WrongDatabase` when a
     /// connection landed elsewhere.
-    fn error(&self, db: &TenantDb, err: sqlx::Error) -> Error {
+    fn error(&self, db: &DatabaseSpec, err: sqlx::Error) -> Error {
         if let Some((found, role)) = self.wrong.lock().unwrap_or_else(|e| e.into_inner()).take() {
             return Error::WrongDatabase {
                 tenant: db.tenant.to_string(),

@@ -5,13 +5,13 @@
 use sqlx::AssertSqlSafe;
 
 use super::{DEPENDENT_OBJECTS, DUPLICATE_OBJECT, PostgresEngine, sql_state};
-use crate::engine::TenantDb;
+use crate::engine::DatabaseSpec;
 use crate::error::{Error, Result};
 use crate::names::{RoleName, TenantId, quote_ident, quote_literal};
 
 impl PostgresEngine {
     /// The mark (comment) of this catalog's role for the tenant.
-    pub(super) fn marker(&self, db: &TenantDb) -> String {
+    pub(super) fn marker(&self, db: &DatabaseSpec) -> String {
         format!("tenantdb catalog={} tenant={}", self.inner.catalog_id, db.tenant)
     }
 
@@ -32,7 +32,7 @@ impl PostgresEngine {
         Ok(row.map(|(mark,)| mark))
     }
 
-    pub(crate) async fn ensure_role(&self, db: &TenantDb) -> Result<()> {
+    pub(crate) async fn ensure_role(&self, db: &DatabaseSpec) -> Result<()> {
         let role = quote_ident(db.role.as_str());
         let password = quote_literal(&self.inner.secret.verifier_for(db.tenant));
         let limit = self.inner.role_connection_limit;
