@@ -73,6 +73,8 @@ impl Doctor {
                 )
                 .manual("tenantdb never touches it: rename or drop it yourself".into()),
             ),
+            // Never built (a new deployment): the first create builds it.
+            Some(_) if !current_ready && pointer.is_none() => {}
             Some(current) if !current_ready => findings.push(
                 Finding::about(
                     Problem::TemplateMissing,

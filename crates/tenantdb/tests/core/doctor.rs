@@ -15,7 +15,8 @@ use crate::support::{Backend, LEASE_EXPIRY_WAIT, TestEnv, schema_v1, schema_v2};
 
 both_backends!(
     doctor_finds_repairable_drift_and_fix_repairs_it,
-    doctor_reports_what_needs_an_operator_and_touches_none_of_it
+    doctor_reports_what_needs_an_operator_and_touches_none_of_it,
+    a_new_deployment_is_clean_and_its_first_tenant_builds_the_template
 );
 
 /// Removes a tenant's catalog rows behind tenantdb's back.
@@ -54,6 +55,21 @@ fn problems(findings: &[Finding]) -> BTreeSet<(String, String)> {
 
 fn has(findings: &[Finding], problem: Problem, subject: &str) -> bool {
     findings.iter().any(|f| f.problem == problem && f.subject == subject)
+}
+
+/// Nothing is wrong with a deployment that has no tenant yet: its template
+/// is built by the first create (it used to be reported missing, so
+/// `doctor` failed on every fresh install).
+async fn a_new_deployment_is_clean_and_its_first_tenant_builds_the_template(backend: Backend) {
+    let env = TestEnv::new(backend, schema_v1()).await;
+    assert_eq!(examine(&env).await, Vec::<Finding>::new());
+    env.create("first").await;
+    let current = env.tenancy.templates().current().expect("templates are on");
+    assert_eq!(
+        env.tenancy.catalog().template().await.unwrap().as_deref(),
+        Some(current.name.as_str())
+    );
+    assert_eq!(examine(&env).await, Vec::<Finding>::new());
 }
 
 async fn doctor_finds_repairable_drift_and_fix_repairs_it(backend: Backend) {
