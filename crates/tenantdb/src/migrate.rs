@@ -48,16 +48,20 @@ impl TenantMigrations {
         (self.list)()
     }
 
+    /// The migration names, oldest first.
+    pub fn names(&self) -> Vec<String> {
+        self.migrations().iter().map(|m| m.name().to_owned()).collect()
+    }
+
     /// The version a fully migrated tenant has: the last migration's name.
     pub fn latest_version(&self) -> Option<String> {
-        self.migrations().last().map(|m| m.name().to_owned())
+        self.names().pop()
     }
 
     /// The set's identity as the catalog records it: the migration names,
     /// oldest first, one per line.
     pub fn identity(&self) -> String {
-        let names: Vec<String> = self.migrations().iter().map(|m| m.name().to_owned()).collect();
-        names.join("\n")
+        self.names().join("\n")
     }
 }
 

@@ -76,12 +76,11 @@ impl Templates {
     /// The current template's name. `None` when templates are off or there
     /// are no migrations.
     pub fn current(&self) -> Option<TemplateName> {
-        let migrations = self.inner.migrations.migrations();
-        if !self.inner.enabled || migrations.is_empty() {
+        let identity = self.inner.migrations.identity();
+        if !self.inner.enabled || identity.is_empty() {
             return None;
         }
-        let names: Vec<&str> = migrations.iter().map(|m| m.name()).collect();
-        let version = crate::digest::sha256_hex(&names.join("\n"))[..12].to_owned();
+        let version = crate::digest::sha256_hex(&identity)[..12].to_owned();
         let stem = self.stem();
         Some(TemplateName {
             name: format!("{stem}{version}"),

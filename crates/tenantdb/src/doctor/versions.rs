@@ -16,13 +16,7 @@ impl Doctor {
         findings: &mut Vec<Finding>,
     ) {
         let postgres = matches!(self.engine(), Engine::Postgres(_));
-        let known: Vec<String> = self
-            .provisioner
-            .migrations()
-            .migrations()
-            .iter()
-            .map(|m| m.name().to_owned())
-            .collect();
+        let known: Vec<String> = self.provisioner.migrations().names();
         let checks: Vec<tenant_database::Model> = rows
             .iter()
             .filter(|row| row.status == DbStatus::Active && self.locate(inventory, row).is_some())

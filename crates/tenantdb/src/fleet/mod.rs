@@ -136,13 +136,7 @@ impl Fleet {
     /// catalog alone. Only ACTIVE databases are migrated (suspended tenants
     /// included); others are provisioning, failed or being worked on.
     pub async fn behind(&self, only: &[TenantRef]) -> Result<Vec<Behind>> {
-        let names: Vec<String> = self
-            .provisioner
-            .migrations()
-            .migrations()
-            .iter()
-            .map(|m| m.name().to_owned())
-            .collect();
+        let names: Vec<String> = self.provisioner.migrations().names();
         let latest = names.last().cloned();
         let mut wanted = Vec::new();
         for tenant in only {
