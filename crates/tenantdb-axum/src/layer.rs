@@ -2,7 +2,8 @@
 //! check the caller may act for it, refuse early if it cannot be served,
 //! and run the handler inside its `TenantContext` scope. One layer (one
 //! boxed future, one state clone) for all of it: this runs on every tenant
-//! request.
+//! request. [`TenantResolution`] is the layer:
+//! `Router::route_layer(resolution)`.
 //!
 //! Each request's tenant is named once, resolved once and checked once:
 //! the scope carries the resolved tenant, the extractors read it from the
@@ -10,11 +11,13 @@
 //! pools from it without resolving again.
 
 use std::borrow::Cow;
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tenantdb::{TenantConnections, TenantRef};
 use tenantdb::{TenantContext, TenantScope};
@@ -25,8 +28,9 @@ use crate::error::ApiError;
 /// The header that names the tenant (slug or id). It wins over the Host.
 pub const TENANT_HEADER: &str = "x-tenant";
 
-/// State of the tenant layer (cloned for every request: one `Arc`): how
-/// tenants are reached, named and authorized.
+/// The tenant layer (a `tower::Layer`: `router.route_layer(resolution)`):
+/// how tenants are reached, named and authorized. Cloned for every
+/// request (one `Arc`).
 #[derive(Clone)]
 pub struct TenantResolution {
     inner: Arc<Resolution>,
@@ -94,12 +98,58 @@ pub fn tenant_of<'h>(headers: &'h HeaderMap, base_domain: Option<&str>) -> Optio
     (!label.is_empty() && !label.contains('.')).then(|| Cow::Owned(label.to_owned()))
 }
 
-/// The middleware: `axum::middleware::from_fn_with_state(resolution,
-/// tenantdb_axum::resolve_tenant)`.
-pub async fn resolve_tenant(State(resolution): State<TenantResolution>, request: Request, next: Next) -> Response {
-    match enter(&resolution, request).await {
-        Ok((scope, request)) => TenantContext::scope(scope, next.run(request)).await,
-        Err(err) => err.into_response(),
+impl<S> tower::Layer<S> for TenantResolution {
+    type Service = TenantService<S>;
+
+    fn layer(&self, inner: S) -> TenantService<S> {
+        TenantService {
+            resolution: self.clone(),
+            inner,
+        }
+    }
+}
+
+/// The tenant layer's service (what [`TenantResolution`] makes of the
+/// routes it wraps): `Router::route_layer(resolution)`.
+#[derive(Clone)]
+pub struct TenantService<S> {
+    resolution: TenantResolution,
+    inner: S,
+}
+
+impl<S> std::fmt::Debug for TenantService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantService")
+            .field("resolution", &self.resolution)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> tower::Service<Request> for TenantService<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The service that was made ready answers this request; its clone
+        // waits for the next (tower's contract).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let resolution = self.resolution.clone();
+        Box::pin(async move {
+            match enter(&resolution, request).await {
+                Ok((scope, request)) => TenantContext::scope(scope, inner.call(request)).await,
+                Err(err) => Ok(err.into_response()),
+            }
+        })
     }
 }
 

@@ -1,7 +1,7 @@
 //! axum integration for tenantdb: the tenant layer for an application's own
 //! routes, and the operator API to mount next to them.
 //!
-//! - **Tenant layer** ([`resolve_tenant`] with [`TenantResolution`]):
+//! - **Tenant layer** ([`TenantResolution`], a `tower::Layer`):
 //!   resolves each request's tenant (header `X-Tenant`, or the first label
 //!   of the Host under a base domain), asks the [`Authorizer`] whether the
 //!   caller may act for it, refuses early when it cannot be served, and
@@ -23,7 +23,7 @@
 //! use sea_orm::ConnectionTrait;
 //! use secrecy::SecretString;
 //! use tenantdb::{Config, Tenancy, TenantMigrations};
-//! use tenantdb_axum::{AdminToken, ApiError, CurrentTenant, OperatorApi, TenantDb, TenantResolution, resolve_tenant};
+//! use tenantdb_axum::{AdminToken, ApiError, CurrentTenant, OperatorApi, TenantDb, TenantResolution};
 //!
 //! async fn hello(CurrentTenant(tenant): CurrentTenant, db: TenantDb) -> Result<String, ApiError> {
 //!     db.read.execute_unprepared("SELECT 1").await?;
@@ -38,7 +38,7 @@
 //! let (operator_routes, _openapi) = operator.router().split_for_parts();
 //! let app = Router::new()
 //!     .route("/hello", get(hello))
-//!     .route_layer(axum::middleware::from_fn_with_state(resolution, resolve_tenant))
+//!     .route_layer(resolution)
 //!     .merge(operator_routes);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! axum::serve(listener, app).await?;
@@ -89,8 +89,8 @@ pub use axum::http::request::Parts;
 pub use error::ApiError;
 pub use extract::{CurrentTenant, TenantDb};
 pub use json::{Json, OptionalJson};
-pub use layer::{TENANT_HEADER, TenantResolution, resolve_tenant, tenant_of};
+pub use layer::{TENANT_HEADER, TenantResolution, TenantService, tenant_of};
 pub use operator::OperatorApi;
-pub use params::{DEFAULT_LIMIT, MAX_LIMIT, Page, Path};
+pub use params::{DEFAULT_LIMIT, MAX_LIMIT, Page, PageOf, Path};
 pub use secrecy::SecretString;
 pub use tenantdb::ResolvedTenant;

@@ -96,11 +96,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Page {
 
 impl Page {
     /// `{"items": [...], "next_cursor": ...}`: the cursor is `last_id`
-    /// when the page is full (there may be more).
-    pub fn answer<T: serde::Serialize>(&self, items: Vec<T>, last_id: Option<Uuid>) -> serde_json::Value {
-        let next = (items.len() as u64 == self.limit).then_some(last_id).flatten();
-        serde_json::json!({ "items": items, "next_cursor": next })
+    /// when the page is full (there may be more). The items are serialized
+    /// where they are, not copied into a JSON value first.
+    pub fn answer<T: serde::Serialize>(&self, items: Vec<T>, last_id: Option<Uuid>) -> PageOf<T> {
+        let next_cursor = (items.len() as u64 == self.limit).then_some(last_id).flatten();
+        PageOf { items, next_cursor }
     }
+}
+
+/// A page of a listing, as [`Page::answer`] makes it: serializes to
+/// `{"items": [...], "next_cursor": "..." | null}`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PageOf<T> {
+    /// This page's items.
+    pub items: Vec<T>,
+    /// The cursor of the next page, if there may be one.
+    pub next_cursor: Option<Uuid>,
 }
 
 #[cfg(test)]

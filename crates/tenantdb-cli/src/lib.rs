@@ -70,6 +70,7 @@
 mod args;
 mod doctor;
 mod fleet;
+mod logging;
 mod output;
 mod progress;
 mod settings;
@@ -83,6 +84,7 @@ use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tenantdb::{Tenancy, TenantMigrations};
 
+pub use logging::{LogFormat, init_logging};
 pub use settings::ConfigArgs;
 
 /// The operator commands: a clap [`Subcommand`] an application flattens
@@ -136,13 +138,16 @@ const VERSION: &str = concat!("(tenantdb-cli ", env!("CARGO_PKG_VERSION"), ")");
 
 /// The whole operator binary of an application: parses the process's
 /// arguments (the program is named after the running binary), logs to
-/// stderr (`RUST_LOG`, default `warn`), connects with `migrations` as the
+/// stderr ([`init_logging`]: `RUST_LOG`, default `warn`), connects with `migrations` as the
 /// tenant schema, runs the command, closes, and returns the exit code.
 /// An error is printed as `error: ...` and exits 1; invalid arguments exit
 /// 2, as clap does.
 pub async fn run(migrations: TenantMigrations) -> ExitCode {
     let cli = parse_args();
-    init_logging();
+    if let Err(err) = init_logging("warn") {
+        eprintln!("error: {err:#}");
+        return ExitCode::from(2);
+    }
     match connect_and_execute(cli, migrations).await {
         Ok(code) => code,
         Err(err) => {
@@ -207,17 +212,6 @@ fn program_name() -> String {
         .next()
         .and_then(|arg0| Some(Path::new(&arg0).file_stem()?.to_string_lossy().into_owned()))
         .unwrap_or_else(|| env!("CARGO_PKG_NAME").to_owned())
-}
-
-/// Logs on stderr, filtered by `RUST_LOG` (default `warn`); a subscriber
-/// the application installed first stays.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 /// Resolves on Ctrl-C; never, where the signal cannot be listened to.

@@ -11,7 +11,6 @@ use tenantdb_cli::ConfigArgs;
 use tenantdb_server::http;
 use tenantdb_server::settings::ServiceArgs;
 use tenantdb_server::tenant_schema::Migrator;
-use tracing_subscriber::EnvFilter;
 
 /// Database-per-tenant toolkit: create, inspect, migrate, repair and delete
 /// tenant databases.
@@ -48,10 +47,10 @@ async fn main() -> ExitCode {
         Some(Command::Operator(command)) => Some(command),
     };
     let default_filter = if operator.is_none() { "info" } else { "warn" };
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)))
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(err) = tenantdb_cli::init_logging(default_filter) {
+        eprintln!("error: {err:#}");
+        return ExitCode::from(2);
+    }
     let result = match operator {
         None => serve(&cli.config, &cli.service).await.map(|()| ExitCode::SUCCESS),
         Some(command) => operate(&cli.config, command).await,
@@ -80,12 +79,14 @@ async fn serve(config: &ConfigArgs, service: &ServiceArgs) -> anyhow::Result<()>
         .await
         .with_context(|| format!("failed to listen on {}", service.listen))?;
     let address = listener.local_addr()?;
+    // A log event rather than a bare line, so a JSON log stays one object
+    // per line.
     match token_file {
-        Some(path) => eprintln!(
+        Some(path) => tracing::info!(
             "tenantdb listening on http://{address} (operator token in {})",
             path.display()
         ),
-        None => eprintln!("tenantdb listening on http://{address} (operator token from TENANTDB_ADMIN_TOKEN)"),
+        None => tracing::info!("tenantdb listening on http://{address} (operator token from TENANTDB_ADMIN_TOKEN)"),
     }
     let options = http::ServiceOptions {
         admin_token,

@@ -72,6 +72,7 @@ mod private_files;
 mod provisioner;
 mod secret;
 mod status;
+mod telemetry;
 mod templates;
 mod tenant;
 
@@ -106,6 +107,7 @@ pub use sea_orm;
 /// migrations with it (see [`TenantMigrations`]).
 pub use sea_orm_migration;
 pub use secret::TenantSecret;
+pub use telemetry::describe_metrics;
 pub use templates::{TemplateName, Templates};
 pub use tenant::{Tenant, TenantDatabase, rfc3339};
 

@@ -10,7 +10,7 @@ use anyhow::Context;
 use axum::Router;
 use secrecy::SecretString;
 use tenantdb::{Config, Tenancy, TenantMigrations};
-use tenantdb_axum::{AdminToken, OperatorApi, TenantResolution, resolve_tenant};
+use tenantdb_axum::{AdminToken, OperatorApi, TenantResolution};
 use tokio::net::TcpListener;
 
 use crate::auth::NoteTokens;
@@ -75,7 +75,7 @@ impl Server {
 pub fn app(tenancy: &Tenancy, settings: Settings) -> Router {
     let resolution = TenantResolution::new(tenancy.connections().clone()).authorizer(settings.tokens);
     let notes =
-        routes::router(settings.schema).route_layer(axum::middleware::from_fn_with_state(resolution, resolve_tenant));
+        routes::router(settings.schema).route_layer(resolution);
     match settings.admin_token {
         Some(token) => {
             let (operator, _openapi) = OperatorApi::new(tenancy.clone(), AdminToken::new(token))

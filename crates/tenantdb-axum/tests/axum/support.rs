@@ -13,7 +13,6 @@ use tenantdb::TenantSecret;
 use tenantdb::{Config, Tenancy, TenantMigrations, TenantServerConfig};
 use tenantdb_axum::{
     ApiError, CatalogAuthorizer, Json, OperatorApi, OperatorAuth, SecretString, TenantDb, TenantResolution,
-    resolve_tenant,
 };
 pub use tenantdb_test_support::Backend;
 use tenantdb_test_support::{PgScratch, postgres_url};
@@ -81,7 +80,7 @@ pub fn app(tenancy: &Tenancy, operator_auth: impl OperatorAuth) -> Router {
         .split_for_parts();
     Router::new()
         .route("/notes", get(list_notes).post(add_note))
-        .route_layer(axum::middleware::from_fn_with_state(resolution, resolve_tenant))
+        .route_layer(resolution)
         .merge(operator)
 }
 

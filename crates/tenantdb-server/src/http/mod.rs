@@ -4,6 +4,7 @@
 //! endpoints. [`Server::build`] binds and gets ready; `main` and the tests
 //! share it, and the tests bind port 0 and pass their own shutdown signal.
 
+mod layers;
 mod projects;
 mod serve;
 mod server;
@@ -16,11 +17,12 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use secrecy::SecretString;
 use tenantdb::Tenancy;
-use tenantdb_axum::{AdminToken, ApiError, CatalogAuthorizer, OperatorApi, TenantResolution, resolve_tenant};
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tenantdb_axum::{AdminToken, ApiError, CatalogAuthorizer, OperatorApi, TenantResolution};
+use tower::layer::util::Stack;
 use utoipa_axum::router::OpenApiRouter;
 
+pub use layers::{LATENCY_BUCKETS, REQUEST_ID, RequestId};
+use layers::{RequestTimeout, Telemetry};
 pub use serve::{ConnectionLimits, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use server::{Listen, Server, run, start};
 
@@ -116,19 +118,14 @@ pub fn router(tenancy: &Tenancy, options: &ServiceOptions) -> Router {
     if let Some(domain) = &options.base_domain {
         resolution = resolution.base_domain(domain.clone());
     }
-    let tenant_api = projects::router().route_layer(axum::middleware::from_fn_with_state(resolution, resolve_tenant));
+    let tenant_api = projects::router().route_layer(resolution);
     // Provisioning routes get no timeout: a timeout would not cancel the
     // DDL (the provisioner owns it) but would hide its outcome.
     let quick = operator
         .routes()
         .merge(tenant_api)
         .merge(service::router())
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
-        // The timeout's own response has no body: give it the error shape.
-        .layer(axum::middleware::map_response(timeout_as_json));
+        .layer(RequestTimeout(REQUEST_TIMEOUT));
     let (routes, openapi) = OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
         .merge(quick)
         .merge(operator.provisioning_routes())
@@ -136,7 +133,8 @@ pub fn router(tenancy: &Tenancy, options: &ServiceOptions) -> Router {
     with_service_layers(routes, openapi).with_state(AppState::new(tenancy.clone()))
 }
 
-/// `/openapi.json`, the JSON fallbacks, the body limit and request logs.
+/// `/openapi.json`, the JSON fallbacks, the body limit and the requests'
+/// ids, metrics and logs.
 fn with_service_layers(routes: Router<AppState>, mut openapi: utoipa::openapi::OpenApi) -> Router<AppState> {
     openapi.paths.add_path_operation(
         "/openapi.json",
@@ -160,28 +158,7 @@ fn with_service_layers(routes: Router<AppState>, mut openapi: utoipa::openapi::O
                 "method not allowed",
             )
         })
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(
-            // One line per request: method, path, tenant, status, latency.
-            // Headers are not logged (tokens live there).
-            TraceLayer::new_for_http()
-                .make_span_with(|request: &axum::http::Request<_>| {
-                    // Field values are only worked out when the span is enabled.
-                    tracing::info_span!(
-                        "request",
-                        method = %request.method(),
-                        path = %request.uri().path(),
-                        tenant = %tenantdb_axum::tenant_of(request.headers(), None).unwrap_or_default()
-                    )
-                })
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
-        )
-}
-
-async fn timeout_as_json(response: axum::response::Response) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    if response.status() == axum::http::StatusCode::REQUEST_TIMEOUT {
-        return ApiError::new(response.status(), "timeout", "the request took too long").into_response();
-    }
-    response
+        // One layer for both: each `Router::layer` boxes every route once
+        // more, and this runs on every request.
+        .layer(Stack::new(DefaultBodyLimit::max(BODY_LIMIT), Telemetry::default()))
 }

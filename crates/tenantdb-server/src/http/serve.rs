@@ -106,6 +106,9 @@ async fn connection(
     let service = TowerToHyperService::new(app);
     let mut conn = std::pin::pin!(builder.serve_connection(TokioIo::new(io), service));
     let result = tokio::select! {
+        // The connection first: it is what wakes this task, the stop
+        // signal only once.
+        biased;
         result = conn.as_mut() => result,
         () = stop.cancelled() => {
             conn.as_mut().graceful_shutdown();

@@ -35,11 +35,17 @@ pub fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(super::LATENCY_BUCKETS)
+                .expect("the bucket list is not empty")
+                .build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics shows only tenantdb's own");
             }
+            tenantdb::describe_metrics();
+            super::layers::describe_metrics();
+            metrics::gauge!("tenantdb_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
             handle
         })
         .clone()
@@ -70,10 +76,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text")))]
 async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.run_upkeep();
-    let stats = state.tenancy.pools().stats();
-    metrics::gauge!("tenantdb_pools_open_now").set(stats.pools as f64);
-    metrics::gauge!("tenantdb_pool_connections_now").set(f64::from(stats.connections));
-    metrics::gauge!("tenantdb_pool_budget_free").set(stats.budget_free as f64);
+    state.tenancy.pools().refresh_metrics();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -307,3 +307,106 @@ async fn no_log_level_prints_a_secret_verifier_token_or_password() {
         assert!(!logs.contains(needle), "the logs show {what}");
     }
 }
+
+/// `serve` with its stderr captured (a pipe, as under systemd or a
+/// container runtime), until the first request is answered and SIGTERM.
+/// Returns the log and the response's head.
+fn serve_one_request(format: &str, request_id: &str) -> (String, String) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let cli = Cli::sqlite();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tenantdb"));
+    command
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TENANTDB_LISTEN", "127.0.0.1:0")
+        .env("TENANTDB_LOG_FORMAT", format)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped());
+    for (key, value) in &cli.envs {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    let address = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "the service stopped:\n{log}");
+        log.push_str(&line);
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split([' ', '"', '\\']).next().unwrap().to_owned();
+        }
+    };
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    write!(
+        stream,
+        "GET /v1/projects HTTP/1.1\r\nHost: x\r\nX-Request-Id: {request_id}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let stopped = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    stderr.read_to_string(&mut log).unwrap();
+    assert!(child.wait().unwrap().success(), "{log}");
+    let head = response.split("\r\n\r\n").next().unwrap().to_owned();
+    (log, head)
+}
+
+/// A log read from a pipe holds no terminal escape codes, and the request's
+/// id comes back in the response and is in the request's log line.
+#[test]
+fn a_captured_text_log_has_no_escape_codes_and_names_the_request_id() {
+    let (log, head) = serve_one_request("text", "text-log-request-1");
+    assert!(!log.contains('\u{1b}'), "escape codes in a captured log:\n{log}");
+    assert!(
+        head.to_ascii_lowercase().contains("x-request-id: text-log-request-1"),
+        "{head}"
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains("finished processing request"))
+        .unwrap_or_else(|| panic!("no request line in:\n{log}"));
+    assert!(
+        line.contains("text-log-request-1") && line.contains("status=401"),
+        "{line}"
+    );
+}
+
+/// `TENANTDB_LOG_FORMAT=json`: every line is one JSON object; the request's
+/// line has its span's fields (id, method, path) and its status.
+#[test]
+fn a_json_log_is_one_object_per_line_with_the_request_span() {
+    let (log, _) = serve_one_request("json", "json-log-request-1");
+    assert!(!log.contains('\u{1b}'), "{log}");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() >= 3, "{log}");
+    let request = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "finished processing request")
+        .unwrap_or_else(|| panic!("no request line in:\n{log}"));
+    assert_eq!(request["span"]["request_id"], "json-log-request-1", "{request}");
+    assert_eq!(request["span"]["method"], "GET", "{request}");
+    assert_eq!(request["span"]["path"], "/v1/projects", "{request}");
+    assert_eq!(request["fields"]["status"], 401, "{request}");
+}
+
+#[test]
+fn an_unknown_log_format_is_a_usage_error() {
+    let mut cli = Cli::sqlite();
+    cli.envs.push(("TENANTDB_LOG_FORMAT".into(), "xml".into()));
+    let out = cli.run(&["tenants", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("TENANTDB_LOG_FORMAT must be text or json"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

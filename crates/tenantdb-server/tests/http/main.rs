@@ -9,3 +9,4 @@ mod fuzz;
 mod nul;
 mod restart;
 mod support;
+mod telemetry;

@@ -2,10 +2,11 @@
 //! takes a connection (it forwards SeaORM's connection and transaction
 //! traits to the pool).
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DbErr, ExecResult, QueryResult, Statement};
 
 use super::pool::TenantPool;
 
@@ -58,32 +59,79 @@ impl std::fmt::Debug for PoolHandle {
     }
 }
 
-#[async_trait::async_trait]
+/// The future every forwarded query returns: the pool's own boxed future,
+/// handed back as it is (no second box around it, no move of its state:
+/// this is every tenant query's path).
+type Forwarded<'a, T> = Pin<Box<dyn Future<Output = std::result::Result<T, DbErr>> + Send + 'a>>;
+
+// Written out rather than with `#[async_trait]`, which would box each
+// forwarded future once more.
 impl sea_orm::ConnectionTrait for PoolHandle {
     fn get_database_backend(&self) -> sea_orm::DbBackend {
         self.pool.db.get_database_backend()
     }
 
-    async fn execute_raw(&self, stmt: sea_orm::Statement) -> std::result::Result<sea_orm::ExecResult, sea_orm::DbErr> {
-        self.pool.db.execute_raw(stmt).await
+    fn execute_raw<'a, 'f>(&'a self, stmt: Statement) -> Forwarded<'f, ExecResult>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        self.pool.db.execute_raw(stmt)
     }
 
-    async fn execute_unprepared(&self, sql: &str) -> std::result::Result<sea_orm::ExecResult, sea_orm::DbErr> {
-        self.pool.db.execute_unprepared(sql).await
+    fn execute<'a, 's, 'f, S>(&'a self, stmt: &'s S) -> Forwarded<'f, ExecResult>
+    where
+        S: 'f + sea_orm::StatementBuilder,
+        'a: 'f,
+        's: 'f,
+        Self: 'f,
+    {
+        self.pool.db.execute(stmt)
     }
 
-    async fn query_one_raw(
-        &self,
-        stmt: sea_orm::Statement,
-    ) -> std::result::Result<Option<sea_orm::QueryResult>, sea_orm::DbErr> {
-        self.pool.db.query_one_raw(stmt).await
+    fn execute_unprepared<'a, 's, 'f>(&'a self, sql: &'s str) -> Forwarded<'f, ExecResult>
+    where
+        'a: 'f,
+        's: 'f,
+        Self: 'f,
+    {
+        self.pool.db.execute_unprepared(sql)
     }
 
-    async fn query_all_raw(
-        &self,
-        stmt: sea_orm::Statement,
-    ) -> std::result::Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
-        self.pool.db.query_all_raw(stmt).await
+    fn query_one_raw<'a, 'f>(&'a self, stmt: Statement) -> Forwarded<'f, Option<QueryResult>>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        self.pool.db.query_one_raw(stmt)
+    }
+
+    fn query_one<'a, 's, 'f, S>(&'a self, stmt: &'s S) -> Forwarded<'f, Option<QueryResult>>
+    where
+        S: 'f + sea_orm::StatementBuilder,
+        'a: 'f,
+        's: 'f,
+        Self: 'f,
+    {
+        self.pool.db.query_one(stmt)
+    }
+
+    fn query_all_raw<'a, 'f>(&'a self, stmt: Statement) -> Forwarded<'f, Vec<QueryResult>>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        self.pool.db.query_all_raw(stmt)
+    }
+
+    fn query_all<'a, 's, 'f, S>(&'a self, stmt: &'s S) -> Forwarded<'f, Vec<QueryResult>>
+    where
+        S: 'f + sea_orm::StatementBuilder,
+        'a: 'f,
+        's: 'f,
+        Self: 'f,
+    {
+        self.pool.db.query_all(stmt)
     }
 
     fn support_returning(&self) -> bool {

@@ -10,6 +10,7 @@ pub(super) struct PoolMetrics {
     pub(super) budget_wait: metrics::Histogram,
     pub(super) open_pools: metrics::Gauge,
     pub(super) open_connections: metrics::Gauge,
+    pub(super) budget_free: metrics::Gauge,
     pub(super) server: String,
 }
 
@@ -23,6 +24,7 @@ impl PoolMetrics {
             budget_wait: metrics::histogram!("tenantdb_pool_budget_wait_seconds", &label),
             open_pools: metrics::gauge!("tenantdb_pools_open", &label),
             open_connections: metrics::gauge!("tenantdb_pool_connections", &label),
+            budget_free: metrics::gauge!("tenantdb_pool_budget_free", &label),
             server: server.to_owned(),
         }
     }

@@ -281,6 +281,13 @@ impl TenantPools {
         stats
     }
 
+    /// Sets the gauges that are read rather than counted (the free budget)
+    /// from the pools as they are now: call it before a scrape.
+    pub fn refresh_metrics(&self) {
+        let free = self.inner.budget.available_permits();
+        self.inner.metrics.budget_free.set(free as f64);
+    }
+
     /// Closes every pool (waiting for borrowed connections) and stops the
     /// reaper. For shutdown.
     pub async fn close_all(&self) {
