@@ -52,7 +52,10 @@ pub(crate) async fn doctor(tenancy: &Tenancy, args: DoctorArgs) -> anyhow::Resul
     if remaining.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    Ok(problems_remain(format_args!("{} problem(s) remain", remaining.len())))
+    Ok(problems_remain(
+        crate::exit::PROBLEMS_FOUND,
+        format_args!("{} problem(s) remain", remaining.len()),
+    ))
 }
 
 /// `doctor --json`: what was found, what was repaired, what remains.
@@ -135,10 +138,10 @@ pub(crate) async fn reconcile(tenancy: &Tenancy) -> anyhow::Result<ExitCode> {
         );
     }
     if failed > 0 {
-        return Ok(problems_remain(format_args!(
-            "{failed} of {} abandoned rows could not be finished",
-            report.len()
-        )));
+        return Ok(problems_remain(
+            crate::exit::FAILURE,
+            format_args!("{failed} of {} abandoned rows could not be finished", report.len()),
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

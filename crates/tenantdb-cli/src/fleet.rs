@@ -120,10 +120,13 @@ fn print_report(report: &FleetReport, target: &str, took: std::time::Duration) -
     for (tenant, error) in &report.failures {
         println!("{tenant:<38} {error}");
     }
-    problems_remain(format_args!(
-        "{} tenant(s) failed; they keep their previous version",
-        report.failures.len()
-    ))
+    problems_remain(
+        crate::exit::FAILURE,
+        format_args!(
+            "{} tenant(s) failed; they keep their previous version",
+            report.failures.len()
+        ),
+    )
 }
 
 /// `status`: the fleet on one screen.

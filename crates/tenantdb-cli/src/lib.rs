@@ -69,6 +69,7 @@
 
 mod args;
 mod doctor;
+pub mod exit;
 mod fleet;
 mod logging;
 mod output;
@@ -85,7 +86,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tenantdb::{Tenancy, TenantMigrations};
 
 pub use logging::{LogFormat, init_logging};
-pub use settings::ConfigArgs;
+pub use settings::{ConfigArgs, secret_setting};
 
 /// The operator commands: a clap [`Subcommand`] an application flattens
 /// into its own subcommands (`#[command(flatten)] Operator(Command)`) and
@@ -113,9 +114,16 @@ pub enum Command {
     Reconcile,
     /// Find drift between the catalog and the tenant server (orphan and
     /// foreign databases, missing databases, stuck or failed rows, version
-    /// drift, stale templates) and explain it; exits non-zero while
-    /// problems remain.
+    /// drift, stale templates) and explain it; exits 3 while problems
+    /// remain (1 when it could not check).
     Doctor(doctor::DoctorArgs),
+    /// Print this binary's shell completions (`source <(tenantdb
+    /// completions bash)`); needs no database.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Database-per-tenant operator commands: create, inspect, migrate, repair
@@ -125,7 +133,12 @@ pub enum Command {
 /// Point TENANTDB_DATABASE_URL (catalog) and TENANTDB_TENANT_SERVER_URL
 /// (tenant server) at PostgreSQL, and set TENANTDB_SECRET, for production.
 #[derive(Debug, Parser)]
-#[command(version = VERSION, subcommand_required = true, arg_required_else_help = true)]
+#[command(
+    version = VERSION,
+    subcommand_required = true,
+    arg_required_else_help = true,
+    after_long_help = AFTER_HELP
+)]
 struct Cli {
     #[command(flatten)]
     config: ConfigArgs,
@@ -134,19 +147,38 @@ struct Cli {
 }
 
 /// `--version` names the running binary, then this crate.
+/// What `--help` says after the options: where secrets come from, and the
+/// exit codes.
+pub const AFTER_HELP: &str = "\
+Secrets come only from the environment, never from flags (which `ps` shows
+to every user): TENANTDB_SECRET, and URLs with a password in
+TENANTDB_DATABASE_URL and TENANTDB_TENANT_SERVER_URL. Each may instead name
+a file holding it: TENANTDB_SECRET_FILE, TENANTDB_DATABASE_URL_FILE,
+TENANTDB_TENANT_SERVER_URL_FILE.
+
+Logs go to stderr: RUST_LOG filters them, TENANTDB_LOG_FORMAT=json makes one
+JSON object per line, NO_COLOR (or a non-terminal) turns colours off.
+
+Exit codes: 0 done; 1 failure; 2 invalid flags or settings; 3 doctor found
+problems.";
+
 const VERSION: &str = concat!("(tenantdb-cli ", env!("CARGO_PKG_VERSION"), ")");
 
 /// The whole operator binary of an application: parses the process's
 /// arguments (the program is named after the running binary), logs to
 /// stderr ([`init_logging`]: `RUST_LOG`, default `warn`), connects with `migrations` as the
 /// tenant schema, runs the command, closes, and returns the exit code.
-/// An error is printed as `error: ...` and exits 1; invalid arguments exit
-/// 2, as clap does.
+/// An error is printed as `error: ...`; the exit codes are those of
+/// [`exit`] (1 failure, 2 invalid flags or settings, 3 problems found by
+/// `doctor`).
 pub async fn run(migrations: TenantMigrations) -> ExitCode {
     let cli = parse_args();
+    if let Command::Completions { shell } = cli.command {
+        return completions::<Cli>(shell);
+    }
     if let Err(err) = init_logging("warn") {
         eprintln!("error: {err:#}");
-        return ExitCode::from(2);
+        return ExitCode::from(exit::USAGE);
     }
     match connect_and_execute(cli, migrations).await {
         Ok(code) => code,
@@ -187,13 +219,41 @@ async fn dispatch(tenancy: &Tenancy, command: Command) -> anyhow::Result<ExitCod
         Command::Migrate(args) => fleet::migrate(tenancy, args).await,
         Command::Reconcile => doctor::reconcile(tenancy).await,
         Command::Doctor(args) => doctor::doctor(tenancy, args).await,
+        // An application that flattens these commands into its own CLI
+        // answers this before connecting, with its own command tree
+        // (`completions::<AppCli>`); this prints the operator commands'.
+        Command::Completions { shell } => Ok(completions::<Cli>(shell)),
+    }
+}
+
+/// Prints the shell completions of the CLI `C` (an application's own,
+/// flattening [`Command`]) for `shell`, under the running binary's name.
+pub fn completions<C: CommandFactory>(shell: clap_complete::Shell) -> ExitCode {
+    use std::io::Write;
+    let name = program_name();
+    let mut command = C::command().bin_name(&name);
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, name, &mut script);
+    // A reader that stops early (`| head`) is not an error.
+    match std::io::stdout().write_all(&script) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: {err}");
+            ExitCode::from(exit::FAILURE)
+        }
+        _ => ExitCode::SUCCESS,
     }
 }
 
 async fn connect_and_execute(cli: Cli, migrations: TenantMigrations) -> anyhow::Result<ExitCode> {
-    let tenancy = Tenancy::connect(cli.config.to_config()?, migrations)
-        .await
-        .context("failed to start")?;
+    // Settings that do not make a valid configuration are a usage error.
+    let config = match cli.config.to_config() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return Ok(ExitCode::from(exit::USAGE));
+        }
+    };
+    let tenancy = Tenancy::connect(config, migrations).await.context("failed to start")?;
     let result = execute(&tenancy, cli.command).await;
     tenancy.close().await;
     result

@@ -60,8 +60,8 @@ fn print_table(tenants: &[Tenant]) {
 
 /// Says on stderr why the exit code is non-zero, in the words an error
 /// gets (`error: ...`), for a command that ran to the end but leaves
-/// problems behind.
-pub(crate) fn problems_remain(message: std::fmt::Arguments<'_>) -> ExitCode {
+/// problems behind; the code is `code`.
+pub(crate) fn problems_remain(code: u8, message: std::fmt::Arguments<'_>) -> ExitCode {
     eprintln!("error: {message}");
-    ExitCode::FAILURE
+    ExitCode::from(code)
 }

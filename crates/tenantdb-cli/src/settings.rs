@@ -20,12 +20,16 @@ use tenantdb::config::{self, Config, TenantServerConfig};
 /// are global: they may also follow a subcommand. Service settings (listen
 /// address, tokens) are not here; they belong to the service.
 #[derive(clap::Args, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct ConfigArgs {
     /// Directory for the embedded default (SQLite catalog and tenant files).
     #[arg(long, env = "TENANTDB_DATA_DIR", default_value = config::DEFAULT_DATA_DIR, global = true)]
     data_dir: PathBuf,
 
     /// Catalog database URL [default: sqlite://$TENANTDB_DATA_DIR/catalog.db].
+    /// A URL with a password is refused as a flag (`ps` shows flags to
+    /// every user): set it in the variable, or its file in
+    /// TENANTDB_DATABASE_URL_FILE.
     #[arg(
         long = "database-url",
         env = "TENANTDB_DATABASE_URL",
@@ -36,17 +40,13 @@ pub struct ConfigArgs {
 
     /// Where tenant databases are created: a postgres:// admin URL, or a
     /// directory for SQLite files [default: $TENANTDB_DATA_DIR/tenants].
+    /// A password only from the variable or TENANTDB_TENANT_SERVER_URL_FILE.
     #[arg(long, env = "TENANTDB_TENANT_SERVER_URL", hide_env_values = true, global = true)]
     tenant_server_url: Option<String>,
 
     /// Prefix of tenant database names (at most 20 of a-z, 0-9, _).
     #[arg(long, env = "TENANTDB_DATABASE_PREFIX", default_value = "tenant_", global = true)]
     database_prefix: String,
-
-    /// Secret that tenant role passwords derive from (required with
-    /// PostgreSQL tenants; at least 32 characters; shared by all instances).
-    #[arg(long, env = "TENANTDB_SECRET", hide_env_values = true, hide = true, global = true)]
-    secret: Option<String>,
 
     /// Version of TENANTDB_SECRET; raise it when rotating the secret.
     #[arg(long, env = "TENANTDB_SECRET_VERSION", default_value_t = 1, global = true)]
@@ -86,14 +86,23 @@ impl ConfigArgs {
         &self.data_dir
     }
 
-    /// The library's configuration, validated.
+    /// The library's configuration, validated. The secret comes from
+    /// `TENANTDB_SECRET` or `TENANTDB_SECRET_FILE` (never a flag), and each
+    /// URL may come from a `*_FILE` variable instead.
     pub fn to_config(&self) -> anyhow::Result<Config> {
-        let catalog_url = match &self.catalog_url {
-            Some(url) => url.clone(),
+        self.to_config_with(&|name| std::env::var(name).ok())
+    }
+
+    /// The same, with `env` looked up in place of the process's environment
+    /// for the settings that never come from flags (the secret, `*_FILE`
+    /// variables): for tests, or secrets kept elsewhere.
+    pub fn to_config_with(&self, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+        let catalog_url = match url_setting("TENANTDB_DATABASE_URL", self.catalog_url.as_deref(), env)? {
+            Some(url) => url,
             None => config::sqlite_url(&self.data_dir.join("catalog.db")),
         };
-        let tenant_server = match &self.tenant_server_url {
-            Some(url) => TenantServerConfig::parse(url)?,
+        let tenant_server = match url_setting("TENANTDB_TENANT_SERVER_URL", self.tenant_server_url.as_deref(), env)? {
+            Some(url) => TenantServerConfig::parse(&url)?,
             None => TenantServerConfig::Sqlite {
                 dir: self.data_dir.join("tenants"),
             },
@@ -101,11 +110,8 @@ impl ConfigArgs {
         let mut config = Config::new(SecretString::from(catalog_url), tenant_server);
         config.database_prefix =
             DatabasePrefix::parse(&self.database_prefix).context("invalid TENANTDB_DATABASE_PREFIX")?;
-        if let Some(secret) = &self.secret {
-            config.secret = Some(TenantSecret::new(
-                self.secret_version,
-                SecretString::from(secret.clone()),
-            )?);
+        if let Some(secret) = secret_setting("TENANTDB_SECRET", env)? {
+            config.secret = Some(TenantSecret::new(self.secret_version, SecretString::from(secret))?);
         }
         config.lease_ttl = Duration::from_secs(self.lease_secs);
         config.use_templates = self.templates;
@@ -116,6 +122,58 @@ impl ConfigArgs {
         config.validate()?;
         Ok(config)
     }
+}
+
+/// A setting that holds a secret: the variable `name`, or the contents of
+/// the file named by `name_FILE` (the container and systemd convention;
+/// one trailing newline is dropped). Setting both is an error, as is a
+/// file that cannot be read or is empty. Never a flag.
+pub fn secret_setting(name: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Option<String>> {
+    let file_var = format!("{name}_FILE");
+    match (env(name), env(&file_var)) {
+        (Some(_), Some(_)) => anyhow::bail!("set {name} or {file_var}, not both"),
+        (Some(value), None) => Ok(Some(value)),
+        (None, None) => Ok(None),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("{file_var}: cannot read {path}"))?;
+            let value = text.strip_suffix('\n').unwrap_or(&text);
+            let value = value.strip_suffix('\r').unwrap_or(value);
+            anyhow::ensure!(!value.is_empty(), "{file_var}: {path} is empty");
+            Ok(Some(value.to_owned()))
+        }
+    }
+}
+
+/// A URL from its flag or variable (`given`, as clap read it) or from
+/// `name_FILE`. A URL with a password given as a flag is refused: flags
+/// are visible to every user of the machine.
+fn url_setting(
+    name: &str,
+    given: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<String>> {
+    let Some(given) = given else {
+        return secret_setting(name, env);
+    };
+    let from_env = env(name).as_deref() == Some(given);
+    if !from_env && has_password(given) {
+        anyhow::bail!(
+            "a URL with a password cannot be a flag ({name}'s flag is visible in `ps`): set {name} or {name}_FILE instead"
+        );
+    }
+    anyhow::ensure!(
+        env(&format!("{name}_FILE")).is_none(),
+        "set {name} (or its flag) or {name}_FILE, not both"
+    );
+    Ok(Some(given.to_owned()))
+}
+
+/// Whether a URL carries a password (`scheme://user:password@host`).
+fn has_password(url: &str) -> bool {
+    url.split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?']).next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
 }
 
 /// Without URLs or the secret, which may hold passwords.
@@ -136,6 +194,8 @@ impl std::fmt::Debug for ConfigArgs {
 #[cfg(test)]
 mod tests {
     use clap::Parser;
+
+    use secrecy::ExposeSecret;
 
     use super::*;
 
@@ -167,17 +227,71 @@ mod tests {
         assert!(format!("{err:#}").contains("TENANTDB_DATABASE_PREFIX"), "{err:#}");
     }
 
+    fn env_of(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> {
+        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+    }
+
     #[test]
-    fn the_debug_output_shows_no_url_or_secret() {
-        let shown = format!(
-            "{:?}",
-            args(&[
-                "--database-url",
-                "postgres://u:hunter2@db/catalog",
-                "--secret",
-                "s3cret-s3cret-s3cret-s3cret-s3cret"
-            ])
+    fn the_debug_output_shows_no_url() {
+        let shown = format!("{:?}", args(&["--database-url", "postgres://u@db/catalog"]));
+        assert!(!shown.contains("db/catalog"), "{shown}");
+    }
+
+    #[test]
+    fn no_flag_takes_the_secret() {
+        let parsed = Flags::try_parse_from(["app", "--secret", "s3cret-s3cret-s3cret-s3cret-s3cret"]);
+        assert!(parsed.is_err());
+    }
+
+    #[test]
+    fn a_url_with_a_password_is_refused_as_a_flag_and_taken_from_the_variable() {
+        let url = "postgres://u:hunter2@db/catalog";
+        let flags = args(&["--database-url", url]);
+        let err = flags.to_config_with(&env_of(vec![])).unwrap_err();
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("TENANTDB_DATABASE_URL") && !message.contains("hunter2"),
+            "{message}"
         );
-        assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
+        // The same value, read by clap from the variable, is taken.
+        let config = flags
+            .to_config_with(&env_of(vec![("TENANTDB_DATABASE_URL", url.to_owned())]))
+            .unwrap();
+        assert_eq!(config.catalog_url.expose_secret(), url);
+        // Without a password a flag is fine.
+        let plain = args(&["--database-url", "postgres://u@db/catalog"]);
+        assert!(plain.to_config_with(&env_of(vec![])).is_ok());
+    }
+
+    #[test]
+    fn secrets_and_urls_come_from_files_named_by_file_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret").display().to_string();
+        std::fs::write(&secret, "from-a-file-0123456789abcdef0123456789\n").unwrap();
+        let url = dir.path().join("url").display().to_string();
+        std::fs::write(&url, "postgres://u:pw@db/catalog\n").unwrap();
+        let config = args(&[])
+            .to_config_with(&env_of(vec![
+                ("TENANTDB_SECRET_FILE", secret.clone()),
+                ("TENANTDB_DATABASE_URL_FILE", url),
+            ]))
+            .unwrap();
+        assert_eq!(config.catalog_url.expose_secret(), "postgres://u:pw@db/catalog");
+        assert!(config.secret.is_some(), "the secret from its file");
+
+        let both = env_of(vec![("TENANTDB_SECRET_FILE", secret), ("TENANTDB_SECRET", "x".into())]);
+        let err = args(&[]).to_config_with(&both).unwrap_err();
+        assert!(format!("{err:#}").contains("not both"), "{err:#}");
+        let missing = env_of(vec![("TENANTDB_SECRET_FILE", "/nonexistent/secret".into())]);
+        let err = args(&[]).to_config_with(&missing).unwrap_err();
+        assert!(format!("{err:#}").contains("TENANTDB_SECRET_FILE"), "{err:#}");
+    }
+
+    #[test]
+    fn a_password_is_seen_only_in_the_userinfo() {
+        assert!(has_password("postgres://u:pw@db:5432/x"));
+        assert!(!has_password("postgres://u@db:5432/x"));
+        assert!(!has_password("postgres://db:5432/x?user=a:b"));
+        assert!(!has_password("sqlite:///tmp/a:b@c.db"));
     }
 }

@@ -2,11 +2,12 @@
 //! commands of `tenantdb_cli` and the reference service (`serve`, also the
 //! default). Parses flags, sets up logging and hands over to the libraries.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tenantdb::{Tenancy, TenantMigrations};
+use tenantdb::{Config, Tenancy, TenantMigrations};
 use tenantdb_cli::ConfigArgs;
 use tenantdb_server::http;
 use tenantdb_server::settings::ServiceArgs;
@@ -18,8 +19,20 @@ use tenantdb_server::tenant_schema::Migrator;
 /// With no configuration everything lives in SQLite files under ./data.
 /// Point TENANTDB_DATABASE_URL (catalog) and TENANTDB_TENANT_SERVER_URL
 /// (tenant server) at PostgreSQL, and set TENANTDB_SECRET, for production.
+/// `tenantdb_cli`'s words on secrets, logs and exit codes, and the
+/// service's own secret.
+fn after_help() -> String {
+    format!(
+        "The service's operator token comes from TENANTDB_ADMIN_TOKEN or\n\
+         TENANTDB_ADMIN_TOKEN_FILE, else it is made once and kept in\n\
+         $TENANTDB_DATA_DIR/admin-token. The service describes its API in\n\
+         GET /openapi.json.\n\n{}",
+        tenantdb_cli::AFTER_HELP
+    )
+}
+
 #[derive(Debug, Parser)]
-#[command(name = "tenantdb", version)]
+#[command(name = "tenantdb", version, after_long_help = after_help())]
 struct Cli {
     #[command(flatten)]
     config: ConfigArgs,
@@ -42,6 +55,9 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Operator(tenantdb_cli::Command::Completions { shell })) = cli.command {
+        return tenantdb_cli::completions::<Cli>(shell);
+    }
     let operator = match cli.command {
         None | Some(Command::Serve) => None,
         Some(Command::Operator(command)) => Some(command),
@@ -49,11 +65,21 @@ async fn main() -> ExitCode {
     let default_filter = if operator.is_none() { "info" } else { "warn" };
     if let Err(err) = tenantdb_cli::init_logging(default_filter) {
         eprintln!("error: {err:#}");
-        return ExitCode::from(2);
+        return ExitCode::from(tenantdb_cli::exit::USAGE);
     }
+    // Settings that do not make a valid configuration are a usage error.
+    let config = match cli.config.to_config() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::from(tenantdb_cli::exit::USAGE);
+        }
+    };
     let result = match operator {
-        None => serve(&cli.config, &cli.service).await.map(|()| ExitCode::SUCCESS),
-        Some(command) => operate(&cli.config, command).await,
+        None => serve(config, cli.config.data_dir(), &cli.service)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Some(command) => operate(config, command).await,
     };
     result.unwrap_or_else(|err| {
         eprintln!("error: {err:#}");
@@ -62,8 +88,8 @@ async fn main() -> ExitCode {
 }
 
 /// One operator command over the example schema.
-async fn operate(config: &ConfigArgs, command: tenantdb_cli::Command) -> anyhow::Result<ExitCode> {
-    let tenancy = Tenancy::connect(config.to_config()?, TenantMigrations::of::<Migrator>())
+async fn operate(config: Config, command: tenantdb_cli::Command) -> anyhow::Result<ExitCode> {
+    let tenancy = Tenancy::connect(config, TenantMigrations::of::<Migrator>())
         .await
         .context("failed to start")?;
     let result = tenantdb_cli::execute(&tenancy, command).await;
@@ -71,9 +97,8 @@ async fn operate(config: &ConfigArgs, command: tenantdb_cli::Command) -> anyhow:
     result
 }
 
-async fn serve(config: &ConfigArgs, service: &ServiceArgs) -> anyhow::Result<()> {
-    let library_config = config.to_config()?;
-    let (admin_token, token_file) = service.admin_token(config.data_dir())?;
+async fn serve(library_config: Config, data_dir: &Path, service: &ServiceArgs) -> anyhow::Result<()> {
+    let (admin_token, token_file) = service.admin_token(data_dir)?;
     let connections = service.connection_limits()?;
     let listener = tokio::net::TcpListener::bind(&service.listen)
         .await

@@ -13,21 +13,11 @@ use crate::http;
 
 /// Settings of `serve` beyond the library's `Config`.
 #[derive(Args)]
+#[command(next_help_heading = "Service options")]
 pub struct ServiceArgs {
     /// Address the service listens on.
     #[arg(long, env = "TENANTDB_LISTEN", default_value = "127.0.0.1:8080", global = true)]
     pub listen: String,
-
-    /// The operator's bearer token [default: made once and kept in
-    /// $TENANTDB_DATA_DIR/admin-token].
-    #[arg(
-        long,
-        env = "TENANTDB_ADMIN_TOKEN",
-        hide_env_values = true,
-        hide = true,
-        global = true
-    )]
-    pub admin_token: Option<String>,
 
     /// Also take the tenant from the first label of a Host under this
     /// domain (acme.example.test for example.test).
@@ -41,12 +31,14 @@ pub struct ServiceArgs {
 }
 
 impl ServiceArgs {
-    /// The operator token: from the environment, else the one kept under
-    /// the data directory (made on first start, readable by the owner only).
+    /// The operator token: from `TENANTDB_ADMIN_TOKEN` or the file named
+    /// by `TENANTDB_ADMIN_TOKEN_FILE` (never a flag), else the one kept
+    /// under the data directory (made on first start, readable by the
+    /// owner only).
     pub fn admin_token(&self, data_dir: &Path) -> anyhow::Result<(SecretString, Option<PathBuf>)> {
-        if let Some(token) = &self.admin_token {
+        if let Some(token) = tenantdb_cli::secret_setting("TENANTDB_ADMIN_TOKEN", &|name| std::env::var(name).ok())? {
             anyhow::ensure!(token.len() >= 16, "TENANTDB_ADMIN_TOKEN must be at least 16 characters");
-            return Ok((SecretString::from(token.clone()), None));
+            return Ok((SecretString::from(token), None));
         }
         let path = data_dir.join("admin-token");
         if let Ok(token) = std::fs::read_to_string(&path) {
@@ -71,7 +63,6 @@ impl ServiceArgs {
     }
 }
 
-/// Without the operator token.
 impl std::fmt::Debug for ServiceArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServiceArgs")

@@ -57,8 +57,6 @@ impl Operator {
                     postgres_url(),
                     "--database-prefix".into(),
                     format!("{}_", scratch.prefix()),
-                    "--secret".into(),
-                    TEST_SECRET.into(),
                 ]);
                 Some(scratch)
             }
@@ -78,7 +76,9 @@ impl Operator {
 
     /// A process of the application with this tenant schema.
     pub async fn connect(&self, migrations: TenantMigrations) -> Tenancy {
-        let mut config = self.parse(&["status"]).config.to_config().unwrap();
+        // The secret is never a flag: a process gets it from its environment.
+        let env = |name: &str| (name == "TENANTDB_SECRET").then(|| TEST_SECRET.to_owned());
+        let mut config = self.parse(&["status"]).config.to_config_with(&env).unwrap();
         config.catalog_max_connections = 2;
         Tenancy::connect(config, migrations).await.unwrap()
     }

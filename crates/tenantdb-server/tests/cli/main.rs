@@ -326,8 +326,8 @@ fn serve_one_request(format: &str, request_id: &str) -> (String, String) {
     for (key, value) in &cli.envs {
         command.env(key, value);
     }
-    let mut child = command.spawn().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut child = Running(command.spawn().unwrap());
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
     let mut log = String::new();
     let address = loop {
         let mut line = String::new();
@@ -346,12 +346,12 @@ fn serve_one_request(format: &str, request_id: &str) -> (String, String) {
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let stopped = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(stopped.success());
     stderr.read_to_string(&mut log).unwrap();
-    assert!(child.wait().unwrap().success(), "{log}");
+    assert!(child.0.wait().unwrap().success(), "{log}");
     let head = response.split("\r\n\r\n").next().unwrap().to_owned();
     (log, head)
 }
@@ -409,4 +409,105 @@ fn an_unknown_log_format_is_a_usage_error() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Completions need no database: nothing is created, and the script
+/// knows the subcommands.
+#[test]
+fn completions_are_printed_without_touching_a_database() {
+    let cli = Cli::sqlite();
+    for shell in ["bash", "zsh", "fish"] {
+        let script = cli.ok(&["completions", shell]);
+        for word in ["tenants", "doctor", "migrate", "serve"] {
+            assert!(script.contains(word), "{shell}: {word} missing");
+        }
+    }
+    assert!(
+        !std::path::Path::new(&cli.envs[0].1).exists(),
+        "no data directory was made"
+    );
+    cli.fails(&["completions", "tcsh"]);
+}
+
+/// Exit codes: settings that make no valid configuration are a usage
+/// error (2), like bad flags; a secret file that cannot be read is named.
+#[test]
+fn invalid_settings_exit_2_and_a_secret_file_is_named_when_unreadable() {
+    let mut cli = Cli::sqlite();
+    cli.envs.push(("TENANTDB_DATABASE_PREFIX".into(), "Bad-Prefix".into()));
+    let out = cli.run(&["tenants", "list"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        Cli::sqlite().run(&["tenants", "list", "--no-such-flag"]).status.code(),
+        Some(2)
+    );
+
+    let mut cli = Cli::sqlite();
+    cli.envs
+        .push(("TENANTDB_SECRET_FILE".into(), "/nonexistent/tenantdb-secret".into()));
+    let out = cli.run(&["tenants", "list"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("TENANTDB_SECRET_FILE"), "{err}");
+
+    // A URL with a password is refused as a flag, without echoing it.
+    let out = Cli::sqlite().run(&["tenants", "list", "--database-url", "postgres://u:hunter2@127.0.0.1/x"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+/// The service takes its operator token from a file named by
+/// TENANTDB_ADMIN_TOKEN_FILE.
+#[test]
+fn the_operator_token_comes_from_a_file() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let cli = Cli::sqlite();
+    let token_file = cli._dir.path().join("token");
+    std::fs::write(&token_file, "file-admin-token-0123456789\n").unwrap();
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_tenantdb"))
+            .arg("serve")
+            .env_clear()
+            .env("TENANTDB_DATA_DIR", &cli.envs[0].1)
+            .env("TENANTDB_LISTEN", "127.0.0.1:0")
+            .env("TENANTDB_ADMIN_TOKEN_FILE", &token_file)
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
+    let address = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0);
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            assert!(rest.contains("TENANTDB_ADMIN_TOKEN"), "{line}");
+            break rest.split(' ').next().unwrap().to_owned();
+        }
+    };
+    let status = |token: &str| {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        write!(
+            stream,
+            "GET /v1/tenants HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response.split(' ').nth(1).unwrap().to_owned()
+    };
+    assert_eq!(status("file-admin-token-0123456789"), "200");
+    assert_eq!(status("some-other-token-0123456789"), "401");
+}
+
+/// A service process, killed when the test ends however it ends (a
+/// failed assertion must not leave it running).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
