@@ -95,10 +95,13 @@ pub use settings::{ConfigArgs, secret_setting};
 #[derive(Debug, Subcommand)]
 #[non_exhaustive]
 pub enum Command {
-    /// Create users and their API tokens.
+    /// Create and list users and their API tokens.
     #[command(subcommand)]
     Users(users::UsersCommand),
-    /// Add and remove tenant members.
+    /// Revoke API tokens.
+    #[command(subcommand)]
+    Tokens(users::TokensCommand),
+    /// Add, list and remove tenant members.
     #[command(subcommand)]
     Members(users::MembersCommand),
     /// Create, list, inspect, rename, repair and delete tenants.
@@ -213,6 +216,7 @@ async fn dispatch(tenancy: &Tenancy, command: Command) -> anyhow::Result<ExitCod
     let done = |()| ExitCode::SUCCESS;
     match command {
         Command::Users(command) => users::users(tenancy, command).await.map(done),
+        Command::Tokens(command) => users::tokens(tenancy, command).await.map(done),
         Command::Members(command) => users::members(tenancy, command).await.map(done),
         Command::Tenants(command) => tenants::tenants(tenancy, command).await.map(done),
         Command::Status => fleet::overview(tenancy).await.map(done),

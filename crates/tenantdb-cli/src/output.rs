@@ -32,29 +32,40 @@ pub(crate) fn print_tenant(tenant: Tenant, json: bool) -> anyhow::Result<()> {
 }
 
 fn print_table(tenants: &[Tenant]) {
-    println!(
-        "{:<24} {:<10} {:<32} {:<12} {:<34} ERROR",
-        "SLUG", "TENANT", "DATABASE", "DB STATUS", "SCHEMA VERSION"
-    );
-    for t in tenants {
+    let rows = tenants.iter().map(|t| {
         let (name, status, version, error) = match &t.database {
             Some(d) => (
-                d.database_name.as_str(),
-                d.status.as_str(),
-                d.schema_version.as_deref().unwrap_or("-"),
-                d.error_message.as_deref().unwrap_or(""),
+                d.database_name.to_string(),
+                d.status.to_string(),
+                d.schema_version.clone().unwrap_or_else(|| "-".into()),
+                d.error_message.clone().unwrap_or_default(),
             ),
-            None => ("-", "-", "-", ""),
+            None => ("-".into(), "-".into(), "-".into(), String::new()),
         };
-        println!(
-            "{:<24} {:<10} {:<32} {:<12} {:<34} {}",
-            t.slug,
-            t.status.as_str(),
-            name,
-            status,
-            version,
-            error
-        );
+        vec![t.slug.to_string(), t.status.to_string(), name, status, version, error]
+    });
+    print_rows(
+        &["SLUG", "TENANT", "DATABASE", "DB STATUS", "SCHEMA VERSION", "ERROR"],
+        rows,
+    );
+}
+
+/// A table for people: a header and rows, columns as wide as their widest
+/// cell, no borders, no trailing spaces.
+pub(crate) fn print_rows(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header(header.to_vec());
+    for row in rows {
+        table.add_row(row);
+    }
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 2));
+    }
+    for line in table.to_string().lines() {
+        println!("{}", line.trim_end());
     }
 }
 

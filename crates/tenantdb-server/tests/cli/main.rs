@@ -128,14 +128,65 @@ async fn operator_session(cli: Cli) {
         status.contains("m0001_create_projects_and_tasks") && status.contains("behind: 0"),
         "{status}"
     );
-    let user = cli.json(&["users", "create", "ada@example.com", "--name", "Ada"]);
+    let user = cli.json(&["users", "create", "ada@example.com", "--name", "Ada", "--json"]);
     assert_eq!(user["email"], "ada@example.com");
+    assert!(
+        cli.ok(&["users", "create", "bob@example.com"])
+            .contains("created user bob@example.com")
+    );
+    let users = cli.json(&["users", "list", "--json"]);
+    assert_eq!(users[0]["email"], "ada@example.com");
+    assert_eq!(users[1]["name"], "bob");
+    let listed = cli.ok(&["users", "list"]);
+    assert!(
+        listed.starts_with("EMAIL") && listed.contains("bob@example.com"),
+        "{listed}"
+    );
+    assert!(
+        listed.lines().all(|l| l == l.trim_end()),
+        "no row ends in spaces:\n{listed}"
+    );
     let token = cli.ok(&["users", "token", "ada@example.com"]);
     assert!(token.trim().starts_with("tdb_") && token.trim().len() > 40, "{token}");
+    let second = cli.json(&["users", "token", "ada@example.com", "--name", "ci", "--json"]);
+    assert!(second["token"].as_str().unwrap().starts_with("tdb_"), "{second}");
+    let tokens = cli.json(&["users", "tokens", "ada@example.com", "--json"]);
+    assert_eq!(tokens.as_array().unwrap().len(), 2, "{tokens}");
+    assert_eq!(tokens[1]["name"], "ci");
+    assert_eq!(tokens[1]["revoked_at"], serde_json::Value::Null);
+    let id = second["id"].as_str().unwrap();
+    let revoked = cli.json(&["tokens", "revoke", id, "--json"]);
+    assert_eq!(revoked["revoked"], true);
+    let tokens = cli.json(&["users", "tokens", "ada@example.com", "--json"]);
+    assert!(tokens[1]["revoked_at"].is_string(), "{tokens}");
+    assert!(cli.fails(&["tokens", "revoke", id]).contains("already revoked"));
     assert!(
-        cli.ok(&["members", "add", "acme", "ada@example.com", "--role", "ADMIN"])
-            .contains("Admin of acme")
+        !cli.ok(&["users", "tokens", "ada@example.com"]).contains("tdb_"),
+        "token values are never listed"
     );
+    // Roles print as they are written everywhere else (not `Admin`).
+    assert!(
+        cli.ok(&["members", "add", "acme", "ada@example.com", "--role", "admin"])
+            .contains("ada@example.com is ADMIN of acme")
+    );
+    let members = cli.json(&["members", "list", "acme", "--json"]);
+    assert_eq!(members[0]["email"], "ada@example.com");
+    assert_eq!(members[0]["role"], "ADMIN");
+    let added = cli.json(&[
+        "members",
+        "add",
+        "acme",
+        "bob@example.com",
+        "--role",
+        "MEMBER",
+        "--json",
+    ]);
+    assert_eq!(added["role"], "MEMBER");
+    assert!(cli.ok(&["members", "list", "acme"]).contains("bob@example.com  MEMBER"));
+    let removed = cli.json(&["members", "remove", "acme", "bob@example.com", "--json"]);
+    assert_eq!(removed["removed"], true);
+    let help = cli.ok(&["members", "add", "--help"]);
+    assert!(help.contains("OWNER") && help.contains("MEMBER"), "{help}");
     assert!(
         cli.ok(&["members", "remove", "acme", "ada@example.com"])
             .contains("no longer a member")

@@ -86,6 +86,14 @@ impl Users<'_> {
             .one(self.db)
             .await?)
     }
+
+    /// Every user, ordered by email.
+    pub async fn list(&self) -> Result<Vec<users::Model>> {
+        Ok(users::Entity::find()
+            .order_by_asc(users::Column::Email)
+            .all(self.db)
+            .await?)
+    }
 }
 
 impl ApiTokens<'_> {
@@ -116,6 +124,21 @@ impl ApiTokens<'_> {
             .filter(api_tokens::Column::TokenSha256.eq(sha256_hex(token)))
             .filter(api_tokens::Column::RevokedAt.is_null())
             .one(self.db)
+            .await?)
+    }
+
+    /// The token with this id (revoked or not), if any.
+    pub async fn find(&self, token_id: Uuid) -> Result<Option<api_tokens::Model>> {
+        Ok(api_tokens::Entity::find_by_id(token_id).one(self.db).await?)
+    }
+
+    /// A user's tokens, revoked ones included, oldest first.
+    pub async fn list_for_user(&self, user_id: Uuid) -> Result<Vec<api_tokens::Model>> {
+        Ok(api_tokens::Entity::find()
+            .filter(api_tokens::Column::UserId.eq(user_id))
+            .order_by_asc(api_tokens::Column::CreatedAt)
+            .order_by_asc(api_tokens::Column::Id)
+            .all(self.db)
             .await?)
     }
 
