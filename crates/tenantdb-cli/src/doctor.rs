@@ -115,22 +115,46 @@ fn print_findings(findings: &[Finding], fixed: bool) {
     }
 }
 
+/// The flags of `reconcile`.
+#[derive(Debug, clap::Args)]
+pub struct ReconcileArgs {
+    /// Print `[{"tenant_id", "database_name", "status", "outcome",
+    /// "error"}]` (outcome: finished, skipped or failed).
+    #[arg(long)]
+    json: bool,
+}
+
 /// `reconcile`: every row whose lease expired, finished or reported.
-pub(crate) async fn reconcile(tenancy: &Tenancy) -> anyhow::Result<ExitCode> {
+pub(crate) async fn reconcile(tenancy: &Tenancy, args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     let report = tenancy.provisioner().reconcile().await?;
-    if report.is_empty() {
+    let failed = report
+        .iter()
+        .filter(|entry| matches!(entry.outcome, ReconcileOutcome::Failed(_)))
+        .count();
+    if args.json {
+        let entries: Vec<serde_json::Value> = report
+            .iter()
+            .map(|entry| {
+                let (outcome, error) = match &entry.outcome {
+                    ReconcileOutcome::Finished => ("finished", None),
+                    ReconcileOutcome::Skipped => ("skipped", None),
+                    ReconcileOutcome::Failed(message) => ("failed", Some(message.as_str())),
+                };
+                serde_json::json!({
+                    "tenant_id": entry.tenant_id, "database_name": entry.database_name,
+                    "status": entry.status, "outcome": outcome, "error": error,
+                })
+            })
+            .collect();
+        print_json(&entries)?;
+    } else if report.is_empty() {
         println!("nothing to reconcile");
-        return Ok(ExitCode::SUCCESS);
     }
-    let mut failed = 0;
-    for entry in &report {
+    for entry in report.iter().filter(|_| !args.json) {
         let outcome = match &entry.outcome {
             ReconcileOutcome::Finished => "finished".to_owned(),
             ReconcileOutcome::Skipped => "skipped (taken by another process)".to_owned(),
-            ReconcileOutcome::Failed(message) => {
-                failed += 1;
-                format!("failed: {message}")
-            }
+            ReconcileOutcome::Failed(message) => format!("failed: {message}"),
         };
         println!(
             "{} {} ({}): {outcome}",

@@ -7,11 +7,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Subcommand;
-use tenantdb::{Behind, FleetOptions, FleetReport};
+use serde_json::{Value, json};
+use tenantdb::{Behind, FleetOptions, FleetReport, MigrationRun};
 use tenantdb::{DbStatus, Tenancy};
 
 use crate::args::parse_ref;
-use crate::output::problems_remain;
+use crate::output::{print_json, print_rows, problems_remain};
 use crate::progress::Progress;
 
 /// The flags of `migrate`.
@@ -34,6 +35,22 @@ pub struct MigrateArgs {
     /// Migrate this many tenants first; stop if any of them fails.
     #[arg(long)]
     canary: Option<usize>,
+    /// Print one JSON document: the run's report (`{"run_id", "target",
+    /// "status", "total", "succeeded", "failed", "skipped", "stopped",
+    /// "failures": [{"tenant_id", "error"}]}`), the plan with `--dry-run`
+    /// (`{"target", "behind": [{"tenant_id", "database_name", "from",
+    /// "pending"}]}`), or `migrate status`'s figures.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// The flags of `status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Print `{"tenants_by_status", "server", "pools", "versions"}`
+    /// (`versions` is `migrate status --json`).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,7 +79,12 @@ impl MigrateArgs {
 pub(crate) async fn migrate(tenancy: &Tenancy, args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let options = args.options()?;
     if let Some(MigrateAction::Status) = args.action {
-        versions(tenancy).await?;
+        let figures = Versions::read(tenancy).await?;
+        if args.json {
+            print_json(&figures.to_json())?;
+        } else {
+            figures.print();
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let provisioner = tenancy.provisioner();
@@ -72,10 +94,14 @@ pub(crate) async fn migrate(tenancy: &Tenancy, args: MigrateArgs) -> anyhow::Res
         .latest_version()
         .unwrap_or_else(|| "(none)".into());
     if args.dry_run {
-        print_plan(&behind, &target);
+        if args.json {
+            print_json(&plan_json(&behind, &target))?;
+        } else {
+            print_plan(&behind, &target);
+        }
         return Ok(ExitCode::SUCCESS);
     }
-    if behind.is_empty() {
+    if behind.is_empty() && !args.json {
         println!("every tenant is at {target}");
         return Ok(ExitCode::SUCCESS);
     }
@@ -86,7 +112,36 @@ pub(crate) async fn migrate(tenancy: &Tenancy, args: MigrateArgs) -> anyhow::Res
         .migrate(&options, move |event| recorder.record(event))
         .await?;
     let took = progress.finish();
+    if args.json {
+        print_json(&report_json(&report, took))?;
+        if report.failures.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        return Ok(ExitCode::from(crate::exit::FAILURE));
+    }
     Ok(print_report(&report, &target, took))
+}
+
+fn plan_json(behind: &[Behind], target: &str) -> Value {
+    let behind: Vec<Value> = behind
+        .iter()
+        .map(|t| json!({"tenant_id": t.tenant_id, "database_name": t.database_name, "from": t.from, "pending": t.pending}))
+        .collect();
+    json!({"target": target, "behind": behind})
+}
+
+fn report_json(report: &FleetReport, took: std::time::Duration) -> Value {
+    let failures: Vec<Value> = report
+        .failures
+        .iter()
+        .map(|(tenant, error)| json!({"tenant_id": tenant, "error": error}))
+        .collect();
+    json!({
+        "run_id": report.run_id, "target": report.target, "status": report.status(),
+        "total": report.total, "succeeded": report.succeeded, "failed": report.failures.len(),
+        "skipped": report.skipped, "stopped": report.stopped, "seconds": took.as_secs_f64(),
+        "failures": failures,
+    })
 }
 
 fn print_plan(behind: &[Behind], target: &str) {
@@ -116,10 +171,13 @@ fn print_report(report: &FleetReport, target: &str, took: std::time::Duration) -
     if report.failures.is_empty() {
         return ExitCode::SUCCESS;
     }
-    println!("{:<38} ERROR", "TENANT");
-    for (tenant, error) in &report.failures {
-        println!("{tenant:<38} {error}");
-    }
+    print_rows(
+        &["TENANT", "ERROR"],
+        report
+            .failures
+            .iter()
+            .map(|(tenant, error)| vec![tenant.to_string(), error.clone()]),
+    );
     problems_remain(
         crate::exit::FAILURE,
         format_args!(
@@ -130,7 +188,7 @@ fn print_report(report: &FleetReport, target: &str, took: std::time::Duration) -
 }
 
 /// `status`: the fleet on one screen.
-pub(crate) async fn overview(tenancy: &Tenancy) -> anyhow::Result<()> {
+pub(crate) async fn overview(tenancy: &Tenancy, args: StatusArgs) -> anyhow::Result<()> {
     let mut by_status: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut after = None;
     loop {
@@ -143,10 +201,23 @@ pub(crate) async fn overview(tenancy: &Tenancy) -> anyhow::Result<()> {
         }
         after = page.last().map(|t| t.id);
     }
-    println!("tenants by status:");
-    print_counts(&by_status);
     let engine = tenancy.engine();
     let pools = tenancy.pools();
+    let stats = pools.stats();
+    let versions = Versions::read(tenancy).await?;
+    if args.json {
+        return print_json(&json!({
+            "tenants_by_status": by_status,
+            "server": {
+                "name": tenancy.server_name(), "engine": engine.name(), "describe": engine.describe(),
+                "budget": pools.config().budget, "max_per_tenant": pools.config().max_per_tenant,
+            },
+            "pools": {"open": stats.pools, "connections": stats.connections, "idle_connections": stats.idle_connections},
+            "versions": versions.to_json(),
+        }));
+    }
+    println!("tenants by status:");
+    print_counts(&by_status);
     println!(
         "tenant server '{}': {} ({}), budget {} connections, up to {} per tenant",
         tenancy.server_name(),
@@ -155,60 +226,85 @@ pub(crate) async fn overview(tenancy: &Tenancy) -> anyhow::Result<()> {
         pools.config().budget,
         pools.config().max_per_tenant
     );
-    let stats = pools.stats();
     println!(
         "pools in this process: {} open, {} connections ({} idle)",
         stats.pools, stats.connections, stats.idle_connections
     );
-    versions(tenancy).await
+    versions.print();
+    Ok(())
 }
 
 /// `migrate status`: tenants per version and per database status, and the
 /// recent runs.
-async fn versions(tenancy: &Tenancy) -> anyhow::Result<()> {
-    let rows = tenancy.catalog().tenant_databases().list(None).await?;
-    let mut versions: BTreeMap<String, usize> = BTreeMap::new();
-    let mut statuses: BTreeMap<&'static str, usize> = BTreeMap::new();
-    for row in &rows {
-        *versions
-            .entry(row.schema_version.clone().unwrap_or_else(|| "(none)".into()))
-            .or_default() += 1;
-        *statuses.entry(row.status.as_str()).or_default() += 1;
+struct Versions {
+    latest: String,
+    by_version: BTreeMap<String, usize>,
+    by_status: BTreeMap<&'static str, usize>,
+    behind: usize,
+    runs: Vec<MigrationRun>,
+}
+
+impl Versions {
+    async fn read(tenancy: &Tenancy) -> anyhow::Result<Self> {
+        let rows = tenancy.catalog().tenant_databases().list(None).await?;
+        let latest = tenancy.provisioner().migrations().latest_version().unwrap_or_default();
+        let mut figures = Self {
+            behind: 0,
+            by_version: BTreeMap::new(),
+            by_status: BTreeMap::new(),
+            runs: tenancy.fleet().runs(10).await?,
+            latest,
+        };
+        for row in &rows {
+            *figures
+                .by_version
+                .entry(row.schema_version.clone().unwrap_or_else(|| "(none)".into()))
+                .or_default() += 1;
+            *figures.by_status.entry(row.status.as_str()).or_default() += 1;
+            if row.status == DbStatus::Active && row.schema_version.as_deref() != Some(figures.latest.as_str()) {
+                figures.behind += 1;
+            }
+        }
+        Ok(figures)
     }
-    let latest = tenancy.provisioner().migrations().latest_version().unwrap_or_default();
-    println!("latest tenant migration: {latest}");
-    println!("tenants by version:");
-    print_counts(&versions);
-    println!("tenants by database status:");
-    print_counts(&statuses);
-    let behind = rows
-        .iter()
-        .filter(|r| r.status == DbStatus::Active && r.schema_version.as_deref() != Some(latest.as_str()))
-        .count();
-    println!("behind: {behind}");
-    recent_runs(tenancy).await
+
+    /// `{"latest", "by_version", "by_database_status", "behind", "runs"}`.
+    fn to_json(&self) -> Value {
+        json!({
+            "latest": self.latest, "by_version": self.by_version, "by_database_status": self.by_status,
+            "behind": self.behind, "runs": self.runs,
+        })
+    }
+
+    fn print(&self) {
+        println!("latest tenant migration: {}", self.latest);
+        println!("tenants by version:");
+        print_counts(&self.by_version);
+        println!("tenants by database status:");
+        print_counts(&self.by_status);
+        println!("behind: {}", self.behind);
+        println!("recent runs:");
+        let rows = self.runs.iter().map(|run| {
+            vec![
+                run.id.to_string(),
+                run.status.to_string(),
+                run.target_version.clone().unwrap_or_else(|| "-".into()),
+                run.total.to_string(),
+                run.succeeded.to_string(),
+                run.failed.to_string(),
+                run.skipped.to_string(),
+                tenantdb::rfc3339(run.started_at),
+            ]
+        });
+        print_rows(
+            &["RUN", "STATUS", "TARGET", "TOTAL", "OK", "FAILED", "SKIPPED", "STARTED"],
+            rows,
+        );
+    }
 }
 
 fn print_counts<K: std::fmt::Display>(counts: &BTreeMap<K, usize>) {
     for (key, count) in counts {
         println!("  {key:<40} {count}");
     }
-}
-
-async fn recent_runs(tenancy: &Tenancy) -> anyhow::Result<()> {
-    println!("recent runs:");
-    for run in tenancy.fleet().runs(10).await? {
-        println!(
-            "  {} {:<9} target {} total {} ok {} failed {} skipped {} started {}",
-            run.id,
-            run.status,
-            run.target_version.as_deref().unwrap_or("-"),
-            run.total,
-            run.succeeded,
-            run.failed,
-            run.skipped,
-            tenantdb::rfc3339(run.started_at)
-        );
-    }
-    Ok(())
 }

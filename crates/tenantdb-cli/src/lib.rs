@@ -108,13 +108,13 @@ pub enum Command {
     #[command(subcommand)]
     Tenants(tenants::TenantsCommand),
     /// One screen: tenants by status and version, servers, pools, last runs.
-    Status,
+    Status(fleet::StatusArgs),
     /// Bring every tenant that is behind up to the latest tenant migration
     /// (`migrate status`: runs and tenants per version).
     Migrate(fleet::MigrateArgs),
     /// Finish work a dead process left half-done (rows in PROVISIONING,
     /// RENAMING, MIGRATING or DELETING whose lease expired).
-    Reconcile,
+    Reconcile(doctor::ReconcileArgs),
     /// Find drift between the catalog and the tenant server (orphan and
     /// foreign databases, missing databases, stuck or failed rows, version
     /// drift, stale templates) and explain it; exits 3 while problems
@@ -219,9 +219,9 @@ async fn dispatch(tenancy: &Tenancy, command: Command) -> anyhow::Result<ExitCod
         Command::Tokens(command) => users::tokens(tenancy, command).await.map(done),
         Command::Members(command) => users::members(tenancy, command).await.map(done),
         Command::Tenants(command) => tenants::tenants(tenancy, command).await.map(done),
-        Command::Status => fleet::overview(tenancy).await.map(done),
+        Command::Status(args) => fleet::overview(tenancy, args).await.map(done),
         Command::Migrate(args) => fleet::migrate(tenancy, args).await,
-        Command::Reconcile => doctor::reconcile(tenancy).await,
+        Command::Reconcile(args) => doctor::reconcile(tenancy, args).await,
         Command::Doctor(args) => doctor::doctor(tenancy, args).await,
         // An application that flattens these commands into its own CLI
         // answers this before connecting, with its own command tree

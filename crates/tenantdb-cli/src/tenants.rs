@@ -75,7 +75,12 @@ pub enum TenantsCommand {
     },
     /// Connect to the tenant's database the way a request does (resolution,
     /// status check, pool as the tenant's role) and time a query.
-    Check { tenant: String },
+    Check {
+        tenant: String,
+        /// Print `{"tenant", "reachable", "connect_ms", "query_ms"}`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Refuse the tenant's requests (its database keeps being migrated).
     Suspend { tenant: String },
     /// Serve the tenant again.
@@ -101,7 +106,7 @@ pub(crate) async fn tenants(tenancy: &Tenancy, command: TenantsCommand) -> anyho
         Delete { tenant, yes } => delete(tenancy, &tenant, yes).await,
         Retry { tenant, json } => retry(tenancy, &parse_ref(&tenant)?, json).await,
         Migrate { tenant, json } => migrate(tenancy, &parse_ref(&tenant)?, json).await,
-        Check { tenant } => check(tenancy, &parse_ref(&tenant)?).await,
+        Check { tenant, json } => check(tenancy, &parse_ref(&tenant)?, json).await,
         Suspend { tenant } => set_status(tenancy, &parse_ref(&tenant)?, TenantStatus::Suspended).await,
         Resume { tenant } => set_status(tenancy, &parse_ref(&tenant)?, TenantStatus::Active).await,
     }
@@ -201,7 +206,7 @@ async fn set_status(tenancy: &Tenancy, tenant: &TenantRef, status: TenantStatus)
     Ok(())
 }
 
-async fn check(tenancy: &Tenancy, tenant: &TenantRef) -> anyhow::Result<()> {
+async fn check(tenancy: &Tenancy, tenant: &TenantRef, json: bool) -> anyhow::Result<()> {
     use sea_orm::ConnectionTrait;
     let started = std::time::Instant::now();
     let db = tenancy
@@ -213,10 +218,12 @@ async fn check(tenancy: &Tenancy, tenant: &TenantRef) -> anyhow::Result<()> {
     db.execute_unprepared("SELECT 1")
         .await
         .with_context(|| format!("a query on tenant '{tenant}' failed"))?;
-    println!(
-        "tenant {tenant} is reachable: connected in {:.1} ms, first query after {:.1} ms",
-        connected.as_secs_f64() * 1e3,
-        started.elapsed().as_secs_f64() * 1e3
-    );
+    let (connect_ms, query_ms) = (connected.as_secs_f64() * 1e3, started.elapsed().as_secs_f64() * 1e3);
+    if json {
+        return crate::output::print_json(&serde_json::json!({
+            "tenant": tenant.to_string(), "reachable": true, "connect_ms": connect_ms, "query_ms": query_ms,
+        }));
+    }
+    println!("tenant {tenant} is reachable: connected in {connect_ms:.1} ms, first query after {query_ms:.1} ms");
     Ok(())
 }

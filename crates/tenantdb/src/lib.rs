@@ -107,6 +107,7 @@ pub use sea_orm;
 /// migrations with it (see [`TenantMigrations`]).
 pub use sea_orm_migration;
 pub use secret::TenantSecret;
+pub use status::RunStatus;
 pub use telemetry::describe_metrics;
 pub use templates::{TemplateName, Templates};
 pub use tenant::{Tenant, TenantDatabase, rfc3339};

@@ -78,6 +78,42 @@ impl DbStatus {
     }
 }
 
+/// Status of a fleet migration run (`migration_runs.status`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunStatus {
+    /// `RUNNING`: its process works on it (its lease is live).
+    Running,
+    /// `SUCCEEDED`: every tenant it took was migrated.
+    Succeeded,
+    /// `FAILED`: it ended, and some tenant failed (they keep their version).
+    Failed,
+    /// `STOPPED`: stopped early by its canary or its failure limit.
+    Stopped,
+    /// `ABANDONED`: its process died while it ran (the lease expired).
+    Abandoned,
+}
+
+impl RunStatus {
+    /// The status as the catalog stores it (`SUCCEEDED`).
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::DbStatus::*;

@@ -128,6 +128,31 @@ async fn operator_session(cli: Cli) {
         status.contains("m0001_create_projects_and_tasks") && status.contains("behind: 0"),
         "{status}"
     );
+
+    // Every command that prints has --json, one document each.
+    let check = cli.json(&["tenants", "check", "acme", "--json"]);
+    assert_eq!(check["reachable"], true);
+    assert!(check["query_ms"].as_f64().unwrap() >= check["connect_ms"].as_f64().unwrap());
+    let plan = cli.json(&["migrate", "--dry-run", "--json"]);
+    assert_eq!(plan["target"], "m0001_create_projects_and_tasks");
+    assert_eq!(plan["behind"].as_array().unwrap().len(), 0);
+    let run = cli.json(&["migrate", "--json"]);
+    assert_eq!(
+        (run["status"].as_str(), run["total"].as_u64()),
+        (Some("SUCCEEDED"), Some(0)),
+        "{run}"
+    );
+    let versions = cli.json(&["migrate", "status", "--json"]);
+    assert_eq!(versions["latest"], "m0001_create_projects_and_tasks");
+    assert_eq!(versions["behind"], 0);
+    assert_eq!(versions["by_version"]["m0001_create_projects_and_tasks"], 1);
+    assert_eq!(versions["runs"][0]["status"], "SUCCEEDED", "{versions}");
+    let overview = cli.json(&["status", "--json"]);
+    assert_eq!(overview["tenants_by_status"]["ACTIVE"], 1, "{overview}");
+    assert_eq!(overview["server"]["name"], "default");
+    assert!(overview["pools"]["open"].is_u64());
+    assert_eq!(overview["versions"]["behind"], 0);
+    assert_eq!(cli.json(&["reconcile", "--json"]), serde_json::json!([]));
     let user = cli.json(&["users", "create", "ada@example.com", "--name", "Ada", "--json"]);
     assert_eq!(user["email"], "ada@example.com");
     assert!(

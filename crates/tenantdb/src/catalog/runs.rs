@@ -14,15 +14,18 @@ use uuid::Uuid;
 use super::entities::migration_runs as runs;
 use super::tenant_databases::Lease;
 use crate::error::Result;
+use crate::status::RunStatus;
 
 /// A run's status as readers see it: RUNNING with a live lease, ABANDONED
 /// when the lease expired, else what the run recorded when it ended.
-fn effective_status(row: &runs::Model, now: DateTime<Utc>) -> &str {
+fn effective_status(row: &runs::Model, now: DateTime<Utc>) -> RunStatus {
     let alive = row.lease_expires_at.is_some_and(|expiry| expiry > now);
-    if row.status == "RUNNING" && !alive {
-        "ABANDONED"
-    } else {
-        &row.status
+    // Only this module writes the column, with these names; an unknown
+    // value (a newer release's) reads as the end it is closest to.
+    let recorded = row.status.parse().unwrap_or(RunStatus::Failed);
+    match recorded {
+        RunStatus::Running if !alive => RunStatus::Abandoned,
+        status => status,
     }
 }
 
@@ -43,7 +46,7 @@ pub struct MigrationRun {
     /// The run's id.
     pub id: Uuid,
     /// RUNNING, SUCCEEDED, FAILED, STOPPED, or ABANDONED (its process died).
-    pub status: String,
+    pub status: RunStatus,
     /// The migration every tenant is brought to.
     pub target_version: Option<String>,
     /// Tenants that were behind when it started.
@@ -63,7 +66,7 @@ pub struct MigrationRun {
 impl From<runs::Model> for MigrationRun {
     fn from(row: runs::Model) -> Self {
         Self {
-            status: effective_status(&row, Utc::now()).to_owned(),
+            status: effective_status(&row, Utc::now()),
             id: row.id,
             target_version: row.target_version,
             total: row.total,
@@ -92,7 +95,7 @@ impl<'a> MigrationRuns<'a> {
         let now = Utc::now();
         runs::ActiveModel {
             id: Set(id),
-            status: Set("RUNNING".into()),
+            status: Set(RunStatus::Running.as_str().into()),
             target_version: Set(target),
             total: Set(i32::try_from(total).unwrap_or(i32::MAX)),
             succeeded: Set(0),
@@ -121,7 +124,7 @@ impl<'a> MigrationRuns<'a> {
 
     /// Writes progress, and with `status` ends the run: records it and
     /// releases the lease.
-    pub async fn record(&self, id: Uuid, counts: RunCounts, status: Option<&str>) -> Result<()> {
+    pub async fn record(&self, id: Uuid, counts: RunCounts, status: Option<RunStatus>) -> Result<()> {
         let count = |n: usize| Set(i32::try_from(n).unwrap_or(i32::MAX));
         let mut change = runs::ActiveModel {
             id: sea_orm::Unchanged(id),
@@ -131,7 +134,7 @@ impl<'a> MigrationRuns<'a> {
             ..Default::default()
         };
         if let Some(status) = status {
-            change.status = Set(status.to_owned());
+            change.status = Set(status.as_str().to_owned());
             change.finished_at = Set(Some(Utc::now()));
             change.lease_owner = Set(None);
             change.lease_expires_at = Set(None);
@@ -144,11 +147,11 @@ impl<'a> MigrationRuns<'a> {
     pub async fn close_abandoned(&self, id: Uuid) -> Result<bool> {
         let now = Utc::now();
         let result = runs::Entity::update_many()
-            .col_expr(runs::Column::Status, Expr::value("ABANDONED"))
+            .col_expr(runs::Column::Status, Expr::value(RunStatus::Abandoned.as_str()))
             .col_expr(runs::Column::FinishedAt, Expr::value(now))
             .col_expr(runs::Column::LeaseOwner, Expr::value(Option::<String>::None))
             .filter(runs::Column::Id.eq(id))
-            .filter(runs::Column::Status.eq("RUNNING"))
+            .filter(runs::Column::Status.eq(RunStatus::Running.as_str()))
             .filter(
                 sea_orm::Condition::any()
                     .add(runs::Column::LeaseExpiresAt.is_null())
@@ -177,13 +180,13 @@ impl<'a> MigrationRuns<'a> {
     /// RUNNING runs whose lease expired.
     pub async fn abandoned(&self) -> Result<Vec<MigrationRun>> {
         let rows = runs::Entity::find()
-            .filter(runs::Column::Status.eq("RUNNING"))
+            .filter(runs::Column::Status.eq(RunStatus::Running.as_str()))
             .all(self.db)
             .await?;
         Ok(rows
             .into_iter()
             .map(MigrationRun::from)
-            .filter(|r| r.status == "ABANDONED")
+            .filter(|r| r.status == RunStatus::Abandoned)
             .collect())
     }
 }
@@ -211,10 +214,16 @@ mod tests {
     #[test]
     fn a_running_run_without_a_live_lease_reads_as_abandoned() {
         let now = Utc::now();
-        assert_eq!(effective_status(&run("RUNNING", Some(5), now), now), "RUNNING");
-        assert_eq!(effective_status(&run("RUNNING", Some(-1), now), now), "ABANDONED");
-        assert_eq!(effective_status(&run("RUNNING", None, now), now), "ABANDONED");
-        assert_eq!(effective_status(&run("SUCCEEDED", None, now), now), "SUCCEEDED");
-        assert_eq!(effective_status(&run("FAILED", Some(-1), now), now), "FAILED");
+        assert_eq!(effective_status(&run("RUNNING", Some(5), now), now), RunStatus::Running);
+        assert_eq!(
+            effective_status(&run("RUNNING", Some(-1), now), now),
+            RunStatus::Abandoned
+        );
+        assert_eq!(effective_status(&run("RUNNING", None, now), now), RunStatus::Abandoned);
+        assert_eq!(
+            effective_status(&run("SUCCEEDED", None, now), now),
+            RunStatus::Succeeded
+        );
+        assert_eq!(effective_status(&run("FAILED", Some(-1), now), now), RunStatus::Failed);
     }
 }

@@ -23,6 +23,7 @@ use crate::catalog::{DbStatus, MigrationRun};
 use crate::error::{Error, Result};
 use crate::names::TenantRef;
 use crate::provisioner::Provisioner;
+use crate::status::RunStatus;
 
 /// What a fleet run should do.
 #[derive(Debug, Clone)]
@@ -111,11 +112,11 @@ pub struct FleetReport {
 impl FleetReport {
     /// `STOPPED`, `SUCCEEDED` or `FAILED` (some tenant failed), as the run's
     /// row records it.
-    pub fn status(&self) -> &'static str {
+    pub fn status(&self) -> RunStatus {
         match (self.stopped, self.failures.is_empty()) {
-            (true, _) => "STOPPED",
-            (false, true) => "SUCCEEDED",
-            (false, false) => "FAILED",
+            (true, _) => RunStatus::Stopped,
+            (false, true) => RunStatus::Succeeded,
+            (false, false) => RunStatus::Failed,
         }
     }
 }

@@ -85,7 +85,7 @@ async fn a_fleet_run_migrates_everyone_but_the_failing_tenant_and_a_rerun_finish
     assert_eq!((report.total, report.succeeded), (50, 49));
     assert_eq!(report.failures.len(), 1);
     assert_eq!(report.failures[0].0, bad);
-    assert_eq!(report.status(), "FAILED");
+    assert_eq!(report.status(), tenantdb::RunStatus::Failed);
     assert_eq!(events.lock().unwrap().len(), 50, "one event per tenant");
 
     let failed = env.row(bad).await.unwrap();
@@ -104,7 +104,10 @@ async fn a_fleet_run_migrates_everyone_but_the_failing_tenant_and_a_rerun_finish
     repair(&env, bad).await;
     assert_eq!(v2.fleet().behind(&[]).await.unwrap().len(), 1);
     let report = v2.fleet().migrate(&options, |_| {}).await.unwrap();
-    assert_eq!((report.total, report.succeeded, report.status()), (1, 1, "SUCCEEDED"));
+    assert_eq!(
+        (report.total, report.succeeded, report.status()),
+        (1, 1, tenantdb::RunStatus::Succeeded)
+    );
     assert!(v2.fleet().behind(&[]).await.unwrap().is_empty());
     let runs = v2.fleet().runs(10).await.unwrap();
     assert_eq!(runs.len(), 2);
@@ -131,7 +134,7 @@ async fn canary_and_max_failures_stop_early(backend: Backend) {
     };
     let report = v2.fleet().migrate(&canary, |_| {}).await.unwrap();
     assert!(report.stopped);
-    assert_eq!(report.status(), "STOPPED");
+    assert_eq!(report.status(), tenantdb::RunStatus::Stopped);
     assert_eq!((report.succeeded, report.failures.len()), (1, 1));
     assert_eq!(
         v2.fleet().behind(&[]).await.unwrap().len(),

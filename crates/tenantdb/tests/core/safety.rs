@@ -445,11 +445,14 @@ async fn a_fleet_run_whose_process_died_reads_abandoned_and_doctor_closes_it(bac
         ttl: std::time::Duration::from_millis(300),
     };
     runs.start(dead, Some("m0001_notes".into()), 3, &lease).await.unwrap();
-    assert_eq!(env.tenancy.fleet().run(dead).await.unwrap().unwrap().status, "RUNNING");
+    assert_eq!(
+        env.tenancy.fleet().run(dead).await.unwrap().unwrap().status,
+        tenantdb::RunStatus::Running
+    );
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     assert_eq!(
         env.tenancy.fleet().run(dead).await.unwrap().unwrap().status,
-        "ABANDONED"
+        tenantdb::RunStatus::Abandoned
     );
 
     let doctor = env.tenancy.doctor();
@@ -461,7 +464,7 @@ async fn a_fleet_run_whose_process_died_reads_abandoned_and_doctor_closes_it(bac
     assert!(doctor.examine(DoctorOptions::default()).await.unwrap().is_empty());
     assert_eq!(
         env.tenancy.fleet().run(dead).await.unwrap().unwrap().status,
-        "ABANDONED"
+        tenantdb::RunStatus::Abandoned
     );
 
     // A live run renews its lease: still RUNNING after a lease period.
@@ -472,10 +475,16 @@ async fn a_fleet_run_whose_process_died_reads_abandoned_and_doctor_closes_it(bac
         .await
         .unwrap();
     tokio::time::sleep(LEASE_TTL + std::time::Duration::from_millis(300)).await;
-    assert_eq!(slow.fleet().run(id).await.unwrap().unwrap().status, "RUNNING");
+    assert_eq!(
+        slow.fleet().run(id).await.unwrap().unwrap().status,
+        tenantdb::RunStatus::Running
+    );
     let report = run.await.unwrap().unwrap();
     assert_eq!(report.succeeded, 1);
-    assert_eq!(slow.fleet().run(id).await.unwrap().unwrap().status, "SUCCEEDED");
+    assert_eq!(
+        slow.fleet().run(id).await.unwrap().unwrap().status,
+        tenantdb::RunStatus::Succeeded
+    );
     slow.close().await;
 }
 
