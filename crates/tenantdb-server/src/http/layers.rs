@@ -48,7 +48,9 @@ pub struct Telemetry {
     routes: Arc<RouteMetrics>,
 }
 
-/// A request's id (see [`Telemetry`]).
+/// A request's id, in the request's extensions: the client's
+/// `X-Request-Id` when usable (1 to 128 visible ASCII characters), else one
+/// made by the service; the response carries it back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub HeaderValue);
 
