@@ -67,6 +67,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod access;
 mod args;
 mod doctor;
 pub mod exit;

@@ -81,6 +81,16 @@ pub enum TenantsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print a connection URL for the tenant's database as its own role
+    /// (`postgres://role@host:port/db`, or `sqlite://file`).
+    Url {
+        tenant: String,
+        /// Include the role's password (printed on stdout only).
+        #[arg(long)]
+        show_password: bool,
+    },
+    /// Open `psql` (or `sqlite3`) on the tenant's database as its own role.
+    Shell { tenant: String },
     /// Refuse the tenant's requests (its database keeps being migrated).
     Suspend { tenant: String },
     /// Serve the tenant again.
@@ -101,12 +111,27 @@ pub(crate) async fn tenants(tenancy: &Tenancy, command: TenantsCommand) -> anyho
             database_status,
             json,
         } => print_tenants(&list(tenancy, status, database_status).await?, json),
-        Show { tenant, json } => print_tenant(tenancy.tenant(&parse_ref(&tenant)?).await?, json),
+        Show { tenant, json } => {
+            let tenant = tenancy.tenant(&parse_ref(&tenant)?).await?;
+            let file = match tenancy.engine() {
+                tenantdb::engine::Engine::Sqlite(sqlite) if !json && tenant.database.is_some() => {
+                    Some(sqlite.path(tenantdb::TenantId::from(tenant.id)))
+                }
+                _ => None,
+            };
+            print_tenant(tenant, json)?;
+            if let Some(file) = file {
+                println!("file: {}", file.display());
+            }
+            Ok(())
+        }
         RenameDatabase { tenant, new_name, json } => rename(tenancy, &parse_ref(&tenant)?, &new_name, json).await,
         Delete { tenant, yes } => delete(tenancy, &tenant, yes).await,
         Retry { tenant, json } => retry(tenancy, &parse_ref(&tenant)?, json).await,
         Migrate { tenant, json } => migrate(tenancy, &parse_ref(&tenant)?, json).await,
         Check { tenant, json } => check(tenancy, &parse_ref(&tenant)?, json).await,
+        Url { tenant, show_password } => crate::access::url(tenancy, &parse_ref(&tenant)?, show_password).await,
+        Shell { tenant } => crate::access::shell(tenancy, &parse_ref(&tenant)?).await,
         Suspend { tenant } => set_status(tenancy, &parse_ref(&tenant)?, TenantStatus::Suspended).await,
         Resume { tenant } => set_status(tenancy, &parse_ref(&tenant)?, TenantStatus::Active).await,
     }

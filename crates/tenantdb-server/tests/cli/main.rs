@@ -83,6 +83,27 @@ impl Cli {
         String::from_utf8(out.stderr).unwrap()
     }
 
+    /// `tenants shell <tenant>` with `input` on its stdin; its stdout.
+    fn shell(&self, tenant: &str, input: &str) -> String {
+        use std::io::Write;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tenantdb"));
+        command
+            .args(["tenants", "shell", tenant])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (key, value) in &self.envs {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     fn json(&self, args: &[&str]) -> serde_json::Value {
         serde_json::from_str(&self.ok(args)).unwrap()
     }
@@ -128,6 +149,29 @@ async fn operator_session(cli: Cli) {
         status.contains("m0001_create_projects_and_tasks") && status.contains("behind: 0"),
         "{status}"
     );
+
+    // The tenant's own way in: a URL (no password unless asked), a shell.
+    let url = cli.ok(&["tenants", "url", "acme"]).trim().to_owned();
+    if url.starts_with("postgres://") {
+        let userinfo = url["postgres://".len()..].split('@').next().unwrap();
+        assert!(!userinfo.contains(':'), "no password unless asked: {url}");
+        let with_password = cli.ok(&["tenants", "url", "acme", "--show-password"]);
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(with_password.trim())
+            .await
+            .unwrap();
+        let (user, db): (String, String) = sqlx::query_as("SELECT current_user::text, current_database()::text")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!((user.as_str(), db.as_str()), (userinfo, new_name.as_str()));
+        sqlx::Connection::close(conn).await.unwrap();
+    } else {
+        let file = url.strip_prefix("sqlite://").expect("a sqlite URL");
+        assert!(std::path::Path::new(file).is_file(), "{url}");
+        assert!(cli.ok(&["tenants", "show", "acme"]).contains(&format!("file: {file}")));
+    }
+    let shell = cli.shell("acme", "SELECT 40 + 2;");
+    assert!(shell.contains("42"), "{shell}");
 
     // Every command that prints has --json, one document each.
     let check = cli.json(&["tenants", "check", "acme", "--json"]);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 
-pub use postgres::PostgresEngine;
+pub use postgres::{PostgresEngine, TenantLogin};
 pub use sqlite::SqliteEngine;
 
 use crate::config::PoolConfig;

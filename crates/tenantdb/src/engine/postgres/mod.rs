@@ -22,6 +22,8 @@ mod options;
 mod roles;
 mod templates;
 
+pub use options::TenantLogin;
+
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;

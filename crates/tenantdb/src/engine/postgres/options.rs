@@ -14,6 +14,48 @@ use crate::engine::{Backends, DatabaseSpec, TENANT_APPLICATION_NAME};
 use crate::error::{Error, Result};
 use crate::pool_options;
 
+/// See [`PostgresEngine::tenant_login`].
+#[derive(Debug, Clone)]
+pub struct TenantLogin {
+    /// Host name, address, or the directory of a Unix socket.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// The tenant's role.
+    pub role: String,
+    /// The tenant's database.
+    pub database: String,
+    /// The role's password (hex digits: safe in a URL as it is).
+    pub password: secrecy::SecretString,
+}
+
+impl TenantLogin {
+    /// `postgres://role[:password]@host:port/database`; the password only
+    /// when asked for. A socket directory goes in `host=` of the query.
+    pub fn url(&self, with_password: bool) -> String {
+        let password = if with_password {
+            format!(":{}", self.password.expose_secret())
+        } else {
+            String::new()
+        };
+        if self.host.starts_with('/') {
+            return format!(
+                "postgres://{}{password}@/{}?host={}&port={}",
+                self.role, self.database, self.host, self.port
+            );
+        }
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!(
+            "postgres://{}{password}@{host}:{}/{}",
+            self.role, self.port, self.database
+        )
+    }
+}
+
 impl PostgresEngine {
     /// Connection options for the tenant's role on its database, derived
     /// from the admin options (never by formatting a URL).
@@ -26,6 +68,25 @@ impl PostgresEngine {
             .password(password.expose_secret())
             .database(db.database.as_str())
             .application_name(TENANT_APPLICATION_NAME)
+    }
+
+    /// How a tool (psql, an operator's URL) logs in as the tenant's role on
+    /// its database: the server's host (or socket directory) and port, the
+    /// role, the database and the role's password under the current
+    /// secret.
+    pub fn tenant_login(&self, db: &DatabaseSpec) -> TenantLogin {
+        let options = &self.inner.options;
+        let host = match options.get_socket() {
+            Some(dir) => dir.display().to_string(),
+            None => options.get_host().to_owned(),
+        };
+        TenantLogin {
+            host,
+            port: options.get_port(),
+            role: db.role.to_string(),
+            database: db.database.to_string(),
+            password: self.inner.secret.password_for(db.tenant),
+        }
     }
 
     /// A pool of at most `max_connections` on the tenant's database, as the
