@@ -152,8 +152,8 @@ async fn operator_session(cli: Cli) {
 
     // The tenant's own way in: a URL (no password unless asked), a shell.
     let url = cli.ok(&["tenants", "url", "acme"]).trim().to_owned();
-    if url.starts_with("postgres://") {
-        let userinfo = url["postgres://".len()..].split('@').next().unwrap();
+    if let Some(rest) = url.strip_prefix("postgres://") {
+        let userinfo = rest.split('@').next().unwrap();
         assert!(!userinfo.contains(':'), "no password unless asked: {url}");
         let with_password = cli.ok(&["tenants", "url", "acme", "--show-password"]);
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(with_password.trim())
