@@ -105,7 +105,7 @@ pub(crate) async fn migrate(tenancy: &Tenancy, args: MigrateArgs) -> anyhow::Res
         println!("every tenant is at {target}");
         return Ok(ExitCode::SUCCESS);
     }
-    let progress = Arc::new(Progress::new(behind.len()));
+    let progress = Arc::new(Progress::new(behind.len(), "migrated"));
     let recorder = progress.clone();
     let report = tenancy
         .fleet()

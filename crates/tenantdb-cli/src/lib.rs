@@ -70,6 +70,7 @@
 mod access;
 mod args;
 mod doctor;
+mod exec;
 pub mod exit;
 mod fleet;
 mod logging;

@@ -1,5 +1,6 @@
-//! The progress of a fleet run: a bar on a terminal, plain periodic lines
-//! otherwise (logs and CI keep a readable record), both on stderr.
+//! The progress of work over many tenants (a fleet migration, `tenants
+//! exec`): a bar on a terminal, plain periodic lines otherwise (logs and CI
+//! keep a readable record), both on stderr.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -14,6 +15,8 @@ const LINE_EVERY: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub(crate) struct Progress {
     bar: Option<indicatif::ProgressBar>,
+    /// What was done to a tenant: "migrated", "ran on".
+    verb: &'static str,
     total: usize,
     done: AtomicUsize,
     started: Instant,
@@ -21,7 +24,7 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    pub(crate) fn new(total: usize) -> Self {
+    pub(crate) fn new(total: usize, verb: &'static str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(total as u64);
             bar.set_style(
@@ -32,6 +35,7 @@ impl Progress {
         });
         Self {
             bar,
+            verb,
             total,
             done: AtomicUsize::new(0),
             started: Instant::now(),
@@ -39,12 +43,17 @@ impl Progress {
         }
     }
 
-    /// One tenant finished (migrated, failed or skipped).
+    /// One tenant of a fleet run finished (migrated, failed or skipped).
     pub(crate) fn record(&self, event: &FleetEvent) {
+        self.step(matches!(event, FleetEvent::Failed { .. }));
+    }
+
+    /// One tenant finished; `failed` when its work failed.
+    pub(crate) fn step(&self, failed: bool) {
         let n = self.done.fetch_add(1, Ordering::SeqCst) + 1;
         if let Some(bar) = &self.bar {
             bar.inc(1);
-            if let FleetEvent::Failed { .. } = event {
+            if failed {
                 bar.set_message("some failed");
             }
             return;
@@ -53,7 +62,8 @@ impl Progress {
         if last.elapsed() >= LINE_EVERY || n == self.total {
             *last = Instant::now();
             eprintln!(
-                "migrated {n}/{} tenants ({:.1}/s)",
+                "{} {n}/{} tenants ({:.1}/s)",
+                self.verb,
                 self.total,
                 n as f64 / self.started.elapsed().as_secs_f64().max(1e-3)
             );

@@ -81,6 +81,10 @@ pub enum TenantsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run one SQL statement in every tenant's database (or the chosen
+    /// ones) as each tenant's role; a read prints its rows per tenant.
+    /// Exits 1 if it failed on any tenant.
+    Exec(crate::exec::ExecArgs),
     /// Print a connection URL for the tenant's database as its own role
     /// (`postgres://role@host:port/db`, or `sqlite://file`).
     Url {
@@ -130,6 +134,7 @@ pub(crate) async fn tenants(tenancy: &Tenancy, command: TenantsCommand) -> anyho
         Retry { tenant, json } => retry(tenancy, &parse_ref(&tenant)?, json).await,
         Migrate { tenant, json } => migrate(tenancy, &parse_ref(&tenant)?, json).await,
         Check { tenant, json } => check(tenancy, &parse_ref(&tenant)?, json).await,
+        Exec(args) => crate::exec::exec(tenancy, args).await,
         Url { tenant, show_password } => crate::access::url(tenancy, &parse_ref(&tenant)?, show_password).await,
         Shell { tenant } => crate::access::shell(tenancy, &parse_ref(&tenant)?).await,
         Suspend { tenant } => set_status(tenancy, &parse_ref(&tenant)?, TenantStatus::Suspended).await,

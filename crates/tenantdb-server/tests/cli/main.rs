@@ -173,6 +173,60 @@ async fn operator_session(cli: Cli) {
     let shell = cli.shell("acme", "SELECT 40 + 2;");
     assert!(shell.contains("42"), "{shell}");
 
+    // One statement over the fleet, as each tenant's role.
+    let read = cli.json(&[
+        "tenants",
+        "exec",
+        "--sql",
+        "SELECT count(*) AS n FROM projects",
+        "--json",
+    ]);
+    assert_eq!(
+        read,
+        serde_json::json!([{"tenant": "acme", "ok": true, "rows": [{"n": 0}]}])
+    );
+    let write = cli.json(&[
+        "tenants",
+        "exec",
+        "--sql",
+        "UPDATE projects SET name = name WHERE 1 = 0",
+        "--tenant",
+        "acme",
+        "--json",
+    ]);
+    assert_eq!(write[0]["rows_affected"], 0, "{write}");
+    if cli.prefix() != "tenant_" {
+        let who = cli.json(&["tenants", "exec", "--sql", "SELECT current_user AS who", "--json"]);
+        let who = who[0]["rows"][0]["who"].as_str().unwrap().to_owned();
+        assert!(
+            who != "postgres" && url.contains(&format!("//{who}@")),
+            "{who} is the tenant's role"
+        );
+    }
+    // Every column comes back, whatever its type (numeric, NULL, text).
+    let typed = cli.json(&[
+        "tenants",
+        "exec",
+        "--sql",
+        "SELECT 1.5 AS x, NULL AS missing, 'a' AS s;",
+        "--json",
+    ]);
+    assert_eq!(
+        typed[0]["rows"][0],
+        serde_json::json!({"x": 1.5, "missing": null, "s": "a"}),
+        "{typed}"
+    );
+    let table = cli.ok(&["tenants", "exec", "--sql", "SELECT 7 AS seven"]);
+    assert!(
+        table.contains("acme: 1 row(s)") && table.contains("seven") && table.contains('7'),
+        "{table}"
+    );
+    let out = cli.run(&["tenants", "exec", "--sql", "SELECT * FROM no_such_table", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let failed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(failed[0]["ok"], false);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failed on 1 of 1"));
+
     // Every command that prints has --json, one document each.
     let check = cli.json(&["tenants", "check", "acme", "--json"]);
     assert_eq!(check["reachable"], true);
