@@ -287,7 +287,18 @@ async fn no_request_gets_a_server_error(backend: Backend) {
         };
         let status = response.status();
         let retry_after = response.headers().contains_key("retry-after");
-        let text = response.text().await.unwrap();
+        let text = match response.text().await {
+            Ok(text) => text,
+            // The same race on the way back: the server answered without
+            // reading a large body and closed; the unread bytes make the
+            // kernel reset the connection, which can cut a long answer
+            // (`/metrics`) short on the client's side.
+            Err(err) if large && (err.is_body() || err.is_decode()) => {
+                *by_status.entry(0).or_default() += 1;
+                continue;
+            }
+            Err(err) => panic!("case {case} (seed {seed:#x}): {method} {path}: reading the answer: {err}"),
+        };
         let what = format!("case {case} (seed {seed:#x}): {method} {path} -> {status}: {text:.300}");
         *by_status.entry(status.as_u16()).or_default() += 1;
         assert!(
