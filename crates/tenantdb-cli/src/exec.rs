@@ -42,13 +42,17 @@ enum Outcome {
     Failed(String),
 }
 
-/// Whether the statement returns rows (a read): its first word.
-fn is_read(sql: &str) -> bool {
-    let first = sql
-        .trim_start()
+/// The statement's first word (`select` in `  select 1`).
+fn first_word(sql: &str) -> &str {
+    sql.trim_start()
         .split(|c: char| !c.is_ascii_alphabetic())
         .next()
-        .unwrap_or("");
+        .unwrap_or("")
+}
+
+/// Whether the statement returns rows (a read): its first word.
+fn is_read(sql: &str) -> bool {
+    let first = first_word(sql);
     ["select", "with", "show", "values", "table", "explain", "pragma"]
         .iter()
         .any(|w| first.eq_ignore_ascii_case(w))
@@ -101,19 +105,12 @@ async fn targets(tenancy: &Tenancy, chosen: &[String]) -> anyhow::Result<Vec<(St
         }
         return Ok(targets);
     }
-    let (mut targets, mut after) = (Vec::new(), None);
-    loop {
-        let page = tenancy.list_tenants(Some(TenantStatus::Active), after, 500).await?;
-        for tenant in &page {
-            if tenant.database.as_ref().is_some_and(|d| d.status.serves_traffic()) {
-                targets.push((tenant.slug.clone(), TenantId::from(tenant.id)));
-            }
-        }
-        if page.len() < 500 {
-            return Ok(targets);
-        }
-        after = page.last().map(|t| t.id);
-    }
+    let tenants = crate::tenants::list(tenancy, Some(TenantStatus::Active), None).await?;
+    Ok(tenants
+        .into_iter()
+        .filter(|t| t.database.as_ref().is_some_and(|d| d.status.serves_traffic()))
+        .map(|t| (t.slug, TenantId::from(t.id)))
+        .collect())
 }
 
 async fn run_one(tenancy: &Tenancy, tenant: TenantId, sql: &str) -> Outcome {
@@ -138,16 +135,12 @@ async fn run_one(tenancy: &Tenancy, tenant: TenantId, sql: &str) -> Outcome {
 /// taken by the type it holds. The statement is the operator's own, run as
 /// the tenant's role (`AssertSqlSafe`: running it is the command's purpose).
 async fn read(db: &tenantdb::PoolHandle, sql: &str) -> Result<Vec<Value>, String> {
-    use sqlx::{Column, Row, TypeInfo, ValueRef};
+    use sqlx::{Row, TypeInfo, ValueRef};
     let text = |err: sqlx::Error| err.to_string();
     match db.get_database_backend() {
         sea_orm::DbBackend::Postgres => {
             let pool = db.get_postgres_connection_pool();
-            let first = sql
-                .trim_start()
-                .split(|c: char| !c.is_ascii_alphabetic())
-                .next()
-                .unwrap_or("");
+            let first = first_word(sql);
             if ["select", "with", "values", "table"]
                 .iter()
                 .any(|w| first.eq_ignore_ascii_case(w))
@@ -167,19 +160,12 @@ async fn read(db: &tenantdb::PoolHandle, sql: &str) -> Result<Vec<Value>, String
                 .fetch_all(pool)
                 .await
                 .map_err(text)?;
-            Ok(rows
-                .iter()
-                .map(|row| {
-                    let cells = row.columns().iter().enumerate().map(|(i, column)| {
-                        let value = row.try_get::<Option<String>, _>(i).map_or_else(
-                            |_| Value::String(format!("({})", column.type_info().name())),
-                            Value::from,
-                        );
-                        (column.name().to_owned(), value)
-                    });
-                    Value::Object(cells.collect())
-                })
-                .collect())
+            Ok(objects(&rows, |row, i, column| {
+                row.try_get::<Option<String>, _>(i).map_or_else(
+                    |_| Value::String(format!("({})", sqlx::Column::type_info(column).name())),
+                    Value::from,
+                )
+            }))
         }
         _ => {
             let pool = db.get_sqlite_connection_pool();
@@ -187,31 +173,42 @@ async fn read(db: &tenantdb::PoolHandle, sql: &str) -> Result<Vec<Value>, String
                 .fetch_all(pool)
                 .await
                 .map_err(text)?;
-            Ok(rows
-                .iter()
-                .map(|row| {
-                    let cells = row.columns().iter().enumerate().map(|(i, column)| {
-                        let kind = row
-                            .try_get_raw(i)
-                            .map(|raw| (raw.is_null(), raw.type_info().name().to_owned()));
-                        let value = match kind {
-                            Ok((true, _)) | Err(_) => Value::Null,
-                            Ok((false, kind)) => match kind.as_str() {
-                                "INTEGER" => row.try_get::<i64, _>(i).map_or(Value::Null, Value::from),
-                                "REAL" => row.try_get::<f64, _>(i).map_or(Value::Null, Value::from),
-                                "BLOB" => row
-                                    .try_get::<Vec<u8>, _>(i)
-                                    .map_or(Value::Null, |b| Value::from(tenantdb::internal::hex(&b))),
-                                _ => row.try_get::<String, _>(i).map_or(Value::Null, Value::from),
-                            },
-                        };
-                        (column.name().to_owned(), value)
-                    });
-                    Value::Object(cells.collect())
-                })
-                .collect())
+            Ok(objects(&rows, |row, i, _| {
+                let kind = row
+                    .try_get_raw(i)
+                    .map(|raw| (raw.is_null(), raw.type_info().name().to_owned()));
+                match kind {
+                    Ok((true, _)) | Err(_) => Value::Null,
+                    Ok((false, kind)) => match kind.as_str() {
+                        "INTEGER" => row.try_get::<i64, _>(i).map_or(Value::Null, Value::from),
+                        "REAL" => row.try_get::<f64, _>(i).map_or(Value::Null, Value::from),
+                        "BLOB" => row
+                            .try_get::<Vec<u8>, _>(i)
+                            .map_or(Value::Null, |b| Value::from(tenantdb::internal::hex(&b))),
+                        _ => row.try_get::<String, _>(i).map_or(Value::Null, Value::from),
+                    },
+                }
+            }))
         }
     }
+}
+
+/// Each row as a JSON object of its columns, each value made by `cell`.
+fn objects<R: sqlx::Row>(
+    rows: &[R],
+    cell: impl Fn(&R, usize, &<R::Database as sqlx::Database>::Column) -> Value,
+) -> Vec<Value> {
+    use sqlx::Column;
+    rows.iter()
+        .map(|row| {
+            let cells = row
+                .columns()
+                .iter()
+                .enumerate()
+                .map(|(i, column)| (column.name().to_owned(), cell(row, i, column)));
+            Value::Object(cells.collect())
+        })
+        .collect()
 }
 
 fn as_json(slug: &str, outcome: &Outcome) -> Value {

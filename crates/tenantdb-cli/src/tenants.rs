@@ -164,7 +164,7 @@ async fn create(
 
 /// Every tenant, a page at a time, optionally only those with the given
 /// statuses.
-async fn list(
+pub(crate) async fn list(
     tenancy: &Tenancy,
     status: Option<TenantStatus>,
     database_status: Option<DbStatus>,

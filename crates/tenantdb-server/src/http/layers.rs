@@ -173,19 +173,21 @@ type Series = OnceLock<(metrics::Counter, metrics::Histogram)>;
 /// registry lookup with label allocations.
 #[derive(Debug, Default)]
 struct RouteMetrics {
-    routes: DashMap<Box<str>, Arc<[Series; 30]>, foldhash::fast::RandomState>,
+    routes: DashMap<Box<str>, [Series; 30], foldhash::fast::RandomState>,
 }
 
 impl RouteMetrics {
     fn record(&self, key: &RouteKey, status: StatusCode, elapsed: Duration) {
         let route = key.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        // A read lock on the route's shard while two atomics move; the
+        // entry is made once per route.
         let series = match self.routes.get(route) {
-            Some(series) => series.clone(),
+            Some(series) => series,
             None => self
                 .routes
                 .entry(route.into())
-                .or_insert_with(|| Arc::new(std::array::from_fn(|_| OnceLock::new())))
-                .clone(),
+                .or_insert_with(|| std::array::from_fn(|_| OnceLock::new()))
+                .downgrade(),
         };
         let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
         let (count, duration) = series[key.method * CLASSES.len() + class].get_or_init(|| {
