@@ -105,7 +105,7 @@ async fn targets(tenancy: &Tenancy, chosen: &[String]) -> anyhow::Result<Vec<(St
         }
         return Ok(targets);
     }
-    let tenants = crate::tenants::list(tenancy, Some(TenantStatus::Active), None).await?;
+    let tenants = crate::listing::tenants(tenancy, Some(TenantStatus::Active), None).await?;
     Ok(tenants
         .into_iter()
         .filter(|t| t.database.as_ref().is_some_and(|d| d.status.serves_traffic()))

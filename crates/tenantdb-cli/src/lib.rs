@@ -73,6 +73,7 @@ mod doctor;
 mod exec;
 pub mod exit;
 mod fleet;
+mod listing;
 mod logging;
 mod output;
 mod progress;

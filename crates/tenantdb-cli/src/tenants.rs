@@ -114,7 +114,7 @@ pub(crate) async fn tenants(tenancy: &Tenancy, command: TenantsCommand) -> anyho
             status,
             database_status,
             json,
-        } => print_tenants(&list(tenancy, status, database_status).await?, json),
+        } => print_tenants(&crate::listing::tenants(tenancy, status, database_status).await?, json),
         Show { tenant, json } => {
             let tenant = tenancy.tenant(&parse_ref(&tenant)?).await?;
             let file = match tenancy.engine() {
@@ -160,30 +160,6 @@ async fn create(
         .await
         .with_context(|| format!("failed to create tenant '{slug}'"))?;
     print_tenant(tenancy.tenant(&TenantRef::Id(row.tenant_id.into())).await?, json)
-}
-
-/// Every tenant, a page at a time, optionally only those with the given
-/// statuses.
-pub(crate) async fn list(
-    tenancy: &Tenancy,
-    status: Option<TenantStatus>,
-    database_status: Option<DbStatus>,
-) -> anyhow::Result<Vec<tenantdb::Tenant>> {
-    const PAGE: u64 = 500;
-    let mut all = Vec::new();
-    let mut after = None;
-    loop {
-        let page = tenancy.list_tenants(status, after, PAGE).await?;
-        after = page.last().map(|t| t.id);
-        let done = (page.len() as u64) < PAGE;
-        all.extend(
-            page.into_iter()
-                .filter(|t| database_status.is_none() || t.database.as_ref().map(|d| d.status) == database_status),
-        );
-        if done {
-            return Ok(all);
-        }
-    }
 }
 
 async fn rename(tenancy: &Tenancy, tenant: &TenantRef, new_name: &str, json: bool) -> anyhow::Result<()> {
