@@ -1,5 +1,5 @@
 //! One JSON error shape for every failure: `{"error": {"code", "message"}}`
-//! (API.md). Each status has its codes; 5xx bodies are generic and the cause
+//! (docs/API.md). Each status has its codes; 5xx bodies are generic and the cause
 //! is logged once here, never sent: no SQL, stack trace, URL or secret.
 //!
 //! Where the cause goes: to `tracing` at level ERROR. When the process has
@@ -10,14 +10,15 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use tenantdb::Error;
+
+use crate::openapi::{ErrorBody, ErrorDetail};
 
 /// How long clients are told to wait after `tenant_unavailable` / `busy`.
 const RETRY_UNAVAILABLE_SECS: u32 = 2;
 const RETRY_BUSY_SECS: u32 = 1;
 
-/// An HTTP error answer: a status, one of API.md's codes and a message
+/// An HTTP error answer: a status, one of docs/API.md's codes and a message
 /// safe to show the caller. Handlers return `Result<_, ApiError>` and use
 /// `?` on `tenantdb::Error` and `sea_orm::DbErr`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,7 +162,12 @@ impl From<sea_orm::DbErr> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({ "error": { "code": self.code, "message": self.message } }));
+        let body = Json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        });
         let mut response = (self.status, body).into_response();
         if let Some(secs) = self.retry_after {
             response

@@ -1,4 +1,4 @@
-//! JSON bodies with API.md's error shape. axum's own `Json` answers a
+//! JSON bodies with docs/API.md's error shape. axum's own `Json` answers a
 //! malformed body with a plain-text 400/415/422; [`Json`] answers every
 //! rejection (malformed JSON, a wrong content type, a body too large or
 //! cut off, unknown or mistyped fields, text holding a NUL character, which

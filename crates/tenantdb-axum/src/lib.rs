@@ -8,12 +8,12 @@
 //!   runs the handler in its `TenantContext` scope. Handlers take
 //!   [`TenantDb`] (its pools) and [`CurrentTenant`].
 //! - **Operator API** ([`OperatorApi`]): users, tokens, tenants, members,
-//!   databases, migrations and settings of API.md, with their OpenAPI
+//!   databases, migrations and settings of docs/API.md, with their OpenAPI
 //!   paths, behind an [`OperatorAuth`] hook ([`AdminToken`] by default).
 //! - **Authorization from the catalog** ([`CatalogAuthorizer`]): users with
 //!   API tokens acting for the tenants they are members of; or your own
 //!   [`Authorizer`].
-//! - **API.md's error shape** everywhere: [`ApiError`] (with `?` on
+//! - **docs/API.md's error shape** everywhere: [`ApiError`] (with `?` on
 //!   `tenantdb::Error` and `sea_orm::DbErr`), and [`Json`], [`Path`],
 //!   [`Page`] extractors whose rejections use it. A 500's cause is logged
 //!   with `tracing`; with no subscriber installed it goes to stderr too.
@@ -79,6 +79,7 @@ mod error;
 mod extract;
 mod json;
 mod layer;
+pub mod openapi;
 mod operator;
 mod params;
 
@@ -91,6 +92,6 @@ pub use extract::{CurrentTenant, TenantDb};
 pub use json::{Json, OptionalJson};
 pub use layer::{TENANT_HEADER, TenantResolution, TenantService, tenant_of};
 pub use operator::OperatorApi;
-pub use params::{DEFAULT_LIMIT, MAX_LIMIT, Page, PageOf, Path};
+pub use params::{DEFAULT_LIMIT, MAX_LIMIT, Page, PageOf, Path, StatusPage};
 pub use secrecy::SecretString;
 pub use tenantdb::ResolvedTenant;

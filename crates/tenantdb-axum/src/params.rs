@@ -1,4 +1,4 @@
-//! Path segments and pages with API.md's error shape: a segment or query
+//! Path segments and pages with docs/API.md's error shape: a segment or query
 //! that is not valid percent-encoded UTF-8, not of the expected type, or
 //! that encodes a NUL character is `400 invalid_request`.
 
@@ -53,42 +53,75 @@ fn encodes_nul(raw: &str) -> bool {
 struct RawPage {
     limit: Option<u64>,
     cursor: Option<String>,
-    status: Option<String>,
 }
 
-/// The query of a listing, `?limit=&cursor=` (and `status=` where a
-/// listing filters by it): API.md's pagination.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStatusPage<F> {
+    limit: Option<u64>,
+    cursor: Option<String>,
+    status: Option<F>,
+}
+
+/// The query of a listing, `?limit=&cursor=`: docs/API.md's pagination. Any
+/// other query parameter is `400 invalid_request`.
 #[derive(Debug, Clone)]
 pub struct Page {
     /// 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] if not given.
     pub limit: u64,
     /// The last id of the previous page.
     pub cursor: Option<Uuid>,
-    /// A status to filter by, as given.
-    pub status: Option<String>,
+}
+
+/// The query of a listing that filters by a status,
+/// `?limit=&cursor=&status=`: `F` is the status type (its serde names are
+/// the values accepted; any other is `400 invalid_request`).
+#[derive(Debug, Clone)]
+pub struct StatusPage<F> {
+    /// The page asked for.
+    pub page: Page,
+    /// The status to filter by, if one was given.
+    pub status: Option<F>,
+}
+
+fn query<T: DeserializeOwned>(parts: &Parts) -> Result<T, ApiError> {
+    if parts.uri.query().is_some_and(encodes_nul) {
+        return Err(nul_refused());
+    }
+    let axum::extract::Query(raw) = axum::extract::Query::<T>::try_from_uri(&parts.uri)
+        .map_err(|e: QueryRejection| ApiError::invalid(format!("invalid query: {}", e.body_text())))?;
+    Ok(raw)
+}
+
+impl Page {
+    fn new(limit: Option<u64>, cursor: Option<String>) -> Result<Self, ApiError> {
+        let limit = limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::invalid(format!("limit must be 1 to {MAX_LIMIT}")));
+        }
+        let cursor = cursor
+            .map(|c| Uuid::parse_str(&c).map_err(|_| ApiError::invalid("cursor is not one this API gave")))
+            .transpose()?;
+        Ok(Self { limit, cursor })
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Page {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        if parts.uri.query().is_some_and(encodes_nul) {
-            return Err(nul_refused());
-        }
-        let axum::extract::Query(raw) = axum::extract::Query::<RawPage>::from_request_parts(parts, state)
-            .await
-            .map_err(|e: QueryRejection| ApiError::invalid(format!("invalid query: {}", e.body_text())))?;
-        let limit = raw.limit.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::invalid(format!("limit must be 1 to {MAX_LIMIT}")));
-        }
-        let cursor = raw
-            .cursor
-            .map(|c| Uuid::parse_str(&c).map_err(|_| ApiError::invalid("cursor is not one this API gave")))
-            .transpose()?;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let raw: RawPage = query(parts)?;
+        Self::new(raw.limit, raw.cursor)
+    }
+}
+
+impl<F: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for StatusPage<F> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let raw: RawStatusPage<F> = query(parts)?;
         Ok(Self {
-            limit,
-            cursor,
+            page: Page::new(raw.limit, raw.cursor)?,
             status: raw.status,
         })
     }
@@ -106,7 +139,7 @@ impl Page {
 
 /// A page of a listing, as [`Page::answer`] makes it: serializes to
 /// `{"items": [...], "next_cursor": "..." | null}`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct PageOf<T> {
     /// This page's items.
     pub items: Vec<T>,

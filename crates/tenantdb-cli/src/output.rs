@@ -21,7 +21,7 @@ pub(crate) fn print_tenants(tenants: &[Tenant], json: bool) -> anyhow::Result<()
     }
 }
 
-/// One tenant as JSON (the tenant object of API.md) or as a table.
+/// One tenant as JSON (the tenant object of docs/API.md) or as a table.
 pub(crate) fn print_tenant(tenant: Tenant, json: bool) -> anyhow::Result<()> {
     if json {
         print_json(&tenant)

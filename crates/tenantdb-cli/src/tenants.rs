@@ -20,7 +20,7 @@ pub enum TenantsCommand {
         /// Database name (must start with the prefix) [default: prefix + slug].
         #[arg(long)]
         database_name: Option<String>,
-        /// Print the tenant object (API.md's shape) as JSON instead of a table.
+        /// Print the tenant object (docs/API.md's shape) as JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -33,14 +33,14 @@ pub enum TenantsCommand {
         /// ACTIVE, MIGRATING, RENAMING, FAILED, DELETING).
         #[arg(long, value_parser = catalog_enum::<DbStatus>)]
         database_status: Option<DbStatus>,
-        /// Print the tenant object (API.md's shape) as JSON instead of a table.
+        /// Print the tenant object (docs/API.md's shape) as JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Show one tenant (by slug or id).
     Show {
         tenant: String,
-        /// Print the tenant object (API.md's shape) as JSON instead of a table.
+        /// Print the tenant object (docs/API.md's shape) as JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -48,7 +48,7 @@ pub enum TenantsCommand {
     RenameDatabase {
         tenant: String,
         new_name: String,
-        /// Print the tenant object (API.md's shape) as JSON instead of a table.
+        /// Print the tenant object (docs/API.md's shape) as JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -62,14 +62,14 @@ pub enum TenantsCommand {
     /// Provision a FAILED tenant database again.
     Retry {
         tenant: String,
-        /// Print the tenant object (API.md's shape) as JSON instead of a table.
+        /// Print the tenant object (docs/API.md's shape) as JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Bring one tenant's database up to the latest tenant migration.
     Migrate {
         tenant: String,
-        /// Print the tenant object (API.md's shape) as JSON instead of a table.
+        /// Print the tenant object (docs/API.md's shape) as JSON instead of a table.
         #[arg(long)]
         json: bool,
     },

@@ -13,12 +13,6 @@ use tenantdb_server::http;
 use tenantdb_server::settings::ServiceArgs;
 use tenantdb_server::tenant_schema::Migrator;
 
-/// Database-per-tenant toolkit: create, inspect, migrate, repair and delete
-/// tenant databases.
-///
-/// With no configuration everything lives in SQLite files under ./data.
-/// Point TENANTDB_DATABASE_URL (catalog) and TENANTDB_TENANT_SERVER_URL
-/// (tenant server) at PostgreSQL, and set TENANTDB_SECRET, for production.
 /// `tenantdb_cli`'s words on secrets, logs and exit codes, and the
 /// service's own secret.
 fn after_help() -> String {
@@ -31,6 +25,12 @@ fn after_help() -> String {
     )
 }
 
+/// Database-per-tenant toolkit: create, inspect, migrate, repair and delete
+/// tenant databases.
+///
+/// With no configuration everything lives in SQLite files under ./data.
+/// Point TENANTDB_DATABASE_URL (catalog) and TENANTDB_TENANT_SERVER_URL
+/// (tenant server) at PostgreSQL, and set TENANTDB_SECRET, for production.
 #[derive(Debug, Parser)]
 #[command(name = "tenantdb", version, after_long_help = after_help())]
 struct Cli {
@@ -45,7 +45,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the HTTP service (API.md) on TENANTDB_LISTEN until SIGINT or
+    /// Run the HTTP service (docs/API.md) on TENANTDB_LISTEN until SIGINT or
     /// SIGTERM; the default command.
     Serve,
     #[command(flatten)]

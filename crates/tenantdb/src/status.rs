@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
     strum::EnumString,
     strum::IntoStaticStr,
 )]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
@@ -54,7 +55,7 @@ impl DbStatus {
         matches!(self, Self::Active | Self::Migrating)
     }
 
-    /// The status as the catalog stores it and API.md shows it
+    /// The status as the catalog stores it and docs/API.md shows it
     /// (`ACTIVE`); `FromStr` parses it back.
     pub fn as_str(self) -> &'static str {
         self.into()
@@ -92,6 +93,7 @@ impl DbStatus {
     strum::EnumString,
     strum::IntoStaticStr,
 )]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum RunStatus {

@@ -1,6 +1,6 @@
 //! A tenant and its database as callers see them (no leases, counters or
 //! secret versions): what the provisioner and `Tenancy` return, and the
-//! JSON shapes API.md defines, printed by the CLI (`--json`) and the HTTP
+//! JSON shapes docs/API.md defines, printed by the CLI (`--json`) and the HTTP
 //! service.
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -11,6 +11,7 @@ use crate::catalog::{DbStatus, TenantStatus, tenant_database, tenants};
 
 /// A tenant's database: where it is, its status and schema version.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct TenantDatabase {
     /// The tenant it belongs to.
     pub tenant_id: Uuid,
@@ -25,6 +26,7 @@ pub struct TenantDatabase {
     /// The last tenant migration applied (`None`: none yet).
     pub schema_version: Option<String>,
     /// When a migration last finished on it (RFC 3339).
+    #[cfg_attr(feature = "utoipa", schema(format = DateTime))]
     pub last_migration_at: Option<String>,
     /// Why its last operation failed, if it did.
     pub error_message: Option<String>,
@@ -32,6 +34,7 @@ pub struct TenantDatabase {
 
 /// A tenant, with its database if it has one.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Tenant {
     /// Its id.
     pub id: Uuid,
@@ -42,12 +45,13 @@ pub struct Tenant {
     /// ACTIVE, or SUSPENDED (refused at the door, still migrated).
     pub status: TenantStatus,
     /// When it was created (RFC 3339).
+    #[cfg_attr(feature = "utoipa", schema(format = DateTime))]
     pub created_at: String,
     /// Its database.
     pub database: Option<TenantDatabase>,
 }
 
-/// RFC 3339 in UTC with a `Z`, as API.md asks.
+/// RFC 3339 in UTC with a `Z`, as docs/API.md asks.
 pub fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }

@@ -3,9 +3,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::Deserialize;
-use serde_json::{Value, json};
-use tenantdb::rfc3339;
+use serde::{Deserialize, Serialize};
+use tenantdb::{RunStatus, rfc3339};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -28,15 +27,47 @@ struct StartMigration {
     canary: Option<usize>,
 }
 
-fn run_json(run: &tenantdb::MigrationRun) -> Value {
-    json!({
-        "id": run.id, "status": run.status, "target_version": run.target_version,
-        "total": run.total, "succeeded": run.succeeded, "failed": run.failed, "skipped": run.skipped,
-        "started_at": rfc3339(run.started_at), "finished_at": run.finished_at.map(rfc3339),
-    })
+/// A fleet migration run and its progress.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Run {
+    id: Uuid,
+    status: RunStatus,
+    /// The migration every tenant is brought to.
+    target_version: Option<String>,
+    /// Tenants that were behind when it started.
+    total: i32,
+    succeeded: i32,
+    failed: i32,
+    skipped: i32,
+    #[schema(format = DateTime)]
+    started_at: String,
+    #[schema(format = DateTime)]
+    finished_at: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/migrations", tag = "operator", request_body(content = StartMigration, description = "optional: an empty body is {}"), responses((status = 202, description = "{id}: the run started in the background"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden")))]
+impl From<tenantdb::MigrationRun> for Run {
+    fn from(run: tenantdb::MigrationRun) -> Self {
+        Self {
+            id: run.id,
+            status: run.status,
+            target_version: run.target_version,
+            total: run.total,
+            succeeded: run.succeeded,
+            failed: run.failed,
+            skipped: run.skipped,
+            started_at: rfc3339(run.started_at),
+            finished_at: run.finished_at.map(rfc3339),
+        }
+    }
+}
+
+/// A run just started: follow it at `GET /v1/migrations/{id}`.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Started {
+    id: Uuid,
+}
+
+#[utoipa::path(post, path = "/v1/migrations", tag = "operator", request_body(content = StartMigration, description = "optional: an empty body is {}"), responses((status = 202, description = "the run, started in the background", body = Started), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden")))]
 async fn start_migration(
     _: Admin,
     State(api): State<OperatorApi>,
@@ -59,13 +90,13 @@ async fn start_migration(
         canary: body.canary,
     };
     let (id, _run) = api.tenancy().fleet().start(&options, |_| {}).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(Started { id })).into_response())
 }
 
-#[utoipa::path(get, path = "/v1/migrations/{id}", tag = "operator", params(("id" = String, Path, description = "the run's id")), responses((status = 200, description = "the run and its progress"), (status = 404, description = "not_found")))]
+#[utoipa::path(get, path = "/v1/migrations/{id}", tag = "operator", params(("id" = String, Path, description = "the run's id")), responses((status = 200, description = "the run and its progress", body = Run), (status = 404, description = "not_found")))]
 async fn get_migration(_: Admin, State(api): State<OperatorApi>, Path(id): Path<String>) -> ApiResult {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("migration run"))?;
     let run = api.tenancy().fleet().run(id).await?;
     let run = run.ok_or_else(|| ApiError::not_found("migration run"))?;
-    Ok(Json(run_json(&run)).into_response())
+    Ok(Json(Run::from(run)).into_response())
 }

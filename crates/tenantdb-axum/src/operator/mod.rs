@@ -1,4 +1,4 @@
-//! The operator API of API.md (users, tokens, tenants and their databases,
+//! The operator API of docs/API.md (users, tokens, tenants and their databases,
 //! members, subscriptions, settings, fleet migrations) as routers with
 //! their OpenAPI paths, to mount next to an application's own routes.
 //! Every route asks the [`OperatorAuth`] hook first ([`AdminToken`] by
@@ -28,6 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::OperatorAuth;
 use crate::error::ApiError;
+use crate::openapi;
 
 type ApiResult<T = Response> = Result<T, ApiError>;
 
@@ -69,19 +70,19 @@ impl OperatorApi {
 
     /// The routes that answer quickly (a request timeout may apply).
     pub fn routes<S: Clone + Send + Sync + 'static>(&self) -> OpenApiRouter<S> {
-        OpenApiRouter::new()
+        let routes = OpenApiRouter::new()
             .merge(users::routes())
             .merge(tenants::routes())
             .merge(members::routes())
             .merge(settings::routes())
-            .merge(migrations::routes())
-            .with_state(self.clone())
+            .merge(migrations::routes());
+        documented(routes).with_state(self.clone())
     }
 
     /// The routes whose work runs in the provisioner: no request timeout
     /// (see the module doc).
     pub fn provisioning_routes<S: Clone + Send + Sync + 'static>(&self) -> OpenApiRouter<S> {
-        tenants::provisioning_routes().with_state(self.clone())
+        documented(tenants::provisioning_routes()).with_state(self.clone())
     }
 
     /// Every operator route, for an application that sets no request
@@ -89,6 +90,22 @@ impl OperatorApi {
     pub fn router<S: Clone + Send + Sync + 'static>(&self) -> OpenApiRouter<S> {
         self.routes().merge(self.provisioning_routes())
     }
+}
+
+/// What every operator route may answer besides its own responses, in
+/// the error shape.
+fn documented(mut routes: OpenApiRouter<OperatorApi>) -> OpenApiRouter<OperatorApi> {
+    let doc = routes.get_openapi_mut();
+    openapi::add_responses(
+        doc,
+        &[
+            (401, "unauthorized: no valid bearer token"),
+            (403, "forbidden: not the operator's token"),
+            (500, "internal: logged, never detailed"),
+        ],
+    );
+    openapi::error_shape(doc);
+    routes
 }
 
 /// The caller is an operator (the [`OperatorAuth`] hook said so).

@@ -2,12 +2,19 @@
 
 use axum::extract::State;
 use axum::response::IntoResponse;
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{Admin, ApiResult, OperatorApi};
 use crate::{ApiError, Json, Path};
+
+/// A setting: a key and its JSON value.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Setting {
+    key: String,
+    value: Value,
+}
 
 pub(super) fn routes() -> OpenApiRouter<OperatorApi> {
     OpenApiRouter::new()
@@ -15,14 +22,14 @@ pub(super) fn routes() -> OpenApiRouter<OperatorApi> {
         .routes(routes!(put_setting))
 }
 
-#[utoipa::path(get, path = "/v1/settings", tag = "operator", responses((status = 200, description = "every setting: {key: value}"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden")))]
+#[utoipa::path(get, path = "/v1/settings", tag = "operator", responses((status = 200, description = "every setting: {key: value}", body = std::collections::BTreeMap<String, serde_json::Value>), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden")))]
 async fn get_settings(_: Admin, State(api): State<OperatorApi>) -> ApiResult {
     let all = api.tenancy().catalog().settings().all().await?;
     let map: serde_json::Map<String, Value> = all.into_iter().map(|s| (s.key, s.value)).collect();
     Ok(Json(Value::Object(map)).into_response())
 }
 
-#[utoipa::path(put, path = "/v1/settings/{key}", tag = "operator", params(("key" = String, Path, description = "setting key")), responses((status = 200, description = "{key, value}"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden")))]
+#[utoipa::path(put, path = "/v1/settings/{key}", tag = "operator", params(("key" = String, Path, description = "1-200 of a-z, 0-9, '.', '_' and '-'")), request_body(content = serde_json::Value, description = "any JSON value"), responses((status = 200, description = "the setting", body = Setting), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden")))]
 async fn put_setting(
     _: Admin,
     State(api): State<OperatorApi>,
@@ -40,5 +47,5 @@ async fn put_setting(
         ));
     }
     api.tenancy().catalog().settings().put(&key, value.clone()).await?;
-    Ok(Json(json!({ "key": key, "value": value })).into_response())
+    Ok(Json(Setting { key, value }).into_response())
 }

@@ -5,13 +5,14 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use tenantdb::internal::plain_text;
-use tenantdb::{NewTenant, TenantRef, TenantStatus};
+use tenantdb::{NewTenant, Tenant, TenantDatabase, TenantRef, TenantStatus};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{Admin, ApiResult, OperatorApi, tenant_ref, tenant_view};
-use crate::{ApiError, Json, Page, Path};
+use crate::openapi::PageParams;
+use crate::{ApiError, Json, PageOf, Path, StatusPage};
 
 pub(super) fn routes() -> OpenApiRouter<OperatorApi> {
     OpenApiRouter::new()
@@ -38,7 +39,7 @@ struct CreateTenant {
     plan: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/tenants", tag = "operator", request_body = CreateTenant, responses((status = 201, description = "the tenant, its database ACTIVE"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 409, description = "conflict"), (status = 502, description = "provisioning_failed")))]
+#[utoipa::path(post, path = "/v1/tenants", tag = "operator", request_body = CreateTenant, responses((status = 201, description = "the tenant, its database ACTIVE", body = Tenant), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 409, description = "conflict"), (status = 502, description = "provisioning_failed")))]
 async fn create_tenant(_: Admin, State(api): State<OperatorApi>, Json(body): Json<CreateTenant>) -> ApiResult {
     let catalog = api.tenancy().catalog();
     // Check everything before anything is made.
@@ -64,27 +65,18 @@ async fn create_tenant(_: Admin, State(api): State<OperatorApi>, Json(body): Jso
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
-#[utoipa::path(get, path = "/v1/tenants", tag = "operator", responses((status = 200, description = "a page of tenants"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden")))]
-async fn list_tenants(_: Admin, State(api): State<OperatorApi>, page_query: Page) -> ApiResult {
-    let status = match page_query.status.as_deref() {
-        None => None,
-        Some("ACTIVE") => Some(TenantStatus::Active),
-        Some("SUSPENDED") => Some(TenantStatus::Suspended),
-        Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "status '{other}' is not ACTIVE or SUSPENDED"
-            )));
-        }
-    };
-    let items = api
-        .tenancy()
-        .list_tenants(status, page_query.cursor, page_query.limit)
-        .await?;
+#[utoipa::path(get, path = "/v1/tenants", tag = "operator", params(PageParams, ("status" = Option<TenantStatus>, Query, description = "only tenants with this status")), responses((status = 200, description = "a page of tenants", body = PageOf<Tenant>), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden")))]
+async fn list_tenants(
+    _: Admin,
+    State(api): State<OperatorApi>,
+    StatusPage { page, status }: StatusPage<TenantStatus>,
+) -> ApiResult {
+    let items = api.tenancy().list_tenants(status, page.cursor, page.limit).await?;
     let last = items.last().map(|t| t.id);
-    Ok(Json(page_query.answer(items, last)).into_response())
+    Ok(Json(page.answer(items, last)).into_response())
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the tenant"), (status = 404, description = "tenant_not_found")))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the tenant", body = Tenant), (status = 404, description = "tenant_not_found")))]
 async fn get_tenant(_: Admin, State(api): State<OperatorApi>, Path(tenant): Path<String>) -> ApiResult {
     Ok(Json(tenant_view(&api, &tenant_ref(&tenant)?).await?).into_response())
 }
@@ -93,11 +85,10 @@ async fn get_tenant(_: Admin, State(api): State<OperatorApi>, Path(tenant): Path
 #[serde(deny_unknown_fields)]
 struct PatchTenant {
     name: Option<String>,
-    #[schema(value_type = Option<String>, example = "SUSPENDED")]
     status: Option<TenantStatus>,
 }
 
-#[utoipa::path(patch, path = "/v1/tenants/{tenant}", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), request_body = PatchTenant, responses((status = 200, description = "the tenant"), (status = 400, description = "invalid_request"), (status = 404, description = "tenant_not_found")))]
+#[utoipa::path(patch, path = "/v1/tenants/{tenant}", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), request_body = PatchTenant, responses((status = 200, description = "the tenant", body = Tenant), (status = 400, description = "invalid_request"), (status = 404, description = "tenant_not_found")))]
 async fn patch_tenant(
     _: Admin,
     State(api): State<OperatorApi>,
@@ -122,7 +113,7 @@ async fn delete_tenant(_: Admin, State(api): State<OperatorApi>, Path(tenant): P
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/database", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the tenant database"), (status = 404, description = "tenant_not_found")))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/database", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the tenant database", body = TenantDatabase), (status = 404, description = "tenant_not_found")))]
 async fn get_database(_: Admin, State(api): State<OperatorApi>, Path(tenant): Path<String>) -> ApiResult {
     let view = tenant_view(&api, &tenant_ref(&tenant)?).await?;
     let database = view.database.ok_or_else(|| ApiError::not_found("tenant database"))?;
@@ -135,7 +126,7 @@ struct RenameDatabase {
     database_name: String,
 }
 
-#[utoipa::path(patch, path = "/v1/tenants/{tenant}/database", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), request_body = RenameDatabase, responses((status = 200, description = "the tenant database, renamed"), (status = 400, description = "invalid_request"), (status = 404, description = "tenant_not_found"), (status = 409, description = "conflict")))]
+#[utoipa::path(patch, path = "/v1/tenants/{tenant}/database", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), request_body = RenameDatabase, responses((status = 200, description = "the tenant database, renamed", body = TenantDatabase), (status = 400, description = "invalid_request"), (status = 404, description = "tenant_not_found"), (status = 409, description = "conflict")))]
 async fn rename_database(
     _: Admin,
     State(api): State<OperatorApi>,
@@ -150,7 +141,7 @@ async fn rename_database(
     get_database(Admin, State(api), Path(tenant.to_string())).await
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant}/database/retry", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the tenant database, ACTIVE"), (status = 404, description = "tenant_not_found"), (status = 409, description = "conflict: not FAILED"), (status = 502, description = "provisioning_failed")))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/database/retry", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the tenant database, ACTIVE", body = TenantDatabase), (status = 404, description = "tenant_not_found"), (status = 409, description = "conflict: not FAILED"), (status = 502, description = "provisioning_failed")))]
 async fn retry_database(_: Admin, State(api): State<OperatorApi>, Path(tenant): Path<String>) -> ApiResult {
     let tenant = tenant_ref(&tenant)?;
     api.tenancy().provisioner().retry(&tenant).await?;

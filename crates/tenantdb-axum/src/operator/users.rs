@@ -3,8 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use tenantdb::catalog::users;
 use tenantdb::internal::plain_text;
 use tenantdb::rfc3339;
@@ -23,8 +22,34 @@ pub(super) fn routes() -> OpenApiRouter<OperatorApi> {
         .routes(routes!(revoke_token))
 }
 
-fn user_json(user: &users::Model) -> Value {
-    json!({ "id": user.id, "email": user.email, "name": user.name, "created_at": rfc3339(user.created_at) })
+/// A user, as the operator API shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+struct User {
+    id: Uuid,
+    email: String,
+    name: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+impl From<users::Model> for User {
+    fn from(user: users::Model) -> Self {
+        Self {
+            id: user.id,
+            email: user.email,
+            name: user.name,
+            created_at: rfc3339(user.created_at),
+        }
+    }
+}
+
+/// A token just made: its secret is shown here once, never again.
+#[derive(Serialize, utoipa::ToSchema)]
+struct CreatedToken {
+    id: Uuid,
+    name: String,
+    /// The bearer token.
+    token: String,
 }
 
 /// `{user}`: an id or an email.
@@ -57,17 +82,17 @@ struct NewUser {
     name: String,
 }
 
-#[utoipa::path(post, path = "/v1/users", tag = "operator", request_body = NewUser, responses((status = 201, description = "the user"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 409, description = "conflict: email taken")))]
+#[utoipa::path(post, path = "/v1/users", tag = "operator", request_body = NewUser, responses((status = 201, description = "the user", body = User), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 409, description = "conflict: email taken")))]
 async fn create_user(_: Admin, State(api): State<OperatorApi>, Json(body): Json<NewUser>) -> ApiResult {
     let email = check_email(&body.email)?;
     let name = plain_text("name", &body.name, 200)?;
     let user = api.tenancy().catalog().users().create(&email, &name).await?;
-    Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
+    Ok((StatusCode::CREATED, Json(User::from(user))).into_response())
 }
 
-#[utoipa::path(get, path = "/v1/users/{user}", tag = "operator", params(("user" = String, Path, description = "the user's id or email")), responses((status = 200, description = "the user"), (status = 404, description = "not_found")))]
+#[utoipa::path(get, path = "/v1/users/{user}", tag = "operator", params(("user" = String, Path, description = "the user's id or email")), responses((status = 200, description = "the user", body = User), (status = 404, description = "not_found")))]
 async fn get_user(_: Admin, State(api): State<OperatorApi>, Path(user): Path<String>) -> ApiResult {
-    Ok(Json(user_json(&find_user(&api, &user).await?)).into_response())
+    Ok(Json(User::from(find_user(&api, &user).await?)).into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema, Default)]
@@ -76,7 +101,7 @@ struct NewToken {
     name: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/users/{user}/tokens", tag = "operator", params(("user" = String, Path, description = "the user's id or email")), request_body(content = NewToken, description = "optional: an empty body is {}"), responses((status = 201, description = "{id, name, token}: the token is shown once"), (status = 404, description = "not_found")))]
+#[utoipa::path(post, path = "/v1/users/{user}/tokens", tag = "operator", params(("user" = String, Path, description = "the user's id or email")), request_body(content = NewToken, description = "optional: an empty body is {}"), responses((status = 201, description = "the token, shown once", body = CreatedToken), (status = 404, description = "not_found")))]
 async fn create_token(
     _: Admin,
     State(api): State<OperatorApi>,
@@ -91,7 +116,11 @@ async fn create_token(
     let (row, token) = api.tenancy().catalog().tokens().create(user.id, &name).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "id": row.id, "name": row.name, "token": token })),
+        Json(CreatedToken {
+            id: row.id,
+            name: row.name,
+            token,
+        }),
     )
         .into_response())
 }

@@ -209,7 +209,7 @@ impl Drop for Served {
     }
 }
 
-/// The `code` of an error body (API.md's shape), or "".
+/// The `code` of an error body (docs/API.md's shape), or "".
 pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
 }

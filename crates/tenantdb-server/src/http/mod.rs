@@ -1,4 +1,4 @@
-//! The reference HTTP service (API.md): the operator API and the tenant
+//! The reference HTTP service (docs/API.md): the operator API and the tenant
 //! API's example domain, built from the public pieces of `tenantdb_axum`
 //! (what this service does, an application can do), plus the service
 //! endpoints. [`Server::build`] binds and gets ready; `main` and the tests
@@ -17,7 +17,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use secrecy::SecretString;
 use tenantdb::Tenancy;
-use tenantdb_axum::{AdminToken, ApiError, CatalogAuthorizer, OperatorApi, TenantResolution};
+use tenantdb_axum::{AdminToken, ApiError, CatalogAuthorizer, OperatorApi, TenantResolution, openapi};
 use tower::layer::util::Stack;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -82,7 +82,7 @@ pub struct ServiceOptions {
 /// The OpenAPI document's frame; paths come from the routers.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    info(title = "tenantdb", description = "Database-per-tenant reference service (API.md)"),
+    info(title = "tenantdb", description = "Database-per-tenant reference service (docs/API.md)"),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags(
@@ -121,11 +121,12 @@ pub fn router(tenancy: &Tenancy, options: &ServiceOptions) -> Router {
     let tenant_api = projects::router().route_layer(resolution);
     // Provisioning routes get no timeout: a timeout would not cancel the
     // DDL (the provisioner owns it) but would hide its outcome.
-    let quick = operator
-        .routes()
-        .merge(tenant_api)
-        .merge(service::router())
-        .layer(RequestTimeout(REQUEST_TIMEOUT));
+    let mut quick = operator.routes().merge(tenant_api);
+    openapi::add_responses(
+        quick.get_openapi_mut(),
+        &[(408, "timeout: no answer within the request timeout (30 s)")],
+    );
+    let quick = quick.merge(service::router()).layer(RequestTimeout(REQUEST_TIMEOUT));
     let (routes, openapi) = OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
         .merge(quick)
         .merge(operator.provisioning_routes())
@@ -135,16 +136,41 @@ pub fn router(tenancy: &Tenancy, options: &ServiceOptions) -> Router {
 
 /// `/openapi.json`, the JSON fallbacks, the body limit and the requests'
 /// ids, metrics and logs.
-fn with_service_layers(routes: Router<AppState>, mut openapi: utoipa::openapi::OpenApi) -> Router<AppState> {
-    openapi.paths.add_path_operation(
+fn with_service_layers(routes: Router<AppState>, mut doc: utoipa::openapi::OpenApi) -> Router<AppState> {
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder};
+    use utoipa::openapi::{ContentBuilder, ObjectBuilder, ResponseBuilder};
+    doc.paths.add_path_operation(
         "/openapi.json",
-        vec![utoipa::openapi::path::HttpMethod::Get],
-        utoipa::openapi::path::OperationBuilder::new()
+        vec![HttpMethod::Get],
+        OperationBuilder::new()
             .tag("service")
-            .response("200", utoipa::openapi::Response::new("this document"))
+            .operation_id(Some("openapi"))
+            .response(
+                "200",
+                ResponseBuilder::new()
+                    .description("this document (OpenAPI 3.1)")
+                    .content(
+                        "application/json",
+                        ContentBuilder::new().schema(Some(ObjectBuilder::new())).build(),
+                    )
+                    .build(),
+            )
             .build(),
     );
-    let document = Arc::new(openapi);
+    // The service endpoints take no token.
+    for (_, item) in doc.paths.paths.iter_mut() {
+        for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+            if operation
+                .tags
+                .as_ref()
+                .is_some_and(|tags| tags.iter().any(|t| t == "service"))
+            {
+                operation.security = Some(Vec::new());
+            }
+        }
+    }
+    openapi::error_shape(&mut doc);
+    let document = Arc::new(doc);
     routes
         .route(
             "/openapi.json",

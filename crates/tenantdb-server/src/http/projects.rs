@@ -6,12 +6,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{NaiveDate, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use tenantdb::catalog::MemberRole;
 use tenantdb::internal::plain_text;
 use tenantdb::rfc3339;
-use tenantdb_axum::{ApiError, Json, Member, Page, Path, TenantDb};
+use tenantdb_axum::openapi::{self, PageParams};
+use tenantdb_axum::{ApiError, Json, Member, Page, PageOf, Path, TenantDb};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -21,27 +21,64 @@ use crate::tenant_schema::{projects, tasks};
 
 type ApiResult<T = Response> = Result<T, ApiError>;
 
+/// The routes, documented as the tenant layer guards them (the
+/// `X-Tenant` header and its answers): wrap them in `TenantResolution`.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    let mut routes = OpenApiRouter::new()
         .routes(routes!(list_projects, create_project))
         .routes(routes!(get_project, rename_project, delete_project))
         .routes(routes!(list_tasks, create_task))
-        .routes(routes!(update_task, delete_task))
+        .routes(routes!(update_task, delete_task));
+    openapi::tenant_api(routes.get_openapi_mut());
+    routes
 }
 
 fn id(raw: &str, what: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(raw).map_err(|_| ApiError::not_found(what))
 }
 
-fn project_json(p: &projects::Model) -> Value {
-    json!({ "id": p.id, "name": p.name, "created_at": rfc3339(p.created_at) })
+/// A project, as the tenant API shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Project {
+    id: Uuid,
+    name: String,
+    #[schema(format = DateTime)]
+    created_at: String,
 }
 
-fn task_json(t: &tasks::Model) -> Value {
-    json!({
-        "id": t.id, "project_id": t.project_id, "title": t.title, "done": t.done,
-        "due": t.due, "created_at": rfc3339(t.created_at),
-    })
+impl From<&projects::Model> for Project {
+    fn from(p: &projects::Model) -> Self {
+        Self {
+            id: p.id,
+            name: p.name.clone(),
+            created_at: rfc3339(p.created_at),
+        }
+    }
+}
+
+/// A task of a project.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Task {
+    id: Uuid,
+    project_id: Uuid,
+    title: String,
+    done: bool,
+    due: Option<NaiveDate>,
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+impl From<&tasks::Model> for Task {
+    fn from(t: &tasks::Model) -> Self {
+        Self {
+            id: t.id,
+            project_id: t.project_id,
+            title: t.title.clone(),
+            done: t.done,
+            due: t.due,
+            created_at: rfc3339(t.created_at),
+        }
+    }
 }
 
 async fn find_project(db: &TenantDb, id: Uuid) -> ApiResult<projects::Model> {
@@ -51,7 +88,7 @@ async fn find_project(db: &TenantDb, id: Uuid) -> ApiResult<projects::Model> {
         .ok_or_else(|| ApiError::not_found("project"))
 }
 
-#[utoipa::path(get, path = "/v1/projects", tag = "tenant", responses((status = 200, description = "a page of projects"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
+#[utoipa::path(get, path = "/v1/projects", tag = "tenant", params(PageParams), responses((status = 200, description = "a page of projects", body = PageOf<Project>), (status = 400, description = "invalid_request")))]
 async fn list_projects(db: TenantDb, query: Page) -> ApiResult {
     let mut select = projects::Entity::find()
         .order_by_asc(projects::Column::Id)
@@ -61,7 +98,7 @@ async fn list_projects(db: TenantDb, query: Page) -> ApiResult {
     }
     let rows = select.all(&db.read).await?;
     let last = rows.last().map(|p| p.id);
-    let items: Vec<Value> = rows.iter().map(project_json).collect();
+    let items: Vec<Project> = rows.iter().map(Project::from).collect();
     Ok(Json(query.answer(items, last)).into_response())
 }
 
@@ -71,7 +108,7 @@ struct ProjectBody {
     name: String,
 }
 
-#[utoipa::path(post, path = "/v1/projects", tag = "tenant", request_body = ProjectBody, responses((status = 201, description = "the project"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
+#[utoipa::path(post, path = "/v1/projects", tag = "tenant", request_body = ProjectBody, responses((status = 201, description = "the project", body = Project), (status = 400, description = "invalid_request")))]
 async fn create_project(db: TenantDb, Json(body): Json<ProjectBody>) -> ApiResult {
     let name = plain_text("name", &body.name, 200)?;
     let project = projects::ActiveModel {
@@ -81,26 +118,26 @@ async fn create_project(db: TenantDb, Json(body): Json<ProjectBody>) -> ApiResul
     }
     .insert(&db.write)
     .await?;
-    Ok((StatusCode::CREATED, Json(project_json(&project))).into_response())
+    Ok((StatusCode::CREATED, Json(Project::from(&project))).into_response())
 }
 
-#[utoipa::path(get, path = "/v1/projects/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 200, description = "the project"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
+#[utoipa::path(get, path = "/v1/projects/{id}", tag = "tenant", params(("id" = String, Path, description = "the project's id")), responses((status = 200, description = "the project", body = Project), (status = 404, description = "not_found (no such project) or tenant_not_found")))]
 async fn get_project(db: TenantDb, Path(project): Path<String>) -> ApiResult {
     let project = find_project(&db, id(&project, "project")?).await?;
-    Ok(Json(project_json(&project)).into_response())
+    Ok(Json(Project::from(&project)).into_response())
 }
 
-#[utoipa::path(patch, path = "/v1/projects/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), request_body = ProjectBody, responses((status = 200, description = "the project"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
+#[utoipa::path(patch, path = "/v1/projects/{id}", tag = "tenant", params(("id" = String, Path, description = "the project's id")), request_body = ProjectBody, responses((status = 200, description = "the project", body = Project), (status = 404, description = "not_found (no such project) or tenant_not_found"), (status = 400, description = "invalid_request")))]
 async fn rename_project(db: TenantDb, Path(project): Path<String>, Json(body): Json<ProjectBody>) -> ApiResult {
     let name = plain_text("name", &body.name, 200)?;
     let project = find_project(&db, id(&project, "project")?).await?;
     let mut active: projects::ActiveModel = project.into();
     active.name = Set(name);
     let project = active.update(&db.write).await?;
-    Ok(Json(project_json(&project)).into_response())
+    Ok(Json(Project::from(&project)).into_response())
 }
 
-#[utoipa::path(delete, path = "/v1/projects/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 204, description = "the project and its tasks are gone"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
+#[utoipa::path(delete, path = "/v1/projects/{id}", tag = "tenant", params(("id" = String, Path, description = "the project's id")), responses((status = 204, description = "the project and its tasks are gone"), (status = 403, description = "forbidden (only an OWNER or ADMIN may delete projects) or tenant_suspended"), (status = 404, description = "not_found (no such project) or tenant_not_found")))]
 async fn delete_project(member: Member, db: TenantDb, Path(project): Path<String>) -> ApiResult {
     if member.role == MemberRole::Member {
         return Err(ApiError::forbidden("only an OWNER or ADMIN may delete projects"));
@@ -111,7 +148,7 @@ async fn delete_project(member: Member, db: TenantDb, Path(project): Path<String
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[utoipa::path(get, path = "/v1/projects/{id}/tasks", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 200, description = "a page of tasks"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
+#[utoipa::path(get, path = "/v1/projects/{id}/tasks", tag = "tenant", params(("id" = String, Path, description = "the project's id"), PageParams), responses((status = 200, description = "a page of tasks", body = PageOf<Task>), (status = 400, description = "invalid_request"), (status = 404, description = "not_found (no such project) or tenant_not_found")))]
 async fn list_tasks(db: TenantDb, Path(project): Path<String>, query: Page) -> ApiResult {
     let project = find_project(&db, id(&project, "project")?).await?;
     let mut select = tasks::Entity::find()
@@ -123,7 +160,7 @@ async fn list_tasks(db: TenantDb, Path(project): Path<String>, query: Page) -> A
     }
     let rows = select.all(&db.read).await?;
     let last = rows.last().map(|t| t.id);
-    let items: Vec<Value> = rows.iter().map(task_json).collect();
+    let items: Vec<Task> = rows.iter().map(Task::from).collect();
     Ok(Json(query.answer(items, last)).into_response())
 }
 
@@ -134,7 +171,7 @@ struct NewTask {
     due: Option<NaiveDate>,
 }
 
-#[utoipa::path(post, path = "/v1/projects/{id}/tasks", tag = "tenant", params(("id" = String, Path, description = "the id")), request_body = NewTask, responses((status = 201, description = "the task"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
+#[utoipa::path(post, path = "/v1/projects/{id}/tasks", tag = "tenant", params(("id" = String, Path, description = "the project's id")), request_body = NewTask, responses((status = 201, description = "the task", body = Task), (status = 404, description = "not_found (no such project) or tenant_not_found"), (status = 400, description = "invalid_request")))]
 async fn create_task(db: TenantDb, Path(project): Path<String>, Json(body): Json<NewTask>) -> ApiResult {
     let title = plain_text("title", &body.title, 500)?;
     let project = find_project(&db, id(&project, "project")?).await?;
@@ -148,7 +185,7 @@ async fn create_task(db: TenantDb, Path(project): Path<String>, Json(body): Json
     }
     .insert(&db.write)
     .await?;
-    Ok((StatusCode::CREATED, Json(task_json(&task))).into_response())
+    Ok((StatusCode::CREATED, Json(Task::from(&task))).into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -173,7 +210,7 @@ async fn find_task(db: &TenantDb, id: Uuid) -> ApiResult<tasks::Model> {
         .ok_or_else(|| ApiError::not_found("task"))
 }
 
-#[utoipa::path(patch, path = "/v1/tasks/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), request_body = TaskPatch, responses((status = 200, description = "the task"), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
+#[utoipa::path(patch, path = "/v1/tasks/{id}", tag = "tenant", params(("id" = String, Path, description = "the task's id")), request_body = TaskPatch, responses((status = 200, description = "the task", body = Task), (status = 404, description = "not_found (no such task) or tenant_not_found"), (status = 400, description = "invalid_request")))]
 async fn update_task(db: TenantDb, Path(task): Path<String>, Json(body): Json<TaskPatch>) -> ApiResult {
     let title = body.title.as_deref().map(|t| plain_text("title", t, 500)).transpose()?;
     let task = find_task(&db, id(&task, "task")?).await?;
@@ -192,10 +229,10 @@ async fn update_task(db: TenantDb, Path(task): Path<String>, Json(body): Json<Ta
     } else {
         task
     };
-    Ok(Json(task_json(&task)).into_response())
+    Ok(Json(Task::from(&task)).into_response())
 }
 
-#[utoipa::path(delete, path = "/v1/tasks/{id}", tag = "tenant", params(("id" = String, Path, description = "the id")), responses((status = 204, description = "deleted"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden, tenant_suspended"), (status = 404, description = "tenant_not_found"), (status = 503, description = "tenant_unavailable, busy")))]
+#[utoipa::path(delete, path = "/v1/tasks/{id}", tag = "tenant", params(("id" = String, Path, description = "the task's id")), responses((status = 204, description = "deleted"), (status = 404, description = "not_found (no such task) or tenant_not_found")))]
 async fn delete_task(db: TenantDb, Path(task): Path<String>) -> ApiResult {
     let task = find_task(&db, id(&task, "task")?).await?;
     tasks::Entity::delete_by_id(task.id).exec(&db.write).await?;

@@ -8,7 +8,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sea_orm::ConnectionTrait;
-use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -24,9 +23,16 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics))
 }
 
-#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, description = "the process runs")))]
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+/// What `/healthz` and `/readyz` answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Health {
+    /// `ok`, `ready`, or `catalog unavailable`.
+    status: &'static str,
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, description = "the process runs", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// The process-wide Prometheus recorder (installed once, however many
@@ -51,7 +57,7 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
-#[utoipa::path(get, path = "/readyz", tag = "service", responses((status = 200, description = "the catalog answers"), (status = 503, description = "it does not")))]
+#[utoipa::path(get, path = "/readyz", tag = "service", responses((status = 200, description = "the catalog answers", body = Health), (status = 503, description = "it does not", body = Health)))]
 async fn readyz(State(state): State<AppState>) -> Response {
     // A pool whose server is gone keeps trying to connect until its acquire
     // timeout: a probe must answer well before that.
@@ -61,19 +67,21 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .map_err(|_| format!("no answer within {} ms", READY_TIMEOUT.as_millis()))
         .and_then(|result| result.map_err(|err| err.to_string()));
     match answer {
-        Ok(_) => Json(json!({ "status": "ready" })).into_response(),
+        Ok(_) => Json(Health { status: "ready" }).into_response(),
         Err(err) => {
             tracing::warn!(error = %err, "catalog not ready");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "catalog unavailable" })),
+                Json(Health {
+                    status: "catalog unavailable",
+                }),
             )
                 .into_response()
         }
     }
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text")))]
+#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.run_upkeep();
     state.tenancy.pools().refresh_metrics();

@@ -428,6 +428,10 @@ fn help_lists_the_commands() {
         assert!(out.contains(command), "{command} missing from:\n{out}");
     }
     let out = Cli::sqlite().ok(&["--help"]);
+    assert!(
+        out.starts_with("Database-per-tenant toolkit"),
+        "the program's own description comes first:\n{out}"
+    );
     for command in ["serve", "tenants", "migrate", "doctor", "status", "reconcile"] {
         assert!(out.contains(command), "{command} missing from:\n{out}");
     }

@@ -7,6 +7,7 @@ mod connections;
 mod files;
 mod fuzz;
 mod nul;
+mod openapi;
 mod restart;
 mod support;
 mod telemetry;

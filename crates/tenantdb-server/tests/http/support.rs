@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 pub const ADMIN: &str = "test-admin-token-0123456789";
 
-/// The `code` of an error body (API.md's shape), or "".
+/// The `code` of an error body (docs/API.md's shape), or "".
 pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
 }

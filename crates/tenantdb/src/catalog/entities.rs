@@ -24,6 +24,7 @@ pub use crate::status::DbStatus;
     strum::EnumString,
     strum::IntoStaticStr,
 )]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
@@ -37,7 +38,7 @@ pub enum TenantStatus {
 }
 
 impl TenantStatus {
-    /// The status as the catalog stores it and API.md shows it
+    /// The status as the catalog stores it and docs/API.md shows it
     /// (`ACTIVE`); `FromStr` parses it back.
     pub fn as_str(self) -> &'static str {
         self.into()
@@ -59,6 +60,7 @@ impl TenantStatus {
     strum::EnumString,
     strum::IntoStaticStr,
 )]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
@@ -90,6 +92,7 @@ pub enum MemberRole {
     strum::EnumString,
     strum::IntoStaticStr,
 )]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
