@@ -1,5 +1,6 @@
 //! Turning command-line words into the core's types.
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use sea_orm::ActiveEnum;
 use tenantdb::TenantRef;
 
@@ -15,6 +16,17 @@ where
     E: ActiveEnum<Value = String>,
 {
     E::try_from_value(&s.to_ascii_uppercase()).map_err(|_| format!("expected {}", one_of(&E::values())))
+}
+
+/// The value parser of a flag taking a catalog enum: `--help` lists the
+/// values as the catalog stores them (`OWNER`, `ADMIN`, `MEMBER`); with
+/// `ignore_case = true` on the flag, any case is accepted.
+pub(crate) fn enum_parser<E>() -> impl TypedValueParser<Value = E>
+where
+    E: ActiveEnum<Value = String> + Into<&'static str> + Clone + Send + Sync + 'static,
+{
+    let names: Vec<&'static str> = E::iter().map(Into::into).collect();
+    PossibleValuesParser::new(names).try_map(|value| catalog_enum::<E>(&value))
 }
 
 /// `A, B or C`.

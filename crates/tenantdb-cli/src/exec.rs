@@ -6,15 +6,12 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
-use tenantdb::{Tenancy, TenantId, TenantRef, TenantStatus};
-use tokio::sync::Semaphore;
+use tenantdb::{Tenancy, TenantId, TenantRef};
 
-use crate::args::parse_ref;
 use crate::output::{print_json, print_rows};
-use crate::progress::Progress;
+use crate::per_tenant;
 
 /// The flags of `tenants exec`.
 #[derive(Debug, clap::Args)]
@@ -39,7 +36,6 @@ pub struct ExecArgs {
 enum Outcome {
     Rows(Vec<Value>),
     Changed(u64),
-    Failed(String),
 }
 
 /// The statement's first word (`select` in `  select 1`).
@@ -59,74 +55,36 @@ fn is_read(sql: &str) -> bool {
 }
 
 pub(crate) async fn exec(tenancy: &Tenancy, args: ExecArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.concurrency >= 1, "--concurrency must be at least 1");
     anyhow::ensure!(!args.sql.trim().is_empty(), "--sql is empty");
-    let targets = targets(tenancy, &args.tenants).await?;
-    let progress = Arc::new(Progress::new(targets.len(), "ran on"));
-    let slots = Arc::new(Semaphore::new(args.concurrency));
+    let targets = per_tenant::targets(tenancy, &args.tenants).await?;
     let sql: Arc<str> = args.sql.into();
-    let mut tasks = tokio::task::JoinSet::new();
-    for (slug, id) in targets {
-        let (tenancy, sql, slots, progress) = (tenancy.clone(), sql.clone(), slots.clone(), progress.clone());
-        tasks.spawn(async move {
-            let _slot = slots.acquire_owned().await;
-            let outcome = run_one(&tenancy, id, &sql).await;
-            progress.step(matches!(outcome, Outcome::Failed(_)));
-            (slug, outcome)
-        });
-    }
-    let mut results = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        results.push(joined.context("a tenant's task panicked")?);
-    }
-    progress.finish();
-    results.sort_by(|a, b| a.0.cmp(&b.0));
-    let failed = results.iter().filter(|(_, o)| matches!(o, Outcome::Failed(_))).count();
+    let results = per_tenant::for_each(tenancy, targets, args.concurrency, "ran on", move |tenancy, tenant| {
+        let sql = sql.clone();
+        async move { run_one(&tenancy, TenantId::from(tenant.id), &sql).await }
+    })
+    .await?;
     if args.json {
         print_json(&results.iter().map(|(slug, o)| as_json(slug, o)).collect::<Vec<_>>())?;
     } else {
         print_results(&results);
     }
-    anyhow::ensure!(
-        failed == 0,
-        "the statement failed on {failed} of {} tenant(s)",
-        results.len()
-    );
-    Ok(())
+    per_tenant::all_succeeded(&results, "the statement")
 }
 
-/// The chosen tenants, or every tenant that is served now, by slug.
-async fn targets(tenancy: &Tenancy, chosen: &[String]) -> anyhow::Result<Vec<(String, TenantId)>> {
-    if !chosen.is_empty() {
-        let mut targets = Vec::new();
-        for tenant in chosen {
-            let tenant = tenancy.tenant(&parse_ref(tenant)?).await?;
-            targets.push((tenant.slug, TenantId::from(tenant.id)));
-        }
-        return Ok(targets);
-    }
-    let tenants = crate::listing::tenants(tenancy, Some(TenantStatus::Active), None).await?;
-    Ok(tenants
-        .into_iter()
-        .filter(|t| t.database.as_ref().is_some_and(|d| d.status.serves_traffic()))
-        .map(|t| (t.slug, TenantId::from(t.id)))
-        .collect())
-}
-
-async fn run_one(tenancy: &Tenancy, tenant: TenantId, sql: &str) -> Outcome {
-    let db = match tenancy.connections().connection(&TenantRef::Id(tenant)).await {
-        Ok(db) => db,
-        Err(err) => return Outcome::Failed(err.to_string()),
-    };
-    let result = if is_read(sql) {
+async fn run_one(tenancy: &Tenancy, tenant: TenantId, sql: &str) -> Result<Outcome, String> {
+    let db = tenancy
+        .connections()
+        .connection(&TenantRef::Id(tenant))
+        .await
+        .map_err(|err| err.to_string())?;
+    if is_read(sql) {
         read(&db, sql).await.map(Outcome::Rows)
     } else {
         db.execute_unprepared(sql)
             .await
             .map(|r| Outcome::Changed(r.rows_affected()))
             .map_err(|err| err.to_string())
-    };
-    result.unwrap_or_else(Outcome::Failed)
+    }
 }
 
 /// The rows of a read as JSON objects, every column kept: PostgreSQL
@@ -211,19 +169,19 @@ fn objects<R: sqlx::Row>(
         .collect()
 }
 
-fn as_json(slug: &str, outcome: &Outcome) -> Value {
+fn as_json(slug: &str, outcome: &Result<Outcome, String>) -> Value {
     match outcome {
-        Outcome::Rows(rows) => json!({"tenant": slug, "ok": true, "rows": rows}),
-        Outcome::Changed(n) => json!({"tenant": slug, "ok": true, "rows_affected": n}),
-        Outcome::Failed(error) => json!({"tenant": slug, "ok": false, "error": error}),
+        Ok(Outcome::Rows(rows)) => json!({"tenant": slug, "ok": true, "rows": rows}),
+        Ok(Outcome::Changed(n)) => json!({"tenant": slug, "ok": true, "rows_affected": n}),
+        Err(error) => json!({"tenant": slug, "ok": false, "error": error}),
     }
 }
 
 /// Each tenant's rows as a table under its slug, then the failures.
-fn print_results(results: &[(String, Outcome)]) {
+fn print_results(results: &[(String, Result<Outcome, String>)]) {
     for (slug, outcome) in results {
         match outcome {
-            Outcome::Rows(rows) => {
+            Ok(Outcome::Rows(rows)) => {
                 println!("{slug}: {} row(s)", rows.len());
                 let columns: Vec<String> = rows
                     .first()
@@ -245,20 +203,11 @@ fn print_results(results: &[(String, Outcome)]) {
                     print_rows(&header, cells);
                 }
             }
-            Outcome::Changed(n) => println!("{slug}: {n} row(s) changed"),
-            Outcome::Failed(_) => {}
+            Ok(Outcome::Changed(n)) => println!("{slug}: {n} row(s) changed"),
+            Err(_) => {}
         }
     }
-    let failures: Vec<Vec<String>> = results
-        .iter()
-        .filter_map(|(slug, o)| match o {
-            Outcome::Failed(error) => Some(vec![slug.clone(), error.clone()]),
-            _ => None,
-        })
-        .collect();
-    if !failures.is_empty() {
-        print_rows(&["TENANT", "ERROR"], failures);
-    }
+    per_tenant::print_failures(results);
 }
 
 #[cfg(test)]

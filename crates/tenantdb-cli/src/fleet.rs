@@ -29,6 +29,10 @@ pub struct MigrateArgs {
     /// Print who would get which migrations; change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// With --dry-run: also print the SQL each pending migration would run
+    /// (in the tenant server's dialect; no database is touched).
+    #[arg(long, requires = "dry_run")]
+    sql: bool,
     /// Stop handing out work after this many failures.
     #[arg(long)]
     max_failures: Option<usize>,
@@ -39,7 +43,8 @@ pub struct MigrateArgs {
     /// "status", "total", "succeeded", "failed", "skipped", "stopped",
     /// "failures": [{"tenant_id", "error"}]}`), the plan with `--dry-run`
     /// (`{"target", "behind": [{"tenant_id", "database_name", "from",
-    /// "pending"}]}`), or `migrate status`'s figures.
+    /// "pending"}]}`, and with --sql `"sql": {"<migration>": ["<statement>",
+    /// ...] | {"error"}}`), or `migrate status`'s figures.
     #[arg(long, global = true)]
     json: bool,
 }
@@ -94,10 +99,29 @@ pub(crate) async fn migrate(tenancy: &Tenancy, args: MigrateArgs) -> anyhow::Res
         .latest_version()
         .unwrap_or_else(|| "(none)".into());
     if args.dry_run {
+        let sql = if args.sql {
+            let mut pending: Vec<String> = behind.iter().flat_map(|t| t.pending.iter().cloned()).collect();
+            pending.sort_unstable();
+            pending.dedup();
+            let backend = match tenancy.engine() {
+                tenantdb::engine::Engine::Postgres(_) => sea_orm::DatabaseBackend::Postgres,
+                _ => sea_orm::DatabaseBackend::Sqlite,
+            };
+            Some(crate::migration_sql::sql_of(provisioner.migrations(), &pending, backend).await)
+        } else {
+            None
+        };
         if args.json {
-            print_json(&plan_json(&behind, &target))?;
+            let mut plan = plan_json(&behind, &target);
+            if let Some(sql) = &sql {
+                plan["sql"] = sql_json(sql);
+            }
+            print_json(&plan)?;
         } else {
             print_plan(&behind, &target);
+            if let Some(sql) = &sql {
+                print_sql(sql, &behind);
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -154,6 +178,41 @@ fn print_plan(behind: &[Behind], target: &str) {
             tenant.from.as_deref().unwrap_or("(nothing)"),
             tenant.pending.join(", ")
         );
+    }
+}
+
+type RenderedSql = BTreeMap<String, Result<Vec<String>, String>>;
+
+fn sql_json(sql: &RenderedSql) -> Value {
+    let by_name = sql.iter().map(|(name, rendered)| {
+        let value = match rendered {
+            Ok(statements) => json!(statements),
+            Err(error) => json!({ "error": error }),
+        };
+        (name.clone(), value)
+    });
+    Value::Object(by_name.collect())
+}
+
+/// Each pending migration's SQL under a comment naming it and how many
+/// tenants would run it, in the order the set applies them.
+fn print_sql(sql: &RenderedSql, behind: &[Behind]) {
+    let mut order: Vec<&String> = Vec::new();
+    for tenant in behind {
+        for name in &tenant.pending {
+            if !order.contains(&name) {
+                order.push(name);
+            }
+        }
+    }
+    for name in order {
+        let tenants = behind.iter().filter(|t| t.pending.contains(name)).count();
+        println!("\n-- {name} ({tenants} tenant(s))");
+        match &sql[name] {
+            Ok(statements) if statements.is_empty() => println!("-- (no statements)"),
+            Ok(statements) => statements.iter().for_each(|s| println!("{s}")),
+            Err(error) => println!("-- {error}"),
+        }
     }
 }
 

@@ -75,20 +75,26 @@ pub mod exit;
 mod fleet;
 mod listing;
 mod logging;
+mod migration_sql;
 mod output;
+mod per_tenant;
 mod progress;
+mod seed;
 mod settings;
 mod tenants;
 mod users;
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tenantdb::{Tenancy, TenantMigrations};
 
+pub use async_trait::async_trait;
 pub use logging::{LogFormat, init_logging};
+pub use seed::Seed;
 pub use settings::{ConfigArgs, secret_setting};
 
 /// The operator commands: a clap [`Subcommand`] an application flattens
@@ -170,67 +176,120 @@ problems.";
 
 const VERSION: &str = concat!("(tenantdb-cli ", env!("CARGO_PKG_VERSION"), ")");
 
-/// The whole operator binary of an application: parses the process's
-/// arguments (the program is named after the running binary), logs to
-/// stderr ([`init_logging`]: `RUST_LOG`, default `warn`), connects with `migrations` as the
-/// tenant schema, runs the command, closes, and returns the exit code.
-/// An error is printed as `error: ...`; the exit codes are those of
-/// [`exit`] (1 failure, 2 invalid flags or settings, 3 problems found by
-/// `doctor`).
-pub async fn run(migrations: TenantMigrations) -> ExitCode {
-    let cli = parse_args();
-    if let Command::Completions { shell } = cli.command {
-        return completions::<Cli>(shell);
+/// The operator commands with an application's hooks: its [`Seed`] for
+/// `tenants seed`. [`run`] and [`execute`] are `Operator::new()`'s.
+#[derive(Clone, Default)]
+pub struct Operator {
+    seed: Option<Arc<dyn Seed>>,
+}
+
+impl std::fmt::Debug for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operator").field("seed", &self.seed.is_some()).finish()
     }
-    if let Err(err) = init_logging("warn") {
-        eprintln!("error: {err:#}");
-        return ExitCode::from(exit::USAGE);
+}
+
+impl Operator {
+    /// The operator commands with no hooks (`tenants seed` does nothing).
+    pub fn new() -> Self {
+        Self::default()
     }
-    match connect_and_execute(cli, migrations).await {
-        Ok(code) => code,
-        Err(err) => {
+
+    /// `tenants seed` runs `seed`.
+    pub fn seed(mut self, seed: impl Seed) -> Self {
+        self.seed = Some(Arc::new(seed));
+        self
+    }
+
+    /// The whole operator binary of an application: parses the process's
+    /// arguments (the program is named after the running binary), logs to
+    /// stderr ([`init_logging`]: `RUST_LOG`, default `warn`), connects with
+    /// `migrations` as the tenant schema, runs the command, closes, and
+    /// returns the exit code. An error is printed as `error: ...`; the exit
+    /// codes are those of [`exit`] (1 failure, 2 invalid flags or settings,
+    /// 3 problems found by `doctor`).
+    pub async fn run(self, migrations: TenantMigrations) -> ExitCode {
+        let cli = parse_args();
+        if let Command::Completions { shell } = cli.command {
+            return completions::<Cli>(shell);
+        }
+        if let Err(err) = init_logging("warn") {
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            return ExitCode::from(exit::USAGE);
         }
+        match self.connect_and_execute(cli, migrations).await {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// Runs one operator command on `tenancy`: its results on stdout,
+    /// progress and the reason for a non-zero code on stderr.
+    ///
+    /// `Ok(code)`: the command ran to the end; `code` is not success when
+    /// it leaves problems it reported (doctor findings remain, tenants
+    /// failed to migrate, abandoned work could not be finished). `Err`: the
+    /// command could not do its work (invalid input, unknown tenant, a
+    /// database error).
+    ///
+    /// On Ctrl-C it stops waiting and returns an error, while work the
+    /// provisioner already started goes on: [`Tenancy::close`] waits for it.
+    pub async fn execute(&self, tenancy: &Tenancy, command: Command) -> anyhow::Result<ExitCode> {
+        tokio::select! {
+            result = self.dispatch(tenancy, command) => result,
+            () = ctrl_c() => {
+                eprintln!("interrupted: waiting for work under way to finish");
+                Err(anyhow::anyhow!("interrupted"))
+            }
+        }
+    }
+
+    async fn dispatch(&self, tenancy: &Tenancy, command: Command) -> anyhow::Result<ExitCode> {
+        let done = |()| ExitCode::SUCCESS;
+        match command {
+            Command::Users(command) => users::users(tenancy, command).await.map(done),
+            Command::Tokens(command) => users::tokens(tenancy, command).await.map(done),
+            Command::Members(command) => users::members(tenancy, command).await.map(done),
+            Command::Tenants(command) => tenants::tenants(tenancy, command, self.seed.clone()).await.map(done),
+            Command::Status(args) => fleet::overview(tenancy, args).await.map(done),
+            Command::Migrate(args) => fleet::migrate(tenancy, args).await,
+            Command::Reconcile(args) => doctor::reconcile(tenancy, args).await,
+            Command::Doctor(args) => doctor::doctor(tenancy, args).await,
+            // An application that flattens these commands into its own CLI
+            // answers this before connecting, with its own command tree
+            // (`completions::<AppCli>`); this prints the operator commands'.
+            Command::Completions { shell } => Ok(completions::<Cli>(shell)),
+        }
+    }
+
+    async fn connect_and_execute(&self, cli: Cli, migrations: TenantMigrations) -> anyhow::Result<ExitCode> {
+        // Settings that do not make a valid configuration are a usage error.
+        let config = match cli.config.to_config() {
+            Ok(config) => config,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                return Ok(ExitCode::from(exit::USAGE));
+            }
+        };
+        let tenancy = Tenancy::connect(config, migrations).await.context("failed to start")?;
+        let result = self.execute(&tenancy, cli.command).await;
+        tenancy.close().await;
+        result
     }
 }
 
-/// Runs one operator command on `tenancy`: its results on stdout, progress
-/// and the reason for a non-zero code on stderr.
-///
-/// `Ok(code)`: the command ran to the end; `code` is not success when it
-/// leaves problems it reported (doctor findings remain, tenants failed to
-/// migrate, abandoned work could not be finished). `Err`: the command could
-/// not do its work (invalid input, unknown tenant, a database error).
-///
-/// On Ctrl-C it stops waiting and returns an error, while work the
-/// provisioner already started goes on: [`Tenancy::close`] waits for it.
+/// [`Operator::run`] with no hooks: the whole operator binary of an
+/// application.
+pub async fn run(migrations: TenantMigrations) -> ExitCode {
+    Operator::new().run(migrations).await
+}
+
+/// [`Operator::execute`] with no hooks: one operator command on `tenancy`.
 pub async fn execute(tenancy: &Tenancy, command: Command) -> anyhow::Result<ExitCode> {
-    tokio::select! {
-        result = dispatch(tenancy, command) => result,
-        () = ctrl_c() => {
-            eprintln!("interrupted: waiting for work under way to finish");
-            Err(anyhow::anyhow!("interrupted"))
-        }
-    }
-}
-
-async fn dispatch(tenancy: &Tenancy, command: Command) -> anyhow::Result<ExitCode> {
-    let done = |()| ExitCode::SUCCESS;
-    match command {
-        Command::Users(command) => users::users(tenancy, command).await.map(done),
-        Command::Tokens(command) => users::tokens(tenancy, command).await.map(done),
-        Command::Members(command) => users::members(tenancy, command).await.map(done),
-        Command::Tenants(command) => tenants::tenants(tenancy, command).await.map(done),
-        Command::Status(args) => fleet::overview(tenancy, args).await.map(done),
-        Command::Migrate(args) => fleet::migrate(tenancy, args).await,
-        Command::Reconcile(args) => doctor::reconcile(tenancy, args).await,
-        Command::Doctor(args) => doctor::doctor(tenancy, args).await,
-        // An application that flattens these commands into its own CLI
-        // answers this before connecting, with its own command tree
-        // (`completions::<AppCli>`); this prints the operator commands'.
-        Command::Completions { shell } => Ok(completions::<Cli>(shell)),
-    }
+    Operator::new().execute(tenancy, command).await
 }
 
 /// Prints the shell completions of the CLI `C` (an application's own,
@@ -249,21 +308,6 @@ pub fn completions<C: CommandFactory>(shell: clap_complete::Shell) -> ExitCode {
         }
         _ => ExitCode::SUCCESS,
     }
-}
-
-async fn connect_and_execute(cli: Cli, migrations: TenantMigrations) -> anyhow::Result<ExitCode> {
-    // Settings that do not make a valid configuration are a usage error.
-    let config = match cli.config.to_config() {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            return Ok(ExitCode::from(exit::USAGE));
-        }
-    };
-    let tenancy = Tenancy::connect(config, migrations).await.context("failed to start")?;
-    let result = execute(&tenancy, cli.command).await;
-    tenancy.close().await;
-    result
 }
 
 /// The arguments, with usage, help and `--version` naming the running

@@ -4,7 +4,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use tenantdb::{DbStatus, NewTenant, Tenancy, TenantRef, TenantStatus};
 
-use crate::args::{catalog_enum, parse_ref};
+use crate::args::{enum_parser, parse_ref};
 use crate::output::{print_tenant, print_tenants};
 
 /// The `tenants` subcommands.
@@ -26,12 +26,11 @@ pub enum TenantsCommand {
     },
     /// List tenants with their database status and schema version.
     List {
-        /// Only tenants with this status (ACTIVE or SUSPENDED).
-        #[arg(long, value_parser = catalog_enum::<TenantStatus>)]
+        /// Only tenants with this status.
+        #[arg(long, ignore_case = true, value_parser = enum_parser::<TenantStatus>())]
         status: Option<TenantStatus>,
-        /// Only tenants whose database has this status (PROVISIONING,
-        /// ACTIVE, MIGRATING, RENAMING, FAILED, DELETING).
-        #[arg(long, value_parser = catalog_enum::<DbStatus>)]
+        /// Only tenants whose database has this status.
+        #[arg(long, ignore_case = true, value_parser = enum_parser::<DbStatus>())]
         database_status: Option<DbStatus>,
         /// Print the tenant object (docs/API.md's shape) as JSON instead of a table.
         #[arg(long)]
@@ -85,6 +84,10 @@ pub enum TenantsCommand {
     /// ones) as each tenant's role; a read prints its rows per tenant.
     /// Exits 1 if it failed on any tenant.
     Exec(crate::exec::ExecArgs),
+    /// Run the application's seed (the rows a tenant starts with) in the
+    /// chosen tenants' databases, or every serving one with --all; exits 1
+    /// if it failed on any. A binary with no seed says so and does nothing.
+    Seed(crate::seed::SeedArgs),
     /// Print a connection URL for the tenant's database as its own role
     /// (`postgres://role@host:port/db`, or `sqlite://file`).
     Url {
@@ -101,7 +104,11 @@ pub enum TenantsCommand {
     Resume { tenant: String },
 }
 
-pub(crate) async fn tenants(tenancy: &Tenancy, command: TenantsCommand) -> anyhow::Result<()> {
+pub(crate) async fn tenants(
+    tenancy: &Tenancy,
+    command: TenantsCommand,
+    seed: Option<std::sync::Arc<dyn crate::Seed>>,
+) -> anyhow::Result<()> {
     use TenantsCommand::*;
     match command {
         Create {
@@ -135,6 +142,7 @@ pub(crate) async fn tenants(tenancy: &Tenancy, command: TenantsCommand) -> anyho
         Migrate { tenant, json } => migrate(tenancy, &parse_ref(&tenant)?, json).await,
         Check { tenant, json } => check(tenancy, &parse_ref(&tenant)?, json).await,
         Exec(args) => crate::exec::exec(tenancy, args).await,
+        Seed(args) => crate::seed::seed(tenancy, seed, args).await,
         Url { tenant, show_password } => crate::access::url(tenancy, &parse_ref(&tenant)?, show_password).await,
         Shell { tenant } => crate::access::shell(tenancy, &parse_ref(&tenant)?).await,
         Suspend { tenant } => set_status(tenancy, &parse_ref(&tenant)?, TenantStatus::Suspended).await,

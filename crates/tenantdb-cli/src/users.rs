@@ -4,13 +4,12 @@
 
 use anyhow::Context;
 use clap::Subcommand;
-use clap::builder::{PossibleValuesParser, TypedValueParser};
 use serde_json::{Value, json};
 use tenantdb::Tenancy;
 use tenantdb::catalog::MemberRole;
 use uuid::Uuid;
 
-use crate::args::{catalog_enum, parse_ref};
+use crate::args::{enum_parser, parse_ref};
 use crate::output::{print_json, print_rows};
 
 /// The `users` subcommands.
@@ -72,7 +71,7 @@ pub enum MembersCommand {
         tenant: String,
         email: String,
         /// The member's role.
-        #[arg(long, ignore_case = true, value_parser = role_parser())]
+        #[arg(long, ignore_case = true, value_parser = enum_parser::<MemberRole>())]
         role: MemberRole,
         /// Print `{"tenant", "user_id", "email", "role"}`.
         #[arg(long)]
@@ -93,11 +92,6 @@ pub enum MembersCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// OWNER, ADMIN or MEMBER in any case, listed in `--help`.
-fn role_parser() -> impl TypedValueParser<Value = MemberRole> {
-    PossibleValuesParser::new(["OWNER", "ADMIN", "MEMBER"]).try_map(|role| catalog_enum::<MemberRole>(&role))
 }
 
 fn time(at: Option<chrono::DateTime<chrono::Utc>>) -> String {

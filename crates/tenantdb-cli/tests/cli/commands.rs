@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use tenantdb::{TenantMigrations, TenantRef};
 
 use crate::schema::{FirstRelease, SECOND, SecondRelease};
-use crate::support::{AppCommand, Backend, Operator, runs_in_tenant};
+use clap::Parser;
+
+use crate::support::{AppCli, AppCommand, Backend, Operator, count_in_tenant, runs_in_tenant};
 
 async fn a_created_tenant_has_the_applications_tables(backend: Backend) {
     let operator = Operator::new(backend).await;
@@ -66,7 +68,71 @@ async fn doctor_exits_non_zero_while_a_foreign_database_is_under_the_prefix(back
     tenancy.close().await;
 }
 
+/// An application's seed: one welcome note, written so a second run adds
+/// nothing; it fails on purpose for the tenant `broken`.
+struct Welcome;
+
+#[tenantdb_cli::async_trait]
+impl tenantdb_cli::Seed for Welcome {
+    async fn seed(&self, tenant: &tenantdb::Tenant, db: &tenantdb::PoolHandle) -> anyhow::Result<()> {
+        use sea_orm::ConnectionTrait;
+        anyhow::ensure!(tenant.slug != "broken", "no welcome for {}", tenant.slug);
+        db.execute_unprepared(
+            "INSERT INTO notes (id, body) SELECT 1, 'welcome' WHERE NOT EXISTS (SELECT 1 FROM notes WHERE id = 1)",
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// `tenants seed` runs the application's seed in the chosen tenants only,
+/// then in every one with `--all`: a tenant whose seed fails is reported
+/// and fails the command, the others are seeded, and seeding again adds
+/// nothing. A binary with no seed does nothing and succeeds.
+async fn seed_runs_the_applications_seed_in_the_chosen_tenants(backend: Backend) {
+    let operator = Operator::new(backend).await;
+    let tenancy = operator.connect(TenantMigrations::of::<FirstRelease>()).await;
+    for slug in ["acme", "globex", "broken"] {
+        assert_eq!(
+            operator.execute(&tenancy, &["tenants", "create", slug]).await,
+            ExitCode::SUCCESS
+        );
+    }
+    let notes = "SELECT COUNT(*) FROM notes";
+    let none = tenantdb_cli::Operator::new();
+    let seeded = tenantdb_cli::Operator::new().seed(Welcome);
+
+    let code = operator
+        .execute_with(&none, &tenancy, &["tenants", "seed", "--all"])
+        .await;
+    assert_eq!(code.unwrap(), ExitCode::SUCCESS, "no seed: nothing to do");
+    assert_eq!(count_in_tenant(&tenancy, "acme", notes).await, 0);
+
+    let code = operator
+        .execute_with(&seeded, &tenancy, &["tenants", "seed", "acme"])
+        .await;
+    assert_eq!(code.unwrap(), ExitCode::SUCCESS);
+    assert_eq!(count_in_tenant(&tenancy, "acme", notes).await, 1);
+    assert_eq!(count_in_tenant(&tenancy, "globex", notes).await, 0, "only the chosen");
+
+    let all = operator
+        .execute_with(&seeded, &tenancy, &["tenants", "seed", "--all", "--json"])
+        .await;
+    let err = all.expect_err("the seed failed on broken");
+    assert!(err.to_string().contains("failed on 1 of 3"), "{err:#}");
+    for slug in ["acme", "globex"] {
+        assert_eq!(count_in_tenant(&tenancy, slug, notes).await, 1, "{slug}");
+    }
+    assert!(
+        AppCli::try_parse_from(["notes-admin", "tenants", "seed"]).is_err(),
+        "a tenant or --all is required"
+    );
+    assert!(AppCli::try_parse_from(["notes-admin", "tenants", "seed", "acme", "--all"]).is_err());
+    tenancy.close().await;
+}
+
 tenantdb_test_support::both_backends!(
+    seed_runs_the_applications_seed_in_the_chosen_tenants,
     a_created_tenant_has_the_applications_tables,
     migrate_brings_a_tenant_up_to_an_added_migration_and_doctor_ends_clean,
     doctor_exits_non_zero_while_a_foreign_database_is_under_the_prefix,

@@ -95,6 +95,38 @@ impl Operator {
     }
 }
 
+impl Operator {
+    /// Runs an operator command with an application's hooks; `Err` when
+    /// it could not do its work.
+    pub async fn execute_with(
+        &self,
+        hooks: &tenantdb_cli::Operator,
+        tenancy: &Tenancy,
+        words: &[&str],
+    ) -> anyhow::Result<ExitCode> {
+        let AppCommand::Operator(command) = self.parse(words).command else {
+            panic!("{words:?} is not an operator command");
+        };
+        hooks.execute(tenancy, command).await
+    }
+}
+
+/// The first column of the first row `sql` reads in the tenant's own
+/// database, as a number.
+pub async fn count_in_tenant(tenancy: &Tenancy, tenant: &str, sql: &str) -> i64 {
+    let db = tenancy
+        .connections()
+        .connection(&TenantRef::parse(tenant).unwrap())
+        .await
+        .unwrap();
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
 /// Whether `sql` runs in the tenant's own database.
 pub async fn runs_in_tenant(tenancy: &Tenancy, tenant: &str, sql: &str) -> bool {
     let db = tenancy

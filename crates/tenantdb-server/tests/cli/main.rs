@@ -227,6 +227,11 @@ async fn operator_session(cli: Cli) {
     assert_eq!(failed[0]["ok"], false);
     assert!(String::from_utf8_lossy(&out.stderr).contains("failed on 1 of 1"));
 
+    // The reference app ships no seed: it says so, and changes nothing.
+    let out = cli.run(&["tenants", "seed", "--all"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no seed"));
+
     // Every command that prints has --json, one document each.
     let check = cli.json(&["tenants", "check", "acme", "--json"]);
     assert_eq!(check["reachable"], true);
@@ -410,6 +415,42 @@ fn postgres_tenants_without_a_secret_are_refused_at_start() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("TENANTDB_SECRET is required"), "{err}");
+}
+
+/// `migrate --dry-run --sql` prints the SQL each pending migration would
+/// run, in the server's dialect, and changes nothing. (A tenant is made to
+/// look behind by clearing its version in the catalog.)
+#[tokio::test]
+async fn a_dry_run_prints_the_sql_of_each_pending_migration() {
+    let cli = Cli::sqlite();
+    cli.ok(&["tenants", "create", "acme"]);
+    let catalog = cli.envs[0].1.clone() + "/catalog.db";
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{catalog}")).await.unwrap();
+    sqlx::query("UPDATE tenant_databases SET schema_version = NULL")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let text = cli.ok(&["migrate", "--dry-run", "--sql"]);
+    assert!(
+        text.contains("-- m0001_create_projects_and_tasks (1 tenant(s))") && text.contains("CREATE TABLE \"projects\""),
+        "{text}"
+    );
+    let plan = cli.json(&["migrate", "--dry-run", "--sql", "--json"]);
+    let statements = plan["sql"]["m0001_create_projects_and_tasks"].as_array().unwrap();
+    assert!(
+        statements
+            .iter()
+            .any(|s| s.as_str().unwrap().starts_with("CREATE TABLE \"tasks\"")),
+        "{plan}"
+    );
+    let version: (Option<String>,) = sqlx::query_as("SELECT schema_version FROM tenant_databases")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(version.0, None, "a dry run changes nothing");
+    let refused = cli.run(&["migrate", "--sql"]);
+    assert_eq!(refused.status.code(), Some(2), "--sql needs --dry-run");
+    pool.close().await;
 }
 
 #[test]
