@@ -10,13 +10,28 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
 use tenantdb::Error;
-
-use crate::openapi::{ErrorBody, ErrorDetail};
 
 /// How long clients are told to wait after `tenant_unavailable` / `busy`.
 const RETRY_UNAVAILABLE_SECS: u32 = 2;
 const RETRY_BUSY_SECS: u32 = 1;
+
+/// The body of every error answer: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The `error` of an [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable, one of [`ERROR_CODES`](crate::openapi::ERROR_CODES) (`tenant_not_found`).
+    pub code: String,
+    /// Human-readable; never SQL, a stack trace, a URL or a secret.
+    pub message: String,
+}
 
 /// An HTTP error answer: a status, one of docs/API.md's codes and a message
 /// safe to show the caller. Handlers return `Result<_, ApiError>` and use

@@ -13,30 +13,15 @@
 //! openapi::error_shape(routes.get_openapi_mut());
 //! ```
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use utoipa::PartialSchema;
 use utoipa::openapi::path::{Operation, Parameter, ParameterIn, PathItem};
 use utoipa::openapi::{
     ContentBuilder, HeaderBuilder, OpenApi, Ref, RefOr, Required, ResponseBuilder, Type, schema::ObjectBuilder,
 };
-use utoipa::{PartialSchema, ToSchema};
 
+pub use crate::error::{ErrorBody, ErrorDetail};
 use crate::layer::TENANT_HEADER;
-
-/// The body of every error answer: `{"error": {"code", "message"}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ErrorBody {
-    /// What went wrong.
-    pub error: ErrorDetail,
-}
-
-/// The `error` of an [`ErrorBody`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Machine-readable, one of [`ERROR_CODES`] (`tenant_not_found`).
-    pub code: String,
-    /// Human-readable; never SQL, a stack trace, a URL or a secret.
-    pub message: String,
-}
 
 /// Every `error.code` this crate answers with, and its status.
 pub const ERROR_CODES: &[(u16, &str)] = &[
