@@ -57,7 +57,13 @@ pub struct ConfigArgs {
     #[arg(long, env = "TENANTDB_LEASE_SECS", default_value_t = 30, global = true)]
     lease_secs: u64,
 
-    /// Connections all tenant pools may hold at once on the tenant server.
+    /// Seconds an instance's lease lasts without a heartbeat: a process
+    /// that died gives its share of the pool budget back after this long.
+    #[arg(long, env = "TENANTDB_INSTANCE_LEASE_SECS", default_value_t = config::DEFAULT_INSTANCE_LEASE.as_secs(), global = true)]
+    instance_lease_secs: u64,
+
+    /// Connections all tenant pools may hold at once on the tenant server,
+    /// shared by every process (instance) running over the catalog.
     #[arg(long, env = "TENANTDB_POOL_BUDGET", default_value_t = config::DEFAULT_POOL_BUDGET, global = true)]
     pool_budget: u32,
 
@@ -114,6 +120,7 @@ impl ConfigArgs {
             config.secret = Some(TenantSecret::new(self.secret_version, SecretString::from(secret))?);
         }
         config.lease_ttl = Duration::from_secs(self.lease_secs);
+        config.instance_lease = Duration::from_secs(self.instance_lease_secs);
         config.use_templates = self.templates;
         config.pools.budget = self.pool_budget;
         config.pools.max_per_tenant = self.pool_max_per_tenant;
@@ -184,6 +191,7 @@ impl std::fmt::Debug for ConfigArgs {
             .field("database_prefix", &self.database_prefix)
             .field("secret_version", &self.secret_version)
             .field("lease_secs", &self.lease_secs)
+            .field("instance_lease_secs", &self.instance_lease_secs)
             .field("pool_budget", &self.pool_budget)
             .field("pool_max_per_tenant", &self.pool_max_per_tenant)
             .field("templates", &self.templates)

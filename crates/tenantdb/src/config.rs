@@ -19,6 +19,9 @@ pub const DEFAULT_SERVER_NAME: &str = "default";
 /// How long a lease on a tenant row lasts without renewal. Work renews it
 /// every third of this; a crashed process's rows are free again after it.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+/// Default lease of an instance (a process sharing the servers' budgets):
+/// a dead instance's share returns to the others within about this long.
+pub const DEFAULT_INSTANCE_LEASE: Duration = Duration::from_secs(10);
 /// `CONNECTION LIMIT` of every tenant role.
 pub const DEFAULT_ROLE_CONNECTION_LIMIT: i32 = 20;
 /// Connections of the catalog pool.
@@ -149,6 +152,11 @@ pub struct Config {
     /// How long a lease on a tenant row lasts without renewal (at least
     /// 300 ms); work renews it every third of this.
     pub lease_ttl: Duration,
+    /// How long this process's instance lease lasts without a heartbeat
+    /// (beats every fifth of it; at least the acquire timeout plus a
+    /// second): the budget of a server is shared among the instances with
+    /// a live lease.
+    pub instance_lease: Duration,
     /// `CONNECTION LIMIT` of every tenant role (PostgreSQL); at least
     /// `pools.max_per_tenant`.
     pub role_connection_limit: i32,
@@ -189,6 +197,7 @@ impl Config {
             database_prefix: DatabasePrefix::default(),
             secret: None,
             lease_ttl: DEFAULT_LEASE_TTL,
+            instance_lease: DEFAULT_INSTANCE_LEASE,
             role_connection_limit: DEFAULT_ROLE_CONNECTION_LIMIT,
             catalog_max_connections: DEFAULT_CATALOG_MAX_CONNECTIONS,
             pools: PoolConfig::default(),
@@ -216,6 +225,11 @@ impl Config {
         if self.lease_ttl < Duration::from_millis(300) {
             return Err(Error::Config("lease TTL must be at least 300 ms".into()));
         }
+        if self.instance_lease < self.pools.acquire_timeout + Duration::from_secs(1) {
+            return Err(Error::Config(
+                "the instance lease must be at least the acquire timeout plus a second".into(),
+            ));
+        }
         if self.pools.budget < 1 || self.pools.max_per_tenant < 1 {
             return Err(Error::Config("pool budget and pool size must be at least 1".into()));
         }
@@ -241,6 +255,7 @@ impl fmt::Debug for Config {
             .field("database_prefix", &self.database_prefix)
             .field("secret", &self.secret)
             .field("lease_ttl", &self.lease_ttl)
+            .field("instance_lease", &self.instance_lease)
             .field("role_connection_limit", &self.role_connection_limit)
             .field("pools", &self.pools)
             .finish()

@@ -63,6 +63,7 @@ mod error;
 pub mod faults;
 mod file_lock;
 mod fleet;
+mod instance;
 mod migrate;
 mod migration_set;
 mod names;
@@ -124,6 +125,7 @@ pub struct Tenancy {
     connections: TenantConnections,
     server_name: String,
     shutdown_deadline: std::time::Duration,
+    membership: std::sync::Arc<instance::Membership>,
 }
 
 impl Tenancy {
@@ -158,11 +160,13 @@ impl Tenancy {
                 name: &config.server_name,
                 engine: engine.name(),
                 settings: engine.describe(),
-                connection_budget: 0,
+                connection_budget: i32::try_from(config.pools.budget).unwrap_or(i32::MAX),
             })
             .await?;
         check_budget(&engine, &config).await?;
         let pools = TenantPools::new(engine.clone(), config.pools.clone(), &config.server_name);
+        let membership =
+            instance::Membership::join(catalog.clone(), pools.clone(), server.id, config.instance_lease).await?;
         let connections = TenantConnections::new(catalog.clone(), pools.clone(), config.catalog_poll_interval).await?;
         let settings = ProvisionerSettings {
             server_id: server.id,
@@ -181,6 +185,7 @@ impl Tenancy {
             connections,
             server_name: config.server_name,
             shutdown_deadline: config.shutdown_deadline,
+            membership: std::sync::Arc::new(membership),
         })
     }
 
@@ -227,6 +232,12 @@ impl Tenancy {
         self.connections.pools()
     }
 
+    /// This process's instance id: its row in the catalog's `instances`,
+    /// where its share of the server's budget is recorded.
+    pub fn instance_id(&self) -> uuid::Uuid {
+        self.membership.id()
+    }
+
     /// Name of the tenant server in the catalog.
     pub fn server_name(&self) -> &str {
         &self.server_name
@@ -271,6 +282,7 @@ impl Tenancy {
         self.provisioner.shutdown().await;
         self.connections.stop();
         self.connections.pools().close_all().await;
+        self.membership.leave().await;
         self.provisioner.close_engine().await;
         // Work abandoned at the shutdown deadline may still hold a catalog
         // connection (its lease renewals): do not wait for it forever.

@@ -355,8 +355,9 @@ pub mod database_servers {
         pub role: String,
         /// For a replica, the server it follows; `None` for a primary.
         pub primary_id: Option<Uuid>,
-        /// Connections all tenant pools on this server may hold. Recorded as 0
-        /// for now: the budget in force is the deployment's `PoolConfig::budget`.
+        /// Connections all tenant pools on this server may hold, across every
+        /// instance (each holds its share: see `instances`). Recorded from the
+        /// deployment's `PoolConfig::budget` by each process that starts.
         pub connection_budget: i32,
         /// Whether new tenant databases may be placed on it (true when recorded).
         pub accepts_new_tenants: bool,
@@ -513,6 +514,44 @@ pub mod migration_runs {
         pub lease_owner: Option<String>,
         /// When the run's lease expires unless renewed (UTC).
         pub lease_expires_at: Option<DateTimeUtc>,
+    }
+
+    /// Relations to other tables (none declared).
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The `instances` table: each running process that holds tenant pools on
+/// a server, its lease and its share of the server's connection budget.
+pub mod instances {
+    use sea_orm::entity::prelude::*;
+
+    /// One process on one server.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "instances")]
+    pub struct Model {
+        /// The process's instance id (UUIDv7, made at start).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        /// The server whose budget it shares.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub server_id: Uuid,
+        /// The machine it runs on (its host name).
+        pub host: String,
+        /// Its process id on that machine.
+        pub pid: i32,
+        /// When it joined.
+        pub started_at: DateTimeUtc,
+        /// Its lease: renewed by its heartbeat; once past, it counts as gone
+        /// and its share returns to the others.
+        pub lease_expires_at: DateTimeUtc,
+        /// The connections it may hold on the server. It raises this only
+        /// within what the others do not hold, and lowers it only once its
+        /// pools hold no more: the shares of live instances never add up
+        /// to more than the server's budget.
+        pub share: i32,
     }
 
     /// Relations to other tables (none declared).

@@ -7,6 +7,7 @@
 //! once apply each migration exactly once.
 
 mod entities;
+mod instances;
 mod migrations;
 mod repos;
 mod runs;
@@ -28,10 +29,12 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use uuid::Uuid;
 
+pub use entities::instances as instance;
 pub use entities::{
     DbStatus, MemberRole, SubscriptionStatus, TenantStatus, api_tokens, catalog_info, database_servers, memberships,
     migration_runs, settings, subscriptions, tenant_databases as tenant_database, tenants, users,
 };
+pub use instances::{Beat, InstanceIdentity, Instances};
 pub use repos::{ApiTokens, Memberships, NewServer, Servers, Settings, Subscriptions, Tenants, Users};
 pub use runs::{MigrationRun, MigrationRuns, RunCounts};
 pub use tenant_databases::{Lease, TenantDatabases, TenantExtras};
@@ -260,6 +263,10 @@ impl Catalog {
     /// The `database_servers` table.
     pub fn servers(&self) -> Servers<'_> {
         Servers::new(&self.db, &self.changes)
+    }
+    /// The `instances` table: processes sharing the servers' budgets.
+    pub fn instances(&self) -> Instances<'_> {
+        Instances::new(&self.db)
     }
     /// The `migration_runs` table (fleet migration runs).
     pub fn migration_runs(&self) -> MigrationRuns<'_> {

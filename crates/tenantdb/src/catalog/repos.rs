@@ -371,8 +371,8 @@ pub struct NewServer<'a> {
     pub engine: &'a str,
     /// Connection settings as JSON, without secrets.
     pub settings: serde_json::Value,
-    /// Connections all tenant pools on the server may hold (recorded when the
-    /// server is first recorded, not updated after).
+    /// Connections all tenant pools on the server may hold, shared by the
+    /// instances that use it (the last process to start records it).
     pub connection_budget: i32,
 }
 
@@ -399,6 +399,7 @@ impl Servers<'_> {
                     .update_columns([
                         database_servers::Column::Engine,
                         database_servers::Column::Settings,
+                        database_servers::Column::ConnectionBudget,
                         database_servers::Column::UpdatedAt,
                     ])
                     .to_owned(),

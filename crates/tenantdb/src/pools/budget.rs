@@ -25,6 +25,8 @@ impl TenantPools {
         // single permit, so that more tenants fit in the budget at once.
         let mut pressed = false;
         loop {
+            // A lowered share is paid back before anything new is reserved.
+            self.collect_debt();
             let max = if pressed { 1 } else { self.inner.config.max_per_tenant };
             let want = reservation_size(self.inner.budget.available_permits(), max);
             if let Some(want) = want

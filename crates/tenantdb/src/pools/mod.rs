@@ -28,6 +28,7 @@ mod handle;
 mod metrics;
 mod pool;
 mod reaper;
+mod share;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -98,6 +99,8 @@ struct Inner {
     engine: Engine,
     config: PoolConfig,
     budget: Arc<Semaphore>,
+    /// This process's share of the server's budget (see `share`).
+    share: std::sync::Mutex<share::Share>,
     pools: PoolMap,
     /// Woken when a pool closes and its permits return.
     freed: Notify,
@@ -128,6 +131,10 @@ impl TenantPools {
         let inner = Arc::new(Inner {
             engine,
             budget: Arc::new(Semaphore::new(config.budget as usize)),
+            share: std::sync::Mutex::new(share::Share {
+                limit: config.budget as usize,
+                ..Default::default()
+            }),
             config,
             pools: PoolMap::default(),
             freed: Notify::new(),

@@ -11,6 +11,7 @@ mod crash_points;
 mod create;
 mod doctor;
 mod fleet;
+mod instances;
 mod migrations;
 mod postgres_security;
 mod races;

@@ -9,6 +9,7 @@ mod m0002_catalog_generation;
 mod m0003_migration_runs;
 mod m0004_catalog_template;
 mod m0005_safety;
+mod m0006_instances;
 
 use sea_orm_migration::prelude::*;
 
@@ -17,6 +18,7 @@ use m0002_catalog_generation::AddGeneration;
 use m0003_migration_runs::CreateMigrationRuns;
 use m0004_catalog_template::AddTemplatePointer;
 use m0005_safety::AddSafety;
+use m0006_instances::CreateInstances;
 
 /// Every catalog migration, oldest first.
 pub(super) fn all() -> Vec<Box<dyn MigrationTrait>> {
@@ -26,6 +28,7 @@ pub(super) fn all() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(CreateMigrationRuns),
         Box::new(AddTemplatePointer),
         Box::new(AddSafety),
+        Box::new(CreateInstances),
     ]
 }
 

@@ -1,0 +1,133 @@
+//! This process as one instance of many over the catalog: it joins each
+//! server it uses with a heartbeat lease, and its pools hold only its share
+//! of the server's connection budget (the budget divided among the live
+//! instances; see `catalog::instances` for the rule that keeps the shares'
+//! sum within the budget while instances come and go).
+//!
+//! The heartbeat runs every fifth of the lease. When it cannot reach the
+//! catalog for so long that the lease might expire before its pools could
+//! shrink (the lease, less the acquire timeout and one beat), the instance
+//! fences itself: its share drops to nothing, so when the others take its
+//! share back it no longer holds it. A clean shutdown leaves at once.
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::catalog::{Beat, Catalog, InstanceIdentity};
+use crate::error::Result;
+use crate::pools::TenantPools;
+
+/// This process's membership of one server's instances.
+#[derive(Debug)]
+pub(crate) struct Membership {
+    identity: InstanceIdentity,
+    catalog: Catalog,
+    stop: CancellationToken,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Membership {
+    /// Joins `server` (one beat, so the pools start at the share granted)
+    /// and keeps the lease in a background task.
+    pub(crate) async fn join(catalog: Catalog, pools: TenantPools, server: Uuid, ttl: Duration) -> Result<Self> {
+        let identity = InstanceIdentity::current();
+        let beat = catalog
+            .instances()
+            .beat(&identity, server, pools.ceiling(), ttl)
+            .await?;
+        apply(&pools, beat);
+        tracing::info!(
+            instance = %identity.id,
+            share = beat.share,
+            instances = beat.instances,
+            "joined the server's instances"
+        );
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(heartbeat(
+            catalog.clone(),
+            pools,
+            identity.clone(),
+            server,
+            ttl,
+            stop.clone(),
+        ));
+        Ok(Self {
+            identity,
+            catalog,
+            stop,
+            task: std::sync::Mutex::new(Some(task)),
+        })
+    }
+
+    /// This instance's id.
+    pub(crate) fn id(&self) -> Uuid {
+        self.identity.id
+    }
+
+    /// Stops the heartbeat and removes this instance's rows: its share
+    /// returns to the others at once. Call after the pools are closed.
+    pub(crate) async fn leave(&self) {
+        self.stop.cancel();
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        if let Err(err) = self.catalog.instances().leave(&self.identity).await {
+            tracing::warn!(error = %err, "could not leave the instances; the lease will expire");
+        }
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The pools' share after a beat: down to the fair share at once (the
+/// recorded share follows as they shrink), up to what was granted.
+fn apply(pools: &TenantPools, beat: Beat) {
+    pools.set_share(beat.fair.min(beat.share));
+}
+
+async fn heartbeat(
+    catalog: Catalog,
+    pools: TenantPools,
+    identity: InstanceIdentity,
+    server: Uuid,
+    ttl: Duration,
+    stop: CancellationToken,
+) {
+    let every = ttl / 5;
+    let fence_after = ttl.saturating_sub(pools.config().acquire_timeout + every);
+    let mut last_ok = Instant::now();
+    let mut fenced = false;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        match catalog.instances().beat(&identity, server, pools.ceiling(), ttl).await {
+            Ok(beat) => {
+                if fenced {
+                    tracing::info!("the catalog answers again: taking a share again");
+                    fenced = false;
+                }
+                last_ok = Instant::now();
+                apply(&pools, beat);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "instance heartbeat failed");
+                if !fenced && last_ok.elapsed() >= fence_after {
+                    tracing::warn!(
+                        "no heartbeat for too long: giving up this instance's share until the catalog answers"
+                    );
+                    pools.set_share(0);
+                    fenced = true;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Many instances over one catalog share each server's budget: each holds
+//! its share (the budget divided among the live instances), the shares
+//! never add up to more than the budget while instances join and leave,
+//! a leaving instance's share returns at once and a dead one's when its
+//! lease expires; under load from three instances the server never sees
+//! more tenant connections than the budget.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait, Statement};
+use tenantdb::{Error, NewTenant, Tenancy, TenantRef};
+use tenantdb_test_support::{Backend, both_backends};
+
+use crate::support::{TestEnv, schema_v1};
+
+both_backends!(shares_split_the_budget_and_come_back_when_an_instance_leaves_or_dies);
+
+const BUDGET: u32 = 6;
+
+fn quick(config: &mut tenantdb::Config) {
+    config.pools.budget = BUDGET;
+    config.pools.max_per_tenant = 2;
+    config.pools.acquire_timeout = Duration::from_millis(800);
+    config.instance_lease = Duration::from_millis(2000);
+}
+
+/// The shares recorded in the catalog for the live instances.
+async fn recorded(tenancy: &Tenancy) -> Vec<i32> {
+    let server = tenancy.provisioner().server_id();
+    let rows = tenancy.catalog().instances().live(server).await.unwrap();
+    rows.iter().map(|row| row.share).collect()
+}
+
+/// Waits until the instances' shares are `want` (in joining order),
+/// checking at every look that neither the recorded shares nor what the
+/// pools can hold add up to more than the budget.
+async fn settle(instances: &[&Tenancy], want: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let shares: Vec<u32> = instances.iter().map(|t| t.pools().share()).collect();
+        let ceilings: u32 = instances.iter().map(|t| t.pools().ceiling()).sum();
+        let on_record: i32 = recorded(instances[0]).await.iter().sum();
+        assert!(ceilings <= BUDGET, "the pools could hold {ceilings} > {BUDGET}");
+        assert!(on_record <= BUDGET as i32, "the recorded shares add up to {on_record}");
+        if shares == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "shares {shares:?}, want {want:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn shares_split_the_budget_and_come_back_when_an_instance_leaves_or_dies(backend: Backend) {
+    let env = TestEnv::with(backend, schema_v1(), quick).await;
+    let a = &env.tenancy;
+    assert_eq!(a.pools().share(), BUDGET, "alone, an instance has the whole budget");
+    let b = env.second(schema_v1()).await;
+    settle(&[a, &b], &[3, 3]).await;
+    let c = env.second(schema_v1()).await;
+    settle(&[a, &b, &c], &[2, 2, 2]).await;
+    assert_eq!(recorded(a).await, vec![2, 2, 2]);
+
+    // A clean shutdown gives the share back at once.
+    b.close().await;
+    settle(&[a, &c], &[3, 3]).await;
+
+    // A process that dies keeps its share until its lease expires (this
+    // one is alive but stopped beating: its rows stay, its pools are gone).
+    c.pools().close_all().await;
+    let died = Instant::now();
+    drop(c);
+    settle(&[a], &[BUDGET]).await;
+    assert!(
+        died.elapsed() >= Duration::from_millis(1000),
+        "the share came back before the lease could expire: {:?}",
+        died.elapsed()
+    );
+}
+
+/// Three instances over one catalog and server, under random load over
+/// many tenants, one of them leaving half-way and a fourth joining: the
+/// server never shows more tenant connections than the budget, and every
+/// request is served or told `busy`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_under_load_never_exceed_the_servers_budget() {
+    const TENANTS: usize = 24;
+    let env = TestEnv::with(Backend::Postgres, schema_v1(), quick).await;
+    let mut ids = Vec::new();
+    for i in 0..TENANTS {
+        let slug = format!("t{i}");
+        let row = env
+            .tenancy
+            .provisioner()
+            .create_tenant(NewTenant {
+                slug,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        ids.push(row.tenant_id);
+    }
+    let ids = Arc::new(ids);
+    let b = env.second(schema_v1()).await;
+    let c = env.second(schema_v1()).await;
+
+    let sampling = Arc::new(AtomicBool::new(true));
+    let peak = Arc::new(AtomicU32::new(0));
+    let sampler = {
+        let (peak, sampling, admin, prefix) = (
+            peak.clone(),
+            sampling.clone(),
+            env.admin().clone(),
+            env.db_prefix().to_owned(),
+        );
+        tokio::spawn(async move {
+            while sampling.load(Ordering::Relaxed) {
+                let seen: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tenantdb-tenant' \
+                     AND starts_with(datname, $1)",
+                )
+                .bind(&prefix)
+                .fetch_one(&admin)
+                .await
+                .unwrap();
+                peak.fetch_max(u32::try_from(seen).unwrap(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        })
+    };
+    let (served, busy) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let load = |tenancy: Tenancy, worker: u64, requests: usize| {
+        let (ids, served, busy) = (ids.clone(), served.clone(), busy.clone());
+        tokio::spawn(async move {
+            let mut seed = worker * 7919 + 1;
+            for _ in 0..requests {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let tenant = ids[(seed >> 33) as usize % ids.len()];
+                let result = async {
+                    let conn = tenancy.connections().connection(&TenantRef::Id(tenant.into())).await?;
+                    let sql = Statement::from_string(conn.get_database_backend(), "SELECT pg_sleep(0.002)");
+                    conn.execute_raw(sql).await.map_err(Error::from)
+                }
+                .await;
+                match result {
+                    Ok(_) => served.fetch_add(1, Ordering::Relaxed),
+                    Err(err) if err.is_busy() => busy.fetch_add(1, Ordering::Relaxed),
+                    Err(err) => panic!("a request failed with something other than busy: {err}"),
+                };
+            }
+        })
+    };
+    let mut workers = Vec::new();
+    for (n, tenancy) in [&env.tenancy, &c].into_iter().enumerate() {
+        for w in 0..6 {
+            workers.push(load(tenancy.clone(), (n * 10 + w) as u64, 100));
+        }
+    }
+    let leaving: Vec<_> = (0..6).map(|w| load(b.clone(), 20 + w, 30)).collect();
+    // Half-way, one instance leaves and another joins.
+    for worker in leaving {
+        worker.await.unwrap();
+    }
+    b.close().await;
+    let d = env.second(schema_v1()).await;
+    for w in 0..6 {
+        workers.push(load(d.clone(), 40 + w, 60));
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    sampling.store(false, Ordering::Relaxed);
+    sampler.await.unwrap();
+    let (served, busy) = (served.load(Ordering::Relaxed), busy.load(Ordering::Relaxed));
+    let peak = peak.load(Ordering::Relaxed);
+    assert!(
+        peak <= BUDGET,
+        "the server saw {peak} tenant connections, budget {BUDGET}"
+    );
+    assert!(served > busy, "served {served}, busy {busy}");
+    c.close().await;
+    d.close().await;
+}
