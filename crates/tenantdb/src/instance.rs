@@ -4,6 +4,11 @@
 //! instances; see `catalog::instances` for the rule that keeps the shares'
 //! sum within the budget while instances come and go).
 //!
+//! A process joins when its first pool needs budget (a command that opens
+//! no tenant pool never joins, and never makes the others shrink); until
+//! then its share is nothing. While its share is below its fair share it
+//! beats four times as often, to take what the others give back soon.
+//!
 //! The heartbeat runs every fifth of the lease. When it cannot reach the
 //! catalog for so long that the lease might expire before its pools could
 //! shrink (the lease, less the acquire timeout and one beat), the instance
@@ -16,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::catalog::{Beat, Catalog, InstanceIdentity};
-use crate::error::Result;
 use crate::pools::TenantPools;
 
 /// This process's membership of one server's instances.
@@ -29,21 +33,12 @@ pub(crate) struct Membership {
 }
 
 impl Membership {
-    /// Joins `server` (one beat, so the pools start at the share granted)
-    /// and keeps the lease in a background task.
-    pub(crate) async fn join(catalog: Catalog, pools: TenantPools, server: Uuid, ttl: Duration) -> Result<Self> {
+    /// Makes `pools` take their share from this membership: it joins
+    /// `server`'s instances when the first pool needs budget, and keeps
+    /// the lease in a background task.
+    pub(crate) fn start(catalog: Catalog, pools: TenantPools, server: Uuid, ttl: Duration) -> Self {
         let identity = InstanceIdentity::current();
-        let beat = catalog
-            .instances()
-            .beat(&identity, server, pools.ceiling(), ttl)
-            .await?;
-        apply(&pools, beat);
-        tracing::info!(
-            instance = %identity.id,
-            share = beat.share,
-            instances = beat.instances,
-            "joined the server's instances"
-        );
+        pools.share_on_demand();
         let stop = CancellationToken::new();
         let task = tokio::spawn(heartbeat(
             catalog.clone(),
@@ -53,12 +48,12 @@ impl Membership {
             ttl,
             stop.clone(),
         ));
-        Ok(Self {
+        Self {
             identity,
             catalog,
             stop,
             task: std::sync::Mutex::new(Some(task)),
-        })
+        }
     }
 
     /// This instance's id.
@@ -100,23 +95,42 @@ async fn heartbeat(
     ttl: Duration,
     stop: CancellationToken,
 ) {
+    tokio::select! {
+        () = stop.cancelled() => return,
+        () = pools.wanted() => {}
+    }
     let every = ttl / 5;
     let fence_after = ttl.saturating_sub(pools.config().acquire_timeout + every);
     let mut last_ok = Instant::now();
     let mut fenced = false;
+    let mut joined = false;
+    let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep(wait) => {}
         }
+        wait = every;
         match catalog.instances().beat(&identity, server, pools.ceiling(), ttl).await {
             Ok(beat) => {
+                if !joined {
+                    joined = true;
+                    tracing::info!(
+                        instance = %identity.id,
+                        share = beat.share,
+                        instances = beat.instances,
+                        "joined the server's instances"
+                    );
+                }
                 if fenced {
                     tracing::info!("the catalog answers again: taking a share again");
                     fenced = false;
                 }
                 last_ok = Instant::now();
                 apply(&pools, beat);
+                if beat.share < beat.fair {
+                    wait = every / 4;
+                }
             }
             Err(err) => {
                 tracing::warn!(error = %err, "instance heartbeat failed");

@@ -165,8 +165,7 @@ impl Tenancy {
             .await?;
         check_budget(&engine, &config).await?;
         let pools = TenantPools::new(engine.clone(), config.pools.clone(), &config.server_name);
-        let membership =
-            instance::Membership::join(catalog.clone(), pools.clone(), server.id, config.instance_lease).await?;
+        let membership = instance::Membership::start(catalog.clone(), pools.clone(), server.id, config.instance_lease);
         let connections = TenantConnections::new(catalog.clone(), pools.clone(), config.catalog_poll_interval).await?;
         let settings = ProvisionerSettings {
             server_id: server.id,

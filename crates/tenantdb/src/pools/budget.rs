@@ -24,6 +24,7 @@ impl TenantPools {
         // Under pressure (once we had to evict or wait) a new pool takes a
         // single permit, so that more tenants fit in the budget at once.
         let mut pressed = false;
+        self.ask_for_share();
         loop {
             // A lowered share is paid back before anything new is reserved.
             self.collect_debt();

@@ -101,6 +101,9 @@ struct Inner {
     budget: Arc<Semaphore>,
     /// This process's share of the server's budget (see `share`).
     share: std::sync::Mutex<share::Share>,
+    /// Set when the first pool asked for a share (`share::ask_for_share`).
+    asked: AtomicBool,
+    wanted: Notify,
     pools: PoolMap,
     /// Woken when a pool closes and its permits return.
     freed: Notify,
@@ -135,6 +138,8 @@ impl TenantPools {
                 limit: config.budget as usize,
                 ..Default::default()
             }),
+            asked: AtomicBool::new(false),
+            wanted: Notify::new(),
             config,
             pools: PoolMap::default(),
             freed: Notify::new(),

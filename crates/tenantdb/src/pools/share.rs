@@ -32,6 +32,9 @@ pub(super) struct Share {
     pub(super) debt: usize,
     /// Whether a task is taking the debt back.
     pub(super) shrinking: bool,
+    /// Whether the share is given on demand (by an instance membership):
+    /// the first pool that finds none asks for one.
+    pub(super) on_demand: bool,
 }
 
 impl TenantPools {
@@ -46,6 +49,34 @@ impl TenantPools {
     pub fn ceiling(&self) -> u32 {
         let share = self.share_state();
         u32::try_from(share.limit + share.debt).unwrap_or(u32::MAX)
+    }
+
+    /// From now on the share starts at nothing and is given on demand:
+    /// the first pool that needs budget wakes [`TenantPools::wanted`]'s
+    /// waiter (this process's instance membership), which joins the
+    /// server's instances and sets the share.
+    pub(crate) fn share_on_demand(&self) {
+        self.share_state().on_demand = true;
+        self.set_share(0);
+    }
+
+    /// Resolves once a pool has needed budget (see `share_on_demand`).
+    pub(crate) async fn wanted(&self) {
+        loop {
+            let notified = self.inner.wanted.notified();
+            if self.inner.asked.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Called by a pool that needs budget: asks for a share if it is given
+    /// on demand and none was asked for yet.
+    pub(super) fn ask_for_share(&self) {
+        if self.share_state().on_demand && !self.inner.asked.swap(true, Ordering::AcqRel) {
+            self.inner.wanted.notify_waiters();
+        }
     }
 
     fn share_state(&self) -> std::sync::MutexGuard<'_, Share> {

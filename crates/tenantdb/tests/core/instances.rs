@@ -52,13 +52,46 @@ async fn settle(instances: &[&Tenancy], want: &[u32]) {
     }
 }
 
+/// Opens a pool of `acme` in `tenancy` (which joins the instances the
+/// first time); `busy` while the others have not given room yet is fine.
+async fn touch(tenancy: &Tenancy) {
+    match tenancy
+        .connections()
+        .connection(&TenantRef::parse("acme").unwrap())
+        .await
+    {
+        Ok(_) => {}
+        Err(err) if err.is_busy() => {}
+        Err(err) => panic!("{err}"),
+    }
+}
+
 async fn shares_split_the_budget_and_come_back_when_an_instance_leaves_or_dies(backend: Backend) {
     let env = TestEnv::with(backend, schema_v1(), quick).await;
     let a = &env.tenancy;
+    a.provisioner()
+        .create_tenant(NewTenant {
+            slug: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // A process that opens no tenant pool never joins: it takes nothing
+    // from the others (a `status`, a `tenants list`).
+    let idle = env.second(schema_v1()).await;
+    assert_eq!(idle.pools().share(), 0);
+    touch(a).await;
     assert_eq!(a.pools().share(), BUDGET, "alone, an instance has the whole budget");
+    assert_eq!(
+        recorded(a).await,
+        vec![BUDGET as i32],
+        "the idle process is not among the instances"
+    );
     let b = env.second(schema_v1()).await;
+    touch(&b).await;
     settle(&[a, &b], &[3, 3]).await;
     let c = env.second(schema_v1()).await;
+    touch(&c).await;
     settle(&[a, &b, &c], &[2, 2, 2]).await;
     assert_eq!(recorded(a).await, vec![2, 2, 2]);
 
@@ -77,6 +110,7 @@ async fn shares_split_the_budget_and_come_back_when_an_instance_leaves_or_dies(b
         "the share came back before the lease could expire: {:?}",
         died.elapsed()
     );
+    idle.close().await;
 }
 
 /// Three instances over one catalog and server, under random load over
@@ -104,6 +138,9 @@ async fn three_instances_under_load_never_exceed_the_servers_budget() {
     let ids = Arc::new(ids);
     let b = env.second(schema_v1()).await;
     let c = env.second(schema_v1()).await;
+    for tenancy in [&env.tenancy, &b, &c] {
+        touch_any(tenancy, ids[0]).await;
+    }
 
     let sampling = Arc::new(AtomicBool::new(true));
     let peak = Arc::new(AtomicU32::new(0));
@@ -164,6 +201,7 @@ async fn three_instances_under_load_never_exceed_the_servers_budget() {
     }
     b.close().await;
     let d = env.second(schema_v1()).await;
+    touch_any(&d, ids[0]).await;
     for w in 0..6 {
         workers.push(load(d.clone(), 40 + w, 60));
     }
@@ -173,6 +211,7 @@ async fn three_instances_under_load_never_exceed_the_servers_budget() {
     sampling.store(false, Ordering::Relaxed);
     sampler.await.unwrap();
     let (served, busy) = (served.load(Ordering::Relaxed), busy.load(Ordering::Relaxed));
+    eprintln!("served {served}, busy {busy}");
     let peak = peak.load(Ordering::Relaxed);
     assert!(
         peak <= BUDGET,
@@ -181,4 +220,21 @@ async fn three_instances_under_load_never_exceed_the_servers_budget() {
     assert!(served > busy, "served {served}, busy {busy}");
     c.close().await;
     d.close().await;
+    idle_close(&env).await;
+}
+
+/// Opens a pool of `tenant` in `tenancy` (joining the instances); `busy`
+/// while the others have not given room yet is fine.
+async fn touch_any(tenancy: &Tenancy, tenant: uuid::Uuid) {
+    match tenancy.connections().connection(&TenantRef::Id(tenant.into())).await {
+        Ok(_) => {}
+        Err(err) if err.is_busy() => {}
+        Err(err) => panic!("{err}"),
+    }
+}
+
+/// After every other instance left, the first one has the whole budget
+/// again.
+async fn idle_close(env: &TestEnv) {
+    settle(&[&env.tenancy], &[BUDGET]).await;
 }
