@@ -52,8 +52,9 @@ pub struct MigrateArgs {
 /// The flags of `status`.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// Print `{"tenants_by_status", "server", "pools", "versions"}`
-    /// (`versions` is `migrate status --json`).
+    /// Print `{"tenants_by_status", "server", "instances": [{"id", "host",
+    /// "pid", "share", "started_at", "lease_expires_at"}], "pools",
+    /// "versions"}` (`versions` is `migrate status --json`).
     #[arg(long)]
     json: bool,
 }
@@ -264,13 +265,29 @@ pub(crate) async fn overview(tenancy: &Tenancy, args: StatusArgs) -> anyhow::Res
     let pools = tenancy.pools();
     let stats = pools.stats();
     let versions = Versions::read(tenancy).await?;
+    let instances = tenancy
+        .catalog()
+        .instances()
+        .live(tenancy.provisioner().server_id())
+        .await?;
     if args.json {
+        let instances: Vec<Value> = instances
+            .iter()
+            .map(|i| {
+                json!({
+                    "id": i.id, "host": i.host, "pid": i.pid, "share": i.share,
+                    "started_at": tenantdb::rfc3339(i.started_at),
+                    "lease_expires_at": tenantdb::rfc3339(i.lease_expires_at),
+                })
+            })
+            .collect();
         return print_json(&json!({
             "tenants_by_status": by_status,
             "server": {
                 "name": tenancy.server_name(), "engine": engine.name(), "describe": engine.describe(),
                 "budget": pools.config().budget, "max_per_tenant": pools.config().max_per_tenant,
             },
+            "instances": instances,
             "pools": {"open": stats.pools, "connections": stats.connections, "idle_connections": stats.idle_connections},
             "versions": versions.to_json(),
         }));
@@ -285,6 +302,21 @@ pub(crate) async fn overview(tenancy: &Tenancy, args: StatusArgs) -> anyhow::Res
         pools.config().budget,
         pools.config().max_per_tenant
     );
+    if instances.is_empty() {
+        println!("instances sharing the budget: none has opened a tenant pool");
+    } else {
+        println!("instances sharing the budget:");
+        let rows = instances.iter().map(|i| {
+            vec![
+                i.id.to_string(),
+                i.host.clone(),
+                i.pid.to_string(),
+                i.share.to_string(),
+                tenantdb::rfc3339(i.started_at),
+            ]
+        });
+        print_rows(&["INSTANCE", "HOST", "PID", "SHARE", "STARTED"], rows);
+    }
     println!(
         "pools in this process: {} open, {} connections ({} idle)",
         stats.pools, stats.connections, stats.idle_connections

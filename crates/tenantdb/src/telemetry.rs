@@ -36,6 +36,11 @@ pub fn describe_metrics() {
         Unit::Count,
         "Connections of the server's budget that no pool has reserved (as of the last scrape)."
     );
+    describe_gauge!(
+        "tenantdb_pool_share",
+        Unit::Count,
+        "Connections of the server's budget this instance may hold: its share among the instances over the catalog (as of the last scrape)."
+    );
     describe_histogram!(
         "tenantdb_pool_budget_wait_seconds",
         Unit::Seconds,

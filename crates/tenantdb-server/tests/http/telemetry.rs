@@ -124,14 +124,13 @@ async fn a_scrape_describes_every_metric_once_with_histograms_and_request_counts
     for gone in ["tenantdb_pools_open_now", "tenantdb_pool_connections_now"] {
         assert!(!text.contains(gone), "{gone} duplicates a labelled gauge:\n{text}");
     }
-    let budget: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("tenantdb_pool_budget_free"))
-        .collect();
-    assert!(
-        !budget.is_empty() && budget.iter().all(|l| l.contains("server=\"")),
-        "{budget:?}"
-    );
+    for gauge in ["tenantdb_pool_budget_free", "tenantdb_pool_share"] {
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(gauge)).collect();
+        assert!(
+            !lines.is_empty() && lines.iter().all(|l| l.contains("server=\"")),
+            "{gauge}: {lines:?}"
+        );
+    }
     for series in [
         r#"tenantdb_http_requests_total{method="GET",route="/v1/projects",status="2xx"}"#,
         r#"tenantdb_http_requests_total{method="POST",route="/v1/projects",status="2xx"}"#,

@@ -11,6 +11,7 @@ pub(super) struct PoolMetrics {
     pub(super) open_pools: metrics::Gauge,
     pub(super) open_connections: metrics::Gauge,
     pub(super) budget_free: metrics::Gauge,
+    pub(super) share: metrics::Gauge,
     pub(super) server: String,
 }
 
@@ -25,6 +26,7 @@ impl PoolMetrics {
             open_pools: metrics::gauge!("tenantdb_pools_open", &label),
             open_connections: metrics::gauge!("tenantdb_pool_connections", &label),
             budget_free: metrics::gauge!("tenantdb_pool_budget_free", &label),
+            share: metrics::gauge!("tenantdb_pool_share", &label),
             server: server.to_owned(),
         }
     }

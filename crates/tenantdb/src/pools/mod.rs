@@ -298,6 +298,7 @@ impl TenantPools {
     pub fn refresh_metrics(&self) {
         let free = self.inner.budget.available_permits();
         self.inner.metrics.budget_free.set(free as f64);
+        self.inner.metrics.share.set(f64::from(self.share()));
     }
 
     /// Closes every pool (waiting for borrowed connections) and stops the
