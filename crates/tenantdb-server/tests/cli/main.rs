@@ -733,3 +733,185 @@ impl Drop for Running {
         let _ = self.0.wait();
     }
 }
+
+/// A `serve` process of `cli`'s deployment on a free port, with `extra`
+/// settings; its address, and the process (killed when dropped). Its log
+/// is drained in the background so it never blocks on a full pipe.
+fn spawn_serve(cli: &Cli, extra: &[(&str, &str)]) -> (String, Running) {
+    use std::io::{BufRead, BufReader, Read};
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tenantdb"));
+    command
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TENANTDB_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped());
+    for (key, value) in &cli.envs {
+        command.env(key, value);
+    }
+    for (key, value) in extra {
+        command.env(key, value);
+    }
+    let mut child = Running(command.spawn().unwrap());
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
+    let mut log = String::new();
+    let address = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "the service stopped:\n{log}");
+        log.push_str(&line);
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split([' ', '"', '\\']).next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = stderr.read_to_string(&mut rest);
+    });
+    (format!("http://{address}"), child)
+}
+
+/// `tenantdb_pool_share` as a service's `/metrics` shows it.
+async fn share_of(client: &reqwest::Client, base: &str) -> u32 {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with("tenantdb_pool_share{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u32)
+}
+
+/// Two `serve` processes over one catalog and one PostgreSQL server share
+/// its budget under load (the server never sees more tenant connections
+/// than the budget; every request answers 200 or 503 busy), and when one
+/// is killed (`SIGKILL`: no clean shutdown) the other takes the whole
+/// budget back within a few beats, not a lease period (the dead process
+/// ran on this host, so it is known to be gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_services_share_the_budget_and_a_killed_ones_share_returns() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::time::{Duration, Instant};
+
+    const BUDGET: u32 = 4;
+    const ADMIN: &str = "two-services-admin-token-0123456789";
+    let cli = Cli::postgres().await;
+    let settings = [
+        ("TENANTDB_POOL_BUDGET", "4"),
+        ("TENANTDB_POOL_MAX_PER_TENANT", "2"),
+        ("TENANTDB_ADMIN_TOKEN", ADMIN),
+        ("TENANTDB_INSTANCE_LEASE_SECS", "30"),
+    ];
+    let (a, _a) = spawn_serve(&cli, &settings);
+    let (b, mut b_process) = spawn_serve(&cli, &settings);
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let post = |base: &str, path: &str, body: serde_json::Value| {
+        client.post(format!("{base}{path}")).bearer_auth(ADMIN).json(&body).send()
+    };
+    let user: serde_json::Value = post(&a, "/v1/users", serde_json::json!({"email": "ops@example.com", "name": "Ops"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user_id = user["id"].as_str().unwrap().to_owned();
+    let token: serde_json::Value = post(&a, &format!("/v1/users/{user_id}/tokens"), serde_json::json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    let slugs: Vec<String> = (0..6).map(|i| format!("t{i}")).collect();
+    for slug in &slugs {
+        let created = post(&a, "/v1/tenants", serde_json::json!({"slug": slug, "name": slug, "owner_user_id": user_id}))
+            .await
+            .unwrap();
+        assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+    }
+
+    let admin = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
+    let (sampling, peak) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicU32::new(0)));
+    let sampler = {
+        let (sampling, peak, prefix) = (sampling.clone(), peak.clone(), cli.prefix());
+        tokio::spawn(async move {
+            while sampling.load(Ordering::Relaxed) {
+                let seen: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tenantdb-tenant' \
+                     AND starts_with(datname, $1)",
+                )
+                .bind(&prefix)
+                .fetch_one(&admin)
+                .await
+                .unwrap();
+                peak.fetch_max(u32::try_from(seen).unwrap(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        })
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for (n, base) in [a.clone(), b.clone(), a.clone(), b.clone()].into_iter().enumerate() {
+        let (client, token, slugs, stop) = (client.clone(), token.clone(), slugs.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let mut i = n;
+            let mut answers = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let sent = client
+                    .get(format!("{base}/v1/projects"))
+                    .bearer_auth(&token)
+                    .header("X-Tenant", &slugs[i % slugs.len()])
+                    .send()
+                    .await;
+                // The killed service's clients see their connection refused.
+                let Ok(response) = sent else { break };
+                let status = response.status();
+                let body: serde_json::Value = response.json().await.unwrap_or_default();
+                answers.push((status, body["error"]["code"].as_str().unwrap_or("").to_owned()));
+            }
+            answers
+        }));
+    }
+    let settled = Instant::now();
+    while (share_of(&client, &a).await, share_of(&client, &b).await) != (BUDGET / 2, BUDGET / 2) {
+        assert!(settled.elapsed() < Duration::from_secs(15), "the two never settled on halves");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed = Instant::now();
+    b_process.0.kill().unwrap();
+    let _ = b_process.0.wait();
+    while share_of(&client, &a).await != BUDGET {
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "the killed service's share did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut answers = Vec::new();
+    for worker in workers {
+        answers.extend(worker.await.unwrap());
+    }
+    sampling.store(false, Ordering::Relaxed);
+    sampler.await.unwrap();
+    let peak = peak.load(Ordering::Relaxed);
+    assert!(peak <= BUDGET, "the server saw {peak} tenant connections, budget {BUDGET}");
+    let served = answers.iter().filter(|(s, _)| *s == reqwest::StatusCode::OK).count();
+    for (status, code) in &answers {
+        assert!(
+            *status == reqwest::StatusCode::OK || (status.as_u16() == 503 && code == "busy"),
+            "{status} {code}"
+        );
+    }
+    assert!(served > answers.len() / 2, "served {served} of {}", answers.len());
+}
