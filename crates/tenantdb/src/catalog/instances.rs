@@ -26,7 +26,9 @@ use crate::error::Result;
 pub struct InstanceIdentity {
     /// Made when the process started (UUIDv7).
     pub id: Uuid,
-    /// The machine's host name.
+    /// The machine's host name and process id namespace
+    /// (`web-1 pid:[4026531836]`): a process of the same `host` whose
+    /// `pid` no longer runs is known to be gone.
     pub host: String,
     /// The process id.
     pub pid: i32,
@@ -41,6 +43,12 @@ impl InstanceIdentity {
             .map(|h| h.trim().to_owned())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "unknown".to_owned());
+        // Processes are told apart by process id only within one process
+        // id namespace: containers that share a host name do not share it.
+        let host = match std::fs::read_link("/proc/self/ns/pid") {
+            Ok(namespace) => format!("{host} {}", namespace.display()),
+            Err(_) => host,
+        };
         Self {
             id: Uuid::now_v7(),
             host,

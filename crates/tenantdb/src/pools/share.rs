@@ -62,12 +62,10 @@ impl TenantPools {
 
     /// Resolves once a pool has needed budget (see `share_on_demand`).
     pub(crate) async fn wanted(&self) {
-        loop {
-            let notified = self.inner.wanted.notified();
-            if self.inner.asked.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
+        // `notify_one` keeps a permit when nobody waits yet: no wake-up is
+        // lost between the check and the wait.
+        while !self.inner.asked.load(Ordering::Acquire) {
+            self.inner.wanted.notified().await;
         }
     }
 
@@ -75,7 +73,7 @@ impl TenantPools {
     /// on demand and none was asked for yet.
     pub(super) fn ask_for_share(&self) {
         if self.share_state().on_demand && !self.inner.asked.swap(true, Ordering::AcqRel) {
-            self.inner.wanted.notify_waiters();
+            self.inner.wanted.notify_one();
         }
     }
 
