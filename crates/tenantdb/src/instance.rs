@@ -9,11 +9,14 @@
 //! then its share is nothing. While its share is below its fair share it
 //! beats four times as often, to take what the others give back soon.
 //!
-//! The heartbeat runs every fifth of the lease. When it cannot reach the
-//! catalog for so long that the lease might expire before its pools could
-//! shrink (the lease, less the acquire timeout and one beat), the instance
-//! fences itself: its share drops to nothing, so when the others take its
-//! share back it no longer holds it. A clean shutdown leaves at once.
+//! The heartbeat runs every fifth of the lease, each beat limited to that
+//! long. When it cannot reach the catalog for so long that the lease might
+//! expire before its pools could shrink (the lease, less the acquire
+//! timeout and two beats), the instance fences itself: its share drops
+//! to nothing, so when the others take its share back it no longer holds
+//! it. (A transaction that keeps a connection longer than that outlives
+//! the fence: the pool closes when it ends.) A clean shutdown leaves at
+//! once.
 
 use std::time::{Duration, Instant};
 
@@ -100,7 +103,11 @@ async fn heartbeat(
         () = pools.wanted() => {}
     }
     let every = ttl / 5;
-    let fence_after = ttl.saturating_sub(pools.config().acquire_timeout + every);
+    // The lease must not expire while this instance still holds its
+    // share: the fence starts early enough for idle pools to close and
+    // busy ones to be retired (after the acquire timeout), counting a
+    // beat's own time limit and the wait before the next try.
+    let fence_after = ttl.saturating_sub(pools.config().acquire_timeout + every * 2);
     let mut last_ok = Instant::now();
     let mut fenced = false;
     let mut joined = false;
@@ -111,7 +118,18 @@ async fn heartbeat(
             () = tokio::time::sleep(wait) => {}
         }
         wait = every;
-        match catalog.instances().beat(&identity, server, pools.ceiling(), ttl).await {
+        // The budget is recorded by the beat that joins (a process that
+        // never opens a pool never writes it).
+        let budget = (!joined).then(|| pools.config().budget);
+        let instances = catalog.instances();
+        let beat = instances.beat(&identity, server, budget, pools.ceiling(), ttl);
+        // A beat that hangs (a catalog that drops packets) counts as failed
+        // once a beat's time is up.
+        let outcome = match tokio::time::timeout(every, beat).await {
+            Ok(result) => result.map_err(|err| err.to_string()),
+            Err(_) => Err(format!("no answer within {} ms", every.as_millis())),
+        };
+        match outcome {
             Ok(beat) => {
                 if !joined {
                     joined = true;
@@ -141,6 +159,8 @@ async fn heartbeat(
                     pools.set_share(0);
                     fenced = true;
                 }
+                // Try again soon: the fence is checked at every try.
+                wait = every / 4;
             }
         }
     }

@@ -154,6 +154,8 @@ impl Tenancy {
             }
         };
         let reserved = protect_catalog(&catalog, &engine).await?;
+        // Before anything is recorded: a refused budget is never recorded.
+        check_budget(&engine, &config).await?;
         let server = catalog
             .servers()
             .ensure(NewServer {
@@ -163,7 +165,6 @@ impl Tenancy {
                 connection_budget: i32::try_from(config.pools.budget).unwrap_or(i32::MAX),
             })
             .await?;
-        check_budget(&engine, &config).await?;
         let pools = TenantPools::new(engine.clone(), config.pools.clone(), &config.server_name);
         let membership = instance::Membership::start(catalog.clone(), pools.clone(), server.id, config.instance_lease);
         let connections = TenantConnections::new(catalog.clone(), pools.clone(), config.catalog_poll_interval).await?;

@@ -26,9 +26,9 @@ use crate::error::Result;
 pub struct InstanceIdentity {
     /// Made when the process started (UUIDv7).
     pub id: Uuid,
-    /// The machine's host name and process id namespace
-    /// (`web-1 pid:[4026531836]`): a process of the same `host` whose
-    /// `pid` no longer runs is known to be gone.
+    /// The machine's host name, boot id and process id namespace
+    /// (`web-1 5f3c... pid:[4026531836]`): a process of the same `host`
+    /// whose `pid` no longer runs is known to be gone.
     pub host: String,
     /// The process id.
     pub pid: i32,
@@ -43,11 +43,14 @@ impl InstanceIdentity {
             .map(|h| h.trim().to_owned())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "unknown".to_owned());
-        // Processes are told apart by process id only within one process
-        // id namespace: containers that share a host name do not share it.
-        let host = match std::fs::read_link("/proc/self/ns/pid") {
-            Ok(namespace) => format!("{host} {}", namespace.display()),
-            Err(_) => host,
+        // Processes are told apart by process id only within one boot of
+        // one kernel and one process id namespace: machines (and
+        // containers) that share a host name do not share all three.
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok();
+        let namespace = std::fs::read_link("/proc/self/ns/pid").ok();
+        let host = match (boot, namespace) {
+            (Some(boot), Some(namespace)) => format!("{host} {} {}", boot.trim(), namespace.display()),
+            _ => format!("{host} (no process check)"),
         };
         Self {
             id: Uuid::now_v7(),
@@ -84,8 +87,20 @@ impl<'a> Instances<'a> {
     /// host that no longer runs), and records its share: up to its fair
     /// share of the server's budget (`connection_budget`) as far as the
     /// others leave room, or down to `holding` (what its pools can still
-    /// hold) when it must give back.
-    pub async fn beat(&self, me: &InstanceIdentity, server: Uuid, holding: u32, ttl: Duration) -> Result<Beat> {
+    /// hold) when it must give back. `budget`, when given (the beat that
+    /// joins), is recorded as the server's budget first.
+    ///
+    /// Times are the catalog server's clock on PostgreSQL (instances on
+    /// machines whose clocks disagree still agree on whose lease is over);
+    /// a SQLite catalog is on one machine, whose clock is used.
+    pub async fn beat(
+        &self,
+        me: &InstanceIdentity,
+        server: Uuid,
+        budget: Option<u32>,
+        holding: u32,
+        ttl: Duration,
+    ) -> Result<Beat> {
         let tx = self.db.begin().await?;
         // The server row's lock: beats of one server go one at a time.
         database_servers::Entity::update_many()
@@ -96,11 +111,21 @@ impl<'a> Instances<'a> {
             .filter(database_servers::Column::Id.eq(server))
             .exec(&tx)
             .await?;
+        if let Some(budget) = budget {
+            database_servers::Entity::update_many()
+                .col_expr(
+                    database_servers::Column::ConnectionBudget,
+                    Expr::value(i32::try_from(budget).unwrap_or(i32::MAX)),
+                )
+                .filter(database_servers::Column::Id.eq(server))
+                .exec(&tx)
+                .await?;
+        }
         let budget = database_servers::Entity::find_by_id(server)
             .one(&tx)
             .await?
             .map_or(0, |row| u32::try_from(row.connection_budget).unwrap_or(0));
-        let now = Utc::now();
+        let now = catalog_now(&tx).await?;
         let rows = instances::Entity::find()
             .filter(instances::Column::ServerId.eq(server))
             .order_by_asc(instances::Column::StartedAt)
@@ -122,7 +147,12 @@ impl<'a> Instances<'a> {
             }
         }
         let lease = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(10));
-        let recorded = mine.as_ref().map_or(0, |row| u32::try_from(row.share).unwrap_or(0));
+        // With no row (joining, or taken for dead after a stall while it
+        // still holds connections), what its pools hold is what it has:
+        // recorded as it is, so the others cannot grow into it.
+        let recorded = mine
+            .as_ref()
+            .map_or(holding, |row| u32::try_from(row.share).unwrap_or(0));
         let started_at = mine.as_ref().map_or(now, |row| row.started_at);
         // Fair shares in joining order; the remainder goes to the oldest.
         let position = live
@@ -132,8 +162,11 @@ impl<'a> Instances<'a> {
         let count = live.len() + 1;
         let fair = fair_share(budget, count, position);
         let others: u32 = live.iter().map(|row| u32::try_from(row.share).unwrap_or(0)).sum();
+        // Never recorded below what the pools can still hold (the budget
+        // may have been lowered, or the row was lost): that is reality.
+        let held = recorded.min(holding);
         let share = if fair >= recorded {
-            fair.min(budget.saturating_sub(others))
+            fair.min(budget.saturating_sub(others)).max(held)
         } else {
             fair.max(holding).min(recorded)
         };
@@ -179,6 +212,24 @@ impl<'a> Instances<'a> {
     }
 }
 
+/// The catalog server's time on PostgreSQL, this machine's on SQLite.
+async fn catalog_now(tx: &sea_orm::DatabaseTransaction) -> Result<chrono::DateTime<Utc>> {
+    use sea_orm::ConnectionTrait;
+    if tx.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Ok(Utc::now());
+    }
+    let row = tx
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT now()",
+        ))
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get_by_index::<chrono::DateTime<Utc>>(0)?,
+        None => Utc::now(),
+    })
+}
+
 /// The fair share of the instance at `position` (joining order) among
 /// `count`: the budget divided evenly, the remainder to the oldest.
 pub(crate) fn fair_share(budget: u32, count: usize, position: usize) -> u32 {
@@ -191,10 +242,27 @@ pub(crate) fn fair_share(budget: u32, count: usize, position: usize) -> u32 {
 /// that cannot be told, it is taken to run and waits for its lease).
 fn process_runs(pid: i32) -> bool {
     let proc = std::path::Path::new("/proc");
-    if !proc.join("self").exists() {
+    if !proc.join("self").exists() || proc_hides_processes() {
         return true;
     }
     proc.join(pid.to_string()).exists()
+}
+
+/// Whether `/proc` is mounted with `hidepid` (other users' processes are
+/// invisible there, so a missing entry proves nothing).
+fn proc_hides_processes() -> bool {
+    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
+        return true;
+    };
+    mounts.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1) == Some(&"/proc")
+            && fields.get(3).is_some_and(|options| {
+                options
+                    .split(',')
+                    .any(|o| o.starts_with("hidepid=") && !matches!(o, "hidepid=0" | "hidepid=off"))
+            })
+    })
 }
 
 #[cfg(test)]

@@ -372,7 +372,8 @@ pub struct NewServer<'a> {
     /// Connection settings as JSON, without secrets.
     pub settings: serde_json::Value,
     /// Connections all tenant pools on the server may hold, shared by the
-    /// instances that use it (the last process to start records it).
+    /// instances that use it (recorded when the server is first recorded;
+    /// then by each instance as it joins, see `Instances::beat`).
     pub connection_budget: i32,
 }
 
@@ -399,7 +400,6 @@ impl Servers<'_> {
                     .update_columns([
                         database_servers::Column::Engine,
                         database_servers::Column::Settings,
-                        database_servers::Column::ConnectionBudget,
                         database_servers::Column::UpdatedAt,
                     ])
                     .to_owned(),

@@ -78,8 +78,23 @@ async fn shares_split_the_budget_and_come_back_when_an_instance_leaves_or_dies(b
         .unwrap();
     // A process that opens no tenant pool never joins: it takes nothing
     // from the others (a `status`, a `tenants list`).
-    let idle = env.second(schema_v1()).await;
+    // Nor does it record its budget as the server's: only a joining
+    // instance does.
+    let mut other_budget = env.config.clone();
+    other_budget.pools.budget = BUDGET + 10;
+    let idle = Tenancy::connect(other_budget, schema_v1()).await.unwrap();
     assert_eq!(idle.pools().share(), 0);
+    let server = idle
+        .catalog()
+        .servers()
+        .find(idle.provisioner().server_id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        server.connection_budget, BUDGET as i32,
+        "the idle process wrote its budget"
+    );
     touch(a).await;
     assert_eq!(a.pools().share(), BUDGET, "alone, an instance has the whole budget");
     assert_eq!(
