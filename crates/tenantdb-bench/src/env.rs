@@ -100,6 +100,8 @@ impl BenchEnv {
             config.pools.budget = budget;
             config.pools.max_per_tenant = per_tenant;
             config.pools.acquire_timeout = Duration::from_secs(10);
+            // The instance lease must outlast a whole acquire timeout.
+            config.instance_lease = Duration::from_secs(30);
         })
         .await
     }

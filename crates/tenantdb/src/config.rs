@@ -226,9 +226,12 @@ impl Config {
             return Err(Error::Config("lease TTL must be at least 300 ms".into()));
         }
         if self.instance_lease < self.pools.acquire_timeout + Duration::from_secs(1) {
-            return Err(Error::Config(
-                "the instance lease must be at least the acquire timeout plus a second".into(),
-            ));
+            return Err(Error::Config(format!(
+                "the instance lease ({} ms, TENANTDB_INSTANCE_LEASE_SECS) must be at least the acquire timeout \
+                 ({} ms, TENANTDB_ACQUIRE_TIMEOUT_MS) plus a second",
+                self.instance_lease.as_millis(),
+                self.pools.acquire_timeout.as_millis()
+            )));
         }
         if self.pools.budget < 1 || self.pools.max_per_tenant < 1 {
             return Err(Error::Config("pool budget and pool size must be at least 1".into()));

@@ -253,3 +253,54 @@ async fn touch_any(tenancy: &Tenancy, tenant: uuid::Uuid) {
 async fn idle_close(env: &TestEnv) {
     settle(&[&env.tenancy], &[BUDGET]).await;
 }
+
+/// An instance that cannot reach its catalog fences itself before its
+/// lease could expire: its share drops to nothing (so the others may take
+/// it back without the sum going over the budget), and it takes a share
+/// again once the catalog answers. The catalog lives on a throwaway
+/// cluster that is stopped for a while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_cannot_reach_its_catalog_gives_up_its_share_in_time() {
+    let cluster = tenantdb_test_support::PgCluster::start();
+    let catalog = cluster.create_database("tenantdb_catalog").await;
+    // The tenants stay on the shared server: only the catalog goes away.
+    let env = TestEnv::with(Backend::Postgres, schema_v1(), |config| {
+        quick(config);
+        config.catalog_url = secrecy::SecretString::from(catalog);
+    })
+    .await;
+    let tenancy = &env.tenancy;
+    let lease = env.config.instance_lease;
+    tenancy
+        .provisioner()
+        .create_tenant(NewTenant {
+            slug: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    touch(tenancy).await;
+    assert_eq!(tenancy.pools().share(), BUDGET);
+
+    cluster.pg_ctl_stop();
+    let stopped = Instant::now();
+    while tenancy.pools().ceiling() > 0 {
+        assert!(
+            stopped.elapsed() < lease,
+            "still holding {} connections of its share when its lease could expire",
+            tenancy.pools().ceiling()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(tenancy.pools().share(), 0);
+
+    cluster.pg_ctl_start();
+    let started = Instant::now();
+    while tenancy.pools().share() != BUDGET {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no share again after the catalog came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
