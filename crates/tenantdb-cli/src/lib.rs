@@ -80,6 +80,7 @@ mod output;
 mod per_tenant;
 mod progress;
 mod seed;
+mod servers;
 mod settings;
 mod tenants;
 mod users;
@@ -116,6 +117,9 @@ pub enum Command {
     /// Create, list, inspect, rename, repair and delete tenants.
     #[command(subcommand)]
     Tenants(tenants::TenantsCommand),
+    /// The tenant servers: budget, tenants, the instances sharing the budget.
+    #[command(subcommand)]
+    Servers(servers::ServersCommand),
     /// One screen: tenants by status and version, servers, pools, last runs.
     Status(fleet::StatusArgs),
     /// Bring every tenant that is behind up to the latest tenant migration
@@ -254,6 +258,7 @@ impl Operator {
             Command::Tokens(command) => users::tokens(tenancy, command).await.map(done),
             Command::Members(command) => users::members(tenancy, command).await.map(done),
             Command::Tenants(command) => tenants::tenants(tenancy, command, self.seed.clone()).await.map(done),
+            Command::Servers(command) => servers::servers(tenancy, command).await.map(done),
             Command::Status(args) => fleet::overview(tenancy, args).await.map(done),
             Command::Migrate(args) => fleet::migrate(tenancy, args).await,
             Command::Reconcile(args) => doctor::reconcile(tenancy, args).await,

@@ -72,6 +72,7 @@ mod pools;
 mod private_files;
 mod provisioner;
 mod secret;
+mod server;
 mod status;
 mod telemetry;
 mod templates;
@@ -108,6 +109,7 @@ pub use sea_orm;
 /// migrations with it (see [`TenantMigrations`]).
 pub use sea_orm_migration;
 pub use secret::TenantSecret;
+pub use server::{InstanceShare, Server};
 pub use status::RunStatus;
 pub use telemetry::describe_metrics;
 pub use templates::{TemplateName, Templates};
@@ -241,6 +243,31 @@ impl Tenancy {
     /// Name of the tenant server in the catalog.
     pub fn server_name(&self) -> &str {
         &self.server_name
+    }
+
+    /// The tenant servers in the catalog, by id, each with its budget,
+    /// tenant count and the instances sharing its budget.
+    pub async fn servers(&self) -> Result<Vec<Server>> {
+        let mut servers = Vec::new();
+        for row in self.catalog.servers().list().await? {
+            servers.push(self.server_view(&row).await?);
+        }
+        Ok(servers)
+    }
+
+    /// The tenant server named `name`, if the catalog has one.
+    pub async fn server(&self, name: &str) -> Result<Option<Server>> {
+        let rows = self.catalog.servers().list().await?;
+        match rows.iter().find(|row| row.name == name) {
+            Some(row) => Ok(Some(self.server_view(row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn server_view(&self, row: &catalog::database_servers::Model) -> Result<Server> {
+        let tenants = self.catalog.tenant_databases().count_on(row.id).await?;
+        let instances = self.catalog.instances().live(row.id).await?;
+        Ok(Server::new(row, tenants, &instances))
     }
 
     /// A tenant by id or slug, with its database.

@@ -1,5 +1,5 @@
 //! The operator API of docs/API.md (users, tokens, tenants and their databases,
-//! members, subscriptions, settings, fleet migrations) as routers with
+//! members, subscriptions, settings, fleet migrations, servers) as routers with
 //! their OpenAPI paths, to mount next to an application's own routes.
 //! Every route asks the [`OperatorAuth`] hook first ([`AdminToken`] by
 //! default).
@@ -14,6 +14,7 @@
 
 mod members;
 mod migrations;
+mod servers;
 mod settings;
 mod tenants;
 mod users;
@@ -75,7 +76,8 @@ impl OperatorApi {
             .merge(tenants::routes())
             .merge(members::routes())
             .merge(settings::routes())
-            .merge(migrations::routes());
+            .merge(migrations::routes())
+            .merge(servers::routes());
         documented(routes).with_state(self.clone())
     }
 

@@ -258,6 +258,17 @@ async fn operator_session(cli: Cli) {
     // Each command is its own short process: those that opened tenant
     // pools left the instances when they ended, and `status` opened none.
     assert_eq!(overview["instances"], serde_json::json!([]), "{overview}");
+    let servers = cli.json(&["servers", "list", "--json"]);
+    assert_eq!(servers[0]["name"], "default", "{servers}");
+    assert_eq!(servers[0]["tenants"], 1, "{servers}");
+    let server = cli.json(&["servers", "show", "default", "--json"]);
+    assert_eq!(server["budget"], servers[0]["budget"]);
+    let table = cli.ok(&["servers", "list"]);
+    assert!(table.contains("default") && table.contains("ACCEPTING"), "{table}");
+    assert!(
+        cli.fails(&["servers", "show", "nope"])
+            .contains("no server named 'nope'")
+    );
     assert_eq!(cli.json(&["reconcile", "--json"]), serde_json::json!([]));
     let user = cli.json(&["users", "create", "ada@example.com", "--name", "Ada", "--json"]);
     assert_eq!(user["email"], "ada@example.com");

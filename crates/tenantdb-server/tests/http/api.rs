@@ -355,6 +355,30 @@ async fn operator_endpoints_round_trip(backend: Backend) {
         (status, page["items"][0]["slug"].as_str()),
         (StatusCode::OK, Some("acme"))
     );
+    // The tenant server, its budget, its tenants and the instances
+    // sharing the budget.
+    let (status, servers) = service.admin(Method::GET, "/v1/servers", None).await;
+    assert_eq!(status, StatusCode::OK, "{servers}");
+    let server = &servers["items"][0];
+    assert_eq!(
+        (server["name"].as_str(), server["status"].as_str()),
+        (Some("default"), Some("ACCEPTING"))
+    );
+    assert!(server["tenants"].as_u64().unwrap() >= 1, "{server}");
+    let shares: u64 = server["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["share"].as_u64().unwrap())
+        .sum();
+    assert!(shares <= server["budget"].as_u64().unwrap(), "{server}");
+    let (status, one) = service.admin(Method::GET, "/v1/servers/default", None).await;
+    assert_eq!((status, &one["name"]), (StatusCode::OK, &server["name"]));
+    let (status, missing) = service.admin(Method::GET, "/v1/servers/nope", None).await;
+    assert_eq!(
+        (status, missing["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
     let (status, _) = service
         .admin(Method::DELETE, &format!("/v1/tenants/acme/members/{bob}"), None)
         .await;

@@ -417,6 +417,14 @@ impl Servers<'_> {
     pub async fn find(&self, id: Uuid) -> Result<Option<database_servers::Model>> {
         Ok(database_servers::Entity::find_by_id(id).one(self.db).await?)
     }
+
+    /// Every server, by id.
+    pub async fn list(&self) -> Result<Vec<database_servers::Model>> {
+        Ok(database_servers::Entity::find()
+            .order_by_asc(database_servers::Column::Id)
+            .all(self.db)
+            .await?)
+    }
 }
 
 impl Settings<'_> {

@@ -93,6 +93,15 @@ impl<'a> TenantDatabases<'a> {
         Ok(query.all(self.db).await?)
     }
 
+    /// How many tenant databases live on `server`.
+    pub async fn count_on(&self, server: Uuid) -> Result<u64> {
+        use sea_orm::PaginatorTrait;
+        Ok(td::Entity::find()
+            .filter(td::Column::ServerId.eq(server))
+            .count(self.db)
+            .await?)
+    }
+
     /// Whether any tenant's recorded schema version is one of `versions`.
     pub async fn any_at_version(&self, versions: &[String]) -> Result<bool> {
         let row = td::Entity::find()

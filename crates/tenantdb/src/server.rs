@@ -1,0 +1,74 @@
+//! A tenant server as callers see it: where tenant databases live, its
+//! connection budget, how many tenants it holds and the instances sharing
+//! its budget (what `GET /v1/servers` and `tenantdb servers` show).
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::catalog::{database_servers, instance};
+use crate::tenant::rfc3339;
+
+/// A tenant server.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct Server {
+    /// Its id in the catalog.
+    pub id: Uuid,
+    /// Its name in the catalog (`default` for the server of the settings).
+    pub name: String,
+    /// `postgres` or `sqlite`.
+    pub engine: String,
+    /// `ACCEPTING` (new tenants may be placed on it) or `DRAINING`.
+    pub status: String,
+    /// Connections all instances together may hold on it.
+    pub budget: u32,
+    /// Tenant databases on it.
+    pub tenants: u64,
+    /// The instances sharing its budget now (those whose lease is live).
+    pub instances: Vec<InstanceShare>,
+}
+
+/// One instance's share of a server's budget.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct InstanceShare {
+    /// The instance (a process that opened tenant pools).
+    pub id: Uuid,
+    /// Its host: name, boot id and process id namespace.
+    pub host: String,
+    /// Its process id there.
+    pub pid: i32,
+    /// Connections it may hold.
+    pub share: u32,
+    /// When it joined (RFC 3339).
+    #[cfg_attr(feature = "utoipa", schema(format = DateTime))]
+    pub started_at: String,
+}
+
+impl Server {
+    pub(crate) fn new(row: &database_servers::Model, tenants: u64, instances: &[instance::Model]) -> Self {
+        Self {
+            id: row.id,
+            name: row.name.clone(),
+            engine: row.engine.clone(),
+            status: if row.accepts_new_tenants {
+                "ACCEPTING"
+            } else {
+                "DRAINING"
+            }
+            .to_owned(),
+            budget: u32::try_from(row.connection_budget).unwrap_or(0),
+            tenants,
+            instances: instances
+                .iter()
+                .map(|i| InstanceShare {
+                    id: i.id,
+                    host: i.host.clone(),
+                    pid: i.pid,
+                    share: u32::try_from(i.share).unwrap_or(0),
+                    started_at: rfc3339(i.started_at),
+                })
+                .collect(),
+        }
+    }
+}
