@@ -138,6 +138,7 @@ impl From<Error> for ApiError {
             Error::TenantDatabaseNotFound(_) => Self::not_found("tenant database"),
             Error::AlreadyExists(message) => Self::conflict(message),
             Error::IllegalState { .. }
+            | Error::ServerDraining(_)
             | Error::Locked { .. }
             | Error::NotOurs { .. }
             | Error::MigrationSetMismatch { .. } => Self::conflict(err.to_string()),

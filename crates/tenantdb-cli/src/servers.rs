@@ -1,5 +1,5 @@
-//! `servers list` and `servers show`: the tenant servers, their budgets,
-//! tenants and the instances sharing each budget.
+//! `servers list|show|drain|accept`: the tenant servers, their budgets,
+//! tenants and the instances sharing each budget; draining one.
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -15,6 +15,23 @@ pub enum ServersCommand {
         /// Print `[server]`: `{"id", "name", "engine", "status", "budget",
         /// "tenants", "instances": [{"id", "host", "pid", "share",
         /// "started_at"}]}` (the shape of `GET /v1/servers`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take no new tenants on the server (creates are refused; its tenants
+    /// keep being served and migrated).
+    Drain {
+        /// The server's name.
+        name: String,
+        /// Print the server object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take new tenants on the server again.
+    Accept {
+        /// The server's name.
+        name: String,
+        /// Print the server object.
         #[arg(long)]
         json: bool,
     },
@@ -49,6 +66,8 @@ pub(crate) async fn servers(tenancy: &Tenancy, command: ServersCommand) -> anyho
             print_rows(&["NAME", "ENGINE", "STATUS", "BUDGET", "TENANTS", "INSTANCES"], rows);
             Ok(())
         }
+        ServersCommand::Drain { name, json } => set_accepting(tenancy, &name, false, json).await,
+        ServersCommand::Accept { name, json } => set_accepting(tenancy, &name, true, json).await,
         ServersCommand::Show { name, json } => {
             let server = tenancy
                 .server(&name)
@@ -61,6 +80,18 @@ pub(crate) async fn servers(tenancy: &Tenancy, command: ServersCommand) -> anyho
             Ok(())
         }
     }
+}
+
+async fn set_accepting(tenancy: &Tenancy, name: &str, accepting: bool, json: bool) -> anyhow::Result<()> {
+    let server = tenancy
+        .set_server_accepting(name, accepting)
+        .await?
+        .with_context(|| format!("no server named '{name}'"))?;
+    if json {
+        return print_json(&server);
+    }
+    print_server(&server);
+    Ok(())
 }
 
 fn print_server(server: &Server) {

@@ -60,6 +60,10 @@ pub enum Error {
         action: &'static str,
     },
 
+    /// The tenant server is DRAINING: it takes no new tenant databases.
+    #[error("server '{0}' is DRAINING: it takes no new tenants (`servers accept` lets it take them again)")]
+    ServerDraining(String),
+
     /// The tenant is suspended: refused at the door.
     #[error("tenant '{0}' is suspended")]
     TenantSuspended(String),

@@ -264,6 +264,20 @@ impl Tenancy {
         }
     }
 
+    /// Lets the server named `name` take new tenants (`true`: ACCEPTING)
+    /// or not (`false`: DRAINING; creates are refused with
+    /// `Error::ServerDraining`, its tenants keep being served and
+    /// migrated). `None` if there is no such server.
+    pub async fn set_server_accepting(&self, name: &str, accepting: bool) -> Result<Option<Server>> {
+        let rows = self.catalog.servers().list().await?;
+        let Some(row) = rows.iter().find(|row| row.name == name) else {
+            return Ok(None);
+        };
+        self.catalog.servers().set_accepting(row.id, accepting).await?;
+        tracing::info!(server = name, accepting, "server accepts new tenants: {accepting}");
+        self.server(name).await
+    }
+
     async fn server_view(&self, row: &catalog::database_servers::Model) -> Result<Server> {
         let tenants = self.catalog.tenant_databases().count_on(row.id).await?;
         let instances = self.catalog.instances().live(row.id).await?;

@@ -269,6 +269,13 @@ async fn operator_session(cli: Cli) {
         cli.fails(&["servers", "show", "nope"])
             .contains("no server named 'nope'")
     );
+    let drained = cli.json(&["servers", "drain", "default", "--json"]);
+    assert_eq!(drained["status"], "DRAINING");
+    assert!(cli.fails(&["tenants", "create", "late"]).contains("DRAINING"));
+    assert_eq!(
+        cli.json(&["servers", "accept", "default", "--json"])["status"],
+        "ACCEPTING"
+    );
     assert_eq!(cli.json(&["reconcile", "--json"]), serde_json::json!([]));
     let user = cli.json(&["users", "create", "ada@example.com", "--name", "Ada", "--json"]);
     assert_eq!(user["email"], "ada@example.com");

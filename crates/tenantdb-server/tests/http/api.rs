@@ -374,6 +374,41 @@ async fn operator_endpoints_round_trip(backend: Backend) {
     assert!(shares <= server["budget"].as_u64().unwrap(), "{server}");
     let (status, one) = service.admin(Method::GET, "/v1/servers/default", None).await;
     assert_eq!((status, &one["name"]), (StatusCode::OK, &server["name"]));
+    // A DRAINING server takes no new tenant (409, nothing made) and its
+    // tenants keep being served; ACCEPTING again, it takes them.
+    let (status, drained) = service.admin(Method::POST, "/v1/servers/default/drain", None).await;
+    assert_eq!((status, drained["status"].as_str()), (StatusCode::OK, Some("DRAINING")));
+    let (status, refused) = service
+        .admin(
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"slug": "late", "name": "Late"})),
+        )
+        .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict")),
+        "{refused}"
+    );
+    let (status, _) = service.admin(Method::GET, "/v1/tenants/late", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was made");
+    let (status, _) = service.admin(Method::GET, "/v1/tenants/acme", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, accepted) = service.admin(Method::POST, "/v1/servers/default/accept", None).await;
+    assert_eq!(
+        (status, accepted["status"].as_str()),
+        (StatusCode::OK, Some("ACCEPTING"))
+    );
+    let (status, _) = service
+        .admin(
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"slug": "late", "name": "Late"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = service.admin(Method::POST, "/v1/servers/nope/drain", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, missing) = service.admin(Method::GET, "/v1/servers/nope", None).await;
     assert_eq!(
         (status, missing["error"]["code"].as_str()),

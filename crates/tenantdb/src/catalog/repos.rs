@@ -418,6 +418,24 @@ impl Servers<'_> {
         Ok(database_servers::Entity::find_by_id(id).one(self.db).await?)
     }
 
+    /// Lets the server take new tenant databases (`true`, ACCEPTING) or
+    /// not (`false`, DRAINING); false if there is no such server.
+    pub async fn set_accepting(&self, id: Uuid, accepting: bool) -> Result<bool> {
+        let updated = database_servers::Entity::update_many()
+            .col_expr(
+                database_servers::Column::AcceptsNewTenants,
+                sea_orm::sea_query::Expr::value(accepting),
+            )
+            .col_expr(
+                database_servers::Column::UpdatedAt,
+                sea_orm::sea_query::Expr::value(Utc::now()),
+            )
+            .filter(database_servers::Column::Id.eq(id))
+            .exec(self.db)
+            .await?;
+        Ok(updated.rows_affected == 1)
+    }
+
     /// Every server, by id.
     pub async fn list(&self) -> Result<Vec<database_servers::Model>> {
         Ok(database_servers::Entity::find()

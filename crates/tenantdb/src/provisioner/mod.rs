@@ -244,6 +244,16 @@ impl Provisioner {
         }
     }
 
+    /// Refuses new tenant databases while the server is DRAINING. (A
+    /// create that passed this check before the drain still finishes.)
+    async fn check_accepting(&self) -> Result<()> {
+        let server = self.inner.catalog.servers().find(self.inner.server_id).await?;
+        match server {
+            Some(server) if !server.accepts_new_tenants => Err(Error::ServerDraining(server.name)),
+            _ => Ok(()),
+        }
+    }
+
     /// Creates a tenant and its database; returns once the database is
     /// ACTIVE. On failure the tenant stays with a FAILED row and
     /// `Error::ProvisioningFailed`; `retry` finishes it.
@@ -256,6 +266,7 @@ impl Provisioner {
             MAX_TENANT_NAME_LEN,
         )?;
         self.check_migration_set().await?;
+        self.check_accepting().await?;
         if self
             .inner
             .catalog
@@ -304,6 +315,7 @@ impl Provisioner {
     ) -> Result<TenantDatabase> {
         let tenant = self.inner.catalog.tenants().get(tenant).await?;
         self.check_migration_set().await?;
+        self.check_accepting().await?;
         let id = TenantId::from(tenant.id);
         let slug = TenantSlug::parse(&tenant.slug)?;
         let database = self.choose_name(database_name, &slug, id).await?;
