@@ -12,7 +12,7 @@ use tenantdb::{Behind, FleetOptions, FleetReport, MigrationRun};
 use tenantdb::{DbStatus, Tenancy};
 
 use crate::args::parse_ref;
-use crate::output::{print_json, print_rows, problems_remain};
+use crate::output::{print_instances, print_json, print_rows, problems_remain};
 use crate::progress::Progress;
 
 /// The flags of `migrate`.
@@ -265,22 +265,13 @@ pub(crate) async fn overview(tenancy: &Tenancy, args: StatusArgs) -> anyhow::Res
     let pools = tenancy.pools();
     let stats = pools.stats();
     let versions = Versions::read(tenancy).await?;
+    // This server's view: its live instances and their shares.
     let instances = tenancy
-        .catalog()
-        .instances()
-        .live(tenancy.provisioner().server_id())
-        .await?;
+        .server(tenancy.server_name())
+        .await?
+        .map(|server| server.instances)
+        .unwrap_or_default();
     if args.json {
-        let instances: Vec<Value> = instances
-            .iter()
-            .map(|i| {
-                json!({
-                    "id": i.id, "host": i.host, "pid": i.pid, "share": i.share,
-                    "started_at": tenantdb::rfc3339(i.started_at),
-                    "lease_expires_at": tenantdb::rfc3339(i.lease_expires_at),
-                })
-            })
-            .collect();
         return print_json(&json!({
             "tenants_by_status": by_status,
             "server": {
@@ -306,16 +297,7 @@ pub(crate) async fn overview(tenancy: &Tenancy, args: StatusArgs) -> anyhow::Res
         println!("instances sharing the budget: none has opened a tenant pool");
     } else {
         println!("instances sharing the budget:");
-        let rows = instances.iter().map(|i| {
-            vec![
-                i.id.to_string(),
-                i.host.clone(),
-                i.pid.to_string(),
-                i.share.to_string(),
-                tenantdb::rfc3339(i.started_at),
-            ]
-        });
-        print_rows(&["INSTANCE", "HOST", "PID", "SHARE", "STARTED"], rows);
+        print_instances(&instances);
     }
     println!(
         "pools in this process: {} open, {} connections ({} idle)",

@@ -76,3 +76,17 @@ pub(crate) fn problems_remain(code: u8, message: std::fmt::Arguments<'_>) -> Exi
     eprintln!("error: {message}");
     ExitCode::from(code)
 }
+
+/// The instances sharing a server's budget, as a table.
+pub(crate) fn print_instances(instances: &[tenantdb::InstanceShare]) {
+    let rows = instances.iter().map(|i| {
+        vec![
+            i.id.to_string(),
+            i.host.clone(),
+            i.pid.to_string(),
+            i.share.to_string(),
+            i.started_at.clone(),
+        ]
+    });
+    print_rows(&["INSTANCE", "HOST", "PID", "SHARE", "STARTED"], rows);
+}

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use tenantdb::{Server, Tenancy};
 
-use crate::output::{print_json, print_rows};
+use crate::output::{print_instances, print_json, print_rows};
 
 /// The `servers` subcommands.
 #[derive(Debug, Subcommand)]
@@ -14,7 +14,8 @@ pub enum ServersCommand {
     List {
         /// Print `[server]`: `{"id", "name", "engine", "status", "budget",
         /// "tenants", "instances": [{"id", "host", "pid", "share",
-        /// "started_at"}]}` (the shape of `GET /v1/servers`).
+        /// "started_at", "lease_expires_at"}]}` (the shape of `GET
+        /// /v1/servers`).
         #[arg(long)]
         json: bool,
     },
@@ -68,25 +69,17 @@ pub(crate) async fn servers(tenancy: &Tenancy, command: ServersCommand) -> anyho
         }
         ServersCommand::Drain { name, json } => set_accepting(tenancy, &name, false, json).await,
         ServersCommand::Accept { name, json } => set_accepting(tenancy, &name, true, json).await,
-        ServersCommand::Show { name, json } => {
-            let server = tenancy
-                .server(&name)
-                .await?
-                .with_context(|| format!("no server named '{name}'"))?;
-            if json {
-                return print_json(&server);
-            }
-            print_server(&server);
-            Ok(())
-        }
+        ServersCommand::Show { name, json } => print_found(tenancy.server(&name).await?, &name, json),
     }
 }
 
 async fn set_accepting(tenancy: &Tenancy, name: &str, accepting: bool, json: bool) -> anyhow::Result<()> {
-    let server = tenancy
-        .set_server_accepting(name, accepting)
-        .await?
-        .with_context(|| format!("no server named '{name}'"))?;
+    print_found(tenancy.set_server_accepting(name, accepting).await?, name, json)
+}
+
+/// The server (as JSON, or for people), or an error naming `name`.
+fn print_found(server: Option<Server>, name: &str, json: bool) -> anyhow::Result<()> {
+    let server = server.with_context(|| format!("no server named '{name}'"))?;
     if json {
         return print_json(&server);
     }
@@ -103,14 +96,5 @@ fn print_server(server: &Server) {
         println!("no instance holds tenant pools on it now");
         return;
     }
-    let rows = server.instances.iter().map(|i| {
-        vec![
-            i.id.to_string(),
-            i.host.clone(),
-            i.pid.to_string(),
-            i.share.to_string(),
-            i.started_at.clone(),
-        ]
-    });
-    print_rows(&["INSTANCE", "HOST", "PID", "SHARE", "STARTED"], rows);
+    print_instances(&server.instances);
 }

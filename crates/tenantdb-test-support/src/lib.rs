@@ -294,3 +294,43 @@ impl Drop for PgScratch {
         }
     }
 }
+
+/// Samples, every `every`, how many tenant connections (application name
+/// `tenantdb-tenant`) to databases under a prefix the server shows, and
+/// keeps the peak: what the budget tests hold against the budget.
+#[derive(Debug)]
+pub struct ConnectionPeak {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<u32>,
+}
+
+impl ConnectionPeak {
+    /// Starts sampling through `admin` (a superuser pool).
+    pub fn start(admin: sqlx::PgPool, prefix: &str, every: std::time::Duration) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stopping, prefix) = (stop.clone(), prefix.to_owned());
+        let task = tokio::spawn(async move {
+            let mut peak = 0;
+            while !stopping.load(Ordering::Relaxed) {
+                let seen: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tenantdb-tenant' \
+                     AND starts_with(datname, $1)",
+                )
+                .bind(&prefix)
+                .fetch_one(&admin)
+                .await
+                .expect("pg_stat_activity could not be read");
+                peak = peak.max(u32::try_from(seen).unwrap_or(u32::MAX));
+                tokio::time::sleep(every).await;
+            }
+            peak
+        });
+        Self { stop, task }
+    }
+
+    /// Stops sampling; the most connections seen at once.
+    pub async fn stop(self) -> u32 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("the sampler panicked")
+    }
+}

@@ -257,9 +257,8 @@ impl Tenancy {
 
     /// The tenant server named `name`, if the catalog has one.
     pub async fn server(&self, name: &str) -> Result<Option<Server>> {
-        let rows = self.catalog.servers().list().await?;
-        match rows.iter().find(|row| row.name == name) {
-            Some(row) => Ok(Some(self.server_view(row).await?)),
+        match self.catalog.servers().named(name).await? {
+            Some(row) => Ok(Some(self.server_view(&row).await?)),
             None => Ok(None),
         }
     }
@@ -269,8 +268,7 @@ impl Tenancy {
     /// `Error::ServerDraining`, its tenants keep being served and
     /// migrated). `None` if there is no such server.
     pub async fn set_server_accepting(&self, name: &str, accepting: bool) -> Result<Option<Server>> {
-        let rows = self.catalog.servers().list().await?;
-        let Some(row) = rows.iter().find(|row| row.name == name) else {
+        let Some(row) = self.catalog.servers().named(name).await? else {
             return Ok(None);
         };
         self.catalog.servers().set_accepting(row.id, accepting).await?;

@@ -43,6 +43,9 @@ pub struct InstanceShare {
     /// When it joined (RFC 3339).
     #[cfg_attr(feature = "utoipa", schema(format = DateTime))]
     pub started_at: String,
+    /// When its lease runs out unless it beats again (RFC 3339).
+    #[cfg_attr(feature = "utoipa", schema(format = DateTime))]
+    pub lease_expires_at: String,
 }
 
 impl Server {
@@ -67,6 +70,7 @@ impl Server {
                     pid: i.pid,
                     share: u32::try_from(i.share).unwrap_or(0),
                     started_at: rfc3339(i.started_at),
+                    lease_expires_at: rfc3339(i.lease_expires_at),
                 })
                 .collect(),
         }

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use tenantdb_test_support::{PgScratch, postgres_url};
+use tenantdb_test_support::{ConnectionPeak, PgScratch, postgres_url};
 
 struct Cli {
     envs: Vec<(String, String)>,
@@ -552,31 +552,9 @@ async fn no_log_level_prints_a_secret_verifier_token_or_password() {
 /// container runtime), until the first request is answered and SIGTERM.
 /// Returns the log and the response's head.
 fn serve_one_request(format: &str, request_id: &str) -> (String, String) {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{Read, Write};
     let cli = Cli::sqlite();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tenantdb"));
-    command
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TENANTDB_LISTEN", "127.0.0.1:0")
-        .env("TENANTDB_LOG_FORMAT", format)
-        .env("RUST_LOG", "info")
-        .stderr(std::process::Stdio::piped());
-    for (key, value) in &cli.envs {
-        command.env(key, value);
-    }
-    let mut child = Running(command.spawn().unwrap());
-    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
-    let mut log = String::new();
-    let address = loop {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "the service stopped:\n{log}");
-        log.push_str(&line);
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split([' ', '"', '\\']).next().unwrap().to_owned();
-        }
-    };
+    let (address, mut child, mut stderr, mut log) = start_serve(&cli, &[("TENANTDB_LOG_FORMAT", format)]);
     let mut stream = std::net::TcpStream::connect(&address).unwrap();
     write!(
         stream,
@@ -752,11 +730,15 @@ impl Drop for Running {
     }
 }
 
-/// A `serve` process of `cli`'s deployment on a free port, with `extra`
-/// settings; its address, and the process (killed when dropped). Its log
-/// is drained in the background so it never blocks on a full pipe.
-fn spawn_serve(cli: &Cli, extra: &[(&str, &str)]) -> (String, Running) {
-    use std::io::{BufRead, BufReader, Read};
+/// Starts a `serve` process of `cli`'s deployment on a free port (logging
+/// at INFO), with `extra` settings, and reads its log up to the line that
+/// says where it listens: that address (`host:port`), the process (killed
+/// when dropped), the rest of its log, and the log read so far.
+fn start_serve(
+    cli: &Cli,
+    extra: &[(&str, &str)],
+) -> (String, Running, std::io::BufReader<std::process::ChildStderr>, String) {
+    use std::io::BufRead;
     let mut command = Command::new(env!("CARGO_BIN_EXE_tenantdb"));
     command
         .arg("serve")
@@ -765,14 +747,16 @@ fn spawn_serve(cli: &Cli, extra: &[(&str, &str)]) -> (String, Running) {
         .env("TENANTDB_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .stderr(std::process::Stdio::piped());
-    for (key, value) in &cli.envs {
-        command.env(key, value);
-    }
-    for (key, value) in extra {
+    for (key, value) in cli
+        .envs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(extra.iter().copied())
+    {
         command.env(key, value);
     }
     let mut child = Running(command.spawn().unwrap());
-    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
+    let mut stderr = std::io::BufReader::new(child.0.stderr.take().unwrap());
     let mut log = String::new();
     let address = loop {
         let mut line = String::new();
@@ -782,6 +766,15 @@ fn spawn_serve(cli: &Cli, extra: &[(&str, &str)]) -> (String, Running) {
             break rest.split([' ', '"', '\\']).next().unwrap().to_owned();
         }
     };
+    (address, child, stderr, log)
+}
+
+/// A `serve` process of `cli`'s deployment on a free port, with `extra`
+/// settings: its base URL, and the process (killed when dropped). Its log
+/// is drained in the background so it never blocks on a full pipe.
+fn spawn_serve(cli: &Cli, extra: &[(&str, &str)]) -> (String, Running) {
+    use std::io::Read;
+    let (address, child, mut stderr, _) = start_serve(cli, extra);
     std::thread::spawn(move || {
         let mut rest = String::new();
         let _ = stderr.read_to_string(&mut rest);
@@ -815,7 +808,7 @@ async fn share_of(client: &reqwest::Client, base: &str) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_services_share_the_budget_and_a_killed_ones_share_returns() {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
 
     const BUDGET: u32 = 4;
@@ -871,24 +864,7 @@ async fn two_services_share_the_budget_and_a_killed_ones_share_returns() {
     }
 
     let admin = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
-    let (sampling, peak) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicU32::new(0)));
-    let sampler = {
-        let (sampling, peak, prefix) = (sampling.clone(), peak.clone(), cli.prefix());
-        tokio::spawn(async move {
-            while sampling.load(Ordering::Relaxed) {
-                let seen: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tenantdb-tenant' \
-                     AND starts_with(datname, $1)",
-                )
-                .bind(&prefix)
-                .fetch_one(&admin)
-                .await
-                .unwrap();
-                peak.fetch_max(u32::try_from(seen).unwrap(), Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(3)).await;
-            }
-        })
-    };
+    let sampler = ConnectionPeak::start(admin, &cli.prefix(), Duration::from_millis(3));
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for (n, base) in [a.clone(), b.clone(), a.clone(), b.clone()].into_iter().enumerate() {
@@ -938,9 +914,7 @@ async fn two_services_share_the_budget_and_a_killed_ones_share_returns() {
     for worker in workers {
         answers.extend(worker.await.unwrap());
     }
-    sampling.store(false, Ordering::Relaxed);
-    sampler.await.unwrap();
-    let peak = peak.load(Ordering::Relaxed);
+    let peak = sampler.stop().await;
     assert!(
         peak <= BUDGET,
         "the server saw {peak} tenant connections, budget {BUDGET}"

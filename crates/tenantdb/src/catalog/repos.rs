@@ -436,6 +436,14 @@ impl Servers<'_> {
         Ok(updated.rows_affected == 1)
     }
 
+    /// The server named `name`, if any.
+    pub async fn named(&self, name: &str) -> Result<Option<database_servers::Model>> {
+        Ok(database_servers::Entity::find()
+            .filter(database_servers::Column::Name.eq(name))
+            .one(self.db)
+            .await?)
+    }
+
     /// Every server, by id.
     pub async fn list(&self) -> Result<Vec<database_servers::Model>> {
         Ok(database_servers::Entity::find()

@@ -9,7 +9,7 @@ use tenantdb::Error;
 use tenantdb::{DbStatus, NewTenant, TenantRef, TenantStatus};
 
 use crate::support::{Backend, TestEnv, schema_broken, schema_v1};
-use tenantdb_test_support::both_backends;
+use tenantdb_test_support::{ConnectionPeak, both_backends};
 
 both_backends!(
     a_thousand_first_requests_make_one_pool,
@@ -178,8 +178,6 @@ async fn the_budget_holds_under_random_load_over_200_tenants(backend: Backend) {
     }
     let slugs = Arc::new(slugs);
 
-    // Sample what the server sees while the load runs.
-    let peak = Arc::new(AtomicU32::new(0));
     let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
     // What the pools hold, sampled on the client side too: strictly within
     // the budget at every moment.
@@ -193,25 +191,9 @@ async fn the_budget_holds_under_random_load_over_200_tenants(backend: Backend) {
             }
         })
     };
-    let sampler = (backend == Backend::Postgres).then(|| {
-        let (peak, sampling) = (peak.clone(), sampling.clone());
-        let admin = env.admin().clone();
-        let prefix = env.db_prefix().to_owned();
-        tokio::spawn(async move {
-            while sampling.load(Ordering::Relaxed) {
-                let seen: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tenantdb-tenant' \
-                     AND starts_with(datname, $1)",
-                )
-                .bind(&prefix)
-                .fetch_one(&admin)
-                .await
-                .unwrap();
-                peak.fetch_max(u32::try_from(seen).unwrap(), Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-    });
+    // Sample what the server sees while the load runs.
+    let sampler = (backend == Backend::Postgres)
+        .then(|| ConnectionPeak::start(env.admin().clone(), env.db_prefix(), Duration::from_millis(10)));
     let (served, busy) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let workers: Vec<_> = (0..WORKERS)
         .map(|w| {
@@ -240,9 +222,10 @@ async fn the_budget_holds_under_random_load_over_200_tenants(backend: Backend) {
         worker.await.unwrap();
     }
     sampling.store(false, Ordering::Relaxed);
-    if let Some(sampler) = sampler {
-        sampler.await.unwrap();
-    }
+    let peak = match sampler {
+        Some(sampler) => sampler.stop().await,
+        None => 0,
+    };
     let (served, busy) = (served.load(Ordering::Relaxed), busy.load(Ordering::Relaxed));
     let total = WORKERS * REQUESTS_PER_WORKER;
     assert_eq!(served + busy, total);
@@ -262,7 +245,6 @@ async fn the_budget_holds_under_random_load_over_200_tenants(backend: Backend) {
     // The server's view lags: a backend takes a moment to exit after its
     // client closed the connection (an evicted pool's permits come back once
     // its connections are closed on our side). Allow that lag, no more.
-    let peak = peak.load(Ordering::Relaxed);
     assert!(
         peak <= BUDGET + 2,
         "the server saw {peak} tenant connections, budget {BUDGET}"

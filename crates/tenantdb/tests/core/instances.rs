@@ -6,12 +6,12 @@
 //! more tenant connections than the budget.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Statement};
 use tenantdb::{Error, NewTenant, Tenancy, TenantRef};
-use tenantdb_test_support::{Backend, both_backends};
+use tenantdb_test_support::{Backend, ConnectionPeak, both_backends};
 
 use crate::support::{TestEnv, schema_v1};
 
@@ -157,30 +157,7 @@ async fn three_instances_under_load_never_exceed_the_servers_budget() {
         touch_any(tenancy, ids[0]).await;
     }
 
-    let sampling = Arc::new(AtomicBool::new(true));
-    let peak = Arc::new(AtomicU32::new(0));
-    let sampler = {
-        let (peak, sampling, admin, prefix) = (
-            peak.clone(),
-            sampling.clone(),
-            env.admin().clone(),
-            env.db_prefix().to_owned(),
-        );
-        tokio::spawn(async move {
-            while sampling.load(Ordering::Relaxed) {
-                let seen: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tenantdb-tenant' \
-                     AND starts_with(datname, $1)",
-                )
-                .bind(&prefix)
-                .fetch_one(&admin)
-                .await
-                .unwrap();
-                peak.fetch_max(u32::try_from(seen).unwrap(), Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(3)).await;
-            }
-        })
-    };
+    let sampler = ConnectionPeak::start(env.admin().clone(), env.db_prefix(), Duration::from_millis(3));
     let (served, busy) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let load = |tenancy: Tenancy, worker: u64, requests: usize| {
         let (ids, served, busy) = (ids.clone(), served.clone(), busy.clone());
@@ -223,11 +200,9 @@ async fn three_instances_under_load_never_exceed_the_servers_budget() {
     for worker in workers {
         worker.await.unwrap();
     }
-    sampling.store(false, Ordering::Relaxed);
-    sampler.await.unwrap();
+    let peak = sampler.stop().await;
     let (served, busy) = (served.load(Ordering::Relaxed), busy.load(Ordering::Relaxed));
     eprintln!("served {served}, busy {busy}");
-    let peak = peak.load(Ordering::Relaxed);
     assert!(
         peak <= BUDGET,
         "the server saw {peak} tenant connections, budget {BUDGET}"
