@@ -137,7 +137,26 @@ impl From<Error> for ApiError {
             Error::TenantNotFound(_) => Self::tenant_not_found(),
             Error::TenantDatabaseNotFound(_) => Self::not_found("tenant database"),
             Error::AlreadyExists(message) => Self::conflict(message),
+            Error::ServerNotFound(_) => Self::not_found("server"),
+            // At request time: a tenant server this instance cannot open
+            // (its admin password sealed under a secret it lacks).
+            Error::Config(_) => {
+                tracing::warn!(error = %err.chain(), "tenant server cannot be used");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "tenant_unavailable",
+                    "the database cannot be reached right now; try again",
+                )
+                .retry_after(RETRY_UNAVAILABLE_SECS)
+            }
+            Error::NoServerAvailable(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "tenant_unavailable",
+                format!("{err}; try again later"),
+            )
+            .retry_after(RETRY_UNAVAILABLE_SECS),
             Error::IllegalState { .. }
+            | Error::ServerInUse { .. }
             | Error::ServerDraining(_)
             | Error::Locked { .. }
             | Error::NotOurs { .. }

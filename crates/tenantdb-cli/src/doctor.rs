@@ -23,6 +23,9 @@ pub struct DoctorArgs {
     /// Tenant databases checked at once.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// Only this tenant server (by name) [default: every server].
+    #[arg(long)]
+    server: Option<String>,
     /// Print the findings as JSON.
     #[arg(long)]
     json: bool,
@@ -33,28 +36,58 @@ pub(crate) async fn doctor(tenancy: &Tenancy, args: DoctorArgs) -> anyhow::Resul
         check_versions: !args.no_versions,
         concurrency: args.concurrency,
     };
-    let doctor = tenancy.doctor();
-    let found = doctor.examine(options).await?;
-    let (repaired, remaining) = if args.fix && found.iter().any(Finding::fixable) {
-        let repaired = doctor.repair(&found).await;
-        (repaired, doctor.examine(options).await?)
-    } else {
-        (Vec::new(), found.clone())
+    let names = match &args.server {
+        Some(name) => vec![name.clone()],
+        None => tenancy.servers().await?.into_iter().map(|s| s.name).collect(),
     };
+    let (mut found, mut repaired, mut remaining) = (Vec::new(), Vec::new(), Vec::new());
+    // A server that cannot be reached is reported, and the others examined.
+    let mut unreachable = Vec::new();
+    for name in names {
+        let doctor = match tenancy.doctor_on(&name).await {
+            Ok(doctor) => doctor,
+            Err(tenantdb::Error::ServerNotFound(_)) => anyhow::bail!("no server named '{name}'"),
+            Err(err) => {
+                unreachable.push(serde_json::json!({"server": name, "error": err.chain()}));
+                continue;
+            }
+        };
+        let on_server = doctor.examine(options).await?;
+        if args.fix && on_server.iter().any(Finding::fixable) {
+            repaired.extend(doctor.repair(&on_server).await);
+            remaining.extend(doctor.examine(options).await?);
+        } else {
+            remaining.extend(on_server.iter().cloned());
+        }
+        found.extend(on_server);
+    }
     if args.json {
-        print_json(&report(&found, &repaired, &remaining))?;
+        let mut report = report(&found, &repaired, &remaining);
+        report["unreachable"] = serde_json::Value::Array(unreachable.clone());
+        print_json(&report)?;
     } else {
         if args.fix {
             print_repairs(&repaired);
         }
         print_findings(&remaining, args.fix);
+        for server in &unreachable {
+            println!("  server {} could not be examined: {}", server["server"], server["error"]);
+        }
     }
-    if remaining.is_empty() {
+    if remaining.is_empty() && unreachable.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
     Ok(problems_remain(
         crate::exit::PROBLEMS_FOUND,
-        format_args!("{} problem(s) remain", remaining.len()),
+        format_args!(
+            "{} problem(s) remain{}",
+            remaining.len(),
+            if unreachable.is_empty() {
+                String::new()
+            } else {
+                format!(", {} server(s) could not be examined", unreachable.len())
+            }
+        ),
     ))
 }
 
@@ -64,6 +97,7 @@ fn report(found: &[Finding], repaired: &[Repaired], remaining: &[Finding]) -> se
         .iter()
         .map(|r| {
             serde_json::json!({
+                "server": r.finding.server,
                 "problem": r.finding.problem,
                 "subject": r.finding.subject,
                 "tenant_id": r.finding.tenant_id,
@@ -106,7 +140,12 @@ fn print_findings(findings: &[Finding], fixed: bool) {
             .tenant_id
             .map(|id| format!(" (tenant {id})"))
             .unwrap_or_default();
-        println!("  {:<18} {}{tenant}", finding.problem.as_str(), finding.subject);
+        println!(
+            "  {:<18} {}{tenant} on server {}",
+            finding.problem.as_str(),
+            finding.subject,
+            finding.server
+        );
         println!("      {}", finding.detail);
         match &finding.remedy {
             Remedy::Fix(what) => println!("      --fix: {what}"),

@@ -1,9 +1,10 @@
-//! `servers list|show|drain|accept`: the tenant servers, their budgets,
-//! tenants and the instances sharing each budget; draining one.
+//! `servers list|show|add|drain|accept|remove`: the tenant servers, their
+//! budgets, tenants and the instances sharing each budget; adding one,
+//! draining one, removing an empty one.
 
 use anyhow::Context;
 use clap::Subcommand;
-use tenantdb::{Server, Tenancy};
+use tenantdb::{AddServer, Server, Tenancy};
 
 use crate::output::{print_instances, print_json, print_rows};
 
@@ -18,6 +19,37 @@ pub enum ServersCommand {
         /// /v1/servers`).
         #[arg(long)]
         json: bool,
+    },
+    /// Add a PostgreSQL tenant server. It must answer and have room for the
+    /// budget; its admin password is sealed with TENANTDB_SECRET in the
+    /// catalog (never stored in plain text), so every instance can reach it.
+    Add {
+        /// The server's name: lowercase letters, digits and '-'.
+        name: String,
+        /// `postgres://user:password@host:port/postgres`: a superuser, or a
+        /// role with CREATEDB and CREATEROLE.
+        admin_url: String,
+        /// Connections all instances together may hold on it.
+        #[arg(long, default_value_t = 20)]
+        budget: u32,
+        /// Connections one tenant's pool may hold there (the settings' value
+        /// when not given).
+        #[arg(long)]
+        max_per_tenant: Option<u32>,
+        /// Print the server object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a tenant server from the catalog: refused while it holds
+    /// tenant databases or this deployment's templates, and for the server
+    /// of the settings. Nothing on the server is touched (but templates,
+    /// with --drop-templates).
+    Remove {
+        /// The server's name.
+        name: String,
+        /// Drop this deployment's templates on it first.
+        #[arg(long)]
+        drop_templates: bool,
     },
     /// Take no new tenants on the server (creates are refused; its tenants
     /// keep being served and migrated).
@@ -65,6 +97,31 @@ pub(crate) async fn servers(tenancy: &Tenancy, command: ServersCommand) -> anyho
                 ]
             });
             print_rows(&["NAME", "ENGINE", "STATUS", "BUDGET", "TENANTS", "INSTANCES"], rows);
+            Ok(())
+        }
+        ServersCommand::Add {
+            name,
+            admin_url,
+            budget,
+            max_per_tenant,
+            json,
+        } => {
+            let server = tenancy
+                .add_server(AddServer {
+                    name,
+                    admin_url: admin_url.into(),
+                    budget,
+                    max_per_tenant,
+                })
+                .await?;
+            print_found(Some(server), "", json)
+        }
+        ServersCommand::Remove { name, drop_templates } => {
+            tenancy
+                .remove_server(&name, drop_templates)
+                .await?
+                .with_context(|| format!("no server named '{name}'"))?;
+            println!("removed server '{name}' from the catalog");
             Ok(())
         }
         ServersCommand::Drain { name, json } => set_accepting(tenancy, &name, false, json).await,

@@ -119,6 +119,16 @@ impl ConfigArgs {
         if let Some(secret) = secret_setting("TENANTDB_SECRET", env)? {
             config.secret = Some(TenantSecret::new(self.secret_version, SecretString::from(secret))?);
         }
+        // After a rotation: the secret of the version before, only to open
+        // tenant servers' admin passwords sealed under it until `doctor
+        // --fix` seals them again.
+        if let Some(previous) = secret_setting("TENANTDB_PREVIOUS_SECRET", env)? {
+            let version = self.secret_version - 1;
+            config.previous_secret = Some(
+                TenantSecret::new(version, SecretString::from(previous))
+                    .context("invalid TENANTDB_PREVIOUS_SECRET (its version is TENANTDB_SECRET_VERSION - 1)")?,
+            );
+        }
         config.lease_ttl = Duration::from_secs(self.lease_secs);
         config.instance_lease = Duration::from_secs(self.instance_lease_secs);
         config.use_templates = self.templates;

@@ -20,6 +20,10 @@ pub enum TenantsCommand {
         /// Database name (must start with the prefix) [default: prefix + slug].
         #[arg(long)]
         database_name: Option<String>,
+        /// The tenant server for its database, by name [default: the
+        /// ACCEPTING server with the fewest tenants].
+        #[arg(long)]
+        server: Option<String>,
         /// Print the tenant object (docs/API.md's shape) as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -115,8 +119,9 @@ pub(crate) async fn tenants(
             slug,
             name,
             database_name,
+            server,
             json,
-        } => create(tenancy, slug, name, database_name, json).await,
+        } => create(tenancy, slug, name, database_name, server, json).await,
         List {
             status,
             database_status,
@@ -155,6 +160,7 @@ async fn create(
     slug: String,
     name: Option<String>,
     database_name: Option<String>,
+    server: Option<String>,
     json: bool,
 ) -> anyhow::Result<()> {
     let row = tenancy
@@ -163,6 +169,7 @@ async fn create(
             slug: slug.clone(),
             name,
             database_name,
+            server,
             ..Default::default()
         })
         .await

@@ -149,6 +149,10 @@ pub struct Config {
     pub database_prefix: DatabasePrefix,
     /// Required when the tenant server is PostgreSQL.
     pub secret: Option<TenantSecret>,
+    /// The secret before the last rotation, if any: only to open the admin
+    /// passwords of tenant servers sealed under it, until `doctor --fix`
+    /// seals them again under `secret`.
+    pub previous_secret: Option<TenantSecret>,
     /// How long a lease on a tenant row lasts without renewal (at least
     /// 300 ms); work renews it every third of this.
     pub lease_ttl: Duration,
@@ -196,6 +200,7 @@ impl Config {
             server_name: DEFAULT_SERVER_NAME.to_owned(),
             database_prefix: DatabasePrefix::default(),
             secret: None,
+            previous_secret: None,
             lease_ttl: DEFAULT_LEASE_TTL,
             instance_lease: DEFAULT_INSTANCE_LEASE,
             role_connection_limit: DEFAULT_ROLE_CONNECTION_LIMIT,
@@ -257,6 +262,7 @@ impl fmt::Debug for Config {
             .field("server_name", &self.server_name)
             .field("database_prefix", &self.database_prefix)
             .field("secret", &self.secret)
+            .field("previous_secret", &self.previous_secret)
             .field("lease_ttl", &self.lease_ttl)
             .field("instance_lease", &self.instance_lease)
             .field("role_connection_limit", &self.role_connection_limit)

@@ -27,6 +27,7 @@ use crate::engine::DatabaseSpec;
 use crate::error::{Error, Result};
 use crate::names::{DatabaseName, RoleName, TenantId, TenantRef};
 use crate::pools::{PoolHandle, TenantPools};
+use crate::sites::Sites;
 
 /// Past this many entries (most of them misses for made-up names) the cache
 /// starts over rather than grow without bound.
@@ -53,6 +54,8 @@ pub struct ResolvedTenant {
 pub struct ResolvedDatabase {
     /// Whether it serves traffic now.
     pub status: DbStatus,
+    /// The tenant server it lives on (`database_servers.id`).
+    pub server: Uuid,
     /// The database writes go to.
     pub primary: DatabaseSpec,
     /// The read database; in this version always the primary.
@@ -71,6 +74,7 @@ impl ResolvedTenant {
                 let role = RoleName::from_catalog(row.role_name.clone());
                 ResolvedDatabase {
                     status: row.status,
+                    server: row.server_id,
                     primary: DatabaseSpec {
                         tenant: id,
                         database: DatabaseName::from_catalog(row.database_name.clone()),
@@ -130,7 +134,12 @@ pub struct TenantConnections {
 
 struct Inner {
     catalog: Catalog,
-    pools: TenantPools,
+    /// The pools of the server of the settings: a request for one of its
+    /// tenants takes them without a lock.
+    home: TenantPools,
+    home_id: Uuid,
+    /// Every server's pools (`None` when built over one set of pools).
+    sites: Option<Sites>,
     /// By id and by slug (two maps, so a slug is looked up as `&str`,
     /// without building a key).
     by_id: DashMap<Uuid, Cached, foldhash::fast::RandomState>,
@@ -144,19 +153,39 @@ impl std::fmt::Debug for TenantConnections {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TenantConnections")
             .field("cached", &(self.inner.by_id.len() + self.inner.by_slug.len()))
-            .field("pools", &self.inner.pools)
+            .field("pools", &self.inner.home)
             .finish()
     }
 }
 
 impl TenantConnections {
-    /// Starts the poller that watches the catalog generation.
+    /// Over one set of pools, for every tenant whatever its server (for
+    /// benchmarks that bring their own pools). Starts the poller that
+    /// watches the catalog generation.
     #[doc(hidden)]
     pub async fn new(catalog: Catalog, pools: TenantPools, poll_interval: Duration) -> Result<Self> {
+        Self::start(catalog, pools, Uuid::nil(), None, poll_interval).await
+    }
+
+    /// Over every tenant server of `sites`.
+    pub(crate) async fn with_sites(catalog: Catalog, sites: Sites, poll_interval: Duration) -> Result<Self> {
+        let home = sites.home().clone();
+        Self::start(catalog, home.pools.clone(), home.id, Some(sites), poll_interval).await
+    }
+
+    async fn start(
+        catalog: Catalog,
+        home: TenantPools,
+        home_id: Uuid,
+        sites: Option<Sites>,
+        poll_interval: Duration,
+    ) -> Result<Self> {
         let generation = catalog.generation().await?;
         let inner = Arc::new(Inner {
             catalog,
-            pools,
+            home,
+            home_id,
+            sites,
             by_id: DashMap::default(),
             by_slug: DashMap::default(),
             hits: metrics::counter!("tenantdb_resolve_cache_hits_total"),
@@ -168,9 +197,17 @@ impl TenantConnections {
         Ok(Self { inner })
     }
 
-    /// This process's tenant pools, which connections come from.
+    /// The pools of the server of the settings.
     pub fn pools(&self) -> &TenantPools {
-        &self.inner.pools
+        &self.inner.home
+    }
+
+    /// A connection from the pool of `spec`'s database on `server`.
+    pub(crate) async fn get(&self, server: Uuid, spec: &DatabaseSpec) -> Result<PoolHandle> {
+        match &self.inner.sites {
+            Some(sites) if server != self.inner.home_id => sites.get(server).await?.pools.get(spec).await,
+            _ => self.inner.home.get(spec).await,
+        }
     }
 
     /// The tenant as routing sees it, from the cache when it is current.
@@ -228,14 +265,16 @@ impl TenantConnections {
     /// role. Fails early with the tenant's status when it may not be served.
     pub async fn connection(&self, tenant: &TenantRef) -> Result<PoolHandle> {
         let resolved = self.resolve(tenant).await?;
-        self.inner.pools.get(&resolved.serving()?.primary).await
+        let database = resolved.serving()?;
+        self.get(database.server, &database.primary).await
     }
 
     /// A connection to the tenant's read database (the primary in this
     /// version: `read_database_name` equals `database_name`).
     pub async fn read_connection(&self, tenant: &TenantRef) -> Result<PoolHandle> {
         let resolved = self.resolve(tenant).await?;
-        self.inner.pools.get(&resolved.serving()?.read).await
+        let database = resolved.serving()?;
+        self.get(database.server, &database.read).await
     }
 
     /// The write and read connections with one resolution (the same pool
@@ -247,11 +286,11 @@ impl TenantConnections {
 
     /// The write and read pools of a database already checked to serve.
     pub(crate) async fn pools_of(&self, database: &ResolvedDatabase) -> Result<(PoolHandle, PoolHandle)> {
-        let write = self.inner.pools.get(&database.primary).await?;
+        let write = self.get(database.server, &database.primary).await?;
         let read = if database.read == database.primary {
             write.clone()
         } else {
-            self.inner.pools.get(&database.read).await?
+            self.get(database.server, &database.read).await?
         };
         Ok((write, read))
     }
@@ -294,20 +333,30 @@ async fn poll(inner: Weak<Inner>, interval: Duration, mut seen: i64) {
     }
 }
 
-/// Closes the pools whose database was renamed, deleted or stopped serving.
+/// Closes the pools whose database was renamed, deleted or stopped serving
+/// (or moved to another server).
 async fn revalidate_pools(inner: &Inner) -> Result<()> {
-    let open = inner.pools.open_pools();
-    if open.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<Uuid> = open.iter().map(|(tenant, _)| tenant.as_uuid()).collect();
-    let rows = inner.catalog.tenant_databases().for_tenants(&ids).await?;
-    for (tenant, database) in open {
-        let still_good = rows.iter().any(|row| {
-            row.tenant_id == tenant.as_uuid() && row.database_name == database.as_str() && row.status.serves_traffic()
-        });
-        if !still_good {
-            drop(inner.pools.invalidate(tenant));
+    let servers: Vec<(Uuid, TenantPools)> = match &inner.sites {
+        Some(sites) => sites.all_opened().iter().map(|s| (s.id, s.pools.clone())).collect(),
+        None => vec![(inner.home_id, inner.home.clone())],
+    };
+    for (server, pools) in servers {
+        let open = pools.open_pools();
+        if open.is_empty() {
+            continue;
+        }
+        let ids: Vec<Uuid> = open.iter().map(|(tenant, _)| tenant.as_uuid()).collect();
+        let rows = inner.catalog.tenant_databases().for_tenants(&ids).await?;
+        for (tenant, database) in open {
+            let still_good = rows.iter().any(|row| {
+                row.tenant_id == tenant.as_uuid()
+                    && (inner.sites.is_none() || row.server_id == server)
+                    && row.database_name == database.as_str()
+                    && row.status.serves_traffic()
+            });
+            if !still_good {
+                drop(pools.invalidate(tenant));
+            }
         }
     }
     Ok(())

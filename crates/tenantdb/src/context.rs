@@ -102,13 +102,13 @@ impl TenantScope {
     /// A connection to the tenant's (primary) database.
     pub async fn connection(&self) -> Result<PoolHandle> {
         let database = self.database().await?;
-        self.connections.pools().get(&database.primary).await
+        self.connections.get(database.server, &database.primary).await
     }
 
     /// A connection to the tenant's read database.
     pub async fn read_connection(&self) -> Result<PoolHandle> {
         let database = self.database().await?;
-        self.connections.pools().get(&database.read).await
+        self.connections.get(database.server, &database.read).await
     }
 
     /// Both (the same pool twice while the read database is the primary).

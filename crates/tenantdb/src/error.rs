@@ -64,6 +64,29 @@ pub enum Error {
     #[error("server '{0}' is DRAINING: it takes no new tenants (`servers accept` lets it take them again)")]
     ServerDraining(String),
 
+    /// No tenant server has this name (or id).
+    #[error("server '{0}' not found")]
+    ServerNotFound(String),
+
+    /// The server cannot be removed: it still holds tenant databases or
+    /// templates, or it is the server of the settings.
+    #[error("server '{server}' cannot be removed: {reason}")]
+    ServerInUse {
+        /// The server's name.
+        server: String,
+        /// Why, in words.
+        reason: String,
+    },
+
+    /// A tenant server did not answer in time.
+    #[error("server '{0}' did not answer in time")]
+    ServerUnreachable(String),
+
+    /// No tenant server may take a new tenant now: none is ACCEPTING, or
+    /// none of those answers.
+    #[error("no server can take a new tenant: {0}")]
+    NoServerAvailable(String),
+
     /// The tenant is suspended: refused at the door.
     #[error("tenant '{0}' is suspended")]
     TenantSuspended(String),
@@ -220,6 +243,7 @@ impl Error {
         match self {
             Self::Server { source, .. } => is_connection_error(source),
             Self::Catalog(err) => is_unreachable_db_err(err),
+            Self::ServerUnreachable(_) => true,
             _ => false,
         }
     }

@@ -30,6 +30,7 @@ use crate::pools::TenantPools;
 #[derive(Debug)]
 pub(crate) struct Membership {
     identity: InstanceIdentity,
+    server: Uuid,
     catalog: Catalog,
     stop: CancellationToken,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -39,8 +40,13 @@ impl Membership {
     /// Makes `pools` take their share from this membership: it joins
     /// `server`'s instances when the first pool needs budget, and keeps
     /// the lease in a background task.
-    pub(crate) fn start(catalog: Catalog, pools: TenantPools, server: Uuid, ttl: Duration) -> Self {
-        let identity = InstanceIdentity::current();
+    pub(crate) fn start(
+        catalog: Catalog,
+        pools: TenantPools,
+        server: Uuid,
+        ttl: Duration,
+        identity: InstanceIdentity,
+    ) -> Self {
         pools.share_on_demand();
         let stop = CancellationToken::new();
         let task = tokio::spawn(heartbeat(
@@ -53,26 +59,23 @@ impl Membership {
         ));
         Self {
             identity,
+            server,
             catalog,
             stop,
             task: std::sync::Mutex::new(Some(task)),
         }
     }
 
-    /// This instance's id.
-    pub(crate) fn id(&self) -> Uuid {
-        self.identity.id
-    }
-
-    /// Stops the heartbeat and removes this instance's rows: its share
-    /// returns to the others at once. Call after the pools are closed.
+    /// Stops the heartbeat and removes this instance's row of the server:
+    /// its share returns to the others at once. Call after the pools are
+    /// closed.
     pub(crate) async fn leave(&self) {
         self.stop.cancel();
         let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(task) = task {
             let _ = task.await;
         }
-        if let Err(err) = self.catalog.instances().leave(&self.identity).await {
+        if let Err(err) = self.catalog.instances().leave(&self.identity, self.server).await {
             tracing::warn!(error = %err, "could not leave the instances; the lease will expire");
         }
     }

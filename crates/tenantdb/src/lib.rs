@@ -73,6 +73,7 @@ mod private_files;
 mod provisioner;
 mod secret;
 mod server;
+mod sites;
 mod status;
 mod telemetry;
 mod templates;
@@ -100,7 +101,7 @@ pub use fleet::{Behind, Fleet, FleetEvent, FleetOptions, FleetReport};
 pub use migrate::{MigrationList, TenantMigrations};
 pub use names::{DatabaseName, DatabasePrefix, RoleName, TenantId, TenantRef, TenantSlug};
 pub use pools::{PoolHandle, PoolStats, TenantPools};
-pub use provisioner::{NewTenant, Provisioner, ReconcileOutcome, Reconciled};
+pub use provisioner::{Candidate, FewestTenants, NewTenant, Placement, Provisioner, ReconcileOutcome, Reconciled};
 /// The SeaORM this crate is built with: use it for your tenant entities
 /// and queries (`PoolHandle` is a SeaORM connection), so the versions
 /// always agree.
@@ -109,7 +110,7 @@ pub use sea_orm;
 /// migrations with it (see [`TenantMigrations`]).
 pub use sea_orm_migration;
 pub use secret::TenantSecret;
-pub use server::{InstanceShare, Server};
+pub use server::{AddServer, InstanceShare, Server};
 pub use status::RunStatus;
 pub use telemetry::describe_metrics;
 pub use templates::{TemplateName, Templates};
@@ -125,9 +126,8 @@ pub struct Tenancy {
     catalog: Catalog,
     provisioner: Provisioner,
     connections: TenantConnections,
-    server_name: String,
+    sites: sites::Sites,
     shutdown_deadline: std::time::Duration,
-    membership: std::sync::Arc<instance::Membership>,
 }
 
 impl Tenancy {
@@ -158,36 +158,41 @@ impl Tenancy {
         let reserved = protect_catalog(&catalog, &engine).await?;
         // Before anything is recorded: a refused budget is never recorded.
         check_budget(&engine, &config).await?;
+        let settings = match (&config.tenant_server, &config.secret) {
+            (TenantServerConfig::Postgres { url }, Some(secret)) => {
+                sites::ServerSettings::postgres(&config.server_name, url, secret, None)?.to_json()
+            }
+            _ => engine.describe(),
+        };
         let server = catalog
             .servers()
             .ensure(NewServer {
                 name: &config.server_name,
                 engine: engine.name(),
-                settings: engine.describe(),
+                settings,
                 connection_budget: i32::try_from(config.pools.budget).unwrap_or(i32::MAX),
             })
             .await?;
-        let pools = TenantPools::new(engine.clone(), config.pools.clone(), &config.server_name);
-        let membership = instance::Membership::start(catalog.clone(), pools.clone(), server.id, config.instance_lease);
-        let connections = TenantConnections::new(catalog.clone(), pools.clone(), config.catalog_poll_interval).await?;
+        let parts = sites::Parts::of(&config, &catalog, &migrations);
+        let identity = catalog::InstanceIdentity::current();
+        let home = sites::Site::new(&server, engine, config.pools.clone(), &parts, &identity);
+        let sites = sites::Sites::new(parts, identity, home);
+        let connections =
+            TenantConnections::with_sites(catalog.clone(), sites.clone(), config.catalog_poll_interval).await?;
         let settings = ProvisionerSettings {
-            server_id: server.id,
-            server_name: config.server_name.clone(),
             prefix: config.database_prefix.clone(),
             reserved,
             secret_version: config.secret.as_ref().map_or(0, |s| s.version()),
             lease_ttl: config.lease_ttl,
-            use_templates: config.use_templates,
             shutdown_deadline: config.shutdown_deadline,
         };
-        let provisioner = Provisioner::new(catalog.clone(), engine, pools, migrations, settings);
+        let provisioner = Provisioner::new(catalog.clone(), sites.clone(), migrations, settings);
         Ok(Self {
             catalog,
             provisioner,
             connections,
-            server_name: config.server_name,
+            sites,
             shutdown_deadline: config.shutdown_deadline,
-            membership: std::sync::Arc::new(membership),
         })
     }
 
@@ -205,12 +210,32 @@ impl Tenancy {
     /// hidden, for tests and benchmarks.
     #[doc(hidden)]
     pub fn engine(&self) -> &Engine {
-        self.provisioner.engine()
+        &self.sites.home().engine
     }
 
-    /// Finds and repairs drift between the catalog and the tenant server.
+    /// Finds and repairs drift between the catalog and the server of the
+    /// settings.
     pub fn doctor(&self) -> doctor::Doctor {
-        doctor::Doctor::new(self.provisioner.clone())
+        doctor::Doctor::new(self.provisioner.clone(), self.sites.home().clone())
+    }
+
+    /// The doctor of the tenant server named `server` (connecting to it
+    /// if this process has not yet).
+    pub async fn doctor_on(&self, server: &str) -> Result<doctor::Doctor> {
+        let row = self
+            .catalog
+            .servers()
+            .named(server)
+            .await?
+            .ok_or_else(|| Error::ServerNotFound(server.to_owned()))?;
+        let site = self.sites.open(&row).await?;
+        Ok(doctor::Doctor::new(self.provisioner.clone(), site))
+    }
+
+    /// Chooses the server of each new tenant from now on (the default is
+    /// [`FewestTenants`]: the ACCEPTING server with the fewest tenants).
+    pub fn set_placement(&self, placement: std::sync::Arc<dyn Placement>) {
+        self.provisioner.set_placement(placement);
     }
 
     /// Fleet migrations and their runs.
@@ -237,12 +262,12 @@ impl Tenancy {
     /// This process's instance id: its row in the catalog's `instances`,
     /// where its share of the server's budget is recorded.
     pub fn instance_id(&self) -> uuid::Uuid {
-        self.membership.id()
+        self.sites.identity().id
     }
 
-    /// Name of the tenant server in the catalog.
+    /// Name of the server of the settings in the catalog.
     pub fn server_name(&self) -> &str {
-        &self.server_name
+        &self.sites.home().name
     }
 
     /// The tenant servers in the catalog, by id, each with its budget,
@@ -276,6 +301,99 @@ impl Tenancy {
         self.server(name).await
     }
 
+    /// Adds a PostgreSQL tenant server: checks that it answers and has
+    /// room for the budget, then records it ACCEPTING, its admin password
+    /// sealed (see [`AddServer`]). Every instance can reach it from then on.
+    pub async fn add_server(&self, new: AddServer) -> Result<Server> {
+        server::check_server_name(&new.name)?;
+        if new.budget < 1 || new.max_per_tenant == Some(0) {
+            return Err(Error::invalid("budget", &new.budget.to_string(), "budget and pool size must be at least 1"));
+        }
+        let parts = self.sites.parts();
+        let secret = parts.secret.as_ref().ok_or_else(|| {
+            Error::Config("TENANTDB_SECRET is required to add a PostgreSQL server (its password is sealed with it)".into())
+        })?;
+        if self.catalog.servers().named(&new.name).await?.is_some() {
+            return Err(Error::AlreadyExists(format!("a server named '{}' already exists", new.name)));
+        }
+        let settings = sites::ServerSettings::postgres(&new.name, &new.admin_url, secret, new.max_per_tenant)?;
+        let engine = match parts.connect(&new.name, &settings).await {
+            Ok(engine) => Engine::Postgres(engine),
+            Err(err) if err.is_unreachable() => return Err(err),
+            // Refused logins, missing databases, bad URLs: the request's fault.
+            Err(err) => return Err(Error::invalid("admin URL", "[redacted]", &format!("it does not work: {}", err.chain()))),
+        };
+        let room = engine.connection_room(config::DEFAULT_ADMIN_MAX_CONNECTIONS + 2).await;
+        engine.close().await;
+        if let Some(room) = room?
+            && new.budget > room
+        {
+            return Err(Error::invalid(
+                "budget",
+                &new.budget.to_string(),
+                &format!("the server has room for {room} tenant connections (max_connections less reserved slots and tenantdb's own)"),
+            ));
+        }
+        let row = self
+            .catalog
+            .servers()
+            .add(NewServer {
+                name: &new.name,
+                engine: "postgres",
+                settings: settings.to_json(),
+                connection_budget: i32::try_from(new.budget).unwrap_or(i32::MAX),
+            })
+            .await?;
+        self.sites.remember(&row);
+        tracing::info!(server = %row.name, budget = new.budget, "added a tenant server");
+        self.server_view(&row).await
+    }
+
+    /// Removes a tenant server from the catalog. Refused
+    /// (`Error::ServerInUse`) while it holds tenant databases, while it
+    /// holds this deployment's templates (unless `drop_templates`: they are
+    /// dropped first), and for the server of the settings. `None` if there
+    /// is no such server. Nothing on the server is touched but templates.
+    pub async fn remove_server(&self, name: &str, drop_templates: bool) -> Result<Option<Server>> {
+        let Some(row) = self.catalog.servers().named(name).await? else {
+            return Ok(None);
+        };
+        let in_use = |reason: String| Error::ServerInUse {
+            server: name.to_owned(),
+            reason,
+        };
+        if row.id == self.sites.home().id {
+            return Err(in_use("it is the tenant server of this instance's settings".into()));
+        }
+        let tenants = self.catalog.tenant_databases().count_on(row.id).await?;
+        if tenants > 0 {
+            return Err(in_use(format!("it holds {tenants} tenant databases")));
+        }
+        let view = self.server_view(&row).await?;
+        let site = self.sites.open(&row).await?;
+        let stem = site.templates.stem();
+        let templates = site.engine.inventory(&self.provisioner.prefix().clone(), &stem).await?.templates;
+        if !templates.is_empty() {
+            if !drop_templates {
+                let names: Vec<_> = templates.iter().map(|t| t.name.as_str()).collect();
+                return Err(in_use(format!(
+                    "it holds templates of this deployment ({}); remove it with drop_templates (--drop-templates)                      to drop them first",
+                    names.join(", ")
+                )));
+            }
+            for template in &templates {
+                site.engine.drop_template(&template.name).await?;
+                tracing::info!(server = name, template = %template.name, "dropped a template of a server being removed");
+            }
+        }
+        if !self.catalog.servers().remove(row.id).await? {
+            return Err(in_use("a tenant database was placed on it meanwhile".into()));
+        }
+        self.sites.forget(row.id).await;
+        tracing::info!(server = name, "removed a tenant server");
+        Ok(Some(view))
+    }
+
     async fn server_view(&self, row: &catalog::database_servers::Model) -> Result<Server> {
         let tenants = self.catalog.tenant_databases().count_on(row.id).await?;
         let instances = self.catalog.instances().live(row.id).await?;
@@ -286,7 +404,11 @@ impl Tenancy {
     pub async fn tenant(&self, tenant: &TenantRef) -> Result<Tenant> {
         let tenant = self.catalog.tenants().get(tenant).await?;
         let database = self.catalog.tenant_databases().find_by_tenant(tenant.id).await?;
-        Ok(Tenant::new(&tenant, database.as_ref(), &self.server_name))
+        let server = match &database {
+            Some(row) => self.sites.name(row.server_id).await,
+            None => String::new(),
+        };
+        Ok(Tenant::new(&tenant, database.as_ref(), &server))
     }
 
     /// Tenants in creation order with their databases: at most `limit`
@@ -300,13 +422,16 @@ impl Tenancy {
         let tenants = self.catalog.tenants().list(status, after, limit).await?;
         let ids: Vec<_> = tenants.iter().map(|t| t.id).collect();
         let rows = self.catalog.tenant_databases().for_tenants(&ids).await?;
-        Ok(tenants
-            .iter()
-            .map(|t| {
-                let row = rows.iter().find(|r| r.tenant_id == t.id);
-                Tenant::new(t, row, &self.server_name)
-            })
-            .collect())
+        let mut listed = Vec::with_capacity(tenants.len());
+        for t in &tenants {
+            let row = rows.iter().find(|r| r.tenant_id == t.id);
+            let server = match row {
+                Some(row) => self.sites.name(row.server_id).await,
+                None => String::new(),
+            };
+            listed.push(Tenant::new(t, row, &server));
+        }
+        Ok(listed)
     }
 
     /// Suspends or resumes a tenant (its database keeps being migrated).
@@ -320,9 +445,8 @@ impl Tenancy {
     pub async fn close(&self) {
         self.provisioner.shutdown().await;
         self.connections.stop();
-        self.connections.pools().close_all().await;
-        self.membership.leave().await;
-        self.provisioner.close_engine().await;
+        // Pools, then memberships, then admin connections, server by server.
+        self.sites.close().await;
         // Work abandoned at the shutdown deadline may still hold a catalog
         // connection (its lease renewals): do not wait for it forever.
         if tokio::time::timeout(self.shutdown_deadline, self.catalog.close())

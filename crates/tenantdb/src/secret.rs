@@ -83,6 +83,79 @@ impl TenantSecret {
     }
 }
 
+/// A password sealed with a key derived from the deployment secret:
+/// XChaCha20-Poly1305 under `HMAC-SHA256(secret, "tenantdb sealed password
+/// v<version>")`, a random 24-byte nonce, and the server's name as
+/// associated data (a sealed password copied to another server's row does
+/// not open). Stored in the catalog as `{"version": N, "sealed": base64}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SealedPassword {
+    /// The secret version it was sealed under.
+    pub(crate) version: i32,
+    /// Nonce then ciphertext and tag, base64.
+    pub(crate) sealed: String,
+}
+
+impl TenantSecret {
+    fn sealing_key(&self) -> chacha20poly1305::Key {
+        let key = hmac_sha256(
+            self.key.expose_secret().as_bytes(),
+            format!("tenantdb sealed password v{}", self.version).as_bytes(),
+        );
+        key.into()
+    }
+
+    /// Seals `password` for the server named `server`.
+    pub(crate) fn seal(&self, server: &str, password: &str) -> SealedPassword {
+        use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+        let cipher = chacha20poly1305::XChaCha20Poly1305::new(&self.sealing_key());
+        let nonce = chacha20poly1305::XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let payload = Payload {
+            msg: password.as_bytes(),
+            aad: server.as_bytes(),
+        };
+        let sealed = cipher.encrypt(&nonce, payload).expect("sealing a short password cannot fail");
+        let mut bytes = nonce.to_vec();
+        bytes.extend_from_slice(&sealed);
+        SealedPassword {
+            version: self.version,
+            sealed: B64.encode(bytes),
+        }
+    }
+
+    /// Opens a password sealed by `seal` for `server` under this secret's
+    /// version. A wrong secret, version or server is an error that names
+    /// the version it needs, never the password.
+    pub(crate) fn open(&self, server: &str, sealed: &SealedPassword) -> Result<SecretString> {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        let refused = || {
+            Error::Config(format!(
+                "the admin password of server '{server}' is sealed under secret version {}; this instance has \
+                 version {} and cannot open it (set TENANTDB_PREVIOUS_SECRET to the secret of version {} until \
+                 `tenantdb doctor --fix` has sealed it again)",
+                sealed.version, self.version, sealed.version
+            ))
+        };
+        if sealed.version != self.version {
+            return Err(refused());
+        }
+        let bytes = B64.decode(&sealed.sealed).map_err(|_| refused())?;
+        if bytes.len() < 24 {
+            return Err(refused());
+        }
+        let (nonce, ciphertext) = bytes.split_at(24);
+        let cipher = chacha20poly1305::XChaCha20Poly1305::new(&self.sealing_key());
+        let payload = Payload {
+            msg: ciphertext,
+            aad: server.as_bytes(),
+        };
+        let plain = cipher
+            .decrypt(chacha20poly1305::XNonce::from_slice(nonce), payload)
+            .map_err(|_| refused())?;
+        String::from_utf8(plain).map(SecretString::from).map_err(|_| refused())
+    }
+}
+
 fn scram_verifier_with_salt(password: &str, salt: &[u8], iterations: u32) -> String {
     let mut salted = [0u8; 32];
     pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), salt, iterations, &mut salted);
@@ -119,6 +192,27 @@ mod tests {
         assert_ne!(pw(&secret(1), a), pw(&secret(1), b));
         assert_ne!(pw(&secret(1), a), pw(&secret(2), a));
         assert_eq!(pw(&secret(1), a).len(), 64);
+    }
+
+    #[test]
+    fn sealed_passwords_open_only_with_their_secret_version_and_server() {
+        let sealed = secret(1).seal("eu-1", "pw with 'quotes' and ünïcode");
+        assert!(!sealed.sealed.contains("quotes"));
+        assert_eq!(
+            secret(1).open("eu-1", &sealed).unwrap().expose_secret(),
+            "pw with 'quotes' and ünïcode"
+        );
+        // Random nonces: sealing twice gives two different texts.
+        assert_ne!(secret(1).seal("eu-1", "pw").sealed, secret(1).seal("eu-1", "pw").sealed);
+        let other_key = TenantSecret::new(1, SecretString::from("y".repeat(40))).unwrap();
+        for (who, server) in [(&other_key, "eu-1"), (&secret(2), "eu-1"), (&secret(1), "eu-2")] {
+            let err = who.open(server, &sealed).unwrap_err().to_string();
+            assert!(err.contains("version 1"), "{err}");
+            assert!(!err.contains("quotes"), "{err}");
+        }
+        let mut tampered = sealed.clone();
+        tampered.sealed.replace_range(40..41, if &tampered.sealed[40..41] == "A" { "B" } else { "A" });
+        assert!(secret(1).open("eu-1", &tampered).is_err());
     }
 
     #[test]

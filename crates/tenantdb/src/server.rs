@@ -48,6 +48,52 @@ pub struct InstanceShare {
     pub lease_expires_at: String,
 }
 
+/// A PostgreSQL server to add to the catalog (`Tenancy::add_server`).
+#[derive(Clone)]
+pub struct AddServer {
+    /// Its name: lowercase letters, digits and `-`, 1 to 63 characters.
+    pub name: String,
+    /// A URL of a superuser (or a role with CREATEDB and CREATEROLE):
+    /// `postgres://user:password@host:port/postgres`. The catalog keeps it
+    /// without its password; the password is sealed with the deployment
+    /// secret.
+    pub admin_url: secrecy::SecretString,
+    /// Connections all instances together may hold on it.
+    pub budget: u32,
+    /// Connections one tenant's pool may hold there (the settings' value
+    /// when `None`).
+    pub max_per_tenant: Option<u32>,
+}
+
+impl std::fmt::Debug for AddServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AddServer")
+            .field("name", &self.name)
+            .field("admin_url", &"[redacted]")
+            .field("budget", &self.budget)
+            .field("max_per_tenant", &self.max_per_tenant)
+            .finish()
+    }
+}
+
+/// Checks a server name: a DNS label (lowercase letters, digits, `-`; 1 to
+/// 63 characters; not starting or ending with `-`).
+pub(crate) fn check_server_name(name: &str) -> crate::Result<()> {
+    let ok = (1..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::invalid(
+            "server name",
+            name,
+            "must be 1 to 63 lowercase letters, digits or '-', not starting or ending with '-'",
+        ))
+    }
+}
+
 impl Server {
     pub(crate) fn new(row: &database_servers::Model, tenants: u64, instances: &[instance::Model]) -> Self {
         Self {

@@ -1,10 +1,12 @@
 //! Tenant servers: where tenant databases live, their budgets and the
-//! instances sharing them; draining one (no new tenants) and accepting
-//! again.
+//! instances sharing them; adding one, draining one (no new tenants),
+//! accepting again, removing an empty one.
 
-use axum::extract::State;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use tenantdb::Server;
+use serde::Deserialize;
+use tenantdb::{AddServer, Server};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -14,8 +16,8 @@ use crate::{ApiError, Json, Page, PageOf, Path};
 
 pub(super) fn routes() -> OpenApiRouter<OperatorApi> {
     OpenApiRouter::new()
-        .routes(routes!(list_servers))
-        .routes(routes!(get_server))
+        .routes(routes!(list_servers, add_server))
+        .routes(routes!(get_server, remove_server))
         .routes(routes!(drain_server))
         .routes(routes!(accept_server))
 }
@@ -30,6 +32,68 @@ async fn list_servers(_: Admin, State(api): State<OperatorApi>, page: Page) -> A
         .collect();
     let last = items.last().map(|s| s.id);
     Ok(Json(page.answer(items, last)).into_response())
+}
+
+/// A PostgreSQL server to add.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewServerBody {
+    /// Its name: lowercase letters, digits and `-`, 1 to 63 characters.
+    name: String,
+    /// `postgres://user:password@host:port/postgres`, a superuser or a role
+    /// with CREATEDB and CREATEROLE. Kept without its password; the
+    /// password is sealed with the deployment secret and never shown.
+    admin_url: String,
+    /// Connections all instances together may hold on it.
+    #[schema(minimum = 1)]
+    budget: u32,
+    /// Connections one tenant's pool may hold there (the service's
+    /// setting when not given).
+    #[schema(minimum = 1)]
+    max_per_tenant: Option<u32>,
+}
+
+#[utoipa::path(post, path = "/v1/servers", tag = "operator", request_body = NewServerBody, responses((status = 201, description = "the server, ACCEPTING: it answered and has room for the budget", body = Server), (status = 400, description = "invalid_request"), (status = 409, description = "conflict"), (status = 503, description = "tenant_unavailable: the server did not answer")))]
+async fn add_server(_: Admin, State(api): State<OperatorApi>, Json(body): Json<NewServerBody>) -> ApiResult {
+    let server = api
+        .tenancy()
+        .add_server(AddServer {
+            name: body.name,
+            admin_url: body.admin_url.into(),
+            budget: body.budget,
+            max_per_tenant: body.max_per_tenant,
+        })
+        .await
+        .map_err(|err| match err {
+            // This service cannot seal passwords (no TENANTDB_SECRET).
+            tenantdb::Error::Config(message) => ApiError::conflict(message),
+            other => other.into(),
+        })?;
+    Ok((StatusCode::CREATED, Json(server)).into_response())
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct RemoveParams {
+    /// Drop this deployment's templates on the server first (else a
+    /// server holding templates is refused with 409).
+    drop_templates: Option<bool>,
+}
+
+#[utoipa::path(delete, path = "/v1/servers/{server}", tag = "operator", params(("server" = String, Path, description = "the server's name"), RemoveParams), responses((status = 204, description = "the server is out of the catalog; nothing on it was touched but this deployment's templates, when asked"), (status = 404, description = "not_found"), (status = 409, description = "conflict: it holds tenant databases or templates, or it is a server of the service's settings"), (status = 503, description = "tenant_unavailable: the server did not answer")))]
+async fn remove_server(
+    _: Admin,
+    State(api): State<OperatorApi>,
+    Path(name): Path<String>,
+    Query(params): Query<RemoveParams>,
+) -> ApiResult {
+    let removed = api
+        .tenancy()
+        .remove_server(&name, params.drop_templates.unwrap_or(false))
+        .await?;
+    removed.ok_or_else(|| ApiError::not_found("server"))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[utoipa::path(get, path = "/v1/servers/{server}", tag = "operator", params(("server" = String, Path, description = "the server's name")), responses((status = 200, description = "the server", body = Server), (status = 404, description = "not_found")))]

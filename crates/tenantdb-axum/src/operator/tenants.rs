@@ -37,9 +37,12 @@ struct CreateTenant {
     owner_user_id: Option<Uuid>,
     database_name: Option<String>,
     plan: Option<String>,
+    /// The tenant server for its database, by name; the service's placement
+    /// chooses when not given (the ACCEPTING server with the fewest tenants).
+    server: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/tenants", tag = "operator", request_body = CreateTenant, responses((status = 201, description = "the tenant, its database ACTIVE", body = Tenant), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 409, description = "conflict"), (status = 502, description = "provisioning_failed")))]
+#[utoipa::path(post, path = "/v1/tenants", tag = "operator", request_body = CreateTenant, responses((status = 201, description = "the tenant, its database ACTIVE", body = Tenant), (status = 400, description = "invalid_request"), (status = 401, description = "unauthorized"), (status = 403, description = "forbidden"), (status = 409, description = "conflict"), (status = 502, description = "provisioning_failed"), (status = 503, description = "tenant_unavailable: no server can take the tenant now")))]
 async fn create_tenant(_: Admin, State(api): State<OperatorApi>, Json(body): Json<CreateTenant>) -> ApiResult {
     let catalog = api.tenancy().catalog();
     // Check everything before anything is made.
@@ -47,6 +50,11 @@ async fn create_tenant(_: Admin, State(api): State<OperatorApi>, Json(body): Jso
         && catalog.users().find(owner).await?.is_none()
     {
         return Err(ApiError::invalid(format!("owner_user_id: no user {owner}")));
+    }
+    if let Some(server) = &body.server
+        && catalog.servers().named(server).await?.is_none()
+    {
+        return Err(ApiError::invalid(format!("server: no server named '{server}'")));
     }
     let plan = body.plan.as_deref().map(|p| plain_text("plan", p, 100)).transpose()?;
     let name = Some(plain_text("name", &body.name, 200)?);
@@ -59,6 +67,7 @@ async fn create_tenant(_: Admin, State(api): State<OperatorApi>, Json(body): Jso
             database_name: body.database_name,
             owner_user_id: body.owner_user_id,
             plan,
+            server: body.server,
         })
         .await?;
     let view = tenant_view(&api, &TenantRef::Id(row.tenant_id.into())).await?;

@@ -192,10 +192,12 @@ impl<'a> Instances<'a> {
         })
     }
 
-    /// Removes `me`'s rows (a clean shutdown: its share returns at once).
-    pub async fn leave(&self, me: &InstanceIdentity) -> Result<()> {
+    /// Removes `me`'s row of `server` (a clean shutdown: its share returns
+    /// at once).
+    pub async fn leave(&self, me: &InstanceIdentity, server: Uuid) -> Result<()> {
         instances::Entity::delete_many()
             .filter(instances::Column::Id.eq(me.id))
+            .filter(instances::Column::ServerId.eq(server))
             .exec(self.db)
             .await?;
         Ok(())

@@ -413,6 +413,65 @@ impl Servers<'_> {
             .ok_or_else(|| Error::Catalog(DbErr::RecordNotFound(format!("database server '{}'", server.name))))
     }
 
+    /// Records a new server; `Error::AlreadyExists` if the name is taken.
+    pub async fn add(&self, server: NewServer<'_>) -> Result<database_servers::Model> {
+        let now = Utc::now();
+        let model = database_servers::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            name: Set(server.name.to_owned()),
+            engine: Set(server.engine.to_owned()),
+            settings: Set(server.settings),
+            role: Set("primary".to_owned()),
+            primary_id: Set(None),
+            connection_budget: Set(server.connection_budget),
+            accepts_new_tenants: Set(true),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        match model.insert(self.db).await {
+            Ok(row) => Ok(row),
+            Err(err) if matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => Err(
+                Error::AlreadyExists(format!("a server named '{}' already exists", server.name)),
+            ),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Rewrites a server's settings (its admin password sealed again).
+    pub async fn set_settings(&self, id: Uuid, settings: serde_json::Value) -> Result<()> {
+        database_servers::Entity::update_many()
+            .col_expr(database_servers::Column::Settings, sea_orm::sea_query::Expr::value(settings))
+            .col_expr(
+                database_servers::Column::UpdatedAt,
+                sea_orm::sea_query::Expr::value(Utc::now()),
+            )
+            .filter(database_servers::Column::Id.eq(id))
+            .exec(self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a server that holds no tenant database (its instance rows
+    /// go with it). `Ok(false)` when a tenant database row refers to it:
+    /// the catalog's foreign key refuses, so a create placed on it
+    /// meanwhile is never orphaned.
+    pub async fn remove(&self, id: Uuid) -> Result<bool> {
+        use sea_orm::TransactionTrait;
+        let tx = self.db.begin().await?;
+        super::entities::instances::Entity::delete_many()
+            .filter(super::entities::instances::Column::ServerId.eq(id))
+            .exec(&tx)
+            .await?;
+        match database_servers::Entity::delete_by_id(id).exec(&tx).await {
+            Ok(_) => {
+                tx.commit().await?;
+                Ok(true)
+            }
+            Err(err) if matches!(err.sql_err(), Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_))) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// The server with this id, if any.
     pub async fn find(&self, id: Uuid) -> Result<Option<database_servers::Model>> {
         Ok(database_servers::Entity::find_by_id(id).one(self.db).await?)

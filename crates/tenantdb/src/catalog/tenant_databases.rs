@@ -102,6 +102,23 @@ impl<'a> TenantDatabases<'a> {
             .await?)
     }
 
+    /// How many tenant databases live on each server that holds any.
+    pub async fn count_by_server(&self) -> Result<std::collections::HashMap<Uuid, u64>> {
+        use sea_orm::QuerySelect;
+        let counts: Vec<(Uuid, i64)> = td::Entity::find()
+            .select_only()
+            .column(td::Column::ServerId)
+            .column_as(td::Column::Id.count(), "tenants")
+            .group_by(td::Column::ServerId)
+            .into_tuple()
+            .all(self.db)
+            .await?;
+        Ok(counts
+            .into_iter()
+            .map(|(server, n)| (server, u64::try_from(n).unwrap_or(0)))
+            .collect())
+    }
+
     /// Whether any tenant's recorded schema version is one of `versions`.
     pub async fn any_at_version(&self, versions: &[String]) -> Result<bool> {
         let row = td::Entity::find()

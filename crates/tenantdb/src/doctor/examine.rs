@@ -16,7 +16,7 @@ impl Doctor {
     /// nothing.
     pub async fn examine(&self, options: DoctorOptions) -> Result<Vec<Finding>> {
         let engine = &self.engine();
-        let stem = self.provisioner.templates().stem();
+        let stem = self.templates().stem();
         // The server first, then the catalog (see the module docs).
         let inventory = engine.inventory(self.provisioner.prefix(), &stem).await?;
         let rows: Vec<tenant_database::Model> = self
@@ -25,7 +25,7 @@ impl Doctor {
             .list(None)
             .await?
             .into_iter()
-            .filter(|row| row.server_id == self.provisioner.server_id())
+            .filter(|row| row.server_id == self.site.id)
             .collect();
         let by_tenant: HashMap<Uuid, &tenant_database::Model> = rows.iter().map(|row| (row.tenant_id, row)).collect();
 
@@ -37,7 +37,14 @@ impl Doctor {
                 .await;
         }
         self.examine_templates(&inventory, &mut findings).await?;
-        for run in self.catalog().migration_runs().abandoned().await? {
+        // Runs are the catalog's, not a server's: reported once, by the
+        // doctor of the server of the settings.
+        let runs = if self.is_home() {
+            self.catalog().migration_runs().abandoned().await?
+        } else {
+            Vec::new()
+        };
+        for run in runs {
             findings.push(
                 Finding::about(
                     Problem::AbandonedRun,
@@ -53,6 +60,9 @@ impl Doctor {
                     Repair::CloseRun(run.id),
                 ),
             );
+        }
+        for finding in &mut findings {
+            finding.server.clone_from(&self.site.name);
         }
         Ok(findings)
     }
@@ -186,7 +196,7 @@ impl Doctor {
         let abandoned = self.catalog().tenant_databases().abandoned().await?;
         for row in abandoned
             .iter()
-            .filter(|row| row.server_id == self.provisioner.server_id())
+            .filter(|row| row.server_id == self.site.id)
         {
             findings.push(
                 Finding::about(
@@ -228,6 +238,28 @@ impl Doctor {
                     ),
                 );
             }
+        }
+        if let Some(secret) = &self.provisioner.sites().parts().secret
+            && let Some(server) = self.catalog().servers().find(self.site.id).await?
+            && let Some(sealed) = crate::sites::ServerSettings::of(&server).sealed_version()
+            && sealed != secret.version()
+        {
+            findings.push(
+                Finding::about(
+                    Problem::StaleSealedPassword,
+                    server.name.clone(),
+                    None,
+                    format!(
+                        "the server's admin password is sealed under secret version {sealed}, this process has \
+                         version {}: instances without the previous secret cannot reach the server",
+                        secret.version()
+                    ),
+                )
+                .fix(
+                    format!("seal it again under secret version {}", secret.version()),
+                    Repair::Reseal,
+                ),
+            );
         }
         for row in rows.iter().filter(|row| row.status == DbStatus::Failed) {
             findings.push(

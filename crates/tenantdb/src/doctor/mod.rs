@@ -19,6 +19,7 @@ use crate::catalog::Catalog;
 use crate::engine::{DatabaseSpec, Engine};
 use crate::names::{RoleName, TenantId};
 use crate::provisioner::Provisioner;
+use crate::sites::Site;
 
 /// What `doctor` found wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -55,6 +56,10 @@ pub enum Problem {
     /// A tenant role whose password derives from an older secret version
     /// (after `TENANTDB_SECRET` was rotated).
     StaleSecret,
+    /// A tenant server's admin password sealed under an older secret
+    /// version (after `TENANTDB_SECRET` was rotated; opened with
+    /// `TENANTDB_PREVIOUS_SECRET` until sealed again).
+    StaleSealedPassword,
     /// A template of another version, or one a crash left half-built.
     StaleTemplate,
     /// The current template is missing or half-built, or the catalog does
@@ -81,6 +86,7 @@ impl Problem {
             Self::VersionDrift => "version_drift",
             Self::Unreadable => "unreadable",
             Self::StaleSecret => "stale_secret",
+            Self::StaleSealedPassword => "stale_sealed_password",
             Self::StaleTemplate => "stale_template",
             Self::TemplateMissing => "template_missing",
             Self::AbandonedRun => "abandoned_run",
@@ -101,6 +107,8 @@ pub enum Remedy {
 /// One thing `doctor` found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
+    /// The tenant server it was found on (by name).
+    pub server: String,
     /// What is wrong.
     pub problem: Problem,
     /// The database, role or template concerned.
@@ -124,6 +132,7 @@ impl Finding {
     /// A finding; its remedy follows (`fix` or `manual`).
     fn about(problem: Problem, subject: String, tenant_id: Option<Uuid>, detail: String) -> FindingWithoutRemedy {
         FindingWithoutRemedy(Self {
+            server: String::new(),
             problem,
             subject,
             tenant_id,
@@ -175,6 +184,7 @@ enum Repair {
     BuildTemplate,
     ClearTemplatePointer,
     CloseRun(Uuid),
+    Reseal,
 }
 
 /// What `--fix` did about one finding.
@@ -211,15 +221,32 @@ impl Default for DoctorOptions {
 #[derive(Debug, Clone)]
 pub struct Doctor {
     provisioner: Provisioner,
+    site: std::sync::Arc<Site>,
 }
 
 impl Doctor {
-    pub(crate) fn new(provisioner: Provisioner) -> Self {
-        Self { provisioner }
+    pub(crate) fn new(provisioner: Provisioner, site: std::sync::Arc<Site>) -> Self {
+        Self { provisioner, site }
+    }
+
+    /// The name of the tenant server it examines.
+    pub fn server(&self) -> &str {
+        &self.site.name
+    }
+
+    /// Whether it examines the server of the settings (which also reports
+    /// what belongs to the whole catalog: abandoned runs, the template
+    /// pointer).
+    fn is_home(&self) -> bool {
+        self.site.id == self.provisioner.server_id()
     }
 
     fn engine(&self) -> &Engine {
-        self.provisioner.engine()
+        &self.site.engine
+    }
+
+    fn templates(&self) -> &crate::templates::Templates {
+        &self.site.templates
     }
 
     fn catalog(&self) -> &Catalog {

@@ -62,6 +62,7 @@ impl Doctor {
                         }
                     }),
                 Repair::Rekey { row, spec, from } => self.rekey(*row, spec, *from).await,
+                Repair::Reseal => self.reseal().await.map_err(|err| err.chain()),
                 Repair::DropTemplate(name) => self
                     .engine()
                     .drop_template(name)
@@ -70,8 +71,8 @@ impl Doctor {
                     .map_err(|err| err.chain()),
                 Repair::BuildTemplate => {
                     if template_built.is_none() {
-                        self.provisioner.templates().forget();
-                        template_built = Some(match self.provisioner.templates().ready().await {
+                        self.templates().forget();
+                        template_built = Some(match self.templates().ready().await {
                             Some(name) => Ok(format!("template {name} is ready and the catalog points at it")),
                             None => Err("the template could not be built (see the log)".to_owned()),
                         });
@@ -110,6 +111,19 @@ impl Doctor {
     /// Gives a tenant's role the password of the current secret version and
     /// records it, if the row is still ACTIVE at version `from`; the pools
     /// of this process reconnect with it.
+    /// Seals this server's admin password again under the current secret.
+    async fn reseal(&self) -> crate::Result<String> {
+        let servers = self.catalog().servers();
+        let row = servers
+            .find(self.site.id)
+            .await?
+            .ok_or_else(|| crate::Error::ServerNotFound(self.site.name.clone()))?;
+        let parts = self.provisioner.sites().parts();
+        let settings = crate::sites::ServerSettings::of(&row).resealed(&row.name, parts)?;
+        servers.set_settings(row.id, settings.to_json()).await?;
+        Ok(format!("sealed under secret version {}", parts.secret.as_ref().map_or(0, |s| s.version())))
+    }
+
     async fn rekey(&self, row: Uuid, spec: &DatabaseSpec, from: i32) -> std::result::Result<String, String> {
         let to = self.provisioner.secret_version();
         self.engine().ensure_role(spec).await.map_err(|err| err.chain())?;
@@ -120,7 +134,7 @@ impl Doctor {
             .set_secret_version(row, from, to)
             .await
             .map_err(|err| err.chain())?;
-        self.provisioner.pools().invalidate(spec.tenant);
+        self.site.pools.invalidate(spec.tenant);
         if recorded {
             Ok(format!("the role now has the password of secret version {to}"))
         } else {

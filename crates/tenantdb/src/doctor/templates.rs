@@ -11,7 +11,7 @@ impl Doctor {
     /// Templates on the server and the catalog's pointer against the
     /// current one.
     pub(super) async fn examine_templates(&self, inventory: &Inventory, findings: &mut Vec<Finding>) -> Result<()> {
-        let current = self.provisioner.templates().current();
+        let current = self.templates().current();
         let mut seen = HashSet::new();
         let mut current_ready = false;
         for template in &inventory.templates {
@@ -73,8 +73,9 @@ impl Doctor {
                 )
                 .manual("tenantdb never touches it: rename or drop it yourself".into()),
             ),
-            // Never built (a new deployment): the first create builds it.
-            Some(_) if !current_ready && pointer.is_none() => {}
+            // Never built (a new deployment, or a server that never had a
+            // tenant): the first create on it builds it.
+            Some(_) if !current_ready && (pointer.is_none() || !self.is_home()) => {}
             Some(current) if !current_ready => findings.push(
                 Finding::about(
                     Problem::TemplateMissing,
@@ -84,7 +85,7 @@ impl Doctor {
                 )
                 .fix("build it and point the catalog at it".into(), Repair::BuildTemplate),
             ),
-            Some(current) if pointer.as_deref() != Some(current.name.as_str()) => findings.push(
+            Some(current) if self.is_home() && pointer.as_deref() != Some(current.name.as_str()) => findings.push(
                 Finding::about(
                     Problem::TemplateMissing,
                     current.name,

@@ -308,6 +308,14 @@ impl Engine {
         }
     }
 
+    /// Whether the server answers (PostgreSQL: a query on the admin pool).
+    pub async fn ping(&self) -> Result<()> {
+        match self {
+            Self::Postgres(pg) => pg.ping().await,
+            Self::Sqlite(_) => Ok(()),
+        }
+    }
+
     pub async fn close(&self) {
         if let Self::Postgres(pg) = self {
             pg.close().await;

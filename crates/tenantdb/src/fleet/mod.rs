@@ -28,7 +28,8 @@ use crate::status::RunStatus;
 /// What a fleet run should do.
 #[derive(Debug, Clone)]
 pub struct FleetOptions {
-    /// Tenants migrated at once (on the one tenant server).
+    /// Tenants migrated at once on each tenant server (servers migrate
+    /// side by side).
     pub concurrency: usize,
     /// Only these tenants (all that are behind when empty).
     pub tenants: Vec<TenantRef>,

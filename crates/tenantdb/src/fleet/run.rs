@@ -36,7 +36,9 @@ impl Fleet {
         }
         // New tenants clone the template of this migration set; the older
         // ones can only be cloned by programs the catalog now refuses.
-        self.provisioner.templates().refresh().await;
+        for site in self.provisioner.sites().all_opened() {
+            site.templates.refresh().await;
+        }
         let report = FleetReport {
             run_id,
             target,
@@ -54,8 +56,9 @@ impl Fleet {
         Ok(report)
     }
 
-    /// Runs `queue` on up to `concurrency` workers that each take the next
-    /// tenant when done with the last.
+    /// Runs `queue` with a queue per tenant server, each on up to
+    /// `concurrency` workers that take its next tenant when done with the
+    /// last: servers migrate side by side, each at its own pace.
     async fn work<F>(
         &self,
         queue: VecDeque<crate::catalog::tenant_database::Model>,
@@ -65,8 +68,33 @@ impl Fleet {
     where
         F: Fn(&FleetEvent) + Send + Sync + 'static,
     {
-        let queue = Arc::new(Mutex::new(queue));
+        let mut by_server: Vec<(Uuid, VecDeque<_>)> = Vec::new();
+        for row in queue {
+            match by_server.iter_mut().find(|(server, _)| *server == row.server_id) {
+                Some((_, rows)) => rows.push_back(row),
+                None => by_server.push((row.server_id, VecDeque::from([row]))),
+            }
+        }
         let mut workers = tokio::task::JoinSet::new();
+        for (_, queue) in by_server {
+            let queue = Arc::new(Mutex::new(queue));
+            self.spawn_workers(&mut workers, &queue, concurrency, state);
+        }
+        while let Some(joined) = workers.join_next().await {
+            joined.map_err(|err| Error::Task(err.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn spawn_workers<F>(
+        &self,
+        workers: &mut tokio::task::JoinSet<()>,
+        queue: &Arc<Mutex<VecDeque<crate::catalog::tenant_database::Model>>>,
+        concurrency: usize,
+        state: &Arc<RunState<F>>,
+    ) where
+        F: Fn(&FleetEvent) + Send + Sync + 'static,
+    {
         for _ in 0..concurrency.max(1) {
             let (this, queue, state) = (self.clone(), queue.clone(), state.clone());
             workers.spawn(async move {
@@ -96,10 +124,6 @@ impl Fleet {
                 }
             });
         }
-        while let Some(joined) = workers.join_next().await {
-            joined.map_err(|err| Error::Task(err.to_string()))?;
-        }
-        Ok(())
     }
 }
 

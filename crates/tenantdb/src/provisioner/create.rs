@@ -13,20 +13,26 @@ use crate::catalog::{DbStatus, tenant_database};
 use crate::engine::{Created, DatabaseSpec};
 use crate::error::{Error, Result};
 use crate::names::{DatabaseName, RoleName, TenantId, TenantRef};
+use crate::sites::Site;
 use crate::tenant::TenantDatabase;
 
 impl Provisioner {
     /// A PROVISIONING row for a new database, leased to us.
-    pub(super) fn new_row(&self, tenant: TenantId, database: &DatabaseName) -> tenant_database::ActiveModel {
+    pub(super) fn new_row(
+        &self,
+        server: Uuid,
+        tenant: TenantId,
+        database: &DatabaseName,
+    ) -> tenant_database::ActiveModel {
         let now = Utc::now();
         let lease = self.new_lease();
         tenant_database::ActiveModel {
             id: Set(Uuid::now_v7()),
             tenant_id: Set(tenant.as_uuid()),
-            server_id: Set(self.inner.server_id),
+            server_id: Set(server),
             database_name: Set(database.as_str().to_owned()),
             pending_database_name: Set(None),
-            read_server_id: Set(self.inner.server_id),
+            read_server_id: Set(server),
             read_database_name: Set(database.as_str().to_owned()),
             role_name: Set(RoleName::for_tenant(&self.inner.prefix, tenant).as_str().to_owned()),
             secret_version: Set(self.inner.secret_version),
@@ -48,7 +54,14 @@ impl Provisioner {
         let spec = self.tenant_db(&row);
         let keeper = self.keep(&row);
         let started = std::time::Instant::now();
-        match self.provision_steps(&spec, &keeper).await {
+        let (site, outcome) = match self.site_of(&row).await {
+            Ok(site) => {
+                let outcome = self.provision_steps(&site, &spec, &keeper).await;
+                (Some(site), outcome)
+            }
+            Err(err) => (None, Err(err)),
+        };
+        match outcome {
             Ok(version) => {
                 let change = Change {
                     schema_version: Set(version),
@@ -68,13 +81,20 @@ impl Provisioner {
                 Ok(row)
             }
             Err(err) if is_crash(&err) => Err(err),
-            Err(err) => Err(self.provisioning_failed(row, &spec, &keeper, err).await),
+            Err(err) => Err(self.provisioning_failed(row, site.as_deref(), &spec, &keeper, err).await),
         }
     }
 
     /// After a failed create: drops what was made (while the lease is
     /// still ours) and marks the row FAILED with the reason.
-    async fn provisioning_failed(&self, row: Row, spec: &DatabaseSpec, keeper: &LeaseKeeper, err: Error) -> Error {
+    async fn provisioning_failed(
+        &self,
+        row: Row,
+        site: Option<&Site>,
+        spec: &DatabaseSpec,
+        keeper: &LeaseKeeper,
+        err: Error,
+    ) -> Error {
         let mut message = err.chain();
         // Clean up only what is still certainly ours: if the lease
         // lapsed, another process may own (and have finished) it.
@@ -94,9 +114,14 @@ impl Provisioner {
         }
         // Leave nothing half-made; if cleanup fails too, retry
         // finishes the same (idempotent) steps.
-        let cleanup = match self.inner.engine.drop_tenant(spec).await {
-            Ok(()) => self.inner.engine.flush().await,
-            Err(err) => Err(err),
+        // (A server that could not be reached has nothing of it to drop
+        // that retry would not finish.)
+        let cleanup = match site {
+            Some(site) => match site.engine.drop_tenant(spec).await {
+                Ok(()) => site.engine.flush().await,
+                Err(err) => Err(err),
+            },
+            None => Ok(()),
         };
         if let Err(cleanup) = cleanup {
             message.push_str(&format!("; cleanup failed too: {}", cleanup.chain()));
@@ -117,21 +142,21 @@ impl Provisioner {
         }
     }
 
-    async fn provision_steps(&self, spec: &DatabaseSpec, keeper: &LeaseKeeper) -> Result<Option<String>> {
+    async fn provision_steps(&self, site: &Site, spec: &DatabaseSpec, keeper: &LeaseKeeper) -> Result<Option<String>> {
         let tenant = spec.tenant.as_uuid();
-        self.inner.engine.ensure_role(spec).await?;
+        site.engine.ensure_role(spec).await?;
         self.step(Step::RoleCreated, tenant)?;
         keeper.check()?;
-        let template = self.inner.templates.ready().await;
-        let created = self.inner.engine.create_database(spec, template.as_deref()).await?;
+        let template = site.templates.ready().await;
+        let created = site.engine.create_database(spec, template.as_deref()).await?;
         if template.is_some() && created == Created::Empty {
-            self.inner.templates.forget();
+            site.templates.forget();
         }
         self.step(Step::DatabaseCreated, tenant)?;
         keeper.check()?;
-        self.inner.engine.open_database(spec).await?;
+        site.engine.open_database(spec).await?;
         // The role and database are durable before anything is recorded.
-        self.inner.engine.flush().await?;
+        site.engine.flush().await?;
         self.step(Step::DatabaseOpened, tenant)?;
         keeper.check()?;
         let version = if created == Created::Cloned {
@@ -139,7 +164,7 @@ impl Provisioner {
             // marked only once they all applied): no connection needed.
             self.inner.migrations.latest_version()
         } else {
-            self.apply_migrations(spec, &|| keeper.held())
+            self.apply_migrations(site, spec, &|| keeper.held())
                 .await?
                 .map_err(|failure| Self::migration_error(spec, failure))?
                 .version

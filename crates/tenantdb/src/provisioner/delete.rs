@@ -51,16 +51,17 @@ impl Provisioner {
         let spec = self.tenant_db(&row);
         let keeper = self.keep(&row);
         let steps = async {
-            self.inner.pools.invalidate_and_wait(spec.tenant, DRAIN_WAIT).await;
+            let site = self.site_of(&row).await?;
+            site.pools.invalidate_and_wait(spec.tenant, DRAIN_WAIT).await;
             // The lease is still ours right before the drop: a process cut
             // off from the catalog for a lease period must not drop a name
             // that another process has since freed and given away.
             keeper.check()?;
-            self.inner.engine.drop_database(&spec).await?;
-            self.inner.engine.flush().await?;
+            site.engine.drop_database(&spec).await?;
+            site.engine.flush().await?;
             self.step(Step::DeleteDatabaseDropped, row.tenant_id)?;
-            self.inner.engine.drop_role(spec.tenant, &spec.role).await?;
-            self.inner.engine.flush().await?;
+            site.engine.drop_role(spec.tenant, &spec.role).await?;
+            site.engine.flush().await?;
             self.step(Step::DatabaseDropped, row.tenant_id)?;
             keeper.check()?;
             self.inner

@@ -41,7 +41,10 @@ impl Provisioner {
         let spec = self.tenant_db(&row);
         let keeper = self.keep(&row);
         let started = std::time::Instant::now();
-        let outcome = self.apply_migrations(&spec, &|| keeper.held()).await;
+        let outcome = match self.site_of(&row).await {
+            Ok(site) => self.apply_migrations(&site, &spec, &|| keeper.held()).await,
+            Err(err) => Err(err),
+        };
         self.step(Step::MigrationApplied, row.tenant_id)?;
         let label = if matches!(outcome, Ok(Ok(_))) { "ok" } else { "failed" };
         metrics::counter!("tenantdb_tenant_migrations_total", "outcome" => label).increment(1);

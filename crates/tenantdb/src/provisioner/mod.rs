@@ -18,6 +18,7 @@ mod delete;
 mod lease;
 mod migrate;
 mod names;
+mod placement;
 mod reconcile;
 mod rename;
 mod steps;
@@ -31,13 +32,14 @@ use uuid::Uuid;
 
 use crate::catalog::{Catalog, TenantStatus, tenant_database, tenants};
 use crate::engine::{DatabaseSpec, Engine};
+use crate::sites::{Site, Sites};
 use crate::error::{Error, Result};
 use crate::migrate::TenantMigrations;
 use crate::names::{DatabaseName, DatabasePrefix, RoleName, TenantId, TenantRef, TenantSlug};
-use crate::pools::TenantPools;
 use crate::templates::Templates;
 use crate::tenant::TenantDatabase;
 
+pub use placement::{Candidate, FewestTenants, Placement};
 pub use reconcile::{ReconcileOutcome, Reconciled};
 
 /// How long a rename or delete waits for this process's borrowed
@@ -65,6 +67,9 @@ pub struct NewTenant {
     /// A plan: the tenant's subscription starts TRIALING on it (same
     /// transaction).
     pub plan: Option<String>,
+    /// The tenant server its database goes to, by name; the deployment's
+    /// [`Placement`] chooses when `None`.
+    pub server: Option<String>,
 }
 
 /// Creates, retries, renames, deletes and migrates tenant databases, and
@@ -77,13 +82,11 @@ pub struct Provisioner {
 
 struct Inner {
     catalog: Catalog,
-    engine: Engine,
-    /// This process's pools: closed before a rename or delete.
-    pools: TenantPools,
+    /// The tenant servers: engine, template and this process's pools
+    /// (closed before a rename or delete) of each.
+    sites: Sites,
+    placement: std::sync::RwLock<Arc<dyn Placement>>,
     migrations: TenantMigrations,
-    server_id: Uuid,
-    /// The server's name in the catalog (shown in `TenantDatabase`).
-    server_name: String,
     prefix: DatabasePrefix,
     /// Names no tenant may take besides the system ones (the catalog's own
     /// database when it lives on the tenant server).
@@ -94,7 +97,6 @@ struct Inner {
     lease_prefix: String,
     lease_ttl: Duration,
     shutdown_deadline: Duration,
-    templates: Templates,
     tasks: tokio_util::task::TaskTracker,
     crash_after: Mutex<Option<Step>>,
 }
@@ -102,8 +104,7 @@ struct Inner {
 impl std::fmt::Debug for Provisioner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Provisioner")
-            .field("engine", &self.inner.engine.name())
-            .field("server_id", &self.inner.server_id)
+            .field("servers", &self.inner.sites.all_opened().len())
             .field("lease_prefix", &self.inner.lease_prefix)
             .finish_non_exhaustive()
     }
@@ -111,52 +112,35 @@ impl std::fmt::Debug for Provisioner {
 
 /// Settings of a provisioner (built by `Tenancy`).
 #[derive(Debug, Clone)]
-pub struct ProvisionerSettings {
-    pub server_id: Uuid,
-    pub server_name: String,
-    pub prefix: DatabasePrefix,
-    pub reserved: Vec<String>,
-    pub secret_version: i32,
-    pub lease_ttl: Duration,
-    /// Clone new databases from a template at the latest version.
-    pub use_templates: bool,
+pub(crate) struct ProvisionerSettings {
+    pub(crate) prefix: DatabasePrefix,
+    pub(crate) reserved: Vec<String>,
+    pub(crate) secret_version: i32,
+    pub(crate) lease_ttl: Duration,
     /// How long `shutdown` waits for work under way.
-    pub shutdown_deadline: Duration,
+    pub(crate) shutdown_deadline: Duration,
 }
 
 impl Provisioner {
-    /// A provisioner over these parts. `Tenancy::connect` builds it; the
-    /// settings type is not exported.
-    #[doc(hidden)]
-    pub fn new(
+    /// A provisioner over these parts (built by `Tenancy::connect`).
+    pub(crate) fn new(
         catalog: Catalog,
-        engine: Engine,
-        pools: TenantPools,
+        sites: Sites,
         migrations: TenantMigrations,
         settings: ProvisionerSettings,
     ) -> Self {
-        let templates = Templates::new(
-            catalog.clone(),
-            engine.clone(),
-            migrations,
-            settings.prefix.clone(),
-            settings.use_templates,
-        );
         Self {
             inner: Arc::new(Inner {
                 catalog,
-                engine,
-                pools,
+                sites,
+                placement: std::sync::RwLock::new(Arc::new(FewestTenants)),
                 migrations,
-                server_id: settings.server_id,
-                server_name: settings.server_name,
                 prefix: settings.prefix,
                 reserved: settings.reserved,
                 secret_version: settings.secret_version,
                 lease_prefix: std::process::id().to_string(),
                 lease_ttl: settings.lease_ttl,
                 shutdown_deadline: settings.shutdown_deadline,
-                templates,
                 tasks: tokio_util::task::TaskTracker::new(),
                 crash_after: Mutex::new(None),
             }),
@@ -168,10 +152,11 @@ impl Provisioner {
         &self.inner.catalog
     }
 
-    /// The tenant server's engine (hidden `engine` module; not part of the API).
+    /// The engine of the server of the settings (hidden `engine` module;
+    /// not part of the API).
     #[doc(hidden)]
     pub fn engine(&self) -> &Engine {
-        &self.inner.engine
+        &self.inner.sites.home().engine
     }
 
     /// The tenant migration set it applies.
@@ -179,14 +164,34 @@ impl Provisioner {
         &self.inner.migrations
     }
 
-    /// The id of the tenant server it works on (`database_servers.id`).
+    /// The id of the server of the settings (`database_servers.id`).
     pub fn server_id(&self) -> Uuid {
-        self.inner.server_id
+        self.inner.sites.home().id
+    }
+
+    /// Chooses the server of each new tenant from now on (the default is
+    /// [`FewestTenants`]).
+    pub fn set_placement(&self, placement: Arc<dyn Placement>) {
+        *self.inner.placement.write().unwrap_or_else(|e| e.into_inner()) = placement;
+    }
+
+    fn placement(&self) -> Arc<dyn Placement> {
+        self.inner.placement.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The tenant servers of this process.
+    pub(crate) fn sites(&self) -> &Sites {
+        &self.inner.sites
+    }
+
+    /// The site of a row's server, opened if it was not.
+    pub(crate) async fn site_of(&self, row: &tenant_database::Model) -> Result<Arc<Site>> {
+        self.inner.sites.get(row.server_id).await
     }
 
     /// A row as callers see it.
     pub(crate) fn public(&self, row: &tenant_database::Model) -> TenantDatabase {
-        TenantDatabase::new(row, &self.inner.server_name)
+        TenantDatabase::new(row, &self.inner.sites.name_of(row.server_id))
     }
 
     pub(crate) fn prefix(&self) -> &DatabasePrefix {
@@ -200,10 +205,6 @@ impl Provisioner {
 
     pub(crate) fn secret_version(&self) -> i32 {
         self.inner.secret_version
-    }
-
-    pub(crate) fn pools(&self) -> &TenantPools {
-        &self.inner.pools
     }
 
     /// Test hook: the next operation that reaches `step` stops there as if
@@ -244,16 +245,6 @@ impl Provisioner {
         }
     }
 
-    /// Refuses new tenant databases while the server is DRAINING. (A
-    /// create that passed this check before the drain still finishes.)
-    async fn check_accepting(&self) -> Result<()> {
-        let server = self.inner.catalog.servers().find(self.inner.server_id).await?;
-        match server {
-            Some(server) if !server.accepts_new_tenants => Err(Error::ServerDraining(server.name)),
-            _ => Ok(()),
-        }
-    }
-
     /// Creates a tenant and its database; returns once the database is
     /// ACTIVE. On failure the tenant stays with a FAILED row and
     /// `Error::ProvisioningFailed`; `retry` finishes it.
@@ -266,7 +257,6 @@ impl Provisioner {
             MAX_TENANT_NAME_LEN,
         )?;
         self.check_migration_set().await?;
-        self.check_accepting().await?;
         if self
             .inner
             .catalog
@@ -279,8 +269,9 @@ impl Provisioner {
                 "a tenant with slug '{slug}' already exists"
             )));
         }
+        let site = self.place(&new).await?;
         let id = TenantId::new();
-        let database = self.choose_name(new.database_name.as_deref(), &slug, id).await?;
+        let database = self.choose_name(&site, new.database_name.as_deref(), &slug, id).await?;
 
         let now = Utc::now();
         let tenant = tenants::ActiveModel {
@@ -299,7 +290,7 @@ impl Provisioner {
             .inner
             .catalog
             .tenant_databases()
-            .insert_with_tenant(tenant, self.new_row(id, &database), extras)
+            .insert_with_tenant(tenant, self.new_row(site.id, id, &database), extras)
             .await?;
         self.step(Step::RowInserted, row.tenant_id)?;
         let row = self.run(move |this| async move { this.provision(row).await }).await?;
@@ -315,24 +306,29 @@ impl Provisioner {
     ) -> Result<TenantDatabase> {
         let tenant = self.inner.catalog.tenants().get(tenant).await?;
         self.check_migration_set().await?;
-        self.check_accepting().await?;
+        let site = self
+            .place(&NewTenant {
+                slug: tenant.slug.clone(),
+                ..Default::default()
+            })
+            .await?;
         let id = TenantId::from(tenant.id);
         let slug = TenantSlug::parse(&tenant.slug)?;
-        let database = self.choose_name(database_name, &slug, id).await?;
+        let database = self.choose_name(&site, database_name, &slug, id).await?;
         let row = self
             .inner
             .catalog
             .tenant_databases()
-            .insert(self.new_row(id, &database))
+            .insert(self.new_row(site.id, id, &database))
             .await?;
         self.step(Step::RowInserted, row.tenant_id)?;
         let row = self.run(move |this| async move { this.provision(row).await }).await?;
         Ok(self.public(&row))
     }
 
-    /// This deployment's templates.
+    /// The templates of the server of the settings.
     pub fn templates(&self) -> &Templates {
-        &self.inner.templates
+        &self.inner.sites.home().templates
     }
 
     /// Runs work in a task the provisioner owns: dropping the returned
@@ -369,18 +365,6 @@ impl Provisioner {
                 left = self.inner.tasks.len(),
                 "provisioning work still running at shutdown; its leases will expire and it will be finished later"
             );
-        }
-    }
-
-    /// Closes the engine's admin connections, at most the shutdown
-    /// deadline: closing a pool waits for its connections to come back, and
-    /// one held by stuck DDL would hold shutdown too. `Tenancy::close` calls
-    /// it last, after the tenant pools (whose closing asks the server,
-    /// through the admin pool, that their connections are gone).
-    pub(crate) async fn close_engine(&self) {
-        let deadline = self.inner.shutdown_deadline;
-        if tokio::time::timeout(deadline, self.inner.engine.close()).await.is_err() {
-            tracing::warn!("admin connections still busy at shutdown; leaving them");
         }
     }
 }

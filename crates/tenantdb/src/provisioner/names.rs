@@ -4,6 +4,7 @@
 use super::Provisioner;
 use crate::error::{Error, Result};
 use crate::names::{DatabaseName, TenantId, TenantSlug};
+use crate::sites::Site;
 
 impl Provisioner {
     /// Validates a requested database name: the rules of `DatabaseName` and
@@ -21,7 +22,7 @@ impl Provisioner {
     }
 
     /// Refuses a name that is taken in the catalog or exists on the server.
-    pub(super) async fn check_name_free(&self, name: &DatabaseName) -> Result<()> {
+    pub(super) async fn check_name_free(&self, site: &Site, name: &DatabaseName) -> Result<()> {
         if self.inner.reserved.iter().any(|r| r == name.as_str()) {
             return Err(Error::AlreadyExists(format!(
                 "database name '{name}' is the catalog's own database"
@@ -31,12 +32,12 @@ impl Provisioner {
             .inner
             .catalog
             .tenant_databases()
-            .name_taken(self.inner.server_id, name.as_str())
+            .name_taken(site.id, name.as_str())
             .await?
         {
             return Err(Error::AlreadyExists(format!("database name '{name}' is already taken")));
         }
-        if self.inner.engine.name_in_use(name).await? {
+        if site.engine.name_in_use(name).await? {
             return Err(Error::AlreadyExists(format!(
                 "database '{name}' already exists on the server; tenantdb never adopts a database it did not create"
             )));
@@ -48,18 +49,19 @@ impl Provisioner {
     /// random suffix when the plain one is taken.
     pub(super) async fn choose_name(
         &self,
+        site: &Site,
         requested: Option<&str>,
         slug: &TenantSlug,
         id: TenantId,
     ) -> Result<DatabaseName> {
         if let Some(requested) = requested {
             let name = self.parse_database_name(requested)?;
-            self.check_name_free(&name).await?;
+            self.check_name_free(site, &name).await?;
             return Ok(name);
         }
         let mut name = DatabaseName::generate(&self.inner.prefix, slug, id);
         for _ in 0..8 {
-            match self.check_name_free(&name).await {
+            match self.check_name_free(site, &name).await {
                 Err(Error::AlreadyExists(_)) => {
                     let suffix = format!("{:08x}", rand::random::<u32>());
                     name = DatabaseName::with_suffix(&self.inner.prefix, slug, &suffix);

@@ -23,7 +23,8 @@ impl Provisioner {
             return Ok(self.public(&row));
         }
         self.expect(&row, &[DbStatus::Active], "rename its database")?;
-        self.check_name_free(&to).await?;
+        let site = self.site_of(&row).await?;
+        self.check_name_free(&site, &to).await?;
         let change = Change {
             pending_database_name: Set(Some(to.as_str().to_owned())),
             error_message: Set(None),
@@ -44,12 +45,15 @@ impl Provisioner {
             return self.finish(&row, DbStatus::Active, Change::default()).await;
         };
         let keeper = self.keep(&row);
+        // A server that cannot be reached leaves the row RENAMING: its
+        // lease expires and the reconciler finishes once it answers.
+        let site = self.site_of(&row).await?;
         let steps = async {
-            self.inner.pools.invalidate_and_wait(spec.tenant, DRAIN_WAIT).await;
+            site.pools.invalidate_and_wait(spec.tenant, DRAIN_WAIT).await;
             self.step(Step::RenameDrained, row.tenant_id)?;
             keeper.check()?;
-            self.inner.engine.rename(&spec, &to).await?;
-            self.inner.engine.flush().await?;
+            site.engine.rename(&spec, &to).await?;
+            site.engine.flush().await?;
             self.step(Step::DatabaseRenamed, row.tenant_id)?;
             keeper.check()
         };
@@ -68,7 +72,7 @@ impl Provisioner {
             Err(err) => {
                 // Roll back when the old database is still in place; else
                 // leave RENAMING for the reconciler (its lease will expire).
-                let old_in_place = self.inner.engine.ownership(&spec, &spec.database).await;
+                let old_in_place = site.engine.ownership(&spec, &spec.database).await;
                 if matches!(old_in_place, Ok(Ownership::Ours)) {
                     let change = Change {
                         pending_database_name: Set(None),

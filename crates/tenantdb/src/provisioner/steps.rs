@@ -9,6 +9,7 @@ use crate::engine::DatabaseSpec;
 use crate::error::{Error, Result};
 use crate::migrate::{self, Applied, MigrationFailure};
 use crate::names::TenantRef;
+use crate::sites::Site;
 
 /// A tenant database row of the catalog.
 pub(super) type Row = tenant_database::Model;
@@ -92,10 +93,11 @@ impl Provisioner {
     /// `lease_held` says the tenant's lease is still ours.
     pub(super) async fn apply_migrations(
         &self,
+        site: &Site,
         spec: &DatabaseSpec,
         lease_held: &(dyn Fn() -> bool + Sync),
     ) -> Result<Result<Applied, MigrationFailure>> {
-        let conn = self.inner.engine.connect(spec, 1).await?;
+        let conn = site.engine.connect(spec, 1).await?;
         let result = migrate::apply_pending(&conn, self.inner.migrations.migrations(), lease_held).await;
         if let Err(err) = conn.close().await {
             tracing::warn!(tenant.id = %spec.tenant, error = %err, "closing the migration connection failed");

@@ -136,6 +136,15 @@ impl PostgresEngine {
             .map_err(Error::server("cannot flush the tenant server's log"))
     }
 
+    /// Whether the server answers a query on the admin pool.
+    pub(crate) async fn ping(&self) -> Result<()> {
+        sqlx::raw_sql("SELECT 1")
+            .execute(&self.inner.admin)
+            .await
+            .map(drop)
+            .map_err(Error::server("the tenant server does not answer"))
+    }
+
     /// Where the server is (no secrets).
     pub(crate) fn describe(&self) -> serde_json::Value {
         let options = &self.inner.options;

@@ -1,0 +1,131 @@
+//! Placement: which tenant server a new tenant's database goes to.
+//!
+//! The server named in the request when there is one; else the candidates
+//! (the ACCEPTING servers, fewest tenants first, ties by name) in the
+//! order the deployment's [`Placement`] gives them, and the first that
+//! answers takes the tenant. A server that does not answer is skipped with
+//! a warning and the next one tried.
+
+use std::sync::Arc;
+
+use super::{NewTenant, Provisioner};
+use crate::error::{Error, Result};
+use crate::sites::Site;
+
+/// A tenant server a new tenant may be placed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The server's name in the catalog.
+    pub name: String,
+    /// `postgres` or `sqlite`.
+    pub engine: String,
+    /// Tenant databases on it now.
+    pub tenants: u64,
+    /// Its connection budget.
+    pub budget: u32,
+}
+
+/// Chooses the server of a new tenant (by region, plan, load, ...): set it
+/// with `Tenancy::set_placement`. The default is [`FewestTenants`].
+///
+/// ```
+/// use tenantdb::{Candidate, NewTenant, Placement};
+///
+/// /// Tenants on the "enterprise" plan go to servers named `dedicated-*`.
+/// #[derive(Debug)]
+/// struct ByPlan;
+///
+/// impl Placement for ByPlan {
+///     fn rank(&self, tenant: &NewTenant, candidates: Vec<Candidate>) -> Vec<Candidate> {
+///         let dedicated = tenant.plan.as_deref() == Some("enterprise");
+///         candidates
+///             .into_iter()
+///             .filter(|c| c.name.starts_with("dedicated-") == dedicated)
+///             .collect()
+///     }
+/// }
+/// ```
+pub trait Placement: Send + Sync + std::fmt::Debug {
+    /// The servers `tenant` may go to, most wanted first. `candidates` are
+    /// the ACCEPTING servers, fewest tenants first, ties by name; a server
+    /// left out is not used. The first one that answers gets the tenant;
+    /// an empty list refuses the tenant (`Error::NoServerAvailable`).
+    fn rank(&self, tenant: &NewTenant, candidates: Vec<Candidate>) -> Vec<Candidate>;
+}
+
+/// The default placement: the ACCEPTING server with the fewest tenants,
+/// ties by name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FewestTenants;
+
+impl Placement for FewestTenants {
+    fn rank(&self, _tenant: &NewTenant, candidates: Vec<Candidate>) -> Vec<Candidate> {
+        candidates
+    }
+}
+
+impl Provisioner {
+    /// The site a new tenant's database goes to (see the module docs).
+    pub(super) async fn place(&self, new: &NewTenant) -> Result<Arc<Site>> {
+        let catalog = &self.inner.catalog;
+        let rows = catalog.servers().list().await?;
+        for row in &rows {
+            self.inner.sites.remember(row);
+        }
+        if let Some(name) = new.server.as_deref() {
+            let row = rows
+                .iter()
+                .find(|r| r.name == name)
+                .ok_or_else(|| Error::ServerNotFound(name.to_owned()))?;
+            if !row.accepts_new_tenants {
+                return Err(Error::ServerDraining(row.name.clone()));
+            }
+            let site = self.inner.sites.open(row).await?;
+            site.reachable().await?;
+            return Ok(site);
+        }
+        let counts = catalog.tenant_databases().count_by_server().await?;
+        let mut candidates: Vec<Candidate> = rows
+            .iter()
+            .filter(|r| r.accepts_new_tenants)
+            .map(|r| Candidate {
+                name: r.name.clone(),
+                engine: r.engine.clone(),
+                tenants: counts.get(&r.id).copied().unwrap_or(0),
+                budget: u32::try_from(r.connection_budget).unwrap_or(0),
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Err(match rows.as_slice() {
+                [only] => Error::ServerDraining(only.name.clone()),
+                _ => Error::NoServerAvailable("every server is DRAINING".into()),
+            });
+        }
+        candidates.sort_by(|a, b| a.tenants.cmp(&b.tenants).then_with(|| a.name.cmp(&b.name)));
+        let placement = self.placement();
+        let ranked = placement.rank(new, candidates);
+        let mut refused = Vec::new();
+        for candidate in ranked {
+            let Some(row) = rows.iter().find(|r| r.name == candidate.name && r.accepts_new_tenants) else {
+                continue;
+            };
+            let site = match self.inner.sites.open(row).await {
+                Ok(site) => site.reachable().await.map(|()| site),
+                Err(err) => Err(err),
+            };
+            match site {
+                Ok(site) => return Ok(site),
+                Err(err) => {
+                    tracing::warn!(server = %row.name, error = %err.chain(), "server does not answer: placing the tenant on the next one");
+                    metrics::counter!("tenantdb_placement_skipped_total", "server" => row.name.clone()).increment(1);
+                    refused.push(format!("{}: {}", row.name, err.chain()));
+                }
+            }
+        }
+        Err(Error::NoServerAvailable(if refused.is_empty() {
+            format!("the placement ({placement:?}) chose no server")
+        } else {
+            refused.join("; ")
+        }))
+    }
+}
