@@ -138,9 +138,9 @@ impl From<Error> for ApiError {
             Error::TenantDatabaseNotFound(_) => Self::not_found("tenant database"),
             Error::AlreadyExists(message) => Self::conflict(message),
             Error::ServerNotFound(_) => Self::not_found("server"),
-            // At request time: a tenant server this instance cannot open
-            // (its admin password sealed under a secret it lacks).
-            Error::Config(_) => {
+            // A tenant server this instance cannot open (its admin
+            // password sealed under a secret it lacks): the operator's to fix.
+            Error::ServerUnusable { .. } => {
                 tracing::warn!(error = %err.chain(), "tenant server cannot be used");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,

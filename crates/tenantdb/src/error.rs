@@ -78,6 +78,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// A tenant server cannot be used by this process: its admin URL or
+    /// password cannot be had (sealed under a secret version this process
+    /// lacks, no secret, not recorded).
+    #[error("server '{server}' cannot be used: {reason}")]
+    ServerUnusable {
+        /// The server's name.
+        server: String,
+        /// Why, in words (never a password).
+        reason: String,
+    },
+
     /// A tenant server did not answer in time.
     #[error("server '{0}' did not answer in time")]
     ServerUnreachable(String),

@@ -249,7 +249,19 @@ impl Parts {
     }
 
     /// Connects the admin pool of a PostgreSQL server from its settings.
+    /// What this process lacks to log in is `Error::ServerUnusable`.
     pub(crate) async fn connect(&self, name: &str, settings: &ServerSettings) -> Result<PostgresEngine> {
+        let unusable = |err: Error| match err {
+            Error::Config(reason) => Error::ServerUnusable {
+                server: name.to_owned(),
+                reason,
+            },
+            other => other,
+        };
+        self.connect_admin(name, settings).await.map_err(unusable)
+    }
+
+    async fn connect_admin(&self, name: &str, settings: &ServerSettings) -> Result<PostgresEngine> {
         let secret = self
             .secret
             .clone()
@@ -359,11 +371,13 @@ impl Sites {
             return Ok(site);
         }
         if row.engine != "postgres" {
-            return Err(Error::Config(format!(
-                "server '{}' is a {} directory of another instance's settings: only PostgreSQL servers are \
-                 shared by instances",
-                row.name, row.engine
-            )));
+            return Err(Error::ServerUnusable {
+                server: row.name.clone(),
+                reason: format!(
+                    "a {} directory of another instance's settings: only PostgreSQL servers are shared by instances",
+                    row.engine
+                ),
+            });
         }
         let settings = ServerSettings::of(row);
         let parts = &self.inner.parts;

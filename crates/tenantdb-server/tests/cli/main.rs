@@ -422,6 +422,50 @@ async fn an_operator_session_works_on_postgres() {
     operator_session(Cli::postgres().await).await;
 }
 
+/// A second tenant server from the binary: added (its password never
+/// printed), a tenant placed on it by name and by placement, doctor per
+/// server, migrate over both, removed once empty.
+#[tokio::test]
+async fn a_second_server_is_added_used_examined_and_removed() {
+    let cluster = tenantdb_test_support::PgCluster::start();
+    let cli = Cli::postgres().await;
+    let added = cli.json(&["servers", "add", "eu", &cluster.url(), "--budget", "4", "--json"]);
+    assert_eq!((added["name"].as_str(), added["status"].as_str()), (Some("eu"), Some("ACCEPTING")));
+    let out = cli.run(&["servers", "add", "eu", &cluster.url()]);
+    assert_eq!(out.status.code(), Some(1));
+    let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(shown.contains("already exists"), "{shown}");
+    assert!(!shown.contains(tenantdb_test_support::SUPERUSER_PASSWORD), "{shown}");
+
+    let on_eu = cli.json(&["tenants", "create", "euro", "--server", "eu", "--json"]);
+    assert_eq!(on_eu["database"]["server"], "eu", "{on_eu}");
+    // Placement: eu has one tenant, default none.
+    let placed = cli.json(&["tenants", "create", "homebody", "--json"]);
+    assert_eq!(placed["database"]["server"], "default", "{placed}");
+    assert!(cli.fails(&["tenants", "create", "lost", "--server", "nope"]).contains("nope"));
+    let servers = cli.json(&["servers", "list", "--json"]);
+    let tenants: Vec<_> = servers.as_array().unwrap().iter().map(|s| (s["name"].clone(), s["tenants"].clone())).collect();
+    assert_eq!(tenants.len(), 2, "{servers}");
+    assert!(tenants.iter().all(|(_, n)| n == 1), "{servers}");
+
+    let doctor = cli.json(&["doctor", "--json"]);
+    assert_eq!(doctor["remaining"], serde_json::json!([]), "{doctor}");
+    assert_eq!(doctor["unreachable"], serde_json::json!([]), "{doctor}");
+    let one = cli.json(&["doctor", "--server", "eu", "--json"]);
+    assert_eq!(one["found"], serde_json::json!([]), "{one}");
+    let run = cli.json(&["migrate", "--json"]);
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+    let check = cli.json(&["tenants", "check", "euro", "--json"]);
+    assert_eq!(check["reachable"], true, "{check}");
+
+    assert!(cli.fails(&["servers", "remove", "eu"]).contains("tenant databases"));
+    assert!(cli.fails(&["servers", "remove", "default"]).contains("settings"));
+    cli.ok(&["tenants", "delete", "euro", "--yes"]);
+    assert!(cli.fails(&["servers", "remove", "eu"]).contains("templates"));
+    assert!(cli.ok(&["servers", "remove", "eu", "--drop-templates"]).contains("removed server 'eu'"));
+    assert_eq!(cli.json(&["servers", "list", "--json"]).as_array().unwrap().len(), 1);
+}
+
 #[test]
 fn postgres_tenants_without_a_secret_are_refused_at_start() {
     let cli = Cli::sqlite();

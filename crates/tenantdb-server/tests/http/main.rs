@@ -9,5 +9,6 @@ mod fuzz;
 mod nul;
 mod openapi;
 mod restart;
+mod servers;
 mod support;
 mod telemetry;

@@ -1,0 +1,121 @@
+//! `POST /v1/servers` and `DELETE /v1/servers/{server}`: a second tenant
+//! server (a throwaway cluster) added over HTTP, a tenant placed on it and
+//! served from it, then the server removed once it is empty. Bad input is a
+//! clear 4xx that records nothing, and no answer ever shows the password.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use tenantdb_test_support::{PgCluster, SUPERUSER_PASSWORD};
+
+use crate::support::{Backend, Service, code};
+
+#[tokio::test]
+async fn a_server_is_added_used_and_removed_over_http() {
+    let cluster = PgCluster::start();
+    let service = Service::start(Backend::Postgres).await;
+    let add = |body| service.admin(Method::POST, "/v1/servers", Some(body));
+
+    let wrong_password = cluster.url().replace(SUPERUSER_PASSWORD, "not-the-password");
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    for (body, status, error) in [
+        (json!({"name": "eu"}), StatusCode::BAD_REQUEST, "invalid_request"),
+        (
+            json!({"name": "Eu 1", "admin_url": cluster.url(), "budget": 4}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            json!({"name": "eu", "admin_url": "mysql://x@y/z", "budget": 4}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            json!({"name": "eu", "admin_url": wrong_password, "budget": 4}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            json!({"name": "eu", "admin_url": cluster.url(), "budget": 0}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            json!({"name": "eu", "admin_url": format!("postgres://postgres:pw@127.0.0.1:{closed_port}/postgres"), "budget": 4}),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "tenant_unavailable",
+        ),
+    ] {
+        let (got, answer) = add(body.clone()).await;
+        assert_eq!((got, code(&answer)), (status, error), "{body}: {answer}");
+        assert!(!answer.to_string().contains("not-the-password"), "{answer}");
+    }
+    let (_, servers) = service.admin(Method::GET, "/v1/servers", None).await;
+    assert_eq!(servers["items"].as_array().unwrap().len(), 1, "nothing recorded: {servers}");
+
+    let (status, eu) = add(json!({"name": "eu", "admin_url": cluster.url(), "budget": 4})).await;
+    assert_eq!(status, StatusCode::CREATED, "{eu}");
+    assert_eq!((eu["name"].as_str(), eu["status"].as_str(), eu["budget"].as_u64()), (Some("eu"), Some("ACCEPTING"), Some(4)));
+    assert!(!eu.to_string().contains(SUPERUSER_PASSWORD), "{eu}");
+    let (status, again) = add(json!({"name": "eu", "admin_url": cluster.url(), "budget": 4})).await;
+    assert_eq!((status, code(&again)), (StatusCode::CONFLICT, "conflict"), "{again}");
+
+    // A tenant placed on it by name, served from it as its own role.
+    let (ada, token) = service.user("ada@servers.test").await;
+    let (status, unknown) = service
+        .admin(Method::POST, "/v1/tenants", Some(json!({"slug": "lost", "name": "Lost", "server": "nope"})))
+        .await;
+    assert_eq!((status, code(&unknown)), (StatusCode::BAD_REQUEST, "invalid_request"), "{unknown}");
+    let (status, tenant) = service
+        .admin(
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"slug": "euro", "name": "Euro", "owner_user_id": ada, "server": "eu"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{tenant}");
+    assert_eq!(tenant["database"]["server"], "eu", "{tenant}");
+    let (status, project) = service
+        .call(Method::POST, "/v1/projects", Some(&token), Some("euro"), Some(json!({"name": "Abroad"})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{project}");
+    let on_cluster = {
+        let pool = sqlx::PgPool::connect(&cluster.url()).await.unwrap();
+        let name = tenant["database"]["database_name"].as_str().unwrap().to_owned();
+        let found: Option<String> = sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname = $1")
+            .bind(&name)
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        found
+    };
+    assert!(on_cluster.is_some(), "the database is on the added server");
+
+    // Removing: refused while it holds the tenant, then its template;
+    // never the server of the settings.
+    for (path, why) in [
+        ("/v1/servers/eu", "tenant databases"),
+        ("/v1/servers/default?drop_templates=true", "settings"),
+    ] {
+        let (status, refused) = service.admin(Method::DELETE, path, None).await;
+        assert_eq!((status, code(&refused)), (StatusCode::CONFLICT, "conflict"), "{refused}");
+        assert!(refused.to_string().contains(why), "{refused}");
+    }
+    let (status, _) = service.admin(Method::DELETE, "/v1/tenants/euro", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, refused) = service.admin(Method::DELETE, "/v1/servers/eu", None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert!(refused.to_string().contains("templates"), "{refused}");
+    let (status, _) = service
+        .admin(Method::DELETE, "/v1/servers/eu?drop_templates=true", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for method in [Method::GET, Method::DELETE] {
+        let (status, _) = service.admin(method, "/v1/servers/eu", None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    service.stop().await;
+}
