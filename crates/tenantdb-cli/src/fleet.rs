@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{Value, json};
 use tenantdb::{Behind, FleetOptions, FleetReport, MigrationRun};
@@ -20,12 +21,16 @@ use crate::progress::Progress;
 pub struct MigrateArgs {
     #[command(subcommand)]
     action: Option<MigrateAction>,
-    /// Tenants migrated at once.
+    /// Tenants migrated at once on each tenant server (servers migrate
+    /// side by side).
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
     /// Only this tenant (repeatable; slug or id).
     #[arg(long = "tenant")]
     tenants: Vec<String>,
+    /// Only tenants on this server (repeatable; by name).
+    #[arg(long = "server")]
+    servers: Vec<String>,
     /// Print who would get which migrations; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -52,9 +57,14 @@ pub struct MigrateArgs {
 /// The flags of `status`.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
+    /// Only this tenant server in `servers` (by name).
+    #[arg(long)]
+    server: Option<String>,
     /// Print `{"tenants_by_status", "server", "instances": [{"id", "host",
-    /// "pid", "share", "started_at", "lease_expires_at"}], "pools",
-    /// "versions"}` (`versions` is `migrate status --json`).
+    /// "pid", "share", "started_at", "lease_expires_at"}], "servers":
+    /// [server], "pools", "versions"}`: `server` and `instances` are the
+    /// server of the settings, `servers` every tenant server as `servers
+    /// list --json` prints it, `versions` is `migrate status --json`.
     #[arg(long)]
     json: bool,
 }
@@ -76,6 +86,7 @@ impl MigrateArgs {
         Ok(FleetOptions {
             concurrency: self.concurrency,
             tenants,
+            servers: self.servers.clone(),
             max_failures: self.max_failures,
             canary: self.canary,
         })
@@ -94,7 +105,8 @@ pub(crate) async fn migrate(tenancy: &Tenancy, args: MigrateArgs) -> anyhow::Res
         return Ok(ExitCode::SUCCESS);
     }
     let provisioner = tenancy.provisioner();
-    let behind = tenancy.fleet().behind(&options.tenants).await?;
+    let fleet = tenancy.fleet();
+    let behind = fleet.on_servers(fleet.behind(&options.tenants).await?, &options.servers).await?;
     let target = provisioner
         .migrations()
         .latest_version()
@@ -271,6 +283,15 @@ pub(crate) async fn overview(tenancy: &Tenancy, args: StatusArgs) -> anyhow::Res
         .await?
         .map(|server| server.instances)
         .unwrap_or_default();
+    let servers: Vec<tenantdb::Server> = match &args.server {
+        Some(name) => vec![
+            tenancy
+                .server(name)
+                .await?
+                .with_context(|| format!("no server named '{name}'"))?,
+        ],
+        None => tenancy.servers().await?,
+    };
     if args.json {
         return print_json(&json!({
             "tenants_by_status": by_status,
@@ -279,6 +300,7 @@ pub(crate) async fn overview(tenancy: &Tenancy, args: StatusArgs) -> anyhow::Res
                 "budget": pools.config().budget, "max_per_tenant": pools.config().max_per_tenant,
             },
             "instances": instances,
+            "servers": servers,
             "pools": {"open": stats.pools, "connections": stats.connections, "idle_connections": stats.idle_connections},
             "versions": versions.to_json(),
         }));
@@ -299,6 +321,8 @@ pub(crate) async fn overview(tenancy: &Tenancy, args: StatusArgs) -> anyhow::Res
         println!("instances sharing the budget:");
         print_instances(&instances);
     }
+    println!("tenant servers:");
+    crate::servers::print_table(&servers);
     println!(
         "pools in this process: {} open, {} connections ({} idle)",
         stats.pools, stats.connections, stats.idle_connections

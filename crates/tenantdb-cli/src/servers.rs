@@ -85,18 +85,7 @@ pub(crate) async fn servers(tenancy: &Tenancy, command: ServersCommand) -> anyho
             if json {
                 return print_json(&servers);
             }
-            let rows = servers.iter().map(|s| {
-                let shares: u32 = s.instances.iter().map(|i| i.share).sum();
-                vec![
-                    s.name.clone(),
-                    s.engine.clone(),
-                    s.status.clone(),
-                    s.budget.to_string(),
-                    s.tenants.to_string(),
-                    format!("{} ({shares} held)", s.instances.len()),
-                ]
-            });
-            print_rows(&["NAME", "ENGINE", "STATUS", "BUDGET", "TENANTS", "INSTANCES"], rows);
+            print_table(&servers);
             Ok(())
         }
         ServersCommand::Add {
@@ -128,6 +117,23 @@ pub(crate) async fn servers(tenancy: &Tenancy, command: ServersCommand) -> anyho
         ServersCommand::Accept { name, json } => set_accepting(tenancy, &name, true, json).await,
         ServersCommand::Show { name, json } => print_found(tenancy.server(&name).await?, &name, json),
     }
+}
+
+/// The servers as a table: name, engine, status, budget, tenants, and the
+/// instances sharing the budget with what they hold.
+pub(crate) fn print_table(servers: &[Server]) {
+    let rows = servers.iter().map(|s| {
+        let shares: u32 = s.instances.iter().map(|i| i.share).sum();
+        vec![
+            s.name.clone(),
+            s.engine.clone(),
+            s.status.clone(),
+            s.budget.to_string(),
+            s.tenants.to_string(),
+            format!("{} ({shares} held)", s.instances.len()),
+        ]
+    });
+    print_rows(&["NAME", "ENGINE", "STATUS", "BUDGET", "TENANTS", "INSTANCES"], rows);
 }
 
 async fn set_accepting(tenancy: &Tenancy, name: &str, accepting: bool, json: bool) -> anyhow::Result<()> {

@@ -23,6 +23,8 @@ pub(super) fn routes() -> OpenApiRouter<OperatorApi> {
 struct StartMigration {
     concurrency: Option<usize>,
     tenants: Option<Vec<String>>,
+    /// Only tenants on these servers, by name (every server when not given).
+    servers: Option<Vec<String>>,
     max_failures: Option<usize>,
     canary: Option<usize>,
 }
@@ -86,10 +88,19 @@ async fn start_migration(
     let options = tenantdb::FleetOptions {
         concurrency,
         tenants,
+        servers: body.servers.unwrap_or_default(),
         max_failures: body.max_failures,
         canary: body.canary,
     };
-    let (id, _run) = api.tenancy().fleet().start(&options, |_| {}).await?;
+    let (id, _run) = api
+        .tenancy()
+        .fleet()
+        .start(&options, |_| {})
+        .await
+        .map_err(|err| match err {
+            tenantdb::Error::ServerNotFound(name) => ApiError::invalid(format!("servers: no server named '{name}'")),
+            other => other.into(),
+        })?;
     Ok((StatusCode::ACCEPTED, Json(Started { id })).into_response())
 }
 

@@ -826,8 +826,8 @@ fn spawn_serve(cli: &Cli, extra: &[(&str, &str)]) -> (String, Running) {
     (format!("http://{address}"), child)
 }
 
-/// `tenantdb_pool_share` as a service's `/metrics` shows it.
-async fn share_of(client: &reqwest::Client, base: &str) -> u32 {
+/// `tenantdb_pool_share{server}` as a service's `/metrics` shows it.
+async fn share_of(client: &reqwest::Client, base: &str, server: &str) -> u32 {
     let text = client
         .get(format!("{base}/metrics"))
         .send()
@@ -836,36 +836,44 @@ async fn share_of(client: &reqwest::Client, base: &str) -> u32 {
         .text()
         .await
         .unwrap();
+    let label = format!("server=\"{server}\"");
     text.lines()
-        .find(|l| l.starts_with("tenantdb_pool_share{"))
+        .find(|l| l.starts_with("tenantdb_pool_share{") && l.contains(&label))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse::<f64>().ok())
         .map_or(0, |v| v as u32)
 }
 
-/// Two `serve` processes over one catalog and one PostgreSQL server share
-/// its budget under load (the server never sees more tenant connections
-/// than the budget; every request answers 200 or 503 busy), and when one
-/// is killed (`SIGKILL`: no clean shutdown) the other takes the whole
-/// budget back within a few beats, not a lease period (the dead process
-/// ran on this host, so it is known to be gone).
+/// Three `serve` processes over one catalog and two PostgreSQL servers
+/// (the shared one and a throwaway cluster, added with `servers add`)
+/// share each server's budget under random load over twelve tenants: no
+/// server ever sees more tenant connections than its budget (sampled
+/// every few ms on each), every request answers 200 or 503 busy. When one
+/// is killed (`SIGKILL`: no clean shutdown) the two others take its share
+/// of each server back within a few beats, well within its lease (the dead
+/// process ran on this host, so it is known to be gone).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_services_share_the_budget_and_a_killed_ones_share_returns() {
+async fn three_services_share_two_servers_and_a_killed_ones_share_returns() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
 
-    const BUDGET: u32 = 4;
-    const ADMIN: &str = "two-services-admin-token-0123456789";
+    const BUDGET: u32 = 6;
+    const ADMIN: &str = "three-services-admin-token-0123456789";
+    let cluster = tenantdb_test_support::PgCluster::start();
     let cli = Cli::postgres().await;
     let settings = [
-        ("TENANTDB_POOL_BUDGET", "4"),
+        ("TENANTDB_POOL_BUDGET", "6"),
         ("TENANTDB_POOL_MAX_PER_TENANT", "2"),
         ("TENANTDB_ADMIN_TOKEN", ADMIN),
         ("TENANTDB_INSTANCE_LEASE_SECS", "10"),
     ];
+    // The settings' server is recorded by the first command; then eu.
+    cli.ok(&["servers", "list"]);
+    cli.ok(&["servers", "add", "eu", &cluster.url(), "--budget", "6", "--max-per-tenant", "2"]);
     let (a, _a) = spawn_serve(&cli, &settings);
-    let (b, mut b_process) = spawn_serve(&cli, &settings);
+    let (b, _b) = spawn_serve(&cli, &settings);
+    let (c, mut c_process) = spawn_serve(&cli, &settings);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -895,33 +903,43 @@ async fn two_services_share_the_budget_and_a_killed_ones_share_returns() {
         .await
         .unwrap();
     let token = token["token"].as_str().unwrap().to_owned();
-    let slugs: Vec<String> = (0..6).map(|i| format!("t{i}")).collect();
-    for slug in &slugs {
+    let slugs: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
+    for (i, slug) in slugs.iter().enumerate() {
+        let server = if i % 2 == 0 { "default" } else { "eu" };
         let created = post(
             &a,
             "/v1/tenants",
-            serde_json::json!({"slug": slug, "name": slug, "owner_user_id": user_id}),
+            serde_json::json!({"slug": slug, "name": slug, "owner_user_id": user_id, "server": server}),
         )
         .await
         .unwrap();
         assert_eq!(created.status(), reqwest::StatusCode::CREATED);
     }
 
-    let admin = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
-    let sampler = ConnectionPeak::start(admin, &cli.prefix(), Duration::from_millis(3));
+    let shared = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
+    let throwaway = sqlx::PgPool::connect(&cluster.url()).await.unwrap();
+    let samplers = [
+        ConnectionPeak::start(shared, &cli.prefix(), Duration::from_millis(3)),
+        ConnectionPeak::start(throwaway, &cli.prefix(), Duration::from_millis(3)),
+    ];
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
-    for (n, base) in [a.clone(), b.clone(), a.clone(), b.clone()].into_iter().enumerate() {
+    let bases = [&a, &b, &c, &a, &b, &c];
+    for (n, base) in bases.into_iter().cloned().enumerate() {
         let (client, token, slugs, stop) = (client.clone(), token.clone(), slugs.clone(), stop.clone());
         workers.push(tokio::spawn(async move {
-            let mut i = n;
             let mut answers = Vec::new();
+            let mut state = n as u64 + 1;
             while !stop.load(Ordering::Relaxed) {
-                i += 1;
+                // A small xorshift: random tenants, reproducible per worker.
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let slug = &slugs[(state % slugs.len() as u64) as usize];
                 let sent = client
                     .get(format!("{base}/v1/projects"))
                     .bearer_auth(&token)
-                    .header("X-Tenant", &slugs[i % slugs.len()])
+                    .header("X-Tenant", slug)
                     .send()
                     .await;
                 // The killed service's clients see their connection refused.
@@ -933,24 +951,40 @@ async fn two_services_share_the_budget_and_a_killed_ones_share_returns() {
             answers
         }));
     }
+    let shares = async |server: &str| {
+        (
+            share_of(&client, &a, server).await,
+            share_of(&client, &b, server).await,
+            share_of(&client, &c, server).await,
+        )
+    };
     let settled = Instant::now();
-    while (share_of(&client, &a).await, share_of(&client, &b).await) != (BUDGET / 2, BUDGET / 2) {
-        assert!(
-            settled.elapsed() < Duration::from_secs(15),
-            "the two never settled on halves"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for server in ["default", "eu"] {
+        while shares(server).await != (BUDGET / 3, BUDGET / 3, BUDGET / 3) {
+            assert!(
+                settled.elapsed() < Duration::from_secs(20),
+                "the three never settled on thirds of {server}: {:?}",
+                shares(server).await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let killed = Instant::now();
-    b_process.0.kill().unwrap();
-    let _ = b_process.0.wait();
-    while share_of(&client, &a).await != BUDGET {
-        assert!(
-            killed.elapsed() < Duration::from_secs(6),
-            "the killed service's share did not come back well before its 10 s lease"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    c_process.0.kill().unwrap();
+    let _ = c_process.0.wait();
+    for server in ["default", "eu"] {
+        loop {
+            let (a_share, b_share, _) = shares(server).await;
+            if (a_share, b_share) == (BUDGET / 2, BUDGET / 2) {
+                break;
+            }
+            assert!(
+                killed.elapsed() < Duration::from_secs(8),
+                "the killed service's share of {server} did not come back well before its 10 s lease"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
@@ -958,11 +992,13 @@ async fn two_services_share_the_budget_and_a_killed_ones_share_returns() {
     for worker in workers {
         answers.extend(worker.await.unwrap());
     }
-    let peak = sampler.stop().await;
-    assert!(
-        peak <= BUDGET,
-        "the server saw {peak} tenant connections, budget {BUDGET}"
-    );
+    for (sampler, server) in samplers.into_iter().zip(["default", "eu"]) {
+        let peak = sampler.stop().await;
+        assert!(
+            peak <= BUDGET,
+            "server {server} saw {peak} tenant connections, budget {BUDGET}"
+        );
+    }
     let served = answers.iter().filter(|(s, _)| *s == reqwest::StatusCode::OK).count();
     for (status, code) in &answers {
         assert!(

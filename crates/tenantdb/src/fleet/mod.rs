@@ -33,6 +33,8 @@ pub struct FleetOptions {
     pub concurrency: usize,
     /// Only these tenants (all that are behind when empty).
     pub tenants: Vec<TenantRef>,
+    /// Only tenants on these servers, by name (every server when empty).
+    pub servers: Vec<String>,
     /// Stop handing out work after this many failures.
     pub max_failures: Option<usize>,
     /// Migrate this many tenants first; stop if any of them fails.
@@ -44,6 +46,7 @@ impl Default for FleetOptions {
         Self {
             concurrency: 4,
             tenants: Vec::new(),
+            servers: Vec::new(),
             max_failures: None,
             canary: None,
         }
@@ -137,6 +140,20 @@ impl Fleet {
     /// The tenants that are behind the latest tenant migration, from the
     /// catalog alone. Only ACTIVE databases are migrated (suspended tenants
     /// included); others are provisioning, failed or being worked on.
+    /// Those of `behind` on the servers named `servers` (all when empty);
+    /// an unknown name is `Error::ServerNotFound`.
+    pub async fn on_servers(&self, behind: Vec<Behind>, servers: &[String]) -> Result<Vec<Behind>> {
+        if servers.is_empty() {
+            return Ok(behind);
+        }
+        let mut ids = Vec::new();
+        for name in servers {
+            let row = self.provisioner.catalog().servers().named(name).await?;
+            ids.push(row.ok_or_else(|| Error::ServerNotFound(name.clone()))?.id);
+        }
+        Ok(behind.into_iter().filter(|b| ids.contains(&b.row.server_id)).collect())
+    }
+
     pub async fn behind(&self, only: &[TenantRef]) -> Result<Vec<Behind>> {
         let names: Vec<String> = self.provisioner.migrations().names();
         let latest = names.last().cloned();
@@ -192,7 +209,7 @@ impl Fleet {
         on_event: impl Fn(&FleetEvent) + Send + Sync + 'static,
     ) -> Result<(Uuid, tokio::task::JoinHandle<Result<FleetReport>>)> {
         self.provisioner.check_migration_set().await?;
-        let behind = self.behind(&options.tenants).await?;
+        let behind = self.on_servers(self.behind(&options.tenants).await?, &options.servers).await?;
         let target = self.provisioner.migrations().latest_version();
         let run_id = Uuid::now_v7();
         let lease = self.provisioner.run_lease();
