@@ -7,6 +7,7 @@ mod env;
 mod fleet;
 mod http;
 mod many;
+mod many_servers;
 mod memory;
 mod provision;
 mod routing;
@@ -26,6 +27,10 @@ enum Scenario {
     Provision,
     /// Random tenants out of many under a connection budget vs. the hot set.
     ManyTenants,
+    /// The many-tenants load on tenants spread over three throwaway
+    /// PostgreSQL servers vs. on one, and fleet migrate over both
+    /// (PostgreSQL only; not part of `all`).
+    ManyServers,
     /// `GET /v1/projects` through the service vs. a minimal axum handler.
     Http,
     /// Resident memory per cached and per connected tenant.
@@ -111,6 +116,10 @@ async fn main() -> anyhow::Result<()> {
     };
     if matches!(args.scenario, Scenario::ManyTenants | Scenario::All) {
         many::run(args.engine, args.quick, counts).await?;
+    }
+    if matches!(args.scenario, Scenario::ManyServers) {
+        anyhow::ensure!(args.engine == Engine::Postgres, "many-servers runs on PostgreSQL only");
+        many_servers::run(args.quick, args.tenants, args.requests).await?;
     }
     if matches!(args.scenario, Scenario::Http | Scenario::All) {
         http::run(args.engine, args.quick, counts).await?;

@@ -32,7 +32,7 @@ fn is_busy(err: &anyhow::Error) -> bool {
 
 /// `requests` selects on random tenants of `tenants` from `CONCURRENCY`
 /// workers; `salt` varies the sequence between rounds.
-async fn load(
+pub(crate) async fn load(
     connections: &TenantConnections,
     tenants: &Arc<Vec<TenantId>>,
     requests: usize,

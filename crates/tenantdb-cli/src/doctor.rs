@@ -71,7 +71,10 @@ pub(crate) async fn doctor(tenancy: &Tenancy, args: DoctorArgs) -> anyhow::Resul
         }
         print_findings(&remaining, args.fix);
         for server in &unreachable {
-            println!("  server {} could not be examined: {}", server["server"], server["error"]);
+            println!(
+                "  server {} could not be examined: {}",
+                server["server"], server["error"]
+            );
         }
     }
     if remaining.is_empty() && unreachable.is_empty() {

@@ -106,7 +106,9 @@ pub(crate) async fn migrate(tenancy: &Tenancy, args: MigrateArgs) -> anyhow::Res
     }
     let provisioner = tenancy.provisioner();
     let fleet = tenancy.fleet();
-    let behind = fleet.on_servers(fleet.behind(&options.tenants).await?, &options.servers).await?;
+    let behind = fleet
+        .on_servers(fleet.behind(&options.tenants).await?, &options.servers)
+        .await?;
     let target = provisioner
         .migrations()
         .latest_version()

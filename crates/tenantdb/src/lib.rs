@@ -259,6 +259,14 @@ impl Tenancy {
         self.connections.pools()
     }
 
+    /// Brings the pool gauges of every tenant server this process uses up
+    /// to date (`tenantdb_pool_*{server}`): call before rendering metrics.
+    pub fn refresh_metrics(&self) {
+        for site in self.sites.all_opened() {
+            site.pools.refresh_metrics();
+        }
+    }
+
     /// This process's instance id: its row in the catalog's `instances`,
     /// where its share of the server's budget is recorded.
     pub fn instance_id(&self) -> uuid::Uuid {
@@ -307,21 +315,36 @@ impl Tenancy {
     pub async fn add_server(&self, new: AddServer) -> Result<Server> {
         server::check_server_name(&new.name)?;
         if new.budget < 1 || new.max_per_tenant == Some(0) {
-            return Err(Error::invalid("budget", &new.budget.to_string(), "budget and pool size must be at least 1"));
+            return Err(Error::invalid(
+                "budget",
+                &new.budget.to_string(),
+                "budget and pool size must be at least 1",
+            ));
         }
         let parts = self.sites.parts();
         let secret = parts.secret.as_ref().ok_or_else(|| {
-            Error::Config("TENANTDB_SECRET is required to add a PostgreSQL server (its password is sealed with it)".into())
+            Error::Config(
+                "TENANTDB_SECRET is required to add a PostgreSQL server (its password is sealed with it)".into(),
+            )
         })?;
         if self.catalog.servers().named(&new.name).await?.is_some() {
-            return Err(Error::AlreadyExists(format!("a server named '{}' already exists", new.name)));
+            return Err(Error::AlreadyExists(format!(
+                "a server named '{}' already exists",
+                new.name
+            )));
         }
         let settings = sites::ServerSettings::postgres(&new.name, &new.admin_url, secret, new.max_per_tenant)?;
         let engine = match parts.connect(&new.name, &settings).await {
             Ok(engine) => Engine::Postgres(engine),
             Err(err) if err.is_unreachable() => return Err(err),
             // Refused logins, missing databases, bad URLs: the request's fault.
-            Err(err) => return Err(Error::invalid("admin URL", "[redacted]", &format!("it does not work: {}", err.chain()))),
+            Err(err) => {
+                return Err(Error::invalid(
+                    "admin URL",
+                    "[redacted]",
+                    &format!("it does not work: {}", err.chain()),
+                ));
+            }
         };
         let room = engine.connection_room(config::DEFAULT_ADMIN_MAX_CONNECTIONS + 2).await;
         engine.close().await;
@@ -331,7 +354,9 @@ impl Tenancy {
             return Err(Error::invalid(
                 "budget",
                 &new.budget.to_string(),
-                &format!("the server has room for {room} tenant connections (max_connections less reserved slots and tenantdb's own)"),
+                &format!(
+                    "the server has room for {room} tenant connections (max_connections less reserved slots and tenantdb's own)"
+                ),
             ));
         }
         let row = self
@@ -372,7 +397,11 @@ impl Tenancy {
         let view = self.server_view(&row).await?;
         let site = self.sites.open(&row).await?;
         let stem = site.templates.stem();
-        let templates = site.engine.inventory(&self.provisioner.prefix().clone(), &stem).await?.templates;
+        let templates = site
+            .engine
+            .inventory(&self.provisioner.prefix().clone(), &stem)
+            .await?
+            .templates;
         if !templates.is_empty() {
             if !drop_templates {
                 let names: Vec<_> = templates.iter().map(|t| t.name.as_str()).collect();

@@ -114,7 +114,9 @@ impl TenantSecret {
             msg: password.as_bytes(),
             aad: server.as_bytes(),
         };
-        let sealed = cipher.encrypt(&nonce, payload).expect("sealing a short password cannot fail");
+        let sealed = cipher
+            .encrypt(&nonce, payload)
+            .expect("sealing a short password cannot fail");
         let mut bytes = nonce.to_vec();
         bytes.extend_from_slice(&sealed);
         SealedPassword {
@@ -211,7 +213,9 @@ mod tests {
             assert!(!err.contains("quotes"), "{err}");
         }
         let mut tampered = sealed.clone();
-        tampered.sealed.replace_range(40..41, if &tampered.sealed[40..41] == "A" { "B" } else { "A" });
+        tampered
+            .sealed
+            .replace_range(40..41, if &tampered.sealed[40..41] == "A" { "B" } else { "A" });
         assert!(secret(1).open("eu-1", &tampered).is_err());
     }
 

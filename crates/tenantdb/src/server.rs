@@ -80,7 +80,9 @@ impl std::fmt::Debug for AddServer {
 /// 63 characters; not starting or ending with `-`).
 pub(crate) fn check_server_name(name: &str) -> crate::Result<()> {
     let ok = (1..=63).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-');
     if ok {

@@ -118,8 +118,13 @@ impl ServerSettings {
             .ok_or_else(|| Error::Config(format!("TENANTDB_SECRET is needed to reach server '{server}'")))?;
         let password = secret.open(server, sealed)?;
         let mut parsed = url::Url::parse(url).map_err(|_| Error::Config(format!("server '{server}' has a bad URL")))?;
+        // Every byte but letters and digits escaped: a `%` in the password
+        // must not read as the start of an escape.
+        let escaped =
+            percent_encoding::utf8_percent_encode(password.expose_secret(), percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
         parsed
-            .set_password(Some(password.expose_secret()))
+            .set_password(Some(&escaped))
             .map_err(|()| Error::Config(format!("server '{server}' has a URL that takes no password")))?;
         Ok(SecretString::from(parsed.to_string()))
     }
@@ -174,7 +179,7 @@ impl Site {
         let templates = Templates::new(
             parts.catalog.clone(),
             engine.clone(),
-            parts.migrations.clone(),
+            parts.migrations,
             parts.prefix.clone(),
             parts.use_templates,
         );
@@ -232,7 +237,7 @@ impl Parts {
     pub(crate) fn of(config: &Config, catalog: &Catalog, migrations: &TenantMigrations) -> Self {
         Self {
             catalog: catalog.clone(),
-            migrations: migrations.clone(),
+            migrations: *migrations,
             prefix: config.database_prefix.clone(),
             use_templates: config.use_templates,
             instance_lease: config.instance_lease,
@@ -355,9 +360,14 @@ impl Sites {
         if let Some(site) = self.opened(server) {
             return Ok(site);
         }
-        let row = self.inner.parts.catalog.servers().find(server).await?.ok_or_else(|| {
-            Error::ServerNotFound(server.to_string())
-        })?;
+        let row = self
+            .inner
+            .parts
+            .catalog
+            .servers()
+            .find(server)
+            .await?
+            .ok_or_else(|| Error::ServerNotFound(server.to_string()))?;
         self.open(&row).await
     }
 
@@ -424,7 +434,13 @@ impl Sites {
     /// The name of a server, from the catalog when this process has not
     /// seen it yet (its id if the catalog has no such server).
     pub(crate) async fn name(&self, server: Uuid) -> String {
-        let known = self.inner.names.read().unwrap_or_else(|e| e.into_inner()).get(&server).cloned();
+        let known = self
+            .inner
+            .names
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&server)
+            .cloned();
         if let Some(name) = known {
             return name;
         }
@@ -445,7 +461,11 @@ impl Sites {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&server);
-        self.inner.names.write().unwrap_or_else(|e| e.into_inner()).remove(&server);
+        self.inner
+            .names
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&server);
         if let Some(site) = site {
             site.close(self.inner.parts.shutdown_deadline).await;
         }
@@ -466,5 +486,62 @@ impl Sites {
             site.close(deadline).await;
         }
         self.inner.home.close(deadline).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(version: i32, key: &str) -> TenantSecret {
+        TenantSecret::new(version, SecretString::from(key.repeat(40))).unwrap()
+    }
+
+    #[test]
+    fn an_admin_url_is_kept_without_its_password_and_put_back_whole() {
+        // A password with every character that needs escaping in a URL.
+        let password = "p@ss:w/rd%20?#&=é'\"";
+        let encoded: String = url::form_urlencoded::byte_serialize(password.as_bytes()).collect();
+        let url = SecretString::from(format!(
+            "postgres://admin:{encoded}@db.internal:6432/postgres?sslmode=require"
+        ));
+        let settings = ServerSettings::postgres("eu-1", &url, &secret(1, "k"), Some(3)).unwrap();
+        let stored = settings.to_json().to_string();
+        assert!(!stored.contains("p@ss") && !stored.contains(&encoded), "{stored}");
+        assert_eq!(
+            settings.url.as_deref(),
+            Some("postgres://admin@db.internal:6432/postgres?sslmode=require")
+        );
+        assert_eq!(settings.shown["port"], 6432);
+        let back = settings.admin_url("eu-1", &[&secret(1, "k")]).unwrap();
+        let parsed = url::Url::parse(back.expose_secret()).unwrap();
+        let got = percent_encoding::percent_decode_str(parsed.password().unwrap()).decode_utf8_lossy();
+        assert_eq!(got, password);
+        assert_eq!(parsed.query(), Some("sslmode=require"));
+        // What the catalog holds reads back the same.
+        let row_settings: ServerSettings = serde_json::from_str(&stored).unwrap();
+        assert_eq!(row_settings, settings);
+    }
+
+    #[test]
+    fn a_password_sealed_under_an_older_secret_opens_with_the_previous_one_and_reseals() {
+        let url = SecretString::from("postgres://admin:old-pw@db/postgres");
+        let sealed = ServerSettings::postgres("eu-1", &url, &secret(1, "a"), None).unwrap();
+        let err = sealed.admin_url("eu-1", &[&secret(2, "b")]).unwrap_err().to_string();
+        assert!(err.contains("version 1") && !err.contains("old-pw"), "{err}");
+        assert!(sealed.admin_url("eu-1", &[&secret(2, "b"), &secret(1, "a")]).is_ok());
+        assert_eq!(sealed.sealed_version(), Some(1));
+    }
+
+    #[test]
+    fn only_postgres_urls_with_a_host_are_taken() {
+        for bad in ["mysql://u:p@h/db", "postgres:///db", "not a url", "sqlite://x.db"] {
+            let err = ServerSettings::postgres("x", &SecretString::from(bad), &secret(1, "k"), None).unwrap_err();
+            assert!(matches!(err, Error::Invalid { .. }), "{bad}: {err}");
+            assert!(
+                !err.to_string().contains(':'.to_string().as_str()) || !err.to_string().contains("u:p"),
+                "{err}"
+            );
+        }
     }
 }

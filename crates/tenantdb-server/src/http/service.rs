@@ -84,7 +84,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.run_upkeep();
-    state.tenancy.pools().refresh_metrics();
+    state.tenancy.refresh_metrics();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

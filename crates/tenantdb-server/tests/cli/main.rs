@@ -430,10 +430,17 @@ async fn a_second_server_is_added_used_examined_and_removed() {
     let cluster = tenantdb_test_support::PgCluster::start();
     let cli = Cli::postgres().await;
     let added = cli.json(&["servers", "add", "eu", &cluster.url(), "--budget", "4", "--json"]);
-    assert_eq!((added["name"].as_str(), added["status"].as_str()), (Some("eu"), Some("ACCEPTING")));
+    assert_eq!(
+        (added["name"].as_str(), added["status"].as_str()),
+        (Some("eu"), Some("ACCEPTING"))
+    );
     let out = cli.run(&["servers", "add", "eu", &cluster.url()]);
     assert_eq!(out.status.code(), Some(1));
-    let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(shown.contains("already exists"), "{shown}");
     assert!(!shown.contains(tenantdb_test_support::SUPERUSER_PASSWORD), "{shown}");
 
@@ -442,9 +449,17 @@ async fn a_second_server_is_added_used_examined_and_removed() {
     // Placement: eu has one tenant, default none.
     let placed = cli.json(&["tenants", "create", "homebody", "--json"]);
     assert_eq!(placed["database"]["server"], "default", "{placed}");
-    assert!(cli.fails(&["tenants", "create", "lost", "--server", "nope"]).contains("nope"));
+    assert!(
+        cli.fails(&["tenants", "create", "lost", "--server", "nope"])
+            .contains("nope")
+    );
     let servers = cli.json(&["servers", "list", "--json"]);
-    let tenants: Vec<_> = servers.as_array().unwrap().iter().map(|s| (s["name"].clone(), s["tenants"].clone())).collect();
+    let tenants: Vec<_> = servers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].clone(), s["tenants"].clone()))
+        .collect();
     assert_eq!(tenants.len(), 2, "{servers}");
     assert!(tenants.iter().all(|(_, n)| n == 1), "{servers}");
 
@@ -462,7 +477,10 @@ async fn a_second_server_is_added_used_examined_and_removed() {
     assert!(cli.fails(&["servers", "remove", "default"]).contains("settings"));
     cli.ok(&["tenants", "delete", "euro", "--yes"]);
     assert!(cli.fails(&["servers", "remove", "eu"]).contains("templates"));
-    assert!(cli.ok(&["servers", "remove", "eu", "--drop-templates"]).contains("removed server 'eu'"));
+    assert!(
+        cli.ok(&["servers", "remove", "eu", "--drop-templates"])
+            .contains("removed server 'eu'")
+    );
     assert_eq!(cli.json(&["servers", "list", "--json"]).as_array().unwrap().len(), 1);
 }
 
@@ -870,7 +888,16 @@ async fn three_services_share_two_servers_and_a_killed_ones_share_returns() {
     ];
     // The settings' server is recorded by the first command; then eu.
     cli.ok(&["servers", "list"]);
-    cli.ok(&["servers", "add", "eu", &cluster.url(), "--budget", "6", "--max-per-tenant", "2"]);
+    cli.ok(&[
+        "servers",
+        "add",
+        "eu",
+        &cluster.url(),
+        "--budget",
+        "6",
+        "--max-per-tenant",
+        "2",
+    ]);
     let (a, _a) = spawn_serve(&cli, &settings);
     let (b, _b) = spawn_serve(&cli, &settings);
     let (c, mut c_process) = spawn_serve(&cli, &settings);
@@ -961,11 +988,35 @@ async fn three_services_share_two_servers_and_a_killed_ones_share_returns() {
     let settled = Instant::now();
     for server in ["default", "eu"] {
         while shares(server).await != (BUDGET / 3, BUDGET / 3, BUDGET / 3) {
-            assert!(
-                settled.elapsed() < Duration::from_secs(20),
-                "the three never settled on thirds of {server}: {:?}",
-                shares(server).await
-            );
+            if settled.elapsed() > Duration::from_secs(20) {
+                let metrics = client
+                    .get(format!("{a}/metrics"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                let probe = client
+                    .get(format!("{a}/v1/projects"))
+                    .bearer_auth(&token)
+                    .header("X-Tenant", "t1")
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                let shares_now = shares(server).await;
+                panic!(
+                    "the three never settled on thirds of {server}: {shares_now:?}\n{probe}\n{}",
+                    metrics
+                        .lines()
+                        .filter(|l| l.contains("share"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -975,7 +1026,7 @@ async fn three_services_share_two_servers_and_a_killed_ones_share_returns() {
     let _ = c_process.0.wait();
     for server in ["default", "eu"] {
         loop {
-            let (a_share, b_share, _) = shares(server).await;
+            let (a_share, b_share) = (share_of(&client, &a, server).await, share_of(&client, &b, server).await);
             if (a_share, b_share) == (BUDGET / 2, BUDGET / 2) {
                 break;
             }

@@ -53,11 +53,18 @@ async fn a_server_is_added_used_and_removed_over_http() {
         assert!(!answer.to_string().contains("not-the-password"), "{answer}");
     }
     let (_, servers) = service.admin(Method::GET, "/v1/servers", None).await;
-    assert_eq!(servers["items"].as_array().unwrap().len(), 1, "nothing recorded: {servers}");
+    assert_eq!(
+        servers["items"].as_array().unwrap().len(),
+        1,
+        "nothing recorded: {servers}"
+    );
 
     let (status, eu) = add(json!({"name": "eu", "admin_url": cluster.url(), "budget": 4})).await;
     assert_eq!(status, StatusCode::CREATED, "{eu}");
-    assert_eq!((eu["name"].as_str(), eu["status"].as_str(), eu["budget"].as_u64()), (Some("eu"), Some("ACCEPTING"), Some(4)));
+    assert_eq!(
+        (eu["name"].as_str(), eu["status"].as_str(), eu["budget"].as_u64()),
+        (Some("eu"), Some("ACCEPTING"), Some(4))
+    );
     assert!(!eu.to_string().contains(SUPERUSER_PASSWORD), "{eu}");
     let (status, again) = add(json!({"name": "eu", "admin_url": cluster.url(), "budget": 4})).await;
     assert_eq!((status, code(&again)), (StatusCode::CONFLICT, "conflict"), "{again}");
@@ -65,9 +72,17 @@ async fn a_server_is_added_used_and_removed_over_http() {
     // A tenant placed on it by name, served from it as its own role.
     let (ada, token) = service.user("ada@servers.test").await;
     let (status, unknown) = service
-        .admin(Method::POST, "/v1/tenants", Some(json!({"slug": "lost", "name": "Lost", "server": "nope"})))
+        .admin(
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"slug": "lost", "name": "Lost", "server": "nope"})),
+        )
         .await;
-    assert_eq!((status, code(&unknown)), (StatusCode::BAD_REQUEST, "invalid_request"), "{unknown}");
+    assert_eq!(
+        (status, code(&unknown)),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "{unknown}"
+    );
     let (status, tenant) = service
         .admin(
             Method::POST,
@@ -78,7 +93,13 @@ async fn a_server_is_added_used_and_removed_over_http() {
     assert_eq!(status, StatusCode::CREATED, "{tenant}");
     assert_eq!(tenant["database"]["server"], "eu", "{tenant}");
     let (status, project) = service
-        .call(Method::POST, "/v1/projects", Some(&token), Some("euro"), Some(json!({"name": "Abroad"})))
+        .call(
+            Method::POST,
+            "/v1/projects",
+            Some(&token),
+            Some("euro"),
+            Some(json!({"name": "Abroad"})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{project}");
     let on_cluster = {
@@ -101,7 +122,11 @@ async fn a_server_is_added_used_and_removed_over_http() {
         ("/v1/servers/default?drop_templates=true", "settings"),
     ] {
         let (status, refused) = service.admin(Method::DELETE, path, None).await;
-        assert_eq!((status, code(&refused)), (StatusCode::CONFLICT, "conflict"), "{refused}");
+        assert_eq!(
+            (status, code(&refused)),
+            (StatusCode::CONFLICT, "conflict"),
+            "{refused}"
+        );
         assert!(refused.to_string().contains(why), "{refused}");
     }
     let (status, _) = service.admin(Method::DELETE, "/v1/tenants/euro", None).await;

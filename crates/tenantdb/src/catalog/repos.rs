@@ -440,7 +440,10 @@ impl Servers<'_> {
     /// Rewrites a server's settings (its admin password sealed again).
     pub async fn set_settings(&self, id: Uuid, settings: serde_json::Value) -> Result<()> {
         database_servers::Entity::update_many()
-            .col_expr(database_servers::Column::Settings, sea_orm::sea_query::Expr::value(settings))
+            .col_expr(
+                database_servers::Column::Settings,
+                sea_orm::sea_query::Expr::value(settings),
+            )
             .col_expr(
                 database_servers::Column::UpdatedAt,
                 sea_orm::sea_query::Expr::value(Utc::now()),

@@ -19,18 +19,21 @@ impl Doctor {
         let stem = self.templates().stem();
         // The server first, then the catalog (see the module docs).
         let inventory = engine.inventory(self.provisioner.prefix(), &stem).await?;
-        let rows: Vec<tenant_database::Model> = self
+        let (rows, elsewhere): (Vec<tenant_database::Model>, Vec<tenant_database::Model>) = self
             .catalog()
             .tenant_databases()
             .list(None)
             .await?
             .into_iter()
-            .filter(|row| row.server_id == self.site.id)
-            .collect();
+            .partition(|row| row.server_id == self.site.id);
         let by_tenant: HashMap<Uuid, &tenant_database::Model> = rows.iter().map(|row| (row.tenant_id, row)).collect();
+        // Tenants whose row names another server: what of theirs is here is
+        // never an orphan (the same server recorded twice, a copy being
+        // moved), and never dropped.
+        let elsewhere: HashMap<Uuid, Uuid> = elsewhere.iter().map(|row| (row.tenant_id, row.server_id)).collect();
 
         let mut findings = Vec::new();
-        self.examine_databases(&inventory, &by_tenant, &mut findings);
+        self.examine_databases(&inventory, &by_tenant, &elsewhere, &mut findings);
         self.examine_rows(&inventory, &rows, &mut findings).await?;
         if options.check_versions {
             self.examine_versions(&inventory, &rows, options.concurrency.max(1), &mut findings)
@@ -73,6 +76,7 @@ impl Doctor {
         &self,
         inventory: &Inventory,
         by_tenant: &HashMap<Uuid, &tenant_database::Model>,
+        elsewhere: &HashMap<Uuid, Uuid>,
         findings: &mut Vec<Finding>,
     ) {
         let postgres = matches!(self.engine(), Engine::Postgres(_));
@@ -95,6 +99,22 @@ impl Doctor {
             };
             with_database.insert(tenant);
             match by_tenant.get(&tenant.as_uuid()) {
+                None if elsewhere.contains_key(&tenant.as_uuid()) => findings.push(
+                    Finding::about(
+                        Problem::MisplacedDatabase,
+                        db.name.clone(),
+                        Some(tenant.as_uuid()),
+                        format!(
+                            "a database this catalog created for a tenant whose row is on server {}",
+                            self.provisioner.sites().name_of(elsewhere[&tenant.as_uuid()])
+                        ),
+                    )
+                    .manual(
+                        "it may hold the tenant's data (is this server recorded twice, or a move under way?): \
+                         tenantdb never drops it; compare it with the tenant's database and drop it yourself"
+                            .into(),
+                    ),
+                ),
                 None => {
                     let spec = DatabaseSpec {
                         tenant,
@@ -143,7 +163,10 @@ impl Doctor {
             );
         }
         for role in &inventory.roles {
-            if by_tenant.contains_key(&role.tenant.as_uuid()) || with_database.contains(&role.tenant) {
+            if by_tenant.contains_key(&role.tenant.as_uuid())
+                || with_database.contains(&role.tenant)
+                || elsewhere.contains_key(&role.tenant.as_uuid())
+            {
                 continue;
             }
             findings.push(
@@ -194,10 +217,7 @@ impl Doctor {
             );
         }
         let abandoned = self.catalog().tenant_databases().abandoned().await?;
-        for row in abandoned
-            .iter()
-            .filter(|row| row.server_id == self.site.id)
-        {
+        for row in abandoned.iter().filter(|row| row.server_id == self.site.id) {
             findings.push(
                 Finding::about(
                     Problem::StuckRow,

@@ -121,7 +121,10 @@ impl Doctor {
         let parts = self.provisioner.sites().parts();
         let settings = crate::sites::ServerSettings::of(&row).resealed(&row.name, parts)?;
         servers.set_settings(row.id, settings.to_json()).await?;
-        Ok(format!("sealed under secret version {}", parts.secret.as_ref().map_or(0, |s| s.version())))
+        Ok(format!(
+            "sealed under secret version {}",
+            parts.secret.as_ref().map_or(0, |s| s.version())
+        ))
     }
 
     async fn rekey(&self, row: Uuid, spec: &DatabaseSpec, from: i32) -> std::result::Result<String, String> {

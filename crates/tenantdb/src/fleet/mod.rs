@@ -137,9 +137,6 @@ impl Fleet {
         Self { provisioner }
     }
 
-    /// The tenants that are behind the latest tenant migration, from the
-    /// catalog alone. Only ACTIVE databases are migrated (suspended tenants
-    /// included); others are provisioning, failed or being worked on.
     /// Those of `behind` on the servers named `servers` (all when empty);
     /// an unknown name is `Error::ServerNotFound`.
     pub async fn on_servers(&self, behind: Vec<Behind>, servers: &[String]) -> Result<Vec<Behind>> {
@@ -154,6 +151,9 @@ impl Fleet {
         Ok(behind.into_iter().filter(|b| ids.contains(&b.row.server_id)).collect())
     }
 
+    /// The tenants that are behind the latest tenant migration, from the
+    /// catalog alone. Only ACTIVE databases are migrated (suspended tenants
+    /// included); others are provisioning, failed or being worked on.
     pub async fn behind(&self, only: &[TenantRef]) -> Result<Vec<Behind>> {
         let names: Vec<String> = self.provisioner.migrations().names();
         let latest = names.last().cloned();
@@ -209,7 +209,9 @@ impl Fleet {
         on_event: impl Fn(&FleetEvent) + Send + Sync + 'static,
     ) -> Result<(Uuid, tokio::task::JoinHandle<Result<FleetReport>>)> {
         self.provisioner.check_migration_set().await?;
-        let behind = self.on_servers(self.behind(&options.tenants).await?, &options.servers).await?;
+        let behind = self
+            .on_servers(self.behind(&options.tenants).await?, &options.servers)
+            .await?;
         let target = self.provisioner.migrations().latest_version();
         let run_id = Uuid::now_v7();
         let lease = self.provisioner.run_lease();

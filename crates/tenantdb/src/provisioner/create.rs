@@ -81,7 +81,9 @@ impl Provisioner {
                 Ok(row)
             }
             Err(err) if is_crash(&err) => Err(err),
-            Err(err) => Err(self.provisioning_failed(row, site.as_deref(), &spec, &keeper, err).await),
+            Err(err) => Err(self
+                .provisioning_failed(row, site.as_deref(), &spec, &keeper, err)
+                .await),
         }
     }
 

@@ -32,10 +32,10 @@ use uuid::Uuid;
 
 use crate::catalog::{Catalog, TenantStatus, tenant_database, tenants};
 use crate::engine::{DatabaseSpec, Engine};
-use crate::sites::{Site, Sites};
 use crate::error::{Error, Result};
 use crate::migrate::TenantMigrations;
 use crate::names::{DatabaseName, DatabasePrefix, RoleName, TenantId, TenantRef, TenantSlug};
+use crate::sites::{Site, Sites};
 use crate::templates::Templates;
 use crate::tenant::TenantDatabase;
 

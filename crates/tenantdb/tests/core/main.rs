@@ -17,6 +17,6 @@ mod postgres_security;
 mod races;
 mod rename_delete;
 mod safety;
-mod servers;
 mod server_faults;
+mod servers;
 mod templates;

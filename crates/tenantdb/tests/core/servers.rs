@@ -78,13 +78,19 @@ async fn tenants_are_placed_served_migrated_and_examined_across_three_servers() 
     assert_eq!(tenancy.servers().await.unwrap().len(), 1, "nothing recorded");
 
     let added = tenancy.add_server(add("a", a.url())).await.unwrap();
-    assert_eq!((added.name.as_str(), added.status.as_str(), added.budget), ("a", "ACCEPTING", 6));
+    assert_eq!(
+        (added.name.as_str(), added.status.as_str(), added.budget),
+        ("a", "ACCEPTING", 6)
+    );
     tenancy.add_server(add("b", b.url())).await.unwrap();
     let again = tenancy.add_server(add("b", b.url())).await.unwrap_err();
     assert!(matches!(again, Error::AlreadyExists(_)), "{again}");
     for server in tenancy.catalog().servers().list().await.unwrap() {
         let text = server.settings.to_string();
-        assert!(!text.contains(SUPERUSER_PASSWORD), "a plaintext password in the catalog: {text}");
+        assert!(
+            !text.contains(SUPERUSER_PASSWORD),
+            "a plaintext password in the catalog: {text}"
+        );
         // The shared server takes no password (trust); a and b do.
         let sealed = server.settings["password"]["sealed"].is_string();
         assert_eq!(sealed, server.name != "default", "{text}");
@@ -98,7 +104,11 @@ async fn tenants_are_placed_served_migrated_and_examined_across_three_servers() 
         placed.entry(server).or_default().push(slug);
     }
     let counts: HashMap<_, _> = placed.iter().map(|(s, t)| (s.as_str(), t.len())).collect();
-    assert_eq!(counts, HashMap::from([("a", 2), ("b", 2), ("default", 2)]), "{placed:?}");
+    assert_eq!(
+        counts,
+        HashMap::from([("a", 2), ("b", 2), ("default", 2)]),
+        "{placed:?}"
+    );
     assert_eq!(placed["a"], ["t0", "t3"]);
     assert_eq!(create(tenancy, "on-b", Some("b")).await.unwrap(), "b");
     let unknown = create(tenancy, "nowhere", Some("zz")).await.unwrap_err();
@@ -113,7 +123,11 @@ async fn tenants_are_placed_served_migrated_and_examined_across_three_servers() 
             let on_a = exists_on(&a, &database.database_name).await;
             let on_b = exists_on(&b, &database.database_name).await;
             assert_eq!((on_a, on_b), (server == "a", server == "b"), "{slug} on {server}");
-            let conn = tenancy.connections().connection(&TenantRef::parse(slug).unwrap()).await.unwrap();
+            let conn = tenancy
+                .connections()
+                .connection(&TenantRef::parse(slug).unwrap())
+                .await
+                .unwrap();
             let who = conn
                 .query_one_raw(Statement::from_string(
                     conn.get_database_backend(),
@@ -160,7 +174,13 @@ async fn tenants_are_placed_served_migrated_and_examined_across_three_servers() 
         catalog.execute_unprepared(&sql).await.unwrap();
     }
     for clean in ["default", "b"] {
-        let findings = tenancy.doctor_on(clean).await.unwrap().examine(Default::default()).await.unwrap();
+        let findings = tenancy
+            .doctor_on(clean)
+            .await
+            .unwrap()
+            .examine(Default::default())
+            .await
+            .unwrap();
         assert!(findings.is_empty(), "{clean}: {findings:#?}");
     }
     let doctor = tenancy.doctor_on("a").await.unwrap();
@@ -184,13 +204,82 @@ async fn tenants_are_placed_served_migrated_and_examined_across_three_servers() 
         ..Default::default()
     };
     let report = v2.fleet().migrate(&options, |_| {}).await.unwrap();
-    assert_eq!((report.succeeded, report.failures.len()), (behind.len(), 0), "{report:?}");
+    assert_eq!(
+        (report.succeeded, report.failures.len()),
+        (behind.len(), 0),
+        "{report:?}"
+    );
     assert!(v2.fleet().behind(&[]).await.unwrap().is_empty());
     let on_b = v2.tenant(&TenantRef::parse("on-b").unwrap()).await.unwrap();
-    let conn = v2.connections().connection(&TenantRef::parse("on-b").unwrap()).await.unwrap();
-    assert!(crate::support::tables(&conn).await.contains(&"tags".to_owned()), "migrated on b");
+    let conn = v2
+        .connections()
+        .connection(&TenantRef::parse("on-b").unwrap())
+        .await
+        .unwrap();
+    assert!(
+        crate::support::tables(&conn).await.contains(&"tags".to_owned()),
+        "migrated on b"
+    );
     assert_eq!(on_b.database.unwrap().server, "b");
     drop(conn);
+
+    // A create on b stops after its database was made (the process dies
+    // there) and b restarts: once the lease expires, reconcile finishes it
+    // on b, as on one server.
+    v2.provisioner().crash_after(tenantdb::internal::Step::DatabaseCreated);
+    let crashed = create(&v2, "dies-midway", Some("b")).await.unwrap_err();
+    assert!(matches!(crashed, Error::Interrupted { .. }), "{crashed}");
+    b.pg_ctl_stop();
+    b.pg_ctl_start();
+    tokio::time::sleep(env.config.lease_ttl + std::time::Duration::from_millis(300)).await;
+    let report = v2.provisioner().reconcile().await.unwrap();
+    assert_eq!(report.len(), 1, "{report:?}");
+    assert_eq!(report[0].outcome, tenantdb::ReconcileOutcome::Finished, "{report:?}");
+    let finished = v2.tenant(&TenantRef::parse("dies-midway").unwrap()).await.unwrap();
+    let finished = finished.database.unwrap();
+    assert_eq!(
+        (finished.server.as_str(), finished.status),
+        ("b", tenantdb::DbStatus::Active)
+    );
+    assert!(exists_on(&b, &finished.database_name).await);
+    v2.connections()
+        .connection(&TenantRef::parse("dies-midway").unwrap())
+        .await
+        .unwrap();
+
+    // The secret is rotated: an instance with only the new secret cannot
+    // open b's sealed password, and says which version it needs; one that
+    // also has the previous secret can, and doctor seals it again.
+    let rotated = |previous: bool| {
+        let mut config = env.config.clone();
+        config.secret =
+            Some(tenantdb::TenantSecret::new(2, "rotated-secret-0123456789abcdef0123456789".into()).unwrap());
+        if previous {
+            config.previous_secret = env.config.secret.clone();
+        }
+        config
+    };
+    let without = Tenancy::connect(rotated(false), schema_v2()).await.unwrap();
+    let unusable = without.doctor_on("b").await.unwrap_err();
+    assert!(matches!(unusable, Error::ServerUnusable { .. }), "{unusable}");
+    assert!(unusable.to_string().contains("version 1"), "{unusable}");
+    let with = Tenancy::connect(rotated(true), schema_v2()).await.unwrap();
+    let doctor = with.doctor_on("b").await.unwrap();
+    let stale: Vec<_> = doctor
+        .examine(Default::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.problem == Problem::StaleSealedPassword)
+        .collect();
+    assert_eq!(stale.len(), 1, "{stale:#?}");
+    let repaired = doctor.repair(&stale).await;
+    assert!(repaired[0].outcome.is_ok(), "{repaired:#?}");
+    with.close().await;
+    without.close().await;
+    let now = Tenancy::connect(rotated(false), schema_v2()).await.unwrap();
+    now.doctor_on("b").await.expect("b opens with the new secret alone");
+    now.close().await;
 
     // Remove: refused while a holds tenants, then while it holds the
     // template; the server of the settings never.
@@ -213,14 +302,41 @@ async fn tenants_are_placed_served_migrated_and_examined_across_three_servers() 
     assert!(v2.remove_server("a", true).await.unwrap().is_none());
     let left: Vec<String> = {
         let pool = sqlx::PgPool::connect(&a.url()).await.unwrap();
-        let names = sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+        let names = sqlx::query_scalar(
+            "SELECT datname::text FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
         pool.close().await;
         names
     };
     assert!(left.is_empty(), "a is left empty: {left:?}");
+
+    // The same server recorded twice: what the second name sees of the
+    // first's tenants is reported, never taken for orphans or dropped.
+    v2.add_server(add("b-again", b.url())).await.unwrap();
+    let doctor = v2.doctor_on("b-again").await.unwrap();
+    let findings = doctor.examine(Default::default()).await.unwrap();
+    assert!(!findings.is_empty());
+    assert!(
+        findings
+            .iter()
+            .all(|f| f.problem != Problem::OrphanDatabase && f.problem != Problem::OrphanRole),
+        "{findings:#?}"
+    );
+    let before = v2.servers().await.unwrap();
+    doctor.repair(&findings).await;
+    for slug in &placed["b"] {
+        let database = v2
+            .tenant(&TenantRef::parse(slug).unwrap())
+            .await
+            .unwrap()
+            .database
+            .unwrap();
+        assert!(exists_on(&b, &database.database_name).await, "{slug} is still on b");
+    }
+    assert_eq!(v2.servers().await.unwrap().len(), before.len());
     v2.close().await;
     env.tenancy.close().await;
 }
