@@ -23,11 +23,14 @@ pub enum ServersCommand {
     /// Add a PostgreSQL tenant server. It must answer and have room for the
     /// budget; its admin password is sealed with TENANTDB_SECRET in the
     /// catalog (never stored in plain text), so every instance can reach it.
+    /// The password is never an argument (`ps` shows arguments to every
+    /// user): it comes from TENANTDB_SERVER_PASSWORD or the file named by
+    /// TENANTDB_SERVER_PASSWORD_FILE.
     Add {
         /// The server's name: lowercase letters, digits and '-'.
         name: String,
-        /// `postgres://user:password@host:port/postgres`: a superuser, or a
-        /// role with CREATEDB and CREATEROLE.
+        /// `postgres://user@host:port/postgres`, without password: a
+        /// superuser, or a role with CREATEDB and CREATEROLE.
         admin_url: String,
         /// Connections all instances together may hold on it.
         #[arg(long, default_value_t = 20)]
@@ -95,6 +98,7 @@ pub(crate) async fn servers(tenancy: &Tenancy, command: ServersCommand) -> anyho
             max_per_tenant,
             json,
         } => {
+            let admin_url = with_password(&admin_url, &|name| std::env::var(name).ok())?;
             let server = tenancy
                 .add_server(AddServer {
                     name,
@@ -117,6 +121,24 @@ pub(crate) async fn servers(tenancy: &Tenancy, command: ServersCommand) -> anyho
         ServersCommand::Accept { name, json } => set_accepting(tenancy, &name, true, json).await,
         ServersCommand::Show { name, json } => print_found(tenancy.server(&name).await?, &name, json),
     }
+}
+
+/// The admin URL with the password of TENANTDB_SERVER_PASSWORD(_FILE), if
+/// set; a URL that carries a password itself is refused.
+fn with_password(url: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<String> {
+    let mut parsed = url::Url::parse(url).context("the admin URL is not a URL")?;
+    anyhow::ensure!(
+        parsed.password().is_none(),
+        "the admin URL must not carry its password (`ps` shows arguments to every user): \
+         set TENANTDB_SERVER_PASSWORD or TENANTDB_SERVER_PASSWORD_FILE instead"
+    );
+    if let Some(password) = crate::settings::secret_setting("TENANTDB_SERVER_PASSWORD", env)? {
+        let escaped = percent_encoding::utf8_percent_encode(&password, percent_encoding::NON_ALPHANUMERIC).to_string();
+        parsed
+            .set_password(Some(&escaped))
+            .map_err(|()| anyhow::anyhow!("the admin URL takes no password"))?;
+    }
+    Ok(parsed.to_string())
 }
 
 /// The servers as a table: name, engine, status, budget, tenants, and the
@@ -160,4 +182,25 @@ fn print_server(server: &Server) {
         return;
     }
     print_instances(&server.instances);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_comes_from_the_environment_never_the_argument() {
+        let none = |_: &str| None;
+        let err = with_password("postgres://admin:pw@db/postgres", &none).unwrap_err();
+        assert!(format!("{err:#}").contains("TENANTDB_SERVER_PASSWORD"), "{err:#}");
+        assert_eq!(
+            with_password("postgres://admin@db/postgres", &none).unwrap(),
+            "postgres://admin@db/postgres"
+        );
+        let set = |name: &str| (name == "TENANTDB_SERVER_PASSWORD").then(|| "p%w@:/".to_owned());
+        let url = with_password("postgres://admin@db:6432/postgres", &set).unwrap();
+        let parsed = url::Url::parse(&url).unwrap();
+        let password = percent_encoding::percent_decode_str(parsed.password().unwrap()).decode_utf8_lossy();
+        assert_eq!(password, "p%w@:/");
+    }
 }

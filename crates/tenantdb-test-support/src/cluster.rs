@@ -150,6 +150,11 @@ impl PgCluster {
         self.url_for("postgres")
     }
 
+    /// The superuser's URL without its password (`SUPERUSER_PASSWORD`).
+    pub fn url_without_password(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
     /// Creates an empty database and returns its URL.
     pub async fn create_database(&self, name: &str) -> String {
         use sqlx::Connection;

@@ -428,13 +428,21 @@ async fn an_operator_session_works_on_postgres() {
 #[tokio::test]
 async fn a_second_server_is_added_used_examined_and_removed() {
     let cluster = tenantdb_test_support::PgCluster::start();
-    let cli = Cli::postgres().await;
-    let added = cli.json(&["servers", "add", "eu", &cluster.url(), "--budget", "4", "--json"]);
+    let mut cli = Cli::postgres().await;
+    // The password is never an argument.
+    let refused = cli.fails(&["servers", "add", "eu", &cluster.url()]);
+    assert!(refused.contains("TENANTDB_SERVER_PASSWORD"), "{refused}");
+    cli.envs.push((
+        "TENANTDB_SERVER_PASSWORD".into(),
+        tenantdb_test_support::SUPERUSER_PASSWORD.into(),
+    ));
+    let url = cluster.url_without_password();
+    let added = cli.json(&["servers", "add", "eu", &url, "--budget", "4", "--json"]);
     assert_eq!(
         (added["name"].as_str(), added["status"].as_str()),
         (Some("eu"), Some("ACCEPTING"))
     );
-    let out = cli.run(&["servers", "add", "eu", &cluster.url()]);
+    let out = cli.run(&["servers", "add", "eu", &url]);
     assert_eq!(out.status.code(), Some(1));
     let shown = format!(
         "{}{}",
@@ -879,7 +887,11 @@ async fn three_services_share_two_servers_and_a_killed_ones_share_returns() {
     const BUDGET: u32 = 6;
     const ADMIN: &str = "three-services-admin-token-0123456789";
     let cluster = tenantdb_test_support::PgCluster::start();
-    let cli = Cli::postgres().await;
+    let mut cli = Cli::postgres().await;
+    cli.envs.push((
+        "TENANTDB_SERVER_PASSWORD".into(),
+        tenantdb_test_support::SUPERUSER_PASSWORD.into(),
+    ));
     let settings = [
         ("TENANTDB_POOL_BUDGET", "6"),
         ("TENANTDB_POOL_MAX_PER_TENANT", "2"),
@@ -892,7 +904,7 @@ async fn three_services_share_two_servers_and_a_killed_ones_share_returns() {
         "servers",
         "add",
         "eu",
-        &cluster.url(),
+        &cluster.url_without_password(),
         "--budget",
         "6",
         "--max-per-tenant",
