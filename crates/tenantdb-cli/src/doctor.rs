@@ -52,10 +52,19 @@ pub(crate) async fn doctor(tenancy: &Tenancy, args: DoctorArgs) -> anyhow::Resul
                 continue;
             }
         };
-        let on_server = doctor.examine(options).await?;
+        let on_server = match doctor.examine(options).await {
+            Ok(found) => found,
+            Err(err) => {
+                unreachable.push(serde_json::json!({"server": name, "error": err.chain()}));
+                continue;
+            }
+        };
         if args.fix && on_server.iter().any(Finding::fixable) {
             repaired.extend(doctor.repair(&on_server).await);
-            remaining.extend(doctor.examine(options).await?);
+            match doctor.examine(options).await {
+                Ok(left) => remaining.extend(left),
+                Err(err) => unreachable.push(serde_json::json!({"server": name, "error": err.chain()})),
+            }
         } else {
             remaining.extend(on_server.iter().cloned());
         }

@@ -48,6 +48,12 @@ pub struct ConfigArgs {
     #[arg(long, env = "TENANTDB_DATABASE_PREFIX", default_value = "tenant_", global = true)]
     database_prefix: String,
 
+    /// Name of the tenant server of these settings in the catalog (each
+    /// PostgreSQL cluster has one name; instances whose settings name
+    /// another cluster give it another name).
+    #[arg(long, env = "TENANTDB_SERVER_NAME", default_value = "default", global = true)]
+    server_name: String,
+
     /// Version of TENANTDB_SECRET; raise it when rotating the secret.
     #[arg(long, env = "TENANTDB_SECRET_VERSION", default_value_t = 1, global = true)]
     secret_version: i32,
@@ -116,6 +122,7 @@ impl ConfigArgs {
         let mut config = Config::new(SecretString::from(catalog_url), tenant_server);
         config.database_prefix =
             DatabasePrefix::parse(&self.database_prefix).context("invalid TENANTDB_DATABASE_PREFIX")?;
+        config.server_name.clone_from(&self.server_name);
         if let Some(secret) = secret_setting("TENANTDB_SECRET", env)? {
             config.secret = Some(TenantSecret::new(self.secret_version, SecretString::from(secret))?);
         }

@@ -3,6 +3,12 @@
 //! free port under a temporary directory, password (SCRAM) authentication
 //! over TCP, run as the `postgres` OS user when the tests run as root.
 //! Stopped and removed on drop.
+//!
+//! Each cluster's directory is under `$TMPDIR/tenantdb-test-clusters/` and
+//! records the test process that made it (its pid and start time). A
+//! process killed before its clusters were dropped leaves them running:
+//! the next cluster made by any run stops and removes those whose process
+//! is gone (and only those).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,7 +22,7 @@ pub struct PgCluster {
     bin: PathBuf,
     data: PathBuf,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// Where `initdb` and `pg_ctl` are: `pg_config --bindir`, else the newest
@@ -67,6 +73,53 @@ fn must(program: &Path, args: &[&str]) {
     assert!(status.success(), "{} {args:?} failed", program.display());
 }
 
+/// Where every run's clusters live.
+fn clusters_dir() -> PathBuf {
+    std::env::temp_dir().join("tenantdb-test-clusters")
+}
+
+/// This process as `<pid> <start time>` (field 22 of `/proc/<pid>/stat`):
+/// a pid alone may be reused by another process.
+fn process_mark(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count after its ')'.
+    let after_name = stat.rsplit_once(')')?.1;
+    let start = after_name.split_whitespace().nth(19)?;
+    Some(format!("{pid} {start}"))
+}
+
+/// Stops and removes the clusters of test processes that are gone.
+fn sweep_dead_clusters(bin: &Path) {
+    let Ok(entries) = std::fs::read_dir(clusters_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let Ok(owner) = std::fs::read_to_string(dir.join("owner")) else {
+            continue;
+        };
+        let alive = owner
+            .split_whitespace()
+            .next()
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .and_then(process_mark)
+            .is_some_and(|now| now == owner.trim());
+        if alive {
+            continue;
+        }
+        let data = dir.join("data").display().to_string();
+        if dir.join("data").join("postmaster.pid").exists() {
+            let _ = run(&bin.join("pg_ctl"), &["-D", &data, "-m", "immediate", "-w", "stop"]);
+        }
+        if std::fs::remove_dir_all(&dir).is_ok() {
+            eprintln!(
+                "removed the throwaway cluster of a test process that is gone: {}",
+                dir.display()
+            );
+        }
+    }
+}
+
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
@@ -80,7 +133,14 @@ impl PgCluster {
             "these tests start a throwaway PostgreSQL cluster: initdb and pg_ctl from the PostgreSQL server \
              package are needed (pg_config --bindir, or /usr/lib/postgresql/<version>/bin)",
         );
-        let dir = tempfile::tempdir().unwrap();
+        sweep_dead_clusters(&bin);
+        std::fs::create_dir_all(clusters_dir()).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("cluster-")
+            .tempdir_in(clusters_dir())
+            .unwrap();
+        let mark = process_mark(std::process::id()).expect("this process's /proc entry");
+        std::fs::write(dir.path().join("owner"), mark).unwrap();
         let data = dir.path().join("data");
         let pwfile = dir.path().join("pw");
         std::fs::write(&pwfile, SUPERUSER_PASSWORD).unwrap();
@@ -114,7 +174,7 @@ impl PgCluster {
             bin,
             data,
             port: free_port(),
-            _dir: dir,
+            dir,
         };
         cluster.pg_ctl_start();
         cluster
@@ -139,6 +199,11 @@ impl PgCluster {
     pub fn pg_ctl_stop(&self) {
         let data = self.data.display().to_string();
         must(&self.bin.join("pg_ctl"), &["-D", &data, "-m", "fast", "-w", "stop"]);
+    }
+
+    /// The cluster's directory (its data directory is `data` in it).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     pub fn port(&self) -> u16 {

@@ -14,7 +14,10 @@
 //! `catalog_poll_interval` (one indexed single-row read). When it moved, the
 //! cache is flushed and every open pool whose row changed (renamed, deleted,
 //! not serving) is closed, so a change anywhere reaches this process within
-//! about one interval even with no notification at all.
+//! about one interval even with no notification at all. On a PostgreSQL
+//! catalog the poller also LISTENs (one connection of its own): a change
+//! committed by another process wakes it at once, so the interval is only
+//! the bound for a notification that was lost (a listener reconnecting).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -314,8 +317,27 @@ impl TenantConnections {
 }
 
 async fn poll(inner: Weak<Inner>, interval: Duration, mut seen: i64) {
+    let mut listener = match inner.upgrade() {
+        Some(inner) => listen(&inner.catalog).await,
+        None => return,
+    };
     loop {
-        tokio::time::sleep(interval).await;
+        // Wake on a notification (a PostgreSQL catalog) or after the
+        // interval, whichever comes first.
+        match listener.as_mut() {
+            Some(listening) => {
+                tokio::select! {
+                    got = listening.recv() => if let Err(err) = got {
+                        // It reconnects on the next `recv`; meanwhile the
+                        // interval is the bound.
+                        tracing::warn!(error = %err, "listening for catalog changes failed");
+                        tokio::time::sleep(interval).await;
+                    },
+                    () = tokio::time::sleep(interval) => {}
+                }
+            }
+            None => tokio::time::sleep(interval).await,
+        }
         let Some(inner) = inner.upgrade() else {
             return;
         };
@@ -333,9 +355,36 @@ async fn poll(inner: Weak<Inner>, interval: Duration, mut seen: i64) {
     }
 }
 
+/// A listener on the catalog's change channel, on a connection of its own
+/// (`None` on SQLite, or if it cannot be had: polling alone then).
+async fn listen(catalog: &Catalog) -> Option<sqlx::postgres::PgListener> {
+    if catalog.db().get_database_backend() != sea_orm::DbBackend::Postgres {
+        return None;
+    }
+    let options = catalog.db().get_postgres_connection_pool().connect_options();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with((*options).clone());
+    let listening = async {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+        listener.listen(crate::catalog::CHANGES_CHANNEL).await?;
+        Ok::<_, sqlx::Error>(listener)
+    };
+    match listening.await {
+        Ok(listener) => Some(listener),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for catalog changes; polling only");
+            None
+        }
+    }
+}
+
 /// Closes the pools whose database was renamed, deleted or stopped serving
 /// (or moved to another server).
 async fn revalidate_pools(inner: &Inner) -> Result<()> {
+    if let Some(sites) = &inner.sites {
+        sites.forget_removed().await?;
+    }
     let servers: Vec<(Uuid, TenantPools)> = match &inner.sites {
         Some(sites) => sites.all_opened().iter().map(|s| (s.id, s.pools.clone())).collect(),
         None => vec![(inner.home_id, inner.home.clone())],

@@ -135,6 +135,7 @@ impl Tenancy {
     /// the server in the catalog.
     pub async fn connect(config: Config, migrations: TenantMigrations) -> Result<Self> {
         config.validate()?;
+        server::check_server_name(&config.server_name)?;
         let catalog = Catalog::connect(&config.catalog_url, config.catalog_max_connections).await?;
         let engine = match &config.tenant_server {
             TenantServerConfig::Sqlite { dir } => Engine::Sqlite(SqliteEngine::open(dir)?),
@@ -151,16 +152,15 @@ impl Tenancy {
                     config::DEFAULT_ADMIN_MAX_CONNECTIONS,
                 )
                 .await?;
-                catalog.set_shares_log(shares_log(&catalog, &pg).await);
                 Engine::Postgres(pg)
             }
         };
         let reserved = protect_catalog(&catalog, &engine).await?;
         // Before anything is recorded: a refused budget is never recorded.
         check_budget(&engine, &config).await?;
-        let settings = match (&config.tenant_server, &config.secret) {
-            (TenantServerConfig::Postgres { url }, Some(secret)) => {
-                sites::ServerSettings::postgres(&config.server_name, url, secret, None)?.to_json()
+        let settings = match (&config.tenant_server, &config.secret, &engine) {
+            (TenantServerConfig::Postgres { url }, Some(secret), Engine::Postgres(pg)) => {
+                home_settings(&catalog, &config.server_name, url, secret, pg).await?
             }
             _ => engine.describe(),
         };
@@ -173,10 +173,18 @@ impl Tenancy {
                 connection_budget: i32::try_from(config.pools.budget).unwrap_or(i32::MAX),
             })
             .await?;
+        if let Engine::Postgres(pg) = &engine
+            && shares_log(&catalog, pg).await
+        {
+            catalog.set_shares_log_with(server.id);
+        }
         let parts = sites::Parts::of(&config, &catalog, &migrations);
         let identity = catalog::InstanceIdentity::current();
         let home = sites::Site::new(&server, engine, config.pools.clone(), &parts, &identity);
         let sites = sites::Sites::new(parts, identity, home);
+        for row in catalog.servers().list().await? {
+            sites.remember(&row);
+        }
         let connections =
             TenantConnections::with_sites(catalog.clone(), sites.clone(), config.catalog_poll_interval).await?;
         let settings = ProvisionerSettings {
@@ -333,9 +341,13 @@ impl Tenancy {
                 new.name
             )));
         }
-        let settings = sites::ServerSettings::postgres(&new.name, &new.admin_url, secret, new.max_per_tenant)?;
+        let mut settings =
+            sites::ServerSettings::postgres(self.catalog.id(), &new.name, &new.admin_url, secret, new.max_per_tenant)?;
         let engine = match parts.connect(&new.name, &settings).await {
-            Ok(engine) => Engine::Postgres(engine),
+            Ok(engine) => {
+                settings.cluster = engine.system_identifier().await;
+                Engine::Postgres(engine)
+            }
             Err(err) if err.is_unreachable() => return Err(err),
             // Refused logins, missing databases, bad URLs: the request's fault.
             Err(err) => {
@@ -348,6 +360,16 @@ impl Tenancy {
         };
         let room = engine.connection_room(config::DEFAULT_ADMIN_MAX_CONNECTIONS + 2).await;
         engine.close().await;
+        if let Some(cluster) = &settings.cluster {
+            for row in self.catalog.servers().list().await? {
+                if sites::ServerSettings::of(&row).cluster.as_ref() == Some(cluster) {
+                    return Err(Error::AlreadyExists(format!(
+                        "that PostgreSQL cluster is in the catalog already, as server '{}'",
+                        row.name
+                    )));
+                }
+            }
+        }
         if let Some(room) = room?
             && new.budget > room
         {
@@ -377,8 +399,11 @@ impl Tenancy {
     /// Removes a tenant server from the catalog. Refused
     /// (`Error::ServerInUse`) while it holds tenant databases, while it
     /// holds this deployment's templates (unless `drop_templates`: they are
-    /// dropped first), and for the server of the settings. `None` if there
-    /// is no such server. Nothing on the server is touched but templates.
+    /// dropped once the row is gone), and for the server of the settings.
+    /// `None` if there is no such server. Nothing on the server is touched
+    /// but templates; a server that cannot be reached can be removed when
+    /// `drop_templates` is not asked. The other processes close what they
+    /// had open on it when they see the catalog change.
     pub async fn remove_server(&self, name: &str, drop_templates: bool) -> Result<Option<Server>> {
         let Some(row) = self.catalog.servers().named(name).await? else {
             return Ok(None);
@@ -395,29 +420,53 @@ impl Tenancy {
             return Err(in_use(format!("it holds {tenants} tenant databases")));
         }
         let view = self.server_view(&row).await?;
-        let site = self.sites.open(&row).await?;
-        let stem = site.templates.stem();
-        let templates = site
-            .engine
-            .inventory(&self.provisioner.prefix().clone(), &stem)
-            .await?
-            .templates;
-        if !templates.is_empty() {
-            if !drop_templates {
+        // Its templates, when it can be reached: refused while it has some,
+        // unless asked to drop them.
+        let site = match self.sites.open(&row).await {
+            Ok(site) => Some(site),
+            Err(err) if !drop_templates => {
+                tracing::warn!(server = name, error = %err.chain(), "removing a server that cannot be reached");
+                None
+            }
+            Err(err) => return Err(err),
+        };
+        let mut templates = Vec::new();
+        if let Some(site) = &site {
+            let stem = site.templates.stem();
+            templates = site.engine.inventory(self.provisioner.prefix(), &stem).await?.templates;
+            if !templates.is_empty() && !drop_templates {
                 let names: Vec<_> = templates.iter().map(|t| t.name.as_str()).collect();
                 return Err(in_use(format!(
-                    "it holds templates of this deployment ({}); remove it with drop_templates (--drop-templates)                      to drop them first",
+                    "it holds templates of this deployment ({}); remove it with drop_templates \
+                     (--drop-templates) to drop them first",
                     names.join(", ")
                 )));
             }
-            for template in &templates {
-                site.engine.drop_template(&template.name).await?;
-                tracing::info!(server = name, template = %template.name, "dropped a template of a server being removed");
-            }
         }
+        // Held until its templates are dropped: this process's poller, seeing
+        // the row gone, closes the site only then.
+        let holding = self.sites.hold(row.id).await;
+        // The catalog's foreign key refuses while a tenant database row
+        // names it (one placed there since the count above).
         if !self.catalog.servers().remove(row.id).await? {
             return Err(in_use("a tenant database was placed on it meanwhile".into()));
         }
+        for template in &templates {
+            let dropped = match &site {
+                Some(site) => site.engine.drop_template(&template.name).await,
+                None => Ok(()),
+            };
+            match dropped {
+                Ok(()) => {
+                    tracing::info!(server = name, template = %template.name, "dropped a template of a removed server")
+                }
+                Err(err) => {
+                    tracing::warn!(server = name, template = %template.name, error = %err.chain(), "cannot drop a template of a removed server; drop it yourself")
+                }
+            }
+        }
+        drop(holding);
+        self.catalog.changes().bump(self.catalog.db()).await?;
         self.sites.forget(row.id).await;
         tracing::info!(server = name, "removed a tenant server");
         Ok(Some(view))
@@ -503,6 +552,52 @@ async fn check_budget(engine: &Engine, config: &Config) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// What the catalog records about the server of the settings: its URL
+/// without password, the password sealed, its cluster. Refused when the
+/// catalog knows this server's name for another cluster, or this cluster
+/// under another name (each would make two budgets, templates and doctors
+/// for one server, or send tenants to the wrong one).
+async fn home_settings(
+    catalog: &Catalog,
+    name: &str,
+    url: &secrecy::SecretString,
+    secret: &TenantSecret,
+    pg: &PostgresEngine,
+) -> Result<serde_json::Value> {
+    let cluster = pg.system_identifier().await;
+    if let Some(cluster) = &cluster {
+        for row in catalog.servers().list().await? {
+            let recorded = sites::ServerSettings::of(&row).cluster;
+            let same_cluster = recorded.as_ref() == Some(cluster);
+            if row.name == name && recorded.is_some() && !same_cluster {
+                return Err(Error::Config(format!(
+                    "the catalog's server '{name}' is another PostgreSQL cluster than TENANTDB_TENANT_SERVER_URL \
+                     reaches (system identifier {cluster}, recorded {}): give this one another name \
+                     (TENANTDB_SERVER_NAME)",
+                    recorded.unwrap_or_default()
+                )));
+            }
+            if row.name != name && same_cluster {
+                return Err(Error::Config(format!(
+                    "TENANTDB_TENANT_SERVER_URL reaches the cluster the catalog knows as server '{}': \
+                     set TENANTDB_SERVER_NAME={}",
+                    row.name, row.name
+                )));
+            }
+        }
+    }
+    let settings = match sites::ServerSettings::postgres(catalog.id(), name, url, secret, None) {
+        Ok(settings) => settings,
+        // A URL this instance can use but others cannot be given (a Unix
+        // socket directory): recorded without one, as before.
+        Err(err) => {
+            tracing::warn!(server = name, error = %err, "the tenant server's URL cannot be recorded for other instances");
+            return Ok(pg.describe());
+        }
+    };
+    Ok(sites::ServerSettings { cluster, ..settings }.to_json())
 }
 
 /// Whether the catalog is on the tenant server itself: the same cluster

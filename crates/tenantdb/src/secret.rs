@@ -85,9 +85,10 @@ impl TenantSecret {
 
 /// A password sealed with a key derived from the deployment secret:
 /// XChaCha20-Poly1305 under `HMAC-SHA256(secret, "tenantdb sealed password
-/// v<version>")`, a random 24-byte nonce, and the server's name as
-/// associated data (a sealed password copied to another server's row does
-/// not open). Stored in the catalog as `{"version": N, "sealed": base64}`.
+/// v<version>")`, a random 24-byte nonce, and what it is for as associated
+/// data (`sites::seal_context`: the catalog, the server's name and its URL
+/// without password; a sealed password copied to another server's row, or
+/// left under a URL someone changed, does not open). Stored in the catalog as `{"version": N, "sealed": base64}`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct SealedPassword {
     /// The secret version it was sealed under.
@@ -106,13 +107,13 @@ impl TenantSecret {
     }
 
     /// Seals `password` for the server named `server`.
-    pub(crate) fn seal(&self, server: &str, password: &str) -> SealedPassword {
+    pub(crate) fn seal(&self, context: &str, password: &str) -> SealedPassword {
         use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
         let cipher = chacha20poly1305::XChaCha20Poly1305::new(&self.sealing_key());
         let nonce = chacha20poly1305::XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let payload = Payload {
             msg: password.as_bytes(),
-            aad: server.as_bytes(),
+            aad: context.as_bytes(),
         };
         let sealed = cipher
             .encrypt(&nonce, payload)
@@ -125,22 +126,26 @@ impl TenantSecret {
         }
     }
 
-    /// Opens a password sealed by `seal` for `server` under this secret's
-    /// version. A wrong secret, version or server is an error that names
-    /// the version it needs, never the password.
-    pub(crate) fn open(&self, server: &str, sealed: &SealedPassword) -> Result<SecretString> {
+    /// Opens a password sealed by `seal` for `context` under this secret's
+    /// version. A wrong secret, version or context is an error that says
+    /// which, never the password.
+    pub(crate) fn open(&self, context: &str, sealed: &SealedPassword) -> Result<SecretString> {
         use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        if sealed.version != self.version {
+            return Err(Error::Config(format!(
+                "the admin password is sealed under secret version {}; this instance has version {} and cannot \
+                 open it (set TENANTDB_PREVIOUS_SECRET to the secret of version {} until `tenantdb doctor --fix` \
+                 has sealed it again)",
+                sealed.version, self.version, sealed.version
+            )));
+        }
         let refused = || {
             Error::Config(format!(
-                "the admin password of server '{server}' is sealed under secret version {}; this instance has \
-                 version {} and cannot open it (set TENANTDB_PREVIOUS_SECRET to the secret of version {} until \
-                 `tenantdb doctor --fix` has sealed it again)",
-                sealed.version, self.version, sealed.version
+                "the admin password does not open with this instance's secret of version {}: another secret \
+                 of that version sealed it, or it was sealed for another catalog, server name or URL",
+                sealed.version
             ))
         };
-        if sealed.version != self.version {
-            return Err(refused());
-        }
         let bytes = B64.decode(&sealed.sealed).map_err(|_| refused())?;
         if bytes.len() < 24 {
             return Err(refused());
@@ -149,7 +154,7 @@ impl TenantSecret {
         let cipher = chacha20poly1305::XChaCha20Poly1305::new(&self.sealing_key());
         let payload = Payload {
             msg: ciphertext,
-            aad: server.as_bytes(),
+            aad: context.as_bytes(),
         };
         let plain = cipher
             .decrypt(chacha20poly1305::XNonce::from_slice(nonce), payload)

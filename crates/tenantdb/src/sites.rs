@@ -32,6 +32,9 @@ use crate::templates::Templates;
 
 /// How long placement waits for a server to answer before trying the next.
 pub(crate) const REACH_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a server that failed to open or answer is passed by before it
+/// is tried again.
+pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// What the catalog records about a tenant server besides its columns
 /// (`database_servers.settings`): where it is and how to log in, never a
@@ -44,6 +47,11 @@ pub(crate) struct ServerSettings {
     /// The admin password, sealed (see `TenantSecret::seal`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) password: Option<SealedPassword>,
+    /// The cluster's system identifier when it was recorded: a URL that
+    /// reaches another cluster (another host's `localhost`, a wrong DNS
+    /// entry) is refused rather than used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cluster: Option<String>,
     /// Connections one tenant's pool may hold on this server; the
     /// settings' `max_per_tenant` when not given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,39 +61,62 @@ pub(crate) struct ServerSettings {
     pub(crate) shown: serde_json::Map<String, serde_json::Value>,
 }
 
+/// What a sealed admin password is bound to: the catalog, the server's
+/// name and its URL without password.
+fn seal_context(catalog: Uuid, server: &str, url: &str) -> String {
+    format!("tenantdb server admin password\n{catalog}\n{server}\n{url}")
+}
+
 impl ServerSettings {
-    /// The settings of a PostgreSQL server at `url`: the URL without its
-    /// password, and the password sealed for `server` under `secret`.
+    /// The settings of PostgreSQL server `server` at `url` in `catalog`:
+    /// the URL without its password (in the user part or as a `password`
+    /// parameter), and the password sealed under `secret`.
     pub(crate) fn postgres(
+        catalog: Uuid,
         server: &str,
         url: &SecretString,
         secret: &TenantSecret,
         max_per_tenant: Option<u32>,
     ) -> Result<Self> {
-        let mut parsed = url::Url::parse(url.expose_secret()).map_err(|_| Error::Invalid {
+        let invalid = |rule: &str| Error::Invalid {
             kind: "admin URL",
             value: "[redacted]".into(),
-            rule: "must be a postgres:// URL".into(),
-        })?;
-        if !matches!(parsed.scheme(), "postgres" | "postgresql") || parsed.host_str().is_none() {
-            return Err(Error::Invalid {
-                kind: "admin URL",
-                value: "[redacted]".into(),
-                rule: "must be a postgres:// URL with a host".into(),
-            });
+            rule: rule.into(),
+        };
+        let mut parsed = url::Url::parse(url.expose_secret()).map_err(|_| invalid("must be a postgres:// URL"))?;
+        let socket = parsed.query_pairs().any(|(k, _)| k == "host");
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") || (parsed.host_str().is_none() && !socket) {
+            return Err(invalid("must be a postgres:// URL with a host"));
         }
-        let password = parsed
-            .password()
-            .map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned());
+        let decode = |p: &str| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned();
+        let mut password = parsed.password().map(decode);
         let _ = parsed.set_password(None);
+        // `?password=` is a password too: sealed, never kept in the URL.
+        let pairs: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
+        if pairs.iter().any(|(k, _)| k == "password") {
+            let mut kept = Vec::new();
+            for (key, value) in pairs {
+                if key == "password" {
+                    password.get_or_insert(value);
+                } else {
+                    kept.push((key, value));
+                }
+            }
+            parsed.set_query(None);
+            if !kept.is_empty() {
+                parsed.query_pairs_mut().extend_pairs(kept);
+            }
+        }
         let mut shown = serde_json::Map::new();
         shown.insert("host".into(), parsed.host_str().unwrap_or_default().into());
         shown.insert("port".into(), parsed.port().unwrap_or(5432).into());
         shown.insert("user".into(), parsed.username().into());
         shown.insert("admin_database".into(), parsed.path().trim_start_matches('/').into());
+        let url = parsed.to_string();
         Ok(Self {
-            url: Some(parsed.to_string()),
-            password: password.map(|p| secret.seal(server, &p)),
+            password: password.map(|p| secret.seal(&seal_context(catalog, server, &url), &p)),
+            url: Some(url),
+            cluster: None,
             max_per_tenant,
             shown,
         })
@@ -100,32 +131,43 @@ impl ServerSettings {
         serde_json::to_value(self).unwrap_or_default()
     }
 
-    /// The admin URL with its password opened, under the secret it was
-    /// sealed with (`secrets`: the current one, then the previous one).
-    fn admin_url(&self, server: &str, secrets: &[&TenantSecret]) -> Result<SecretString> {
-        let url = self.url.as_deref().ok_or_else(|| {
-            Error::Config(format!(
-                "server '{server}' has no admin URL in the catalog; record it with `tenantdb servers add`"
-            ))
-        })?;
-        let Some(sealed) = &self.password else {
-            return Ok(SecretString::from(url.to_owned()));
+    /// The password, opened with whichever of `secrets` it was sealed
+    /// under (`None` when the URL has none).
+    fn password(&self, catalog: Uuid, server: &str, secrets: &[&TenantSecret]) -> Result<Option<SecretString>> {
+        let (Some(sealed), Some(url)) = (&self.password, &self.url) else {
+            return Ok(None);
         };
         let secret = secrets
             .iter()
             .find(|s| s.version() == sealed.version)
             .or(secrets.first())
             .ok_or_else(|| Error::Config(format!("TENANTDB_SECRET is needed to reach server '{server}'")))?;
-        let password = secret.open(server, sealed)?;
+        secret.open(&seal_context(catalog, server, url), sealed).map(Some)
+    }
+
+    /// The admin URL with its password opened (see `password`).
+    fn admin_url(&self, catalog: Uuid, server: &str, secrets: &[&TenantSecret]) -> Result<SecretString> {
+        let url = self.url.as_deref().ok_or_else(|| {
+            Error::Config(format!(
+                "server '{server}' has no admin URL in the catalog; record it with `tenantdb servers add`"
+            ))
+        })?;
+        let Some(password) = self.password(catalog, server, secrets)? else {
+            return Ok(SecretString::from(url.to_owned()));
+        };
         let mut parsed = url::Url::parse(url).map_err(|_| Error::Config(format!("server '{server}' has a bad URL")))?;
         // Every byte but letters and digits escaped: a `%` in the password
         // must not read as the start of an escape.
         let escaped =
             percent_encoding::utf8_percent_encode(password.expose_secret(), percent_encoding::NON_ALPHANUMERIC)
                 .to_string();
-        parsed
-            .set_password(Some(&escaped))
-            .map_err(|()| Error::Config(format!("server '{server}' has a URL that takes no password")))?;
+        if parsed.set_password(Some(&escaped)).is_err() {
+            // A URL without a host (a Unix socket directory in `?host=`)
+            // takes its password as a parameter.
+            parsed
+                .query_pairs_mut()
+                .append_pair("password", password.expose_secret());
+        }
         Ok(SecretString::from(parsed.to_string()))
     }
 
@@ -141,17 +183,12 @@ impl ServerSettings {
             .secret
             .as_ref()
             .ok_or_else(|| Error::Config("TENANTDB_SECRET is required to seal a password".into()))?;
-        let Some(sealed) = &self.password else {
+        let catalog = parts.catalog.id();
+        let (Some(password), Some(url)) = (self.password(catalog, server, &parts.secrets())?, &self.url) else {
             return Ok(self.clone());
         };
-        let opener = parts
-            .secrets()
-            .into_iter()
-            .find(|s| s.version() == sealed.version)
-            .unwrap_or(secret);
-        let password = opener.open(server, sealed)?;
         Ok(Self {
-            password: Some(secret.seal(server, password.expose_secret())),
+            password: Some(secret.seal(&seal_context(catalog, server, url), password.expose_secret())),
             ..self.clone()
         })
     }
@@ -256,12 +293,19 @@ impl Parts {
     /// Connects the admin pool of a PostgreSQL server from its settings.
     /// What this process lacks to log in is `Error::ServerUnusable`.
     pub(crate) async fn connect(&self, name: &str, settings: &ServerSettings) -> Result<PostgresEngine> {
+        // What is not "it does not answer" (a refused login, a missing
+        // admin database, a full server, no secret) is the operator's to
+        // fix: `ServerUnusable`, with the reason (never the password).
         let unusable = |err: Error| match err {
+            err if err.is_unreachable() => err,
             Error::Config(reason) => Error::ServerUnusable {
                 server: name.to_owned(),
                 reason,
             },
-            other => other,
+            other => Error::ServerUnusable {
+                server: name.to_owned(),
+                reason: other.chain(),
+            },
         };
         self.connect_admin(name, settings).await.map_err(unusable)
     }
@@ -271,7 +315,7 @@ impl Parts {
             .secret
             .clone()
             .ok_or_else(|| Error::Config(format!("TENANTDB_SECRET is required to use PostgreSQL server '{name}'")))?;
-        let url = settings.admin_url(name, &self.secrets())?;
+        let url = settings.admin_url(self.catalog.id(), name, &self.secrets())?;
         let connect = PostgresEngine::connect_admin(
             &url,
             secret,
@@ -301,7 +345,17 @@ struct Inner {
     /// Server names by id, for showing rows (refreshed when a server is
     /// opened or listed).
     names: RwLock<HashMap<Uuid, String>>,
-    opening: tokio::sync::Mutex<()>,
+    /// One lock per server being opened: a server that takes its time to
+    /// answer holds up only requests for itself.
+    opening: std::sync::Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+    /// When opening or reaching a server last failed: for `RETRY_AFTER`
+    /// requests fail at once and placement passes it by, rather than each
+    /// waiting for it to time out.
+    failed: std::sync::Mutex<HashMap<Uuid, std::time::Instant>>,
+    /// Servers removed from the catalog: never opened again.
+    gone: RwLock<std::collections::HashSet<Uuid>>,
+    /// Set by `close`: no site is opened after it.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Sites {
@@ -314,7 +368,10 @@ impl Sites {
                 home: Arc::new(home),
                 others: RwLock::new(HashMap::new()),
                 names: RwLock::new(names),
-                opening: tokio::sync::Mutex::new(()),
+                opening: std::sync::Mutex::new(HashMap::new()),
+                failed: std::sync::Mutex::new(HashMap::new()),
+                gone: RwLock::new(std::collections::HashSet::new()),
+                closed: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -360,6 +417,9 @@ impl Sites {
         if let Some(site) = self.opened(server) {
             return Ok(site);
         }
+        if self.failed_recently(server) {
+            return Err(Error::ServerUnreachable(self.name_of(server)));
+        }
         let row = self
             .inner
             .parts
@@ -376,10 +436,50 @@ impl Sites {
         if let Some(site) = self.opened(row.id) {
             return Ok(site);
         }
-        let _opening = self.inner.opening.lock().await;
+        let lock = {
+            let mut opening = self.inner.opening.lock().unwrap_or_else(|e| e.into_inner());
+            opening.entry(row.id).or_default().clone()
+        };
+        let _opening = lock.lock().await;
         if let Some(site) = self.opened(row.id) {
             return Ok(site);
         }
+        if self.inner.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::ServerUnusable {
+                server: row.name.clone(),
+                reason: "this process is shutting down".into(),
+            });
+        }
+        if self
+            .inner
+            .gone
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&row.id)
+        {
+            return Err(Error::ServerNotFound(row.name.clone()));
+        }
+        if self.failed_recently(row.id) {
+            return Err(Error::ServerUnreachable(row.name.clone()));
+        }
+        let site = match self.connect(row).await {
+            Ok(site) => site,
+            Err(err) => {
+                self.failed(row.id);
+                return Err(err);
+            }
+        };
+        tracing::info!(server = %row.name, "opened tenant server");
+        self.remember(row);
+        self.inner
+            .others
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(row.id, site.clone());
+        Ok(site)
+    }
+
+    async fn connect(&self, row: &database_servers::Model) -> Result<Arc<Site>> {
         if row.engine != "postgres" {
             return Err(Error::ServerUnusable {
                 server: row.name.clone(),
@@ -391,21 +491,80 @@ impl Sites {
         }
         let settings = ServerSettings::of(row);
         let parts = &self.inner.parts;
-        let engine = Engine::Postgres(parts.connect(&row.name, &settings).await?);
+        let pg = parts.connect(&row.name, &settings).await?;
+        if let Some(recorded) = &settings.cluster
+            && let Some(reached) = pg.system_identifier().await
+            && *recorded != reached
+        {
+            pg.close().await;
+            return Err(Error::ServerUnusable {
+                server: row.name.clone(),
+                reason: format!(
+                    "its recorded URL reaches another PostgreSQL cluster from this host (system identifier \
+                     {reached}, recorded {recorded}): record a URL every instance reaches the same way"
+                ),
+            });
+        }
+        let engine = Engine::Postgres(pg);
         let mut pools = parts.pools.clone();
         pools.budget = u32::try_from(row.connection_budget).unwrap_or(1).max(1);
         if let Some(max) = settings.max_per_tenant {
             pools.max_per_tenant = max.max(1);
         }
-        let site = Arc::new(Site::new(row, engine, pools, parts, &self.inner.identity));
-        tracing::info!(server = %row.name, "opened tenant server");
-        self.remember(row);
-        self.inner
+        Ok(Arc::new(Site::new(row, engine, pools, parts, &self.inner.identity)))
+    }
+
+    /// Keeps `server`'s site from being opened or closed until the guard is
+    /// dropped.
+    pub(crate) async fn hold(&self, server: Uuid) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut opening = self.inner.opening.lock().unwrap_or_else(|e| e.into_inner());
+            opening.entry(server).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Records that `server` could not be opened or reached just now.
+    pub(crate) fn failed(&self, server: Uuid) {
+        let mut failed = self.inner.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed.insert(server, std::time::Instant::now());
+    }
+
+    /// Whether `server` failed to open or answer within `RETRY_AFTER`.
+    pub(crate) fn failed_recently(&self, server: Uuid) -> bool {
+        let mut failed = self.inner.failed.lock().unwrap_or_else(|e| e.into_inner());
+        match failed.get(&server) {
+            Some(at) if at.elapsed() < RETRY_AFTER => true,
+            Some(_) => {
+                failed.remove(&server);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Closes the sites of servers no longer in the catalog (removed by
+    /// another process): seen when the catalog generation moves.
+    pub(crate) async fn forget_removed(&self) -> Result<()> {
+        let opened: Vec<Uuid> = self
+            .inner
             .others
-            .write()
+            .read()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(row.id, site.clone());
-        Ok(site)
+            .keys()
+            .copied()
+            .collect();
+        if opened.is_empty() {
+            return Ok(());
+        }
+        let rows = self.inner.parts.catalog.servers().list().await?;
+        for server in opened {
+            if !rows.iter().any(|r| r.id == server) {
+                tracing::info!(%server, "the server was removed from the catalog: closing its pools");
+                self.forget(server).await;
+            }
+        }
+        Ok(())
     }
 
     /// Records a server's name for `name_of`.
@@ -453,8 +612,19 @@ impl Sites {
         }
     }
 
-    /// Closes a site this process opened (its server was removed).
+    /// Closes a site this process opened and never opens it again (its
+    /// server was removed).
     pub(crate) async fn forget(&self, server: Uuid) {
+        self.inner
+            .gone
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(server);
+        let lock = {
+            let mut opening = self.inner.opening.lock().unwrap_or_else(|e| e.into_inner());
+            opening.entry(server).or_default().clone()
+        };
+        let _opening = lock.lock().await;
         let site = self
             .inner
             .others
@@ -473,6 +643,7 @@ impl Sites {
 
     /// Closes every site: pools, memberships, admin connections.
     pub(crate) async fn close(&self) {
+        self.inner.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         let deadline = self.inner.parts.shutdown_deadline;
         let others: Vec<_> = self
             .inner
@@ -505,7 +676,8 @@ mod tests {
         let url = SecretString::from(format!(
             "postgres://admin:{encoded}@db.internal:6432/postgres?sslmode=require"
         ));
-        let settings = ServerSettings::postgres("eu-1", &url, &secret(1, "k"), Some(3)).unwrap();
+        let catalog = Uuid::now_v7();
+        let settings = ServerSettings::postgres(catalog, "eu-1", &url, &secret(1, "k"), Some(3)).unwrap();
         let stored = settings.to_json().to_string();
         assert!(!stored.contains("p@ss") && !stored.contains(&encoded), "{stored}");
         assert_eq!(
@@ -513,7 +685,7 @@ mod tests {
             Some("postgres://admin@db.internal:6432/postgres?sslmode=require")
         );
         assert_eq!(settings.shown["port"], 6432);
-        let back = settings.admin_url("eu-1", &[&secret(1, "k")]).unwrap();
+        let back = settings.admin_url(catalog, "eu-1", &[&secret(1, "k")]).unwrap();
         let parsed = url::Url::parse(back.expose_secret()).unwrap();
         let got = percent_encoding::percent_decode_str(parsed.password().unwrap()).decode_utf8_lossy();
         assert_eq!(got, password);
@@ -526,17 +698,57 @@ mod tests {
     #[test]
     fn a_password_sealed_under_an_older_secret_opens_with_the_previous_one_and_reseals() {
         let url = SecretString::from("postgres://admin:old-pw@db/postgres");
-        let sealed = ServerSettings::postgres("eu-1", &url, &secret(1, "a"), None).unwrap();
-        let err = sealed.admin_url("eu-1", &[&secret(2, "b")]).unwrap_err().to_string();
+        let catalog = Uuid::now_v7();
+        let sealed = ServerSettings::postgres(catalog, "eu-1", &url, &secret(1, "a"), None).unwrap();
+        let err = sealed
+            .admin_url(catalog, "eu-1", &[&secret(2, "b")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("version 1") && !err.contains("old-pw"), "{err}");
-        assert!(sealed.admin_url("eu-1", &[&secret(2, "b"), &secret(1, "a")]).is_ok());
+        assert!(
+            sealed
+                .admin_url(catalog, "eu-1", &[&secret(2, "b"), &secret(1, "a")])
+                .is_ok()
+        );
         assert_eq!(sealed.sealed_version(), Some(1));
+        // Bound to its catalog, server name and URL.
+        for (other_catalog, name) in [(Uuid::now_v7(), "eu-1"), (catalog, "eu-2")] {
+            let err = sealed.admin_url(other_catalog, name, &[&secret(1, "a")]).unwrap_err();
+            assert!(err.to_string().contains("does not open"), "{err}");
+        }
+        let moved = ServerSettings {
+            url: Some("postgres://admin@evil.example/postgres".into()),
+            ..sealed.clone()
+        };
+        assert!(
+            moved.admin_url(catalog, "eu-1", &[&secret(1, "a")]).is_err(),
+            "a changed URL does not open"
+        );
+    }
+
+    #[test]
+    fn a_password_parameter_is_sealed_and_a_socket_directory_is_a_host() {
+        let url = SecretString::from("postgres:///postgres?host=/run/postgresql&user=admin&password=in-query");
+        let settings = ServerSettings::postgres(Uuid::nil(), "local", &url, &secret(1, "k"), None).unwrap();
+        let stored = settings.to_json().to_string();
+        assert!(!stored.contains("in-query"), "{stored}");
+        let kept = settings.url.clone().unwrap();
+        assert!(
+            kept.starts_with("postgres:///postgres?") && kept.contains("user=admin"),
+            "{kept}"
+        );
+        let back = settings.admin_url(Uuid::nil(), "local", &[&secret(1, "k")]).unwrap();
+        let parsed = url::Url::parse(back.expose_secret()).unwrap();
+        let pairs: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
+        assert!(pairs.contains(&("password".into(), "in-query".into())), "{pairs:?}");
+        assert!(pairs.contains(&("host".into(), "/run/postgresql".into())), "{pairs:?}");
     }
 
     #[test]
     fn only_postgres_urls_with_a_host_are_taken() {
         for bad in ["mysql://u:p@h/db", "postgres:///db", "not a url", "sqlite://x.db"] {
-            let err = ServerSettings::postgres("x", &SecretString::from(bad), &secret(1, "k"), None).unwrap_err();
+            let err = ServerSettings::postgres(Uuid::nil(), "x", &SecretString::from(bad), &secret(1, "k"), None)
+                .unwrap_err();
             assert!(matches!(err, Error::Invalid { .. }), "{bad}: {err}");
             assert!(
                 !err.to_string().contains(':'.to_string().as_str()) || !err.to_string().contains("u:p"),

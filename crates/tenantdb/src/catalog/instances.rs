@@ -19,7 +19,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entities::{database_servers, instances};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Who this process is: its instance id, host and process id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,10 +121,13 @@ impl<'a> Instances<'a> {
                 .exec(&tx)
                 .await?;
         }
+        // A server removed from the catalog takes no instance rows: its
+        // share is nothing (the process closes its site when it sees).
         let budget = database_servers::Entity::find_by_id(server)
             .one(&tx)
             .await?
-            .map_or(0, |row| u32::try_from(row.connection_budget).unwrap_or(0));
+            .map(|row| u32::try_from(row.connection_budget).unwrap_or(0))
+            .ok_or_else(|| Error::ServerNotFound(server.to_string()))?;
         let now = catalog_now(&tx).await?;
         let rows = instances::Entity::find()
             .filter(instances::Column::ServerId.eq(server))

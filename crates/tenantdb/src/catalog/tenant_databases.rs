@@ -153,21 +153,23 @@ impl<'a> TenantDatabases<'a> {
         let slug = tenant.slug.clone().unwrap();
         let name = row.database_name.clone().unwrap();
         let txn = self.db.begin().await?;
-        if self.changes.shares_log() {
+        let server = row.server_id.clone().unwrap();
+        if self.changes.shares_log_with(server) {
             // The row must be durable before the tenant's role and database
             // exist (so that one without a row is an orphan). On the same
             // server the provisioner's flush, which comes after this
             // commit in the one log, makes it so: no need to wait here.
+            // (A tenant placed on another server gets a synchronous commit.)
             txn.execute_unprepared("SET LOCAL synchronous_commit = off").await?;
         }
         tenant
             .insert(&txn)
             .await
             .map_err(taken(|| format!("a tenant with slug '{slug}' already exists")))?;
-        let row = row
-            .insert(&txn)
-            .await
-            .map_err(taken(|| format!("database name '{name}' is already taken")))?;
+        let row = row.insert(&txn).await.map_err(|err| {
+            removed_meanwhile(err)
+                .unwrap_or_else(|err| taken(|| format!("database name '{name}' is already taken"))(err))
+        })?;
         reserve(&txn, &row, &row.database_name).await?;
         let now = chrono::Utc::now();
         if let Some(owner) = extras.owner_user_id {
@@ -210,9 +212,13 @@ impl<'a> TenantDatabases<'a> {
         let name = row.database_name.clone().unwrap();
         let tenant = row.tenant_id.clone().unwrap();
         let txn = self.db.begin().await?;
-        let row = row.insert(&txn).await.map_err(taken(|| {
-            format!("tenant '{tenant}' already has a database, or database name '{name}' is already taken")
-        }))?;
+        let row = row.insert(&txn).await.map_err(|err| {
+            removed_meanwhile(err).unwrap_or_else(|err| {
+                taken(|| {
+                    format!("tenant '{tenant}' already has a database, or database name '{name}' is already taken")
+                })(err)
+            })
+        })?;
         reserve(&txn, &row, &row.database_name).await?;
         ChangeStamp::record(&txn).await?;
         txn.commit().await?;
@@ -459,4 +465,16 @@ fn lease_free_or_ours(owner: &str, now: DateTime<Utc>) -> Condition {
         .add(td::Column::LeaseOwner.is_null())
         .add(td::Column::LeaseExpiresAt.lt(now))
         .add(td::Column::LeaseOwner.eq(owner))
+}
+
+/// A row insert refused by a foreign key: the server it was placed on (or
+/// its tenant) was removed between the check and the insert. Nothing was
+/// made; trying again places it anew. Other errors come back as they were.
+fn removed_meanwhile(err: sea_orm::DbErr) -> std::result::Result<Error, sea_orm::DbErr> {
+    match err.sql_err() {
+        Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => Ok(Error::NoServerAvailable(
+            "the server it was placed on was removed meanwhile; try again".into(),
+        )),
+        _ => Err(err),
+    }
 }

@@ -100,7 +100,7 @@ impl Doctor {
                     Repair::BuildTemplate,
                 ),
             ),
-            None if pointer.is_some() => findings.push(
+            None if pointer.is_some() && self.is_home() => findings.push(
                 Finding::about(
                     Problem::StaleTemplate,
                     pointer.unwrap_or_default(),

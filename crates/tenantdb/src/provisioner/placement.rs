@@ -109,10 +109,18 @@ impl Provisioner {
             let Some(row) = rows.iter().find(|r| r.name == candidate.name && r.accepts_new_tenants) else {
                 continue;
             };
+            // A server that just failed is passed by without waiting for it.
+            if self.inner.sites.failed_recently(row.id) {
+                refused.push(format!("{}: did not answer a moment ago", row.name));
+                continue;
+            }
             let site = match self.inner.sites.open(row).await {
                 Ok(site) => site.reachable().await.map(|()| site),
                 Err(err) => Err(err),
             };
+            if site.is_err() {
+                self.inner.sites.failed(row.id);
+            }
             match site {
                 Ok(site) => return Ok(site),
                 Err(err) => {

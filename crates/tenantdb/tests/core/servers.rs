@@ -297,7 +297,25 @@ async fn tenants_are_placed_served_migrated_and_examined_across_three_servers() 
     }
     let template = v2.remove_server("a", false).await.unwrap_err();
     assert!(template.to_string().contains("templates"), "{template}");
+    let a_id = v2.server("a").await.unwrap().unwrap().id;
     assert!(v2.remove_server("a", true).await.unwrap().is_some());
+    // The other process had a open (pools, membership): it sees the row
+    // gone and closes them; its heartbeat no longer records a share there.
+    let removed = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        if tenancy.catalog().instances().live(a_id).await.unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            removed.elapsed() < std::time::Duration::from_secs(5),
+            "a is still held by the other process"
+        );
+    }
+    // And stays so for more than two of its beats (a lease of 4 s beats
+    // every 0.8 s).
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(tenancy.catalog().instances().live(a_id).await.unwrap().is_empty());
     assert!(v2.server("a").await.unwrap().is_none());
     assert!(v2.remove_server("a", true).await.unwrap().is_none());
     let left: Vec<String> = {
@@ -313,30 +331,38 @@ async fn tenants_are_placed_served_migrated_and_examined_across_three_servers() 
     };
     assert!(left.is_empty(), "a is left empty: {left:?}");
 
-    // The same server recorded twice: what the second name sees of the
-    // first's tenants is reported, never taken for orphans or dropped.
-    v2.add_server(add("b-again", b.url())).await.unwrap();
-    let doctor = v2.doctor_on("b-again").await.unwrap();
-    let findings = doctor.examine(Default::default()).await.unwrap();
-    assert!(!findings.is_empty());
-    assert!(
-        findings
-            .iter()
-            .all(|f| f.problem != Problem::OrphanDatabase && f.problem != Problem::OrphanRole),
-        "{findings:#?}"
+    // One cluster under two names would be two budgets, two templates and
+    // two doctors for one server: refused, by whatever URL it is reached.
+    let same = format!(
+        "postgres://postgres:{SUPERUSER_PASSWORD}@localhost:{}/postgres",
+        b.port()
     );
-    let before = v2.servers().await.unwrap();
-    doctor.repair(&findings).await;
-    for slug in &placed["b"] {
-        let database = v2
-            .tenant(&TenantRef::parse(slug).unwrap())
-            .await
-            .unwrap()
-            .database
-            .unwrap();
-        assert!(exists_on(&b, &database.database_name).await, "{slug} is still on b");
-    }
-    assert_eq!(v2.servers().await.unwrap().len(), before.len());
+    let twice = v2.add_server(add("b-again", same)).await.unwrap_err();
+    assert!(matches!(twice, Error::AlreadyExists(_)), "{twice}");
+    assert!(twice.to_string().contains("'b'"), "{twice}");
     v2.close().await;
     env.tenancy.close().await;
+}
+
+/// A test process killed before dropping its clusters leaves them running;
+/// the next cluster made stops and removes them (and only those whose
+/// process is gone).
+#[tokio::test]
+async fn clusters_of_a_killed_test_process_are_swept() {
+    let left = PgCluster::start();
+    let alive = PgCluster::start();
+    let (left_dir, left_port) = (left.dir().to_owned(), left.port());
+    // As if its process had died: a pid that is not running.
+    std::fs::write(left_dir.join("owner"), "999999999 1").unwrap();
+    let next = PgCluster::start();
+    assert!(!left_dir.exists(), "the dead process's cluster is removed");
+    let refused = tokio::net::TcpStream::connect(("127.0.0.1", left_port)).await;
+    assert!(refused.is_err(), "its server is stopped");
+    assert!(alive.dir().exists(), "a live process's cluster stays");
+    sqlx::PgPool::connect(&alive.url())
+        .await
+        .expect("and keeps running")
+        .close()
+        .await;
+    drop((left, next));
 }

@@ -136,6 +136,15 @@ impl PostgresEngine {
             .map_err(Error::server("cannot flush the tenant server's log"))
     }
 
+    /// The cluster's system identifier (unique per `initdb`): the same for
+    /// every URL that reaches this cluster. `None` if it cannot be read.
+    pub(crate) async fn system_identifier(&self) -> Option<String> {
+        sqlx::query_scalar("SELECT system_identifier::text FROM pg_control_system()")
+            .fetch_one(&self.inner.admin)
+            .await
+            .ok()
+    }
+
     /// Whether the server answers a query on the admin pool.
     pub(crate) async fn ping(&self) -> Result<()> {
         sqlx::raw_sql("SELECT 1")
