@@ -120,6 +120,36 @@ fn sweep_dead_clusters(bin: &Path) {
     }
 }
 
+/// A new cluster directory under `clusters_dir`, marked with this process
+/// (after sweeping those of processes that are gone).
+fn new_dir(bin: &Path) -> tempfile::TempDir {
+    sweep_dead_clusters(bin);
+    std::fs::create_dir_all(clusters_dir()).unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("cluster-")
+        .tempdir_in(clusters_dir())
+        .unwrap();
+    let mark = process_mark(std::process::id()).expect("this process's /proc entry");
+    std::fs::write(dir.path().join("owner"), mark).unwrap();
+    dir
+}
+
+/// Gives `dir` to the `postgres` OS user when we are root (the server
+/// runs as that user).
+fn give_to_postgres(dir: &Path) {
+    if running_as_root() {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "cannot give the cluster's directory to the postgres user"
+        );
+    }
+}
+
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
@@ -133,28 +163,11 @@ impl PgCluster {
             "these tests start a throwaway PostgreSQL cluster: initdb and pg_ctl from the PostgreSQL server \
              package are needed (pg_config --bindir, or /usr/lib/postgresql/<version>/bin)",
         );
-        sweep_dead_clusters(&bin);
-        std::fs::create_dir_all(clusters_dir()).unwrap();
-        let dir = tempfile::Builder::new()
-            .prefix("cluster-")
-            .tempdir_in(clusters_dir())
-            .unwrap();
-        let mark = process_mark(std::process::id()).expect("this process's /proc entry");
-        std::fs::write(dir.path().join("owner"), mark).unwrap();
+        let dir = new_dir(&bin);
         let data = dir.path().join("data");
         let pwfile = dir.path().join("pw");
         std::fs::write(&pwfile, SUPERUSER_PASSWORD).unwrap();
-        if running_as_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap();
-            assert!(
-                status.success(),
-                "cannot give the cluster's directory to the postgres user"
-            );
-        }
+        give_to_postgres(dir.path());
         let pwfile_arg = format!("--pwfile={}", pwfile.display());
         let data_arg = data.display().to_string();
         must(
@@ -178,6 +191,32 @@ impl PgCluster {
         };
         cluster.pg_ctl_start();
         cluster
+    }
+
+    /// A hot standby of this cluster on a port of its own, made with
+    /// `pg_basebackup -R` (streaming replication, replaying as it comes),
+    /// stopped and removed on drop like any cluster.
+    pub fn standby(&self) -> Self {
+        let dir = new_dir(&self.bin);
+        give_to_postgres(dir.path());
+        let data = dir.path().join("data");
+        let primary = format!(
+            "host=127.0.0.1 port={} user=postgres password={SUPERUSER_PASSWORD}",
+            self.port
+        );
+        let data_arg = data.display().to_string();
+        must(
+            &self.bin.join("pg_basebackup"),
+            &["-D", &data_arg, "-d", &primary, "-R", "-X", "stream", "-c", "fast"],
+        );
+        let standby = Self {
+            bin: self.bin.clone(),
+            data,
+            port: free_port(),
+            dir,
+        };
+        standby.pg_ctl_start();
+        standby
     }
 
     /// Starts the (stopped) server again on the same port.

@@ -366,3 +366,67 @@ async fn clusters_of_a_killed_test_process_are_swept() {
         .await;
     drop((left, next));
 }
+
+/// The harness makes a hot standby of a throwaway cluster (what the read
+/// replica work builds on): it follows the primary's writes, and with
+/// replay paused it falls behind by a measurable lag.
+#[tokio::test]
+async fn a_standby_of_a_throwaway_cluster_follows_and_can_be_held_back() {
+    let primary = PgCluster::start();
+    let standby = primary.standby();
+    let (writer, reader) = (
+        sqlx::PgPool::connect(&primary.url()).await.unwrap(),
+        sqlx::PgPool::connect(&standby.url()).await.unwrap(),
+    );
+    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(&reader)
+        .await
+        .unwrap();
+    assert!(in_recovery, "the standby replays the primary's log");
+    sqlx::raw_sql("CREATE TABLE notes (id int PRIMARY KEY); INSERT INTO notes VALUES (1)")
+        .execute(&writer)
+        .await
+        .unwrap();
+    let count = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM notes")
+            .fetch_one(&pool)
+            .await
+            .ok()
+    };
+    let started = std::time::Instant::now();
+    while count(reader.clone()).await != Some(1) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the write never reached the standby"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    sqlx::query("SELECT pg_wal_replay_pause()")
+        .execute(&reader)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO notes VALUES (2)")
+        .execute(&writer)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        count(reader.clone()).await,
+        Some(1),
+        "replay paused: the standby is behind"
+    );
+    sqlx::query("SELECT pg_wal_replay_resume()")
+        .execute(&reader)
+        .await
+        .unwrap();
+    let resumed = std::time::Instant::now();
+    while count(reader.clone()).await != Some(2) {
+        assert!(
+            resumed.elapsed() < std::time::Duration::from_secs(10),
+            "replay never caught up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    writer.close().await;
+    reader.close().await;
+}
