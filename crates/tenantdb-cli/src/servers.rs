@@ -13,7 +13,7 @@ use crate::output::{print_instances, print_json, print_rows};
 pub enum ServersCommand {
     /// List the tenant servers.
     List {
-        /// Print `[server]`: `{"id", "name", "engine", "status", "budget",
+        /// Print `[server]`: `{"id", "name", "engine", "address", "status", "budget",
         /// "tenants", "instances": [{"id", "host", "pid", "share",
         /// "started_at", "lease_expires_at"}]}` (the shape of `GET
         /// /v1/servers`).
@@ -149,13 +149,17 @@ pub(crate) fn print_table(servers: &[Server]) {
         vec![
             s.name.clone(),
             s.engine.clone(),
+            s.address.clone().unwrap_or_else(|| "-".into()),
             s.status.clone(),
             s.budget.to_string(),
             s.tenants.to_string(),
             format!("{} ({shares} held)", s.instances.len()),
         ]
     });
-    print_rows(&["NAME", "ENGINE", "STATUS", "BUDGET", "TENANTS", "INSTANCES"], rows);
+    print_rows(
+        &["NAME", "ENGINE", "ADDRESS", "STATUS", "BUDGET", "TENANTS", "INSTANCES"],
+        rows,
+    );
 }
 
 async fn set_accepting(tenancy: &Tenancy, name: &str, accepting: bool, json: bool) -> anyhow::Result<()> {
@@ -174,8 +178,13 @@ fn print_found(server: Option<Server>, name: &str, json: bool) -> anyhow::Result
 
 fn print_server(server: &Server) {
     println!(
-        "server '{}' ({}): {}, budget {} connections, {} tenant(s)",
-        server.name, server.engine, server.status, server.budget, server.tenants
+        "server '{}' ({} at {}): {}, budget {} connections, {} tenant(s)",
+        server.name,
+        server.engine,
+        server.address.as_deref().unwrap_or("-"),
+        server.status,
+        server.budget,
+        server.tenants
     );
     if server.instances.is_empty() {
         println!("no instance holds tenant pools on it now");

@@ -18,6 +18,9 @@ pub struct Server {
     pub name: String,
     /// `postgres` or `sqlite`.
     pub engine: String,
+    /// Where it is: `host:port` (PostgreSQL), as recorded in the catalog
+    /// (never a password); `None` for SQLite.
+    pub address: Option<String>,
     /// `ACCEPTING` (new tenants may be placed on it) or `DRAINING`.
     pub status: String,
     /// Connections all instances together may hold on it.
@@ -46,6 +49,17 @@ pub struct InstanceShare {
     /// When its lease runs out unless it beats again (RFC 3339).
     #[cfg_attr(feature = "utoipa", schema(format = DateTime))]
     pub lease_expires_at: String,
+}
+
+/// `host:port` of a PostgreSQL server's recorded settings.
+fn address(settings: &serde_json::Value) -> Option<String> {
+    let host = settings.get("host")?.as_str()?;
+    let port = settings.get("port").and_then(serde_json::Value::as_u64).unwrap_or(5432);
+    Some(if host.is_empty() {
+        format!("(socket):{port}")
+    } else {
+        format!("{host}:{port}")
+    })
 }
 
 /// A PostgreSQL server to add to the catalog (`Tenancy::add_server`).
@@ -102,6 +116,7 @@ impl Server {
             id: row.id,
             name: row.name.clone(),
             engine: row.engine.clone(),
+            address: address(&row.settings),
             status: if row.accepts_new_tenants {
                 "ACCEPTING"
             } else {

@@ -78,6 +78,7 @@ async fn tenants_are_placed_served_migrated_and_examined_across_three_servers() 
     assert_eq!(tenancy.servers().await.unwrap().len(), 1, "nothing recorded");
 
     let added = tenancy.add_server(add("a", a.url())).await.unwrap();
+    assert_eq!(added.address, Some(format!("127.0.0.1:{}", a.port())));
     assert_eq!(
         (added.name.as_str(), added.status.as_str(), added.budget),
         ("a", "ACCEPTING", 6)
