@@ -436,10 +436,7 @@ impl Sites {
         if let Some(site) = self.opened(row.id) {
             return Ok(site);
         }
-        let lock = {
-            let mut opening = self.inner.opening.lock().unwrap_or_else(|e| e.into_inner());
-            opening.entry(row.id).or_default().clone()
-        };
+        let lock = self.lock_for(row.id);
         let _opening = lock.lock().await;
         if let Some(site) = self.opened(row.id) {
             return Ok(site);
@@ -514,13 +511,16 @@ impl Sites {
         Ok(Arc::new(Site::new(row, engine, pools, parts, &self.inner.identity)))
     }
 
+    /// The lock under which `server`'s site is opened or closed.
+    fn lock_for(&self, server: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        let mut opening = self.inner.opening.lock().unwrap_or_else(|e| e.into_inner());
+        opening.entry(server).or_default().clone()
+    }
+
     /// Keeps `server`'s site from being opened or closed until the guard is
     /// dropped.
     pub(crate) async fn hold(&self, server: Uuid) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut opening = self.inner.opening.lock().unwrap_or_else(|e| e.into_inner());
-            opening.entry(server).or_default().clone()
-        };
+        let lock = self.lock_for(server);
         lock.lock_owned().await
     }
 
@@ -620,10 +620,7 @@ impl Sites {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(server);
-        let lock = {
-            let mut opening = self.inner.opening.lock().unwrap_or_else(|e| e.into_inner());
-            opening.entry(server).or_default().clone()
-        };
+        let lock = self.lock_for(server);
         let _opening = lock.lock().await;
         let site = self
             .inner

@@ -852,16 +852,21 @@ fn spawn_serve(cli: &Cli, extra: &[(&str, &str)]) -> (String, Running) {
     (format!("http://{address}"), child)
 }
 
-/// `tenantdb_pool_share{server}` as a service's `/metrics` shows it.
-async fn share_of(client: &reqwest::Client, base: &str, server: &str) -> u32 {
-    let text = client
+/// A service's `/metrics` text.
+async fn metrics_of(client: &reqwest::Client, base: &str) -> String {
+    client
         .get(format!("{base}/metrics"))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// `tenantdb_pool_share{server}` as a service's `/metrics` shows it.
+async fn share_of(client: &reqwest::Client, base: &str, server: &str) -> u32 {
+    let text = metrics_of(client, base).await;
     let label = format!("server=\"{server}\"");
     text.lines()
         .find(|l| l.starts_with("tenantdb_pool_share{") && l.contains(&label))
@@ -1001,14 +1006,7 @@ async fn three_services_share_two_servers_and_a_killed_ones_share_returns() {
     for server in ["default", "eu"] {
         while shares(server).await != (BUDGET / 3, BUDGET / 3, BUDGET / 3) {
             if settled.elapsed() > Duration::from_secs(20) {
-                let metrics = client
-                    .get(format!("{a}/metrics"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
+                let metrics = metrics_of(&client, &a).await;
                 let probe = client
                     .get(format!("{a}/v1/projects"))
                     .bearer_auth(&token)

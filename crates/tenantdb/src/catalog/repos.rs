@@ -377,23 +377,31 @@ pub struct NewServer<'a> {
     pub connection_budget: i32,
 }
 
+impl NewServer<'_> {
+    /// Its row: a primary, ACCEPTING.
+    fn row(self) -> database_servers::ActiveModel {
+        let now = Utc::now();
+        database_servers::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            name: Set(self.name.to_owned()),
+            engine: Set(self.engine.to_owned()),
+            settings: Set(self.settings),
+            role: Set("primary".to_owned()),
+            primary_id: Set(None),
+            connection_budget: Set(self.connection_budget),
+            accepts_new_tenants: Set(true),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+    }
+}
+
 impl Servers<'_> {
     /// Records the server under its name, or updates its settings; returns
     /// the row. Safe to call from several processes at once.
     pub async fn ensure(&self, server: NewServer<'_>) -> Result<database_servers::Model> {
-        let now = Utc::now();
-        let model = database_servers::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            name: Set(server.name.to_owned()),
-            engine: Set(server.engine.to_owned()),
-            settings: Set(server.settings),
-            role: Set("primary".to_owned()),
-            primary_id: Set(None),
-            connection_budget: Set(server.connection_budget),
-            accepts_new_tenants: Set(true),
-            created_at: Set(now),
-            updated_at: Set(now),
-        };
+        let name = server.name;
+        let model = server.row();
         database_servers::Entity::insert(model)
             .on_conflict(
                 OnConflict::column(database_servers::Column::Name)
@@ -407,32 +415,21 @@ impl Servers<'_> {
             .exec_without_returning(self.db)
             .await?;
         database_servers::Entity::find()
-            .filter(database_servers::Column::Name.eq(server.name))
+            .filter(database_servers::Column::Name.eq(name))
             .one(self.db)
             .await?
-            .ok_or_else(|| Error::Catalog(DbErr::RecordNotFound(format!("database server '{}'", server.name))))
+            .ok_or_else(|| Error::Catalog(DbErr::RecordNotFound(format!("database server '{name}'"))))
     }
 
     /// Records a new server; `Error::AlreadyExists` if the name is taken.
     pub async fn add(&self, server: NewServer<'_>) -> Result<database_servers::Model> {
-        let now = Utc::now();
-        let model = database_servers::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            name: Set(server.name.to_owned()),
-            engine: Set(server.engine.to_owned()),
-            settings: Set(server.settings),
-            role: Set("primary".to_owned()),
-            primary_id: Set(None),
-            connection_budget: Set(server.connection_budget),
-            accepts_new_tenants: Set(true),
-            created_at: Set(now),
-            updated_at: Set(now),
-        };
+        let name = server.name;
+        let model = server.row();
         match model.insert(self.db).await {
             Ok(row) => Ok(row),
-            Err(err) if matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => Err(
-                Error::AlreadyExists(format!("a server named '{}' already exists", server.name)),
-            ),
+            Err(err) if matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => {
+                Err(Error::AlreadyExists(format!("a server named '{name}' already exists")))
+            }
             Err(err) => Err(err.into()),
         }
     }

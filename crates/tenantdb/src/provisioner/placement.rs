@@ -65,6 +65,19 @@ impl Placement for FewestTenants {
 }
 
 impl Provisioner {
+    /// The site of `row`, opened and answering now; a failure is
+    /// remembered (see `Sites::failed_recently`).
+    async fn answering(&self, row: &crate::catalog::database_servers::Model) -> Result<Arc<Site>> {
+        let site = match self.inner.sites.open(row).await {
+            Ok(site) => site.reachable().await.map(|()| site),
+            Err(err) => Err(err),
+        };
+        if site.is_err() {
+            self.inner.sites.failed(row.id);
+        }
+        site
+    }
+
     /// The site a new tenant's database goes to (see the module docs).
     pub(super) async fn place(&self, new: &NewTenant) -> Result<Arc<Site>> {
         let catalog = &self.inner.catalog;
@@ -80,9 +93,7 @@ impl Provisioner {
             if !row.accepts_new_tenants {
                 return Err(Error::ServerDraining(row.name.clone()));
             }
-            let site = self.inner.sites.open(row).await?;
-            site.reachable().await?;
-            return Ok(site);
+            return self.answering(row).await;
         }
         let counts = catalog.tenant_databases().count_by_server().await?;
         let mut candidates: Vec<Candidate> = rows
@@ -114,14 +125,7 @@ impl Provisioner {
                 refused.push(format!("{}: did not answer a moment ago", row.name));
                 continue;
             }
-            let site = match self.inner.sites.open(row).await {
-                Ok(site) => site.reachable().await.map(|()| site),
-                Err(err) => Err(err),
-            };
-            if site.is_err() {
-                self.inner.sites.failed(row.id);
-            }
-            match site {
+            match self.answering(row).await {
                 Ok(site) => return Ok(site),
                 Err(err) => {
                     tracing::warn!(server = %row.name, error = %err.chain(), "server does not answer: placing the tenant on the next one");
