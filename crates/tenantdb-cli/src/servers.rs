@@ -1,10 +1,11 @@
-//! `servers list|show|add|drain|accept|remove`: the tenant servers, their
-//! budgets, tenants and the instances sharing each budget; adding one,
-//! draining one, removing an empty one.
+//! `servers list|show|add|add-replica|drain|accept|remove`: the tenant
+//! servers, their budgets, tenants and the instances sharing each budget;
+//! adding one or a read replica of one, draining one, removing an empty
+//! one.
 
 use anyhow::Context;
 use clap::Subcommand;
-use tenantdb::{AddServer, Server, Tenancy};
+use tenantdb::{AddReplica, AddServer, Server, Tenancy};
 
 use crate::output::{print_instances, print_json, print_rows};
 
@@ -15,7 +16,8 @@ pub enum ServersCommand {
     List {
         /// Print `[server]`: `{"id", "name", "engine", "address", "status", "budget",
         /// "tenants", "instances": [{"id", "host", "pid", "share",
-        /// "started_at", "lease_expires_at"}]}` (the shape of `GET
+        /// "started_at", "lease_expires_at"}], "replica": null | {"follows",
+        /// "max_lag_ms", "usable", "lag_ms"}}` (the shape of `GET
         /// /v1/servers`).
         #[arg(long)]
         json: bool,
@@ -37,6 +39,36 @@ pub enum ServersCommand {
         budget: u32,
         /// Connections one tenant's pool may hold there (the settings' value
         /// when not given).
+        #[arg(long)]
+        max_per_tenant: Option<u32>,
+        /// Print the server object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a read replica of a tenant server: a streaming standby of it
+    /// (`pg_basebackup -R`, or a provider's read replica). Reads
+    /// (`read_connection`, the read side of the service) go to it while it
+    /// is within --max-lag-ms of the server, checked about every quarter of
+    /// that bound by every instance; else, or while it does not answer, to
+    /// the server. Its connections count against a budget of its own. The
+    /// password comes from TENANTDB_SERVER_PASSWORD(_FILE), as for `add`.
+    AddReplica {
+        /// The server it follows.
+        server: String,
+        /// `postgres://user@host:port/postgres` of the standby, without
+        /// password.
+        admin_url: String,
+        /// Its name (`<server>-replica` when not given).
+        #[arg(long)]
+        name: Option<String>,
+        /// How far behind the server it may be and still take reads
+        /// (milliseconds, at least 100).
+        #[arg(long, default_value_t = 1000)]
+        max_lag_ms: u32,
+        /// Connections all instances together may hold on it.
+        #[arg(long, default_value_t = 20)]
+        budget: u32,
+        /// Connections one tenant's pool may hold there.
         #[arg(long)]
         max_per_tenant: Option<u32>,
         /// Print the server object.
@@ -109,6 +141,28 @@ pub(crate) async fn servers(tenancy: &Tenancy, command: ServersCommand) -> anyho
                 .await?;
             print_found(Some(server), "", json)
         }
+        ServersCommand::AddReplica {
+            server,
+            admin_url,
+            name,
+            max_lag_ms,
+            budget,
+            max_per_tenant,
+            json,
+        } => {
+            let admin_url = with_password(&admin_url, &|name| std::env::var(name).ok())?;
+            let replica = tenancy
+                .add_replica(AddReplica {
+                    primary: server,
+                    name,
+                    admin_url: admin_url.into(),
+                    budget,
+                    max_per_tenant,
+                    max_lag_ms: Some(max_lag_ms),
+                })
+                .await?;
+            print_found(Some(replica), "", json)
+        }
         ServersCommand::Remove { name, drop_templates } => {
             tenancy
                 .remove_server(&name, drop_templates)
@@ -150,7 +204,10 @@ pub(crate) fn print_table(servers: &[Server]) {
             s.name.clone(),
             s.engine.clone(),
             s.address.clone().unwrap_or_else(|| "-".into()),
-            s.status.clone(),
+            match &s.replica {
+                Some(r) => format!("REPLICA of {}", r.follows),
+                None => s.status.clone(),
+            },
             s.budget.to_string(),
             s.tenants.to_string(),
             format!("{} ({shares} held)", s.instances.len()),
@@ -186,6 +243,15 @@ fn print_server(server: &Server) {
         server.budget,
         server.tenants
     );
+    if let Some(replica) = &server.replica {
+        let lag = replica.lag_ms.map_or("unknown".to_owned(), |ms| format!("{ms} ms"));
+        println!(
+            "read replica of '{}': lag {lag} (bound {} ms), reads go {}",
+            replica.follows,
+            replica.max_lag_ms,
+            if replica.usable { "to it" } else { "to its server" }
+        );
+    }
     if server.instances.is_empty() {
         println!("no instance holds tenant pools on it now");
         return;

@@ -8,7 +8,12 @@
 //!    stale at once.
 //! 2. Refuse early unless the tenant is ACTIVE (not suspended) and its
 //!    database serves traffic (ACTIVE, MIGRATING).
-//! 3. Hand out the tenant's pool from `TenantPools`.
+//! 3. Hand out the tenant's pool from `TenantPools`: for reads, the pool on
+//!    a read replica of its server while one is within its lag bound (see
+//!    `sites::replicas`), else on the server itself. A replica that refuses
+//!    the pool is left out and the read goes to the server, so a stopped
+//!    replica fails no request that asks for a connection after it stopped
+//!    answering its watch.
 //!
 //! Other processes: a poller reads the catalog generation every
 //! `catalog_poll_interval` (one indexed single-row read). When it moved, the
@@ -61,7 +66,8 @@ pub struct ResolvedDatabase {
     pub server: Uuid,
     /// The database writes go to.
     pub primary: DatabaseSpec,
-    /// The read database; in this version always the primary.
+    /// The read database: the same name as `primary`, on a read replica of
+    /// its server while one keeps up, else on the server itself.
     pub read: DatabaseSpec,
 }
 
@@ -272,16 +278,21 @@ impl TenantConnections {
         self.get(database.server, &database.primary).await
     }
 
-    /// A connection to the tenant's read database (the primary in this
-    /// version: `read_database_name` equals `database_name`).
+    /// A connection for reads: on a read replica of the tenant's server
+    /// while one is within its lag bound (reads there may miss the last
+    /// moments of writes, up to that bound: read your own writes from
+    /// `connection`), else on the server itself.
     pub async fn read_connection(&self, tenant: &TenantRef) -> Result<PoolHandle> {
         let resolved = self.resolve(tenant).await?;
         let database = resolved.serving()?;
-        self.get(database.server, &database.read).await
+        match self.on_replica(database).await {
+            Some(read) => Ok(read),
+            None => self.get(database.server, &database.read).await,
+        }
     }
 
     /// The write and read connections with one resolution (the same pool
-    /// twice while the read database is the primary).
+    /// twice when reads go to the server itself).
     pub async fn write_and_read(&self, tenant: &TenantRef) -> Result<(PoolHandle, PoolHandle)> {
         let resolved = self.resolve(tenant).await?;
         self.pools_of(resolved.serving()?).await
@@ -290,12 +301,32 @@ impl TenantConnections {
     /// The write and read pools of a database already checked to serve.
     pub(crate) async fn pools_of(&self, database: &ResolvedDatabase) -> Result<(PoolHandle, PoolHandle)> {
         let write = self.get(database.server, &database.primary).await?;
-        let read = if database.read == database.primary {
-            write.clone()
-        } else {
-            self.get(database.server, &database.read).await?
+        let read = match self.on_replica(database).await {
+            Some(read) => read,
+            None if database.read == database.primary => write.clone(),
+            None => self.get(database.server, &database.read).await?,
         };
         Ok((write, read))
+    }
+
+    /// The read pool on a replica that keeps up, if there is one and it
+    /// gives a pool; a replica that cannot is left out.
+    async fn on_replica(&self, database: &ResolvedDatabase) -> Option<PoolHandle> {
+        let (replica, site) = self.inner.sites.as_ref()?.replica_for_reads(database.server)?;
+        match site.pools.get(&database.read).await {
+            Ok(read) => Some(read),
+            // It does not answer: left out until its watch sees it again.
+            Err(err) if err.is_unreachable() => {
+                replica.leave_out(&err);
+                None
+            }
+            // Anything else (a database it has not replayed yet, its
+            // budget taken): this read goes to the server.
+            Err(err) => {
+                tracing::debug!(replica = %replica.name, error = %err.chain(), "read on the server instead of the replica");
+                None
+            }
+        }
     }
 
     /// Whether the tenant may be served now (exists, not suspended, its
@@ -385,8 +416,19 @@ async fn revalidate_pools(inner: &Inner) -> Result<()> {
     if let Some(sites) = &inner.sites {
         sites.forget_removed().await?;
     }
+    // A replica's pools hold the databases of the server it follows.
     let servers: Vec<(Uuid, TenantPools)> = match &inner.sites {
-        Some(sites) => sites.all_opened().iter().map(|s| (s.id, s.pools.clone())).collect(),
+        Some(sites) => sites
+            .all_opened()
+            .iter()
+            .map(|s| (s.id, s.pools.clone()))
+            .chain(
+                sites
+                    .replicas()
+                    .iter()
+                    .filter_map(|r| Some((r.primary, r.site()?.pools.clone()))),
+            )
+            .collect(),
         None => vec![(inner.home_id, inner.home.clone())],
     };
     for (server, pools) in servers {

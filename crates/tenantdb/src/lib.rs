@@ -110,7 +110,7 @@ pub use sea_orm;
 /// migrations with it (see [`TenantMigrations`]).
 pub use sea_orm_migration;
 pub use secret::TenantSecret;
-pub use server::{AddServer, InstanceShare, Server};
+pub use server::{AddReplica, AddServer, InstanceShare, ReplicaOf, Server};
 pub use status::RunStatus;
 pub use telemetry::describe_metrics;
 pub use templates::{TemplateName, Templates};
@@ -171,8 +171,15 @@ impl Tenancy {
                 engine: engine.name(),
                 settings,
                 connection_budget: i32::try_from(config.pools.budget).unwrap_or(i32::MAX),
+                follows: None,
             })
             .await?;
+        if server.role != catalog::database_servers::PRIMARY {
+            return Err(Error::Config(format!(
+                "the catalog's server '{}' is a read replica: give TENANTDB_SERVER_NAME the name of a primary",
+                server.name
+            )));
+        }
         if let Engine::Postgres(pg) = &engine
             && shares_log(&catalog, pg).await
         {
@@ -185,6 +192,7 @@ impl Tenancy {
         for row in catalog.servers().list().await? {
             sites.remember(&row);
         }
+        sites.refresh_replicas().await?;
         let connections =
             TenantConnections::with_sites(catalog.clone(), sites.clone(), config.catalog_poll_interval).await?;
         let settings = ProvisionerSettings {
@@ -236,6 +244,13 @@ impl Tenancy {
             .named(server)
             .await?
             .ok_or_else(|| Error::ServerNotFound(server.to_owned()))?;
+        if row.role != catalog::database_servers::PRIMARY {
+            return Err(Error::invalid(
+                "server",
+                server,
+                "a read replica holds what its primary holds: examine the primary",
+            ));
+        }
         let site = self.sites.open(&row).await?;
         Ok(doctor::Doctor::new(self.provisioner.clone(), site))
     }
@@ -272,6 +287,11 @@ impl Tenancy {
     pub fn refresh_metrics(&self) {
         for site in self.sites.all_opened() {
             site.pools.refresh_metrics();
+        }
+        for replica in self.sites.replicas() {
+            if let Some(site) = replica.site() {
+                site.pools.refresh_metrics();
+            }
         }
     }
 
@@ -312,6 +332,9 @@ impl Tenancy {
         let Some(row) = self.catalog.servers().named(name).await? else {
             return Ok(None);
         };
+        if row.role != catalog::database_servers::PRIMARY {
+            return Err(Error::invalid("server", name, "a read replica takes no tenants"));
+        }
         self.catalog.servers().set_accepting(row.id, accepting).await?;
         tracing::info!(server = name, accepting, "server accepts new tenants: {accepting}");
         self.server(name).await
@@ -321,6 +344,52 @@ impl Tenancy {
     /// room for the budget, then records it ACCEPTING, its admin password
     /// sealed (see [`AddServer`]). Every instance can reach it from then on.
     pub async fn add_server(&self, new: AddServer) -> Result<Server> {
+        self.record_server(new, None).await
+    }
+
+    /// Adds a read replica of a tenant server (see [`AddReplica`]): checks
+    /// that it answers, is a standby of that server's cluster and has room
+    /// for its budget, then records it. Every instance then sends reads
+    /// (`TenantConnections::read_connection`, the read side of `TenantDb`)
+    /// to it while it is within its lag bound.
+    pub async fn add_replica(&self, new: AddReplica) -> Result<Server> {
+        let primary = self
+            .catalog
+            .servers()
+            .named(&new.primary)
+            .await?
+            .ok_or_else(|| Error::ServerNotFound(new.primary.clone()))?;
+        if primary.role != catalog::database_servers::PRIMARY || primary.engine != "postgres" {
+            return Err(Error::invalid(
+                "server",
+                &new.primary,
+                "replicas follow a PostgreSQL server that holds tenants (not a replica, not SQLite)",
+            ));
+        }
+        let max_lag_ms = new.max_lag_ms.unwrap_or(sites::DEFAULT_MAX_LAG_MS);
+        if max_lag_ms < sites::MIN_MAX_LAG_MS {
+            return Err(Error::invalid(
+                "max_lag_ms",
+                &max_lag_ms.to_string(),
+                &format!("must be at least {}", sites::MIN_MAX_LAG_MS),
+            ));
+        }
+        let server = AddServer {
+            name: new.name.unwrap_or_else(|| format!("{}-replica", primary.name)),
+            admin_url: new.admin_url,
+            budget: new.budget,
+            max_per_tenant: new.max_per_tenant,
+        };
+        self.record_server(server, Some((&primary, max_lag_ms))).await
+    }
+
+    /// `add_server` and `add_replica`: `follows` is the primary and lag
+    /// bound of a replica.
+    async fn record_server(
+        &self,
+        new: AddServer,
+        follows: Option<(&catalog::database_servers::Model, u32)>,
+    ) -> Result<Server> {
         server::check_server_name(&new.name)?;
         if new.budget < 1 || new.max_per_tenant == Some(0) {
             return Err(Error::invalid(
@@ -343,29 +412,57 @@ impl Tenancy {
         }
         let mut settings =
             sites::ServerSettings::postgres(self.catalog.id(), &new.name, &new.admin_url, secret, new.max_per_tenant)?;
-        let engine = match parts.connect(&new.name, &settings).await {
-            Ok(engine) => {
-                settings.cluster = engine.system_identifier().await;
-                Engine::Postgres(engine)
-            }
+        settings.max_lag_ms = follows.map(|(_, lag)| lag);
+        let invalid_url = |why: String| Error::invalid("admin URL", "[redacted]", &why);
+        let pg = match parts.connect(&new.name, &settings).await {
+            Ok(pg) => pg,
             Err(err) if err.is_unreachable() => return Err(err),
             // Refused logins, missing databases, bad URLs: the request's fault.
-            Err(err) => {
-                return Err(Error::invalid(
-                    "admin URL",
-                    "[redacted]",
-                    &format!("it does not work: {}", err.chain()),
-                ));
-            }
+            Err(err) => return Err(invalid_url(format!("it does not work: {}", err.chain()))),
         };
+        settings.cluster = pg.system_identifier().await;
+        let standby = pg.replay_state().await.map(|r| r.in_recovery);
+        let engine = Engine::Postgres(pg);
         let room = engine.connection_room(config::DEFAULT_ADMIN_MAX_CONNECTIONS + 2).await;
         engine.close().await;
-        if let Some(cluster) = &settings.cluster {
-            for row in self.catalog.servers().list().await? {
-                if sites::ServerSettings::of(&row).cluster.as_ref() == Some(cluster) {
+        let rows = self.catalog.servers().list().await?;
+        match (follows, standby?) {
+            (None, true) => {
+                return Err(invalid_url(
+                    "it reaches a standby (read only): add it as a replica of its primary (`servers add-replica`)"
+                        .into(),
+                ));
+            }
+            (Some(_), false) => {
+                return Err(invalid_url(
+                    "it reaches a primary, not a standby: a replica is a streaming standby of its server".into(),
+                ));
+            }
+            (Some((primary, _)), true) => {
+                let recorded = sites::ServerSettings::of(primary).cluster;
+                if settings.cluster.is_none() || recorded != settings.cluster {
+                    return Err(invalid_url(format!(
+                        "it is not a standby of server '{}' (another cluster)",
+                        primary.name
+                    )));
+                }
+                let address = server::address(&settings.to_json());
+                if let Some(same) = rows.iter().find(|r| server::address(&r.settings) == address) {
+                    return Err(Error::AlreadyExists(format!(
+                        "that address is in the catalog already, as server '{}'",
+                        same.name
+                    )));
+                }
+            }
+            (None, false) => {
+                if let Some(cluster) = &settings.cluster
+                    && let Some(same) = rows
+                        .iter()
+                        .find(|r| sites::ServerSettings::of(r).cluster.as_ref() == Some(cluster))
+                {
                     return Err(Error::AlreadyExists(format!(
                         "that PostgreSQL cluster is in the catalog already, as server '{}'",
-                        row.name
+                        same.name
                     )));
                 }
             }
@@ -389,10 +486,18 @@ impl Tenancy {
                 engine: "postgres",
                 settings: settings.to_json(),
                 connection_budget: i32::try_from(new.budget).unwrap_or(i32::MAX),
+                follows: follows.map(|(primary, _)| primary.id),
             })
             .await?;
         self.sites.remember(&row);
-        tracing::info!(server = %row.name, budget = new.budget, "added a tenant server");
+        if let Some((primary, _)) = follows {
+            // Every instance follows it once it sees the catalog change.
+            self.catalog.changes().bump(self.catalog.db()).await?;
+            self.sites.refresh_replicas().await?;
+            tracing::info!(replica = %row.name, primary = %primary.name, budget = new.budget, "added a read replica");
+        } else {
+            tracing::info!(server = %row.name, budget = new.budget, "added a tenant server");
+        }
         self.server_view(&row).await
     }
 
@@ -414,6 +519,28 @@ impl Tenancy {
         };
         if row.id == self.sites.home().id {
             return Err(in_use("it is the tenant server of this instance's settings".into()));
+        }
+        let rows = self.catalog.servers().list().await?;
+        if row.role == catalog::database_servers::REPLICA {
+            // Reads stop going to it in every process as it sees the
+            // catalog change; nothing on it is touched.
+            let view = self.server_view(&row).await?;
+            self.catalog.servers().remove(row.id).await?;
+            self.catalog.changes().bump(self.catalog.db()).await?;
+            self.sites.refresh_replicas().await?;
+            tracing::info!(replica = name, "removed a read replica");
+            return Ok(Some(view));
+        }
+        let replicas: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.primary_id == Some(row.id))
+            .map(|r| r.name.as_str())
+            .collect();
+        if !replicas.is_empty() {
+            return Err(in_use(format!(
+                "it has read replicas ({}): remove them first",
+                replicas.join(", ")
+            )));
         }
         let tenants = self.catalog.tenant_databases().count_on(row.id).await?;
         if tenants > 0 {
@@ -475,7 +602,22 @@ impl Tenancy {
     async fn server_view(&self, row: &catalog::database_servers::Model) -> Result<Server> {
         let tenants = self.catalog.tenant_databases().count_on(row.id).await?;
         let instances = self.catalog.instances().live(row.id).await?;
-        Ok(Server::new(row, tenants, &instances))
+        let mut server = Server::new(row, tenants, &instances);
+        if row.role == catalog::database_servers::REPLICA {
+            let follows = match row.primary_id {
+                Some(primary) => self.sites.name(primary).await,
+                None => String::new(),
+            };
+            let settings = sites::ServerSettings::of(row);
+            let health = self.sites.replica(row.id).map(|r| r.health());
+            server.replica = Some(server::ReplicaOf {
+                follows,
+                max_lag_ms: settings.max_lag_ms.unwrap_or(sites::DEFAULT_MAX_LAG_MS),
+                usable: health.is_some_and(|h| h.usable),
+                lag_ms: health.and_then(|h| h.lag_ms),
+            });
+        }
+        Ok(server)
     }
 
     /// A tenant by id or slug, with its database.
@@ -568,8 +710,10 @@ async fn home_settings(
 ) -> Result<serde_json::Value> {
     let cluster = pg.system_identifier().await;
     if let Some(cluster) = &cluster {
-        for row in catalog.servers().list().await? {
-            let recorded = sites::ServerSettings::of(&row).cluster;
+        // A replica shares its primary's cluster identifier.
+        let rows = catalog.servers().list().await?;
+        for row in rows.iter().filter(|r| r.role == catalog::database_servers::PRIMARY) {
+            let recorded = sites::ServerSettings::of(row).cluster;
             let same_cluster = recorded.as_ref() == Some(cluster);
             if row.name == name && recorded.is_some() && !same_cluster {
                 return Err(Error::Config(format!(

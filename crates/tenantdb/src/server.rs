@@ -21,7 +21,8 @@ pub struct Server {
     /// Where it is: `host:port` (PostgreSQL), as recorded in the catalog
     /// (never a password); `None` for SQLite.
     pub address: Option<String>,
-    /// `ACCEPTING` (new tenants may be placed on it) or `DRAINING`.
+    /// `ACCEPTING` (new tenants may be placed on it), `DRAINING`, or
+    /// `REPLICA` (a read replica: see `replica`).
     pub status: String,
     /// Connections all instances together may hold on it.
     pub budget: u32,
@@ -29,6 +30,24 @@ pub struct Server {
     pub tenants: u64,
     /// The instances sharing its budget now (those whose lease is live).
     pub instances: Vec<InstanceShare>,
+    /// For a read replica: what it follows and how it keeps up (`None`
+    /// for a server that holds tenants).
+    pub replica: Option<ReplicaOf>,
+}
+
+/// A read replica's primary, lag bound and state.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct ReplicaOf {
+    /// The server it is a streaming standby of.
+    pub follows: String,
+    /// How far behind it may be and still take reads (milliseconds).
+    pub max_lag_ms: u32,
+    /// Whether this process sends reads to it now.
+    pub usable: bool,
+    /// Its lag at the last check this process made (milliseconds; `None`
+    /// before one reached it).
+    pub lag_ms: Option<u64>,
 }
 
 /// One instance's share of a server's budget.
@@ -52,7 +71,7 @@ pub struct InstanceShare {
 }
 
 /// `host:port` of a PostgreSQL server's recorded settings.
-fn address(settings: &serde_json::Value) -> Option<String> {
+pub(crate) fn address(settings: &serde_json::Value) -> Option<String> {
     let host = settings.get("host")?.as_str()?;
     let port = settings.get("port").and_then(serde_json::Value::as_u64).unwrap_or(5432);
     Some(if host.is_empty() {
@@ -77,6 +96,40 @@ pub struct AddServer {
     /// Connections one tenant's pool may hold there (the settings' value
     /// when `None`).
     pub max_per_tenant: Option<u32>,
+}
+
+/// A read replica to add to the catalog (`Tenancy::add_replica`): a
+/// streaming standby of a tenant server (`pg_basebackup -R`, or your
+/// provider's read replica).
+#[derive(Clone)]
+pub struct AddReplica {
+    /// The server it follows.
+    pub primary: String,
+    /// Its name (`<primary>-replica` when `None`).
+    pub name: Option<String>,
+    /// A URL of a superuser (or a role that may read replay state) on the
+    /// standby; kept like [`AddServer::admin_url`].
+    pub admin_url: secrecy::SecretString,
+    /// Connections all instances together may hold on it (its own budget,
+    /// apart from its primary's).
+    pub budget: u32,
+    /// Connections one tenant's pool may hold there.
+    pub max_per_tenant: Option<u32>,
+    /// How far behind its primary it may be and still take reads, in
+    /// milliseconds (1000 when `None`; at least 100).
+    pub max_lag_ms: Option<u32>,
+}
+
+impl std::fmt::Debug for AddReplica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AddReplica")
+            .field("primary", &self.primary)
+            .field("name", &self.name)
+            .field("admin_url", &"[redacted]")
+            .field("budget", &self.budget)
+            .field("max_lag_ms", &self.max_lag_ms)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for AddServer {
@@ -117,7 +170,9 @@ impl Server {
             name: row.name.clone(),
             engine: row.engine.clone(),
             address: address(&row.settings),
-            status: if row.accepts_new_tenants {
+            status: if row.role == database_servers::REPLICA {
+                "REPLICA"
+            } else if row.accepts_new_tenants {
                 "ACCEPTING"
             } else {
                 "DRAINING"
@@ -136,6 +191,7 @@ impl Server {
                     lease_expires_at: rfc3339(i.lease_expires_at),
                 })
                 .collect(),
+            replica: None,
         }
     }
 }

@@ -27,6 +27,16 @@ pub fn describe_metrics() {
     );
     describe_gauge!("tenantdb_pools_open", Unit::Count, "Tenant pools open now.");
     describe_gauge!(
+        "tenantdb_replica_lag_ms",
+        Unit::Milliseconds,
+        "How far a read replica was behind its server at its last check, by replica."
+    );
+    describe_gauge!(
+        "tenantdb_replica_usable",
+        Unit::Count,
+        "1 while reads go to the read replica, 0 while they go to its server."
+    );
+    describe_gauge!(
         "tenantdb_pool_connections",
         Unit::Count,
         "Connections reserved by the open tenant pools."

@@ -6,7 +6,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
-use tenantdb::{AddServer, Server};
+use tenantdb::{AddReplica, AddServer, Server};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -20,6 +20,7 @@ pub(super) fn routes() -> OpenApiRouter<OperatorApi> {
         .routes(routes!(get_server, remove_server))
         .routes(routes!(drain_server))
         .routes(routes!(accept_server))
+        .routes(routes!(add_replica))
 }
 
 #[utoipa::path(get, path = "/v1/servers", tag = "operator", params(PageParams), responses((status = 200, description = "a page of servers, by id", body = PageOf<Server>), (status = 400, description = "invalid_request")))]
@@ -70,6 +71,52 @@ async fn add_server(_: Admin, State(api): State<OperatorApi>, Json(body): Json<N
             other => other.into(),
         })?;
     Ok((StatusCode::CREATED, Json(server)).into_response())
+}
+
+/// A read replica to add.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewReplicaBody {
+    /// Its name (`<server>-replica` when not given).
+    name: Option<String>,
+    /// `postgres://user:password@host:port/postgres` of the standby; kept
+    /// like a server's admin URL (password sealed, never shown).
+    admin_url: String,
+    /// Connections all instances together may hold on it.
+    #[schema(minimum = 1)]
+    budget: u32,
+    /// Connections one tenant's pool may hold there.
+    #[schema(minimum = 1)]
+    max_per_tenant: Option<u32>,
+    /// How far behind the server it may be and still take reads
+    /// (milliseconds; 1000 when not given).
+    #[schema(minimum = 100)]
+    max_lag_ms: Option<u32>,
+}
+
+#[utoipa::path(post, path = "/v1/servers/{server}/replicas", tag = "operator", params(("server" = String, Path, description = "the server it follows")), request_body = NewReplicaBody, responses((status = 201, description = "the replica (status REPLICA): it answered, is a standby of the server and has room for the budget; reads go to it while it keeps within max_lag_ms", body = Server), (status = 400, description = "invalid_request: not a standby of that server, a bound under 100 ms, a replica or SQLite server to follow"), (status = 404, description = "not_found"), (status = 409, description = "conflict"), (status = 503, description = "tenant_unavailable: the replica did not answer")))]
+async fn add_replica(
+    _: Admin,
+    State(api): State<OperatorApi>,
+    Path(server): Path<String>,
+    Json(body): Json<NewReplicaBody>,
+) -> ApiResult {
+    let replica = api
+        .tenancy()
+        .add_replica(AddReplica {
+            primary: server,
+            name: body.name,
+            admin_url: body.admin_url.into(),
+            budget: body.budget,
+            max_per_tenant: body.max_per_tenant,
+            max_lag_ms: body.max_lag_ms,
+        })
+        .await
+        .map_err(|err| match err {
+            tenantdb::Error::Config(message) => ApiError::conflict(message),
+            other => other.into(),
+        })?;
+    Ok((StatusCode::CREATED, Json(replica)).into_response())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -144,3 +144,92 @@ async fn a_server_is_added_used_and_removed_over_http() {
     }
     service.stop().await;
 }
+
+/// `POST /v1/servers/{server}/replicas`: a standby of an added server is
+/// recorded as its read replica; a primary, another cluster, an unknown
+/// server or a tiny bound are refused and record nothing; the server is
+/// not removed while it has the replica.
+#[tokio::test]
+async fn a_read_replica_is_added_shown_and_removed_over_http() {
+    let cluster = PgCluster::start();
+    let standby = cluster.standby();
+    let service = Service::start(Backend::Postgres).await;
+    let (status, eu) = service
+        .admin(
+            Method::POST,
+            "/v1/servers",
+            Some(json!({"name": "eu", "admin_url": cluster.url(), "budget": 4})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{eu}");
+    let replica = |server: &str, body| {
+        let path = format!("/v1/servers/{server}/replicas");
+        let service = &service;
+        async move { service.admin(Method::POST, &path, Some(body)).await }
+    };
+    for (server, body, status, error) in [
+        (
+            "eu",
+            json!({"admin_url": cluster.url(), "budget": 4}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "default",
+            json!({"admin_url": standby.url(), "budget": 4}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "eu",
+            json!({"admin_url": standby.url(), "budget": 4, "max_lag_ms": 5}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "nope",
+            json!({"admin_url": standby.url(), "budget": 4}),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ] {
+        let (got, answer) = replica(server, body.clone()).await;
+        assert_eq!((got, code(&answer)), (status, error), "{server} {body}: {answer}");
+    }
+    let (_, servers) = service.admin(Method::GET, "/v1/servers", None).await;
+    assert_eq!(servers["items"].as_array().unwrap().len(), 2, "{servers}");
+
+    let (status, added) = replica(
+        "eu",
+        json!({"admin_url": standby.url(), "budget": 4, "max_lag_ms": 2000}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    assert_eq!(
+        (
+            added["name"].as_str(),
+            added["status"].as_str(),
+            added["replica"]["follows"].as_str()
+        ),
+        (Some("eu-replica"), Some("REPLICA"), Some("eu")),
+        "{added}"
+    );
+    assert_eq!(added["replica"]["max_lag_ms"], 2000);
+    assert!(!added.to_string().contains(SUPERUSER_PASSWORD), "{added}");
+    let (status, refused) = service
+        .admin(Method::DELETE, "/v1/servers/eu?drop_templates=true", None)
+        .await;
+    assert_eq!(
+        (status, code(&refused)),
+        (StatusCode::CONFLICT, "conflict"),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("eu-replica"), "{refused}");
+    let (status, _) = service.admin(Method::DELETE, "/v1/servers/eu-replica", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = service
+        .admin(Method::DELETE, "/v1/servers/eu?drop_templates=true", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    service.stop().await;
+}

@@ -372,6 +372,11 @@ pub mod database_servers {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    /// `role` of a server that holds tenant databases.
+    pub const PRIMARY: &str = "primary";
+    /// `role` of a read replica (a streaming standby of `primary_id`).
+    pub const REPLICA: &str = "replica";
 }
 
 /// The `tenant_databases` table (exported as `tenant_database`): each

@@ -375,10 +375,12 @@ pub struct NewServer<'a> {
     /// instances that use it (recorded when the server is first recorded;
     /// then by each instance as it joins, see `Instances::beat`).
     pub connection_budget: i32,
+    /// For a read replica, the server it follows (`None`: a primary).
+    pub follows: Option<Uuid>,
 }
 
 impl NewServer<'_> {
-    /// Its row: a primary, ACCEPTING.
+    /// Its row: a primary, ACCEPTING; or a replica, which takes no tenants.
     fn row(self) -> database_servers::ActiveModel {
         let now = Utc::now();
         database_servers::ActiveModel {
@@ -386,10 +388,15 @@ impl NewServer<'_> {
             name: Set(self.name.to_owned()),
             engine: Set(self.engine.to_owned()),
             settings: Set(self.settings),
-            role: Set("primary".to_owned()),
-            primary_id: Set(None),
+            role: Set(if self.follows.is_some() {
+                database_servers::REPLICA
+            } else {
+                database_servers::PRIMARY
+            }
+            .to_owned()),
+            primary_id: Set(self.follows),
             connection_budget: Set(self.connection_budget),
-            accepts_new_tenants: Set(true),
+            accepts_new_tenants: Set(self.follows.is_none()),
             created_at: Set(now),
             updated_at: Set(now),
         }

@@ -81,10 +81,18 @@ impl Provisioner {
     /// The site a new tenant's database goes to (see the module docs).
     pub(super) async fn place(&self, new: &NewTenant) -> Result<Arc<Site>> {
         let catalog = &self.inner.catalog;
-        let rows = catalog.servers().list().await?;
+        let mut rows = catalog.servers().list().await?;
         for row in &rows {
             self.inner.sites.remember(row);
         }
+        if let Some(name) = new.server.as_deref()
+            && rows
+                .iter()
+                .any(|r| r.name == name && r.role != crate::catalog::database_servers::PRIMARY)
+        {
+            return Err(Error::invalid("server", name, "a read replica takes no tenants"));
+        }
+        rows.retain(|r| r.role == crate::catalog::database_servers::PRIMARY);
         if let Some(name) = new.server.as_deref() {
             let row = rows
                 .iter()

@@ -16,6 +16,7 @@ mod migrations;
 mod postgres_security;
 mod races;
 mod rename_delete;
+mod replicas;
 mod safety;
 mod server_faults;
 mod servers;

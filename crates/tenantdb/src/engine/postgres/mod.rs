@@ -19,6 +19,7 @@
 mod databases;
 mod inventory;
 mod options;
+mod replication;
 mod roles;
 mod templates;
 

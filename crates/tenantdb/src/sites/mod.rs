@@ -11,6 +11,13 @@
 //! sealed with the deployment secret (`ServerSettings`). A request on the
 //! server of the settings takes its pools without a lock; any other takes
 //! them from a map under a read lock.
+//!
+//! Read replicas (`replicas`) are sites too, kept apart: each is followed
+//! by a watch that decides whether reads may go to it.
+
+mod replicas;
+
+pub(crate) use replicas::{DEFAULT_MAX_LAG_MS, MIN_MAX_LAG_MS, Replica};
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -56,6 +63,10 @@ pub(crate) struct ServerSettings {
     /// settings' `max_per_tenant` when not given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) max_per_tenant: Option<u32>,
+    /// For a read replica: how far behind its primary it may be and still
+    /// take reads (`DEFAULT_MAX_LAG_MS` when not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) max_lag_ms: Option<u32>,
     /// Host, port, user and admin database, for people reading the row.
     #[serde(flatten)]
     pub(crate) shown: serde_json::Map<String, serde_json::Value>,
@@ -118,6 +129,7 @@ impl ServerSettings {
             url: Some(url),
             cluster: None,
             max_per_tenant,
+            max_lag_ms: None,
             shown,
         })
     }
@@ -246,7 +258,7 @@ impl Site {
         }
     }
 
-    async fn close(&self, deadline: Duration) {
+    pub(crate) async fn close(&self, deadline: Duration) {
         self.pools.close_all().await;
         self.membership.leave().await;
         if tokio::time::timeout(deadline, self.engine.close()).await.is_err() {
@@ -356,6 +368,10 @@ struct Inner {
     gone: RwLock<std::collections::HashSet<Uuid>>,
     /// Set by `close`: no site is opened after it.
     closed: std::sync::atomic::AtomicBool,
+    /// The read replicas in the catalog, by the server they follow.
+    replicas: RwLock<HashMap<Uuid, Vec<Arc<Replica>>>>,
+    /// Whether there are any (reads skip the map when there are none).
+    has_replicas: std::sync::atomic::AtomicBool,
 }
 
 impl Sites {
@@ -372,8 +388,82 @@ impl Sites {
                 failed: std::sync::Mutex::new(HashMap::new()),
                 gone: RwLock::new(std::collections::HashSet::new()),
                 closed: std::sync::atomic::AtomicBool::new(false),
+                replicas: RwLock::new(HashMap::new()),
+                has_replicas: std::sync::atomic::AtomicBool::new(false),
             }),
         }
+    }
+
+    fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// A replica of `primary` that may take reads now, with its site (the
+    /// hot path: one atomic load when there are no replicas at all).
+    pub(crate) fn replica_for_reads(&self, primary: Uuid) -> Option<(Arc<Replica>, Arc<Site>)> {
+        if !self.inner.has_replicas.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        let replicas = self.inner.replicas.read().unwrap_or_else(|e| e.into_inner());
+        replicas
+            .get(&primary)?
+            .iter()
+            .find_map(|r| r.for_reads().map(|site| (r.clone(), site.clone())))
+    }
+
+    /// Every replica followed, by name.
+    pub(crate) fn replicas(&self) -> Vec<Arc<Replica>> {
+        let replicas = self.inner.replicas.read().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<_> = replicas.values().flatten().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// The replica with this id, if it is followed.
+    pub(crate) fn replica(&self, id: Uuid) -> Option<Arc<Replica>> {
+        self.replicas().into_iter().find(|r| r.id == id)
+    }
+
+    /// Follows the replicas the catalog records now: starts watching new
+    /// ones, stops those removed (called at start and when the catalog
+    /// generation moves).
+    pub(crate) async fn refresh_replicas(&self) -> Result<()> {
+        let rows = self.inner.parts.catalog.servers().list().await?;
+        let recorded: Vec<&database_servers::Model> = rows
+            .iter()
+            .filter(|r| r.role == database_servers::REPLICA && r.primary_id.is_some())
+            .collect();
+        let mut stopped = Vec::new();
+        {
+            let mut replicas = self.inner.replicas.write().unwrap_or_else(|e| e.into_inner());
+            for list in replicas.values_mut() {
+                list.retain(|r| {
+                    let keep = recorded.iter().any(|row| row.id == r.id);
+                    if !keep {
+                        stopped.push(r.clone());
+                    }
+                    keep
+                });
+            }
+            if !self.inner.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                for row in &recorded {
+                    let primary = row.primary_id.unwrap_or_default();
+                    let list = replicas.entry(primary).or_default();
+                    if !list.iter().any(|r| r.id == row.id) {
+                        list.push(replicas::follow(self, row));
+                    }
+                }
+            }
+            replicas.retain(|_, list| !list.is_empty());
+            self.inner
+                .has_replicas
+                .store(!replicas.is_empty(), std::sync::atomic::Ordering::Release);
+        }
+        for replica in stopped {
+            tracing::info!(replica = %replica.name, "the replica was removed from the catalog: closing it");
+            replica.close(self.inner.parts.shutdown_deadline).await;
+        }
+        Ok(())
     }
 
     /// The server of the settings.
@@ -546,6 +636,7 @@ impl Sites {
     /// Closes the sites of servers no longer in the catalog (removed by
     /// another process): seen when the catalog generation moves.
     pub(crate) async fn forget_removed(&self) -> Result<()> {
+        self.refresh_replicas().await?;
         let opened: Vec<Uuid> = self
             .inner
             .others
@@ -642,6 +733,20 @@ impl Sites {
     pub(crate) async fn close(&self) {
         self.inner.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         let deadline = self.inner.parts.shutdown_deadline;
+        let replicas: Vec<_> = self
+            .inner
+            .replicas
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .flat_map(|(_, list)| list)
+            .collect();
+        self.inner
+            .has_replicas
+            .store(false, std::sync::atomic::Ordering::Release);
+        for replica in replicas {
+            replica.close(deadline).await;
+        }
         let others: Vec<_> = self
             .inner
             .others
