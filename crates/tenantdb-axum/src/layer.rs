@@ -163,7 +163,7 @@ async fn enter(resolution: &TenantResolution, request: Request) -> Result<(Tenan
         // A malformed name cannot exist: the same answer as an unknown one.
         TenantRef::parse(&named).map_err(|_| ApiError::tenant_not_found())?
     };
-    let resolved = resolution.connections.resolve(&tenant).await?;
+    let resolved = resolution.connections.resolve_serving(&tenant).await?;
     resolution.authorizer.authorize(&mut parts, &resolved).await?;
     let scope = TenantScope::from_resolved(&resolution.connections, resolved)?;
     Ok((scope, Request::from_parts(parts, body)))

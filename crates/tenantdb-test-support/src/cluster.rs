@@ -222,7 +222,8 @@ impl PgCluster {
     /// Starts the (stopped) server again on the same port.
     pub fn pg_ctl_start(&self) {
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=30 -c fsync=off",
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=30 -c fsync=off \
+             -c wal_level=logical",
             self.port,
             self.data.display()
         );

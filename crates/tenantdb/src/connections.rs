@@ -37,6 +37,10 @@ use crate::names::{DatabaseName, RoleName, TenantId, TenantRef};
 use crate::pools::{PoolHandle, TenantPools};
 use crate::sites::Sites;
 
+/// How long a request for a tenant whose move is switching servers waits
+/// for the switch before it is refused (503, try again).
+pub(crate) const SWITCH_WAIT: Duration = Duration::from_secs(2);
+
 /// Past this many entries (most of them misses for made-up names) the cache
 /// starts over rather than grow without bound.
 const MAX_CACHE_ENTRIES: usize = 100_000;
@@ -97,6 +101,11 @@ impl ResolvedTenant {
                 }
             }),
         }
+    }
+
+    /// Whether its database is switching servers (a move's last moment).
+    pub fn is_switching(&self) -> bool {
+        self.database.as_ref().is_some_and(|d| d.status == DbStatus::Switching)
     }
 
     /// The database, if the tenant may be served now; otherwise the precise
@@ -259,6 +268,29 @@ impl TenantConnections {
         value.ok_or_else(|| Error::TenantNotFound(tenant.to_string()))
     }
 
+    /// Like `resolve`, but a tenant whose move is switching servers is
+    /// waited for (up to `SWITCH_WAIT`): the request then goes to the new
+    /// server. Still switching after that, it is returned as it is (its
+    /// `serving` says 503).
+    pub async fn resolve_serving(&self, tenant: &TenantRef) -> Result<Arc<ResolvedTenant>> {
+        let resolved = self.resolve(tenant).await?;
+        if !resolved.is_switching() {
+            return Ok(resolved);
+        }
+        let deadline = tokio::time::Instant::now() + SWITCH_WAIT;
+        let mut resolved = resolved;
+        while resolved.is_switching() && tokio::time::Instant::now() < deadline {
+            // The switch moves the catalog's change stamp (at once in this
+            // process, within a notification or a poll in others).
+            let stamp = resolved.stamp;
+            while self.inner.catalog.changes().current() == stamp && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            resolved = self.resolve(tenant).await?;
+        }
+        Ok(resolved)
+    }
+
     async fn load(&self, tenant: &TenantRef, stamp: u64) -> Result<Option<Arc<ResolvedTenant>>> {
         let found = self.inner.catalog.tenants().find_with_database(tenant).await?;
         Ok(found.map(|(tenant, row)| Arc::new(ResolvedTenant::new(&tenant, row.as_ref(), stamp))))
@@ -273,7 +305,7 @@ impl TenantConnections {
     /// A connection to the tenant's (primary) database, as the tenant's own
     /// role. Fails early with the tenant's status when it may not be served.
     pub async fn connection(&self, tenant: &TenantRef) -> Result<PoolHandle> {
-        let resolved = self.resolve(tenant).await?;
+        let resolved = self.resolve_serving(tenant).await?;
         let database = resolved.serving()?;
         self.get(database.server, &database.primary).await
     }
@@ -283,8 +315,12 @@ impl TenantConnections {
     /// moments of writes, up to that bound: read your own writes from
     /// `connection`), else on the server itself.
     pub async fn read_connection(&self, tenant: &TenantRef) -> Result<PoolHandle> {
-        let resolved = self.resolve(tenant).await?;
-        let database = resolved.serving()?;
+        let resolved = self.resolve_serving(tenant).await?;
+        self.read_pool(resolved.serving()?).await
+    }
+
+    /// The read pool of a database already checked to serve.
+    pub(crate) async fn read_pool(&self, database: &ResolvedDatabase) -> Result<PoolHandle> {
         match self.on_replica(database).await {
             Some(read) => Ok(read),
             None => self.get(database.server, &database.read).await,
@@ -294,7 +330,7 @@ impl TenantConnections {
     /// The write and read connections with one resolution (the same pool
     /// twice when reads go to the server itself).
     pub async fn write_and_read(&self, tenant: &TenantRef) -> Result<(PoolHandle, PoolHandle)> {
-        let resolved = self.resolve(tenant).await?;
+        let resolved = self.resolve_serving(tenant).await?;
         self.pools_of(resolved.serving()?).await
     }
 

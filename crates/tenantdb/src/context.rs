@@ -63,7 +63,7 @@ pub struct TenantScope {
 impl TenantScope {
     /// Resolves the tenant and checks it may be served now.
     pub async fn open(connections: &TenantConnections, tenant: &TenantRef) -> Result<Self> {
-        let resolved = connections.resolve(tenant).await?;
+        let resolved = connections.resolve_serving(tenant).await?;
         Self::from_resolved(connections, resolved)
     }
 
@@ -95,7 +95,7 @@ impl TenantScope {
             // Checked when the scope opened, and nothing changed since.
             return Ok(Cow::Borrowed(self.tenant.serving()?));
         }
-        let resolved = self.connections.resolve(&TenantRef::Id(self.tenant.id)).await?;
+        let resolved = self.connections.resolve_serving(&TenantRef::Id(self.tenant.id)).await?;
         Ok(Cow::Owned(resolved.serving()?.clone()))
     }
 
@@ -108,7 +108,7 @@ impl TenantScope {
     /// A connection to the tenant's read database.
     pub async fn read_connection(&self) -> Result<PoolHandle> {
         let database = self.database().await?;
-        self.connections.get(database.server, &database.read).await
+        self.connections.read_pool(&database).await
     }
 
     /// Both (the same pool twice while the read database is the primary).

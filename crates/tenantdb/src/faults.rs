@@ -51,6 +51,21 @@ pub enum Step {
     TemplateCreated,
     /// template build: the migrations ran in it; it is not marked ready.
     TemplateMigrated,
+    /// move: the row is MOVING (or SWITCHING, offline); nothing made yet.
+    MoveClaimed,
+    /// move: the tenant's role and an empty database exist on the target.
+    MoveTargetCreated,
+    /// move: the publication and subscription exist; rows are copying.
+    MoveCopying,
+    /// move: every row is copied and the target is close behind.
+    MoveCaughtUp,
+    /// move: the row is SWITCHING, the role locked out of the source.
+    MovePaused,
+    /// move: the row names the target (MOVING, cleaning); the source's copy
+    /// and the replication objects are still there.
+    MoveSwitched,
+    /// move: the replication objects are gone; the source's copy not yet.
+    MoveReplicationDropped,
 }
 
 static ABORT_AT: Mutex<Option<Step>> = Mutex::new(None);

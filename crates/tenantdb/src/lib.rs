@@ -101,7 +101,9 @@ pub use fleet::{Behind, Fleet, FleetEvent, FleetOptions, FleetReport};
 pub use migrate::{MigrationList, TenantMigrations};
 pub use names::{DatabaseName, DatabasePrefix, RoleName, TenantId, TenantRef, TenantSlug};
 pub use pools::{PoolHandle, PoolStats, TenantPools};
-pub use provisioner::{Candidate, FewestTenants, NewTenant, Placement, Provisioner, ReconcileOutcome, Reconciled};
+pub use provisioner::{
+    Candidate, FewestTenants, MoveTenant, NewTenant, Placement, Provisioner, ReconcileOutcome, Reconciled,
+};
 /// The SeaORM this crate is built with: use it for your tenant entities
 /// and queries (`PoolHandle` is a SeaORM connection), so the versions
 /// always agree.
@@ -114,7 +116,7 @@ pub use server::{AddReplica, AddServer, InstanceShare, ReplicaOf, Server};
 pub use status::RunStatus;
 pub use telemetry::describe_metrics;
 pub use templates::{TemplateName, Templates};
-pub use tenant::{Tenant, TenantDatabase, rfc3339};
+pub use tenant::{Tenant, TenantDatabase, TenantMove, rfc3339};
 
 use crate::catalog::NewServer;
 use crate::engine::{Engine, PostgresEngine, SqliteEngine};

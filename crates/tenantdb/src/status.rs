@@ -47,12 +47,23 @@ pub enum DbStatus {
     /// `DELETING`: its database and role are being dropped; not serving.
     #[sea_orm(string_value = "DELETING")]
     Deleting,
+    /// `MOVING`: its database is being copied to another server while it
+    /// is served from where it is, or (once switched) the old copy is
+    /// being removed while it is served from the new server; still
+    /// serving.
+    #[sea_orm(string_value = "MOVING")]
+    Moving,
+    /// `SWITCHING`: the last moment of a move: writes are paused while the
+    /// last changes reach the new server and the catalog switches to it;
+    /// requests wait a moment, then get 503 with `Retry-After`.
+    #[sea_orm(string_value = "SWITCHING")]
+    Switching,
 }
 
 impl DbStatus {
     /// Whether a database in this status may serve requests.
     pub fn serves_traffic(self) -> bool {
-        matches!(self, Self::Active | Self::Migrating)
+        matches!(self, Self::Active | Self::Migrating | Self::Moving)
     }
 
     /// The status as the catalog stores it and docs/API.md shows it
@@ -75,6 +86,9 @@ impl DbStatus {
                 | (Renaming, Active | Renaming)
                 | (Migrating, Active | Migrating)
                 | (Deleting, Deleting)
+                | (Active, Moving | Switching)
+                | (Moving, Switching | Active | Moving)
+                | (Switching, Moving | Active | Switching)
         )
     }
 }

@@ -30,6 +30,30 @@ pub struct TenantDatabase {
     pub last_migration_at: Option<String>,
     /// Why its last operation failed, if it did.
     pub error_message: Option<String>,
+    /// While it moves to another server (MOVING, SWITCHING): from where,
+    /// to where, how, and how far.
+    pub moving: Option<TenantMove>,
+}
+
+/// A move under way.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct TenantMove {
+    /// The server it is served from until the switch.
+    #[serde(rename(deserialize = "from_name"))]
+    pub from: String,
+    /// The server it moves to.
+    #[serde(rename(deserialize = "to_name"))]
+    pub to: String,
+    /// Copied with `pg_dump | pg_restore` while refused (true), or online
+    /// with logical replication.
+    pub offline: bool,
+    /// `COPYING` (served from `from`), `SWITCHING` (writes paused), or
+    /// `CLEANING` (served from `to`; the old copy is being removed).
+    pub phase: String,
+    /// When it began (RFC 3339).
+    #[cfg_attr(feature = "utoipa", schema(format = DateTime))]
+    pub started_at: String,
 }
 
 /// A tenant, with its database if it has one.
@@ -67,6 +91,10 @@ impl TenantDatabase {
             schema_version: row.schema_version.clone(),
             last_migration_at: row.last_migration_at.map(rfc3339),
             error_message: row.error_message.clone(),
+            moving: row
+                .move_state
+                .clone()
+                .and_then(|state| serde_json::from_value::<TenantMove>(state).ok()),
         }
     }
 }

@@ -426,6 +426,9 @@ pub mod tenant_databases {
         /// between dropping the database and removing the rows is finished
         /// the same way.
         pub purge_tenant: bool,
+        /// While its database moves to another server (MOVING, SWITCHING):
+        /// from where to where, how and how far (see `provisioner::moves`).
+        pub move_state: Option<Json>,
         /// Who holds the lease while an operation works on the row: the process
         /// id and a token per operation (`<pid>:<token>`).
         pub lease_owner: Option<String>,

@@ -23,11 +23,13 @@ use super::repos::taken;
 use crate::error::{Error, Result};
 
 /// Statuses in which a row is being worked on and holds a lease.
-pub(super) const WORKING: [DbStatus; 4] = [
+pub(super) const WORKING: [DbStatus; 6] = [
     DbStatus::Provisioning,
     DbStatus::Renaming,
     DbStatus::Migrating,
     DbStatus::Deleting,
+    DbStatus::Moving,
+    DbStatus::Switching,
 ];
 
 /// Rows made with a new tenant, in its transaction.
@@ -317,6 +319,57 @@ impl<'a> TenantDatabases<'a> {
         txn.commit().await?;
         self.changes.mark();
         Ok(row)
+    }
+
+    /// The moment a move switches servers: the SWITCHING row we hold moves
+    /// to server `to` (its name reserved there, its reservation on the old
+    /// server freed) and becomes MOVING with `state`, keeping our lease, in
+    /// one transaction committed durably. From here on the new server is
+    /// authoritative.
+    pub async fn switch_server(
+        &self,
+        row: &td::Model,
+        owner: &str,
+        to: Uuid,
+        state: serde_json::Value,
+    ) -> Result<td::Model> {
+        let txn = self.db.begin().await?;
+        let moved = td::Model {
+            server_id: to,
+            ..row.clone()
+        };
+        reserve(&txn, &moved, &row.database_name).await?;
+        database_names::Entity::delete_many()
+            .filter(database_names::Column::TenantId.eq(row.tenant_id))
+            .filter(database_names::Column::ServerId.eq(row.server_id))
+            .exec(&txn)
+            .await?;
+        let result = td::Entity::update_many()
+            .col_expr(td::Column::ServerId, Expr::value(to))
+            .col_expr(td::Column::ReadServerId, Expr::value(to))
+            .col_expr(td::Column::Status, Expr::value(DbStatus::Moving))
+            .col_expr(td::Column::MoveState, Expr::value(state))
+            .col_expr(td::Column::UpdatedAt, Expr::value(Utc::now()))
+            .col_expr(td::Column::Version, Expr::col(td::Column::Version).add(1))
+            .filter(td::Column::Id.eq(row.id))
+            .filter(td::Column::Status.eq(DbStatus::Switching))
+            .filter(td::Column::LeaseOwner.eq(owner))
+            .exec(&txn)
+            .await?;
+        if result.rows_affected == 0 {
+            return Err(Error::LeaseLost {
+                tenant: row.tenant_id.to_string(),
+            });
+        }
+        ChangeStamp::record(&txn).await?;
+        txn.commit().await?;
+        self.changes.mark();
+        td::Entity::find_by_id(row.id)
+            .one(self.db)
+            .await?
+            .ok_or_else(|| Error::LeaseLost {
+                tenant: row.tenant_id.to_string(),
+            })
     }
 
     /// Records the version an ACTIVE row's database is really at (`doctor`),

@@ -41,6 +41,7 @@ impl Provisioner {
             last_migration_at: Set(None),
             error_message: Set(None),
             purge_tenant: Set(false),
+            move_state: Set(None),
             lease_owner: Set(Some(lease.owner)),
             lease_expires_at: Set(Some(now + chrono::Duration::from_std(lease.ttl).unwrap_or_default())),
             version: Set(0),

@@ -17,6 +17,7 @@ mod create;
 mod delete;
 mod lease;
 mod migrate;
+mod moves;
 mod names;
 mod placement;
 mod reconcile;
@@ -39,6 +40,7 @@ use crate::sites::{Site, Sites};
 use crate::templates::Templates;
 use crate::tenant::TenantDatabase;
 
+pub use moves::MoveTenant;
 pub use placement::{Candidate, FewestTenants, Placement};
 pub use reconcile::{ReconcileOutcome, Reconciled};
 

@@ -122,6 +122,10 @@ impl Provisioner {
                     .await
             }
             DbStatus::Deleting => self.run(move |this| async move { this.finish_delete(row).await }).await,
+            DbStatus::Moving | DbStatus::Switching => {
+                self.run(move |this| async move { this.finish_abandoned_move(row).await.map(drop) })
+                    .await
+            }
             _ => {
                 self.run(move |this| async move { this.finish_migrate(row).await.map(drop) })
                     .await

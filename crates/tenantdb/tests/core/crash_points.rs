@@ -107,7 +107,11 @@ async fn write_note(env: &TestEnv, slug: &str) {
 async fn every_fault_point_is_repaired_after_a_kill(backend: Backend) {
     let plans = plans();
     let covered: std::collections::HashSet<Step> = plans.iter().map(|p| p.point).collect();
-    let missing: Vec<Step> = Step::iter().filter(|s| !covered.contains(s)).collect();
+    // A move needs two servers with logical decoding: its points are
+    // killed in `moves.rs`, which checks it covers every one of them.
+    let missing: Vec<Step> = Step::iter()
+        .filter(|s| !covered.contains(s) && !format!("{s:?}").starts_with("Move"))
+        .collect();
     assert!(missing.is_empty(), "fault points no kill covers: {missing:?}");
 
     let env = TestEnv::new(backend, schema_v1()).await;

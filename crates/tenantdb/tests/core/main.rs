@@ -13,6 +13,7 @@ mod doctor;
 mod fleet;
 mod instances;
 mod migrations;
+mod moves;
 mod postgres_security;
 mod races;
 mod rename_delete;

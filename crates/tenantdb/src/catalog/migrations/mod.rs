@@ -10,6 +10,7 @@ mod m0003_migration_runs;
 mod m0004_catalog_template;
 mod m0005_safety;
 mod m0006_instances;
+mod m0007_moves;
 
 use sea_orm_migration::prelude::*;
 
@@ -19,6 +20,7 @@ use m0003_migration_runs::CreateMigrationRuns;
 use m0004_catalog_template::AddTemplatePointer;
 use m0005_safety::AddSafety;
 use m0006_instances::CreateInstances;
+use m0007_moves::AddMoves;
 
 /// Every catalog migration, oldest first.
 pub(super) fn all() -> Vec<Box<dyn MigrationTrait>> {
@@ -29,6 +31,7 @@ pub(super) fn all() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(AddTemplatePointer),
         Box::new(AddSafety),
         Box::new(CreateInstances),
+        Box::new(AddMoves),
     ]
 }
 

@@ -18,6 +18,7 @@
 
 mod databases;
 mod inventory;
+mod moves;
 mod options;
 mod replication;
 mod roles;
@@ -62,6 +63,10 @@ struct Inner {
     /// on an admin connection).
     template_build: tokio::sync::Mutex<()>,
     options: PgConnectOptions,
+    /// The admin URL (with its password): handed only to `pg_dump` (the
+    /// password in its environment) and to a target server's subscription
+    /// while a tenant moves (see `moves`).
+    url: SecretString,
     secret: TenantSecret,
     catalog_id: Uuid,
     role_connection_limit: i32,
@@ -119,6 +124,7 @@ impl PostgresEngine {
                 admin,
                 template_build: tokio::sync::Mutex::new(()),
                 options,
+                url: url.clone(),
                 secret,
                 catalog_id,
                 role_connection_limit,
