@@ -76,6 +76,7 @@ mod fleet;
 mod listing;
 mod logging;
 mod migration_sql;
+mod moves;
 mod output;
 mod per_tenant;
 mod progress;

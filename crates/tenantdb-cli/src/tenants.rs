@@ -55,6 +55,12 @@ pub enum TenantsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Move tenants' databases to another PostgreSQL server: online by
+    /// default (logical replication; served all along but for a pause of
+    /// about a second at the switch), offline with --offline (refused while
+    /// pg_dump | pg_restore copies it). A failure or a crash before the
+    /// switch leaves the tenant where it was. Exits 1 if any move failed.
+    Move(crate::moves::MoveArgs),
     /// Delete a tenant: its database, role, memberships and subscription.
     Delete {
         tenant: String,
@@ -142,6 +148,7 @@ pub(crate) async fn tenants(
             Ok(())
         }
         RenameDatabase { tenant, new_name, json } => rename(tenancy, &parse_ref(&tenant)?, &new_name, json).await,
+        Move(args) => crate::moves::move_tenants(tenancy, args).await,
         Delete { tenant, yes } => delete(tenancy, &tenant, yes).await,
         Retry { tenant, json } => retry(tenancy, &parse_ref(&tenant)?, json).await,
         Migrate { tenant, json } => migrate(tenancy, &parse_ref(&tenant)?, json).await,

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use tenantdb::internal::plain_text;
-use tenantdb::{NewTenant, Tenant, TenantDatabase, TenantRef, TenantStatus};
+use tenantdb::{MoveTenant, NewTenant, Tenant, TenantDatabase, TenantRef, TenantStatus};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -27,6 +27,7 @@ pub(super) fn provisioning_routes() -> OpenApiRouter<OperatorApi> {
         .routes(routes!(delete_tenant))
         .routes(routes!(rename_database))
         .routes(routes!(retry_database))
+        .routes(routes!(move_tenant))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -148,6 +149,44 @@ async fn rename_database(
         .rename_tenant_database(&tenant, &body.database_name)
         .await?;
     get_database(Admin, State(api), Path(tenant.to_string())).await
+}
+
+/// Where and how to move a tenant's database.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct MoveBody {
+    /// The server to move to, by name; the service's placement chooses
+    /// among the others when not given.
+    to: Option<String>,
+    /// Copy with pg_dump | pg_restore while the tenant is refused, rather
+    /// than online with logical replication (the default where the source
+    /// has `wal_level = logical`).
+    #[serde(default)]
+    offline: bool,
+    /// Leave the source database in place (its role locked out) for
+    /// `doctor` to report and drop.
+    #[serde(default)]
+    keep_source: bool,
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/move", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), request_body = MoveBody, responses((status = 202, description = "the tenant, its database MOVING (or SWITCHING, offline) with `moving` saying where: the move goes on in the background; the tenant object shows its phase, then ACTIVE on the new server (or ACTIVE where it was, with `error_message`, if it failed)", body = Tenant), (status = 400, description = "invalid_request: the server it is on, a replica, a table without a primary key for an online move, a SQLite server"), (status = 404, description = "not_found: no such tenant or server"), (status = 409, description = "conflict: its database is not ACTIVE, or the target is DRAINING"), (status = 503, description = "tenant_unavailable: a server did not answer")))]
+async fn move_tenant(
+    _: Admin,
+    State(api): State<OperatorApi>,
+    Path(tenant): Path<String>,
+    Json(body): Json<MoveBody>,
+) -> ApiResult {
+    let tenant = tenant_ref(&tenant)?;
+    let options = MoveTenant {
+        to: body.to,
+        offline: body.offline,
+        keep_source: body.keep_source,
+    };
+    // The move goes on in a task the provisioner owns (shutdown waits for
+    // it; a crash is finished or rolled back by reconcile).
+    let (_, _work) = api.tenancy().provisioner().begin_move(&tenant, options).await?;
+    let view = tenant_view(&api, &tenant).await?;
+    Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/database/retry", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the tenant database, ACTIVE", body = TenantDatabase), (status = 404, description = "tenant_not_found"), (status = 409, description = "conflict: not FAILED"), (status = 502, description = "provisioning_failed")))]

@@ -452,6 +452,33 @@ async fn a_second_server_is_added_used_examined_and_removed() {
     assert!(shown.contains("already exists"), "{shown}");
     assert!(!shown.contains(tenantdb_test_support::SUPERUSER_PASSWORD), "{shown}");
 
+    // A read replica of eu: shown as such, and removed before eu can be.
+    let standby = cluster.standby();
+    let replica = cli.json(&[
+        "servers",
+        "add-replica",
+        "eu",
+        &standby.url_without_password(),
+        "--max-lag-ms",
+        "500",
+        "--budget",
+        "4",
+        "--json",
+    ]);
+    assert_eq!(
+        (replica["name"].as_str(), replica["status"].as_str()),
+        (Some("eu-replica"), Some("REPLICA")),
+        "{replica}"
+    );
+    assert_eq!(replica["replica"]["follows"], "eu", "{replica}");
+    assert!(
+        cli.ok(&["servers", "show", "eu-replica"])
+            .contains("read replica of 'eu'")
+    );
+    assert!(cli.fails(&["servers", "remove", "eu"]).contains("eu-replica"));
+    cli.ok(&["servers", "remove", "eu-replica"]);
+    drop(standby);
+
     let on_eu = cli.json(&["tenants", "create", "euro", "--server", "eu", "--json"]);
     assert_eq!(on_eu["database"]["server"], "eu", "{on_eu}");
     // Placement: eu has one tenant, default none.
@@ -483,13 +510,31 @@ async fn a_second_server_is_added_used_examined_and_removed() {
 
     assert!(cli.fails(&["servers", "remove", "eu"]).contains("tenant databases"));
     assert!(cli.fails(&["servers", "remove", "default"]).contains("settings"));
-    cli.ok(&["tenants", "delete", "euro", "--yes"]);
+    // Emptying eu: drained, then every tenant moved off it (online: the
+    // throwaway cluster has logical decoding).
+    let moved = cli.json(&["tenants", "move", "--all-from", "eu", "--json"]);
+    assert_eq!(
+        moved,
+        serde_json::json!([{"tenant": "euro", "ok": true, "server": "default", "error": null}])
+    );
+    assert_eq!(cli.json(&["servers", "show", "eu", "--json"])["status"], "DRAINING");
+    let euro = cli.json(&["tenants", "show", "euro", "--json"]);
+    assert_eq!(
+        (euro["database"]["server"].as_str(), euro["database"]["status"].as_str()),
+        (Some("default"), Some("ACTIVE")),
+        "{euro}"
+    );
+    let again = cli.run(&["tenants", "move", "euro", "--to", "default", "--json"]);
+    assert_eq!(again.status.code(), Some(1));
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert!(again[0]["error"].as_str().unwrap().contains("already"), "{again}");
     assert!(cli.fails(&["servers", "remove", "eu"]).contains("templates"));
     assert!(
         cli.ok(&["servers", "remove", "eu", "--drop-templates"])
             .contains("removed server 'eu'")
     );
     assert_eq!(cli.json(&["servers", "list", "--json"]).as_array().unwrap().len(), 1);
+    cli.ok(&["tenants", "delete", "euro", "--yes"]);
 }
 
 #[test]

@@ -233,3 +233,80 @@ async fn a_read_replica_is_added_shown_and_removed_over_http() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     service.stop().await;
 }
+
+/// `POST /v1/tenants/{tenant}/move`: 202 with the move under way, then
+/// the tenant ACTIVE on the other server with its data; a move to the
+/// server it is on, or to no such server, is refused and changes nothing.
+#[tokio::test]
+async fn a_tenant_is_moved_over_http() {
+    let (from, to) = (PgCluster::start(), PgCluster::start());
+    let service = Service::start(Backend::Postgres).await;
+    for (name, cluster) in [("from", &from), ("to", &to)] {
+        let (status, added) = service
+            .admin(
+                Method::POST,
+                "/v1/servers",
+                Some(json!({"name": name, "admin_url": cluster.url(), "budget": 4})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{added}");
+    }
+    let (ada, token) = service.user("ada@moves.test").await;
+    let (status, tenant) = service
+        .admin(
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"slug": "mover", "name": "Mover", "owner_user_id": ada, "server": "from"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{tenant}");
+    let (status, project) = service
+        .call(
+            Method::POST,
+            "/v1/projects",
+            Some(&token),
+            Some("mover"),
+            Some(json!({"name": "Packed"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{project}");
+
+    for (body, status, error) in [
+        (json!({"to": "from"}), StatusCode::BAD_REQUEST, "invalid_request"),
+        (json!({"to": "nowhere"}), StatusCode::NOT_FOUND, "not_found"),
+        (
+            json!({"to": "to", "by": "air"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+    ] {
+        let (got, answer) = service
+            .admin(Method::POST, "/v1/tenants/mover/move", Some(body.clone()))
+            .await;
+        assert_eq!((got, code(&answer)), (status, error), "{body}: {answer}");
+    }
+    let (status, moving) = service
+        .admin(Method::POST, "/v1/tenants/mover/move", Some(json!({"to": "to"})))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{moving}");
+    assert_eq!(moving["database"]["moving"]["to"], "to", "{moving}");
+    let started = std::time::Instant::now();
+    let moved = loop {
+        let (_, now) = service.admin(Method::GET, "/v1/tenants/mover", None).await;
+        if now["database"]["status"] == "ACTIVE" {
+            break now;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "{now}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(moved["database"]["server"], "to", "{moved}");
+    assert!(moved["database"]["moving"].is_null(), "{moved}");
+    let (status, projects) = service
+        .call(Method::GET, "/v1/projects", Some(&token), Some("mover"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{projects}");
+    assert_eq!(projects["items"][0]["name"], "Packed", "{projects}");
+    let (status, _) = service.admin(Method::DELETE, "/v1/tenants/mover", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    service.stop().await;
+}

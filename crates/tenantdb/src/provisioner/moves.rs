@@ -53,8 +53,12 @@ const PAUSE_WHEN_BEHIND: i64 = 1 << 20;
 /// What `move_tenant` needs.
 #[derive(Debug, Clone, Default)]
 pub struct MoveTenant {
-    /// The server to move to, by name.
-    pub to: String,
+    /// The server to move to, by name; the deployment's [`Placement`]
+    /// chooses among the others when `None` (drain the server first to
+    /// empty it).
+    ///
+    /// [`Placement`]: crate::Placement
+    pub to: Option<String>,
     /// Copy with `pg_dump | pg_restore` while the tenant is refused,
     /// rather than online with logical replication.
     pub offline: bool,
@@ -106,11 +110,10 @@ impl Provisioner {
     /// Moves the tenant's database to another server and returns once it
     /// is ACTIVE there (see the module docs). The tenant is served all
     /// along but for the switch (online) or the copy (offline).
-    #[tracing::instrument(skip_all, fields(tenant = %tenant, to = %options.to))]
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, to = ?options.to))]
     pub async fn move_tenant(&self, tenant: &TenantRef, options: MoveTenant) -> Result<TenantDatabase> {
         let (_, work) = self.begin_move(tenant, options).await?;
-        let row = work.await.map_err(|err| Error::Task(err.to_string()))??;
-        Ok(self.public(&row))
+        work.await.map_err(|err| Error::Task(err.to_string()))?
     }
 
     /// Starts a move: checks it, claims the row (MOVING or SWITCHING) and
@@ -120,27 +123,40 @@ impl Provisioner {
         &self,
         tenant: &TenantRef,
         options: MoveTenant,
-    ) -> Result<(TenantDatabase, tokio::task::JoinHandle<Result<Row>>)> {
-        let (_, row) = self.load(tenant).await?;
+    ) -> Result<(TenantDatabase, tokio::task::JoinHandle<Result<TenantDatabase>>)> {
+        let (found, row) = self.load(tenant).await?;
+        let to = match &options.to {
+            Some(name) => name.clone(),
+            None => {
+                let chosen = self
+                    .place(&super::NewTenant {
+                        slug: found.slug.clone(),
+                        ..Default::default()
+                    })
+                    .await?;
+                chosen.name.clone()
+            }
+        };
         let target_row = self
             .inner
             .catalog
             .servers()
-            .named(&options.to)
+            .named(&to)
             .await?
-            .ok_or_else(|| Error::ServerNotFound(options.to.clone()))?;
+            .ok_or_else(|| Error::ServerNotFound(to.clone()))?;
         if target_row.role != database_servers::PRIMARY {
-            return Err(Error::invalid("server", &options.to, "a read replica takes no tenants"));
+            return Err(Error::invalid("server", &to, "a read replica takes no tenants"));
         }
         if !target_row.accepts_new_tenants {
             return Err(Error::ServerDraining(target_row.name.clone()));
         }
         if target_row.id == row.server_id {
-            return Err(Error::invalid(
-                "server",
-                &options.to,
-                "the tenant is on that server already",
-            ));
+            let why = if options.to.is_some() {
+                "the tenant is on that server already"
+            } else {
+                "placement chose the server the tenant is on: name a server, or drain this one first"
+            };
+            return Err(Error::invalid("server", &to, why));
         }
         self.expect(&row, &[DbStatus::Active], "move its database")?;
         let source = self.site_of(&row).await?;
@@ -149,7 +165,7 @@ impl Provisioner {
         let (Engine::Postgres(source_pg), Engine::Postgres(_)) = (&source.engine, &target.engine) else {
             return Err(Error::invalid(
                 "server",
-                &options.to,
+                &to,
                 "only tenants on PostgreSQL servers move, to PostgreSQL servers",
             ));
         };
@@ -195,7 +211,7 @@ impl Provisioner {
         self.step(Step::MoveClaimed, row.tenant_id)?;
         let public = self.public(&row);
         let this = self.clone();
-        let work = self.spawn_tracked(async move { this.run_move(row).await });
+        let work = self.spawn_tracked(async move { this.run_move(row).await.map(|row| this.public(&row)) });
         Ok((public, work))
     }
 

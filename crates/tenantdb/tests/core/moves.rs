@@ -44,7 +44,7 @@ fn server(name: &str, cluster: &PgCluster) -> AddServer {
 
 fn to(server: &str) -> MoveTenant {
     MoveTenant {
-        to: server.into(),
+        to: Some(server.into()),
         ..Default::default()
     }
 }
@@ -227,7 +227,7 @@ async fn a_tenant_moves_online_under_writes_then_offline_back_and_loses_nothing(
         .move_tenant(
             &t,
             MoveTenant {
-                to: "a".into(),
+                to: Some("a".into()),
                 offline: true,
                 keep_source: false,
             },
