@@ -9,6 +9,7 @@ mod http;
 mod many;
 mod many_servers;
 mod memory;
+mod moves;
 mod provision;
 mod routing;
 mod stats;
@@ -31,6 +32,11 @@ enum Scenario {
     /// PostgreSQL servers vs. on one, and fleet migrate over both
     /// (PostgreSQL only; not part of `all`).
     ManyServers,
+    /// One tenant with rows over five tables under a steady write load,
+    /// moved online between two throwaway PostgreSQL servers, then offline
+    /// back: the longest write pause, the whole move, writes lost
+    /// (PostgreSQL only; not part of `all`).
+    Move,
     /// `GET /v1/projects` through the service vs. a minimal axum handler.
     Http,
     /// Resident memory per cached and per connected tenant.
@@ -73,6 +79,9 @@ struct Args {
     /// PostgreSQL, whose shared server cannot spare more).
     #[arg(long)]
     connected: Option<usize>,
+    /// move: rows in the moved tenant (default 100,000).
+    #[arg(long)]
+    rows: Option<usize>,
 }
 
 /// Counts given on the command line (each scenario has its defaults).
@@ -120,6 +129,10 @@ async fn main() -> anyhow::Result<()> {
     if matches!(args.scenario, Scenario::ManyServers) {
         anyhow::ensure!(args.engine == Engine::Postgres, "many-servers runs on PostgreSQL only");
         many_servers::run(args.quick, args.tenants, args.requests).await?;
+    }
+    if matches!(args.scenario, Scenario::Move) {
+        anyhow::ensure!(args.engine == Engine::Postgres, "move runs on PostgreSQL only");
+        moves::run(args.quick, args.rows).await?;
     }
     if matches!(args.scenario, Scenario::Http | Scenario::All) {
         http::run(args.engine, args.quick, counts).await?;

@@ -548,6 +548,21 @@ impl Tenancy {
         if tenants > 0 {
             return Err(in_use(format!("it holds {tenants} tenant databases")));
         }
+        // A move to it (or from it, still cleaning) needs it to finish or
+        // roll back.
+        for status in [DbStatus::Moving, DbStatus::Switching] {
+            for moving in self.catalog.tenant_databases().list(Some(status)).await? {
+                let state = moving.move_state.as_ref();
+                let names =
+                    |key: &str| state.and_then(|s| s.get(key)).and_then(|v| v.as_str()) == Some(&row.id.to_string());
+                if names("from") || names("to") {
+                    return Err(in_use(format!(
+                        "tenant {} is moving to or from it; wait for the move to end",
+                        moving.tenant_id
+                    )));
+                }
+            }
+        }
         let view = self.server_view(&row).await?;
         // Its templates, when it can be reached: refused while it has some,
         // unless asked to drop them.

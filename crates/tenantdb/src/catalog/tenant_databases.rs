@@ -331,6 +331,7 @@ impl<'a> TenantDatabases<'a> {
         row: &td::Model,
         owner: &str,
         to: Uuid,
+        secret_version: i32,
         state: serde_json::Value,
     ) -> Result<td::Model> {
         let txn = self.db.begin().await?;
@@ -347,6 +348,7 @@ impl<'a> TenantDatabases<'a> {
         let result = td::Entity::update_many()
             .col_expr(td::Column::ServerId, Expr::value(to))
             .col_expr(td::Column::ReadServerId, Expr::value(to))
+            .col_expr(td::Column::SecretVersion, Expr::value(secret_version))
             .col_expr(td::Column::Status, Expr::value(DbStatus::Moving))
             .col_expr(td::Column::MoveState, Expr::value(state))
             .col_expr(td::Column::UpdatedAt, Expr::value(Utc::now()))

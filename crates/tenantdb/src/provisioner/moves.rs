@@ -49,6 +49,9 @@ const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
 /// How far behind (bytes of log) the target may be when writes are paused:
 /// the pause is about as long as applying this much.
 const PAUSE_WHEN_BEHIND: i64 = 1 << 20;
+/// How long the copy may make no progress (no table finished copying, the
+/// target no closer) before the move is rolled back.
+const STALL_LIMIT: Duration = Duration::from_secs(120);
 
 /// What `move_tenant` needs.
 #[derive(Debug, Clone, Default)]
@@ -173,18 +176,23 @@ impl Provisioner {
         self.check_name_free(&target, &spec.database).await?;
         let offline = options.offline || !source_pg.logical_decoding().await?;
         if !offline {
-            let missing = source_pg.without_identity(&spec).await?.0;
-            if !missing.is_empty() {
+            let obstacles = source_pg.online_obstacles(&spec).await?;
+            if !obstacles.is_empty() {
                 return Err(Error::invalid(
                     "move",
                     &row.database_name,
                     &format!(
-                        "tables without a primary key ({}): logical replication cannot carry their updates; \
-                         give them one or move --offline",
-                        missing.join(", ")
+                        "logical replication would not carry all of it ({}): move it --offline \
+                         (or give those tables a primary key)",
+                        obstacles.join(", ")
                     ),
                 ));
             }
+        }
+        // A role of that name on the target that this catalog did not make
+        // would never be dropped or used: refused before anything starts.
+        if let Engine::Postgres(target_pg) = &target.engine {
+            target_pg.check_role_ours(&spec).await?;
         }
         let state = MoveState {
             from: source.id,
@@ -253,8 +261,9 @@ impl Provisioner {
         let spec = self.tenant_db(&row);
         let (source, target) = self.move_engines(state).await?;
         let source_site = self.inner.sites.get(state.from).await?;
-        // Whatever an earlier attempt left on the target goes first.
-        remove_target(&source, &target, &spec).await?;
+        // Whatever an earlier attempt left goes first.
+        source.unpublish(&spec).await?;
+        remove_target(&target, &spec).await?;
         let mut row = row;
         if !state.offline {
             make_target(&target, &spec).await?;
@@ -277,6 +286,9 @@ impl Provisioner {
         let paused = std::time::Instant::now();
         source_site.pools.invalidate_and_wait(spec.tenant, DRAIN_WAIT).await;
         source.lock_out(&spec).await?;
+        // Every commit acknowledged so far is in the log from here on (one
+        // synchronous commit flushes all before it), below this position.
+        source.flush().await?;
         self.step(Step::MovePaused, row.tenant_id)?;
         keeper.check()?;
         if state.offline {
@@ -314,6 +326,8 @@ impl Provisioner {
                 &row,
                 &self.lease_of(&row).owner,
                 state.to,
+                // The role on the target has the current secret's password.
+                self.inner.secret_version,
                 state.at(MovePhase::Cleaning).to_json(),
             )
             .await?;
@@ -360,12 +374,27 @@ impl Provisioner {
             )));
         }
         let spec = self.tenant_db(&row);
-        let (source, target) = self.move_engines(state).await?;
-        remove_target(&source, &target, &spec).await?;
-        source.ensure_role(&spec).await?;
+        // The source first: the tenant is served again even when the
+        // target does not answer (what the move made there is then left
+        // for `doctor` to report).
+        let source = self.move_engine(state.from).await?;
+        source.unpublish(&spec).await?;
+        source.let_in(&spec).await?;
+        let left = match self.move_engine(state.to).await {
+            Ok(target) => remove_target(&target, &spec).await.err(),
+            Err(err) => Some(err),
+        };
+        if let Some(err) = &left {
+            tracing::warn!(tenant.id = %row.tenant_id, server = %state.to_name, error = %err.chain(), "cannot remove what the move made on the target; doctor reports it");
+        }
+        let mut message = why.map(|err| format!("move to '{}' failed: {}", state.to_name, err.chain()));
+        if let Some(err) = left {
+            let note = format!("; its copy on '{}' is left: {}", state.to_name, err.chain());
+            message = Some(message.unwrap_or_default() + &note);
+        }
         let change = Change {
             move_state: Set(None),
-            error_message: Set(why.map(|err| format!("move to '{}' failed: {}", state.to_name, err.chain()))),
+            error_message: Set(message),
             ..Default::default()
         };
         let row = self.finish(&row, DbStatus::Active, change).await?;
@@ -386,11 +415,13 @@ impl Provisioner {
     }
 
     async fn move_engines(&self, state: &MoveState) -> Result<(PostgresEngine, PostgresEngine)> {
-        let source = self.inner.sites.get(state.from).await?;
-        let target = self.inner.sites.get(state.to).await?;
-        match (&source.engine, &target.engine) {
-            (Engine::Postgres(source), Engine::Postgres(target)) => Ok((source.clone(), target.clone())),
-            _ => Err(Error::Config("only PostgreSQL servers move tenants".into())),
+        Ok((self.move_engine(state.from).await?, self.move_engine(state.to).await?))
+    }
+
+    async fn move_engine(&self, server: Uuid) -> Result<PostgresEngine> {
+        match &self.inner.sites.get(server).await?.engine {
+            Engine::Postgres(pg) => Ok(pg.clone()),
+            Engine::Sqlite(_) => Err(Error::Config("only PostgreSQL servers move tenants".into())),
         }
     }
 
@@ -416,13 +447,15 @@ async fn make_target(target: &PostgresEngine, spec: &DatabaseSpec) -> Result<()>
     target.open_database(spec).await
 }
 
-/// Drops what a move made on the target (subscription, database, role)
-/// and on the source (slot, publication). The source's database is never
-/// touched.
-async fn remove_target(source: &PostgresEngine, target: &PostgresEngine, spec: &DatabaseSpec) -> Result<()> {
+/// Drops what a move made on the target: its subscription, database and
+/// role (only if they are this catalog's).
+async fn remove_target(target: &PostgresEngine, spec: &DatabaseSpec) -> Result<()> {
     target.unsubscribe(spec).await?;
-    source.unpublish(spec).await?;
-    target.drop_tenant(spec).await
+    match target.drop_tenant(spec).await {
+        // A role of that name the catalog did not make: not ours to drop.
+        Err(Error::NotOurs { .. }) => Ok(()),
+        other => other,
+    }
 }
 
 /// Waits until every table is copied and the target is within
@@ -434,19 +467,37 @@ async fn wait_copied(
     keeper: &super::lease::LeaseKeeper,
 ) -> Result<()> {
     let mut pause = Duration::from_millis(5);
+    // (tables still copying, bytes behind) when it last got closer.
+    let mut best = (i64::MAX, i64::MAX);
+    let mut progressed = tokio::time::Instant::now();
     loop {
         keeper.check()?;
-        match target.tables_copying(spec).await? {
+        if target.subscription_errors(spec).await? > 0 {
+            return Err(Error::Config(
+                "the target could not apply the source's changes (DDL on the tenant during the move?)".into(),
+            ));
+        }
+        let copying = match target.tables_copying(spec).await? {
             None => return Err(Error::Config("the move's subscription is gone".into())),
-            Some((0, _)) => {
-                let position = source.wal_position().await?;
-                match source.slot_behind(spec, position).await? {
-                    Some(behind) if behind <= PAUSE_WHEN_BEHIND => return Ok(()),
-                    Some(_) => {}
-                    None => return Err(Error::Config("the move's replication slot is gone".into())),
-                }
-            }
-            Some(_) => {}
+            Some((copying, _)) => copying,
+        };
+        let position = source.wal_position().await?;
+        let behind = source
+            .slot_behind(spec, position)
+            .await?
+            .ok_or_else(|| Error::Config("the move's replication slot is gone".into()))?;
+        if copying == 0 && behind <= PAUSE_WHEN_BEHIND {
+            return Ok(());
+        }
+        if copying < best.0 || (copying == best.0 && behind < best.1) {
+            best = (copying, behind);
+            progressed = tokio::time::Instant::now();
+        } else if progressed.elapsed() > STALL_LIMIT {
+            // The slot keeps the source's log meanwhile: give up rather
+            // than fill its disk.
+            return Err(Error::Config(format!(
+                "the copy made no progress for {STALL_LIMIT:?} ({copying} table(s) copying, {behind} bytes behind)"
+            )));
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(200));

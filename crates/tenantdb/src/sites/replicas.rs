@@ -123,14 +123,18 @@ impl Replica {
         let margin = 2 * self.interval();
         let usable = lag + margin <= self.max_lag;
         self.lag_ms.store(lag_ms, Ordering::Release);
-        let previous = self.checked_ms.swap(began_ms, Ordering::AcqRel);
-        if began_ms.saturating_sub(previous) > 2 * u64::try_from(self.interval().as_millis()).unwrap_or(0) {
-            // No check passed for a while (one waited for the server to
-            // come back): it may have restarted, leaving dead connections.
+        // No check passed for longer than reads trust one (this one waited
+        // for the server to come back): it may have restarted, leaving dead
+        // connections. Closed before reads may go to it again.
+        let fresh = 2 * u64::try_from(self.interval().as_millis()).unwrap_or(0);
+        if self.now_ms().saturating_sub(self.checked_ms.load(Ordering::Acquire)) > fresh {
             self.close_pools();
         }
-        self.lag_gauge.set(lag_ms as f64);
+        // `usable` before the time of the check: a read that sees this
+        // check's time sees its verdict.
         let was = self.usable.swap(usable, Ordering::AcqRel);
+        self.checked_ms.store(began_ms, Ordering::Release);
+        self.lag_gauge.set(lag_ms as f64);
         self.usable_gauge.set(if usable { 1.0 } else { 0.0 });
         match (was, usable) {
             (false, true) => tracing::info!(replica = %self.name, lag_ms, "reads go to the replica"),

@@ -126,7 +126,21 @@ async fn a_tenant_moves_online_under_writes_then_offline_back_and_loses_nothing(
     exec(&tenancy, &t, "CREATE TABLE loose (n int)").await;
     let no_key = tenancy.provisioner().move_tenant(&t, to("b")).await.unwrap_err();
     assert!(no_key.to_string().contains("loose"), "{no_key}");
-    exec(&tenancy, &t, "DROP TABLE loose").await;
+    exec(
+        &tenancy,
+        &t,
+        "DROP TABLE loose; CREATE MATERIALIZED VIEW totals AS SELECT count(*) FROM ledger",
+    )
+    .await;
+    let view = tenancy.provisioner().move_tenant(&t, to("b")).await.unwrap_err();
+    assert!(view.to_string().contains("materialized view"), "{view}");
+    // A sequence restarted (`is_called` false) keeps where it restarts.
+    exec(
+        &tenancy,
+        &t,
+        "DROP MATERIALIZED VIEW totals; CREATE SEQUENCE restarted; ALTER SEQUENCE restarted RESTART WITH 500",
+    )
+    .await;
     assert_eq!(
         tenancy.tenant(&t).await.unwrap().database.unwrap().status,
         DbStatus::Active
@@ -198,6 +212,7 @@ async fn a_tenant_moves_online_under_writes_then_offline_back_and_loses_nothing(
         scalar(&tenancy, &t, "SELECT count(*) FROM ledger WHERE n > 0").await,
         5000
     );
+    assert_eq!(scalar(&tenancy, &t, "SELECT nextval('restarted')").await, 500);
     assert_eq!(
         scalar(&tenancy, &t, "SELECT inet_server_port()::bigint").await,
         i64::from(b.port()),
@@ -299,5 +314,27 @@ async fn a_move_killed_at_any_step_is_rolled_back_or_finished() {
         assert!(replication.is_empty(), "{step:?}: {replication:?}");
         tenancy.provisioner().delete_tenant(&t).await.unwrap();
     }
+
+    // Killed while paused, and the target stopped before anyone rolls back:
+    // the tenant is let in and served on a again all the same, and its row
+    // says what was left on b.
+    let t = create_on(tenancy, "stranded", "a").await;
+    exec(tenancy, &t, "CREATE TABLE ledger (id bigserial PRIMARY KEY, n bigint)").await;
+    tenancy.provisioner().crash_after(Step::MovePaused);
+    tenancy.provisioner().move_tenant(&t, to("b")).await.unwrap_err();
+    b.pg_ctl_stop();
+    tokio::time::sleep(LEASE_EXPIRY_WAIT).await;
+    tenancy.provisioner().reconcile().await.unwrap();
+    let found = tenancy.tenant(&t).await.unwrap().database.unwrap();
+    assert_eq!((found.server.as_str(), found.status), ("a", DbStatus::Active));
+    assert!(
+        found.error_message.as_deref().unwrap_or_default().contains("left"),
+        "{found:?}"
+    );
+    exec(tenancy, &t, "INSERT INTO ledger (n) VALUES (1)").await;
+    let on_a = leftovers(&a).await;
+    assert!(!on_a.iter().any(|l| l.starts_with("slot")), "{on_a:?}");
+    b.pg_ctl_start();
+    tenancy.provisioner().delete_tenant(&t).await.unwrap();
     env.tenancy.close().await;
 }

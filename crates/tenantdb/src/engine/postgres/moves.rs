@@ -11,17 +11,12 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection};
 
 use super::{OBJECT_IN_USE, PostgresEngine, sql_state};
 use crate::engine::DatabaseSpec;
 use crate::error::{Error, Result};
 use crate::names::{quote_ident, quote_literal};
-
-/// Tables a logical copy cannot carry updates and deletes of: no primary
-/// key and no replica identity.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct WithoutIdentity(pub(crate) Vec<String>);
 
 impl PostgresEngine {
     /// The name of a tenant's publication, subscription and slot.
@@ -31,13 +26,15 @@ impl PostgresEngine {
 
     /// A connection to the tenant's database as the admin.
     async fn admin_in(&self, db: &DatabaseSpec) -> Result<PgConnection> {
+        // Never logged: a subscription's statement carries a password.
         PgConnection::connect_with(
             &self
                 .inner
                 .options
                 .clone()
                 .database(db.database.as_str())
-                .application_name("tenantdb-move"),
+                .application_name("tenantdb-move")
+                .disable_statement_logging(),
         )
         .await
         .map_err(Error::server(format!(
@@ -66,30 +63,37 @@ impl PostgresEngine {
         Ok(level == "logical")
     }
 
-    /// Tables of the tenant's database whose updates logical replication
-    /// cannot carry (no primary key, no replica identity).
-    pub(crate) async fn without_identity(&self, db: &DatabaseSpec) -> Result<WithoutIdentity> {
+    /// What in the tenant's database logical replication would not carry:
+    /// tables without a primary key or replica identity (their updates),
+    /// unlogged tables, materialized views (their rows) and large objects.
+    /// An online move is refused while there is any.
+    pub(crate) async fn online_obstacles(&self, db: &DatabaseSpec) -> Result<Vec<String>> {
         let mut conn = self.admin_in(db).await?;
-        let tables: Vec<String> = sqlx::query_scalar(
-            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+        let found: std::result::Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(
+            "SELECT CASE \
+                 WHEN c.relkind = 'm' THEN 'materialized view ' \
+                 WHEN c.relpersistence = 'u' THEN 'unlogged table ' \
+                 ELSE 'table without a primary key ' END || format('%I.%I', n.nspname, c.relname) \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
                AND n.nspname NOT LIKE 'pg\\_toast%' \
-               AND (c.relreplident = 'n' OR (c.relreplident = 'd' AND NOT EXISTS \
-                    (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))) \
+               AND (c.relkind = 'm' OR c.relpersistence = 'u' OR c.relreplident = 'n' \
+                    OR (c.relreplident = 'd' AND NOT EXISTS \
+                        (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))) \
+             UNION ALL SELECT count(*) || ' large object(s)' FROM pg_largeobject_metadata HAVING count(*) > 0 \
              ORDER BY 1",
         )
         .fetch_all(&mut conn)
-        .await
-        .map_err(Error::server("cannot list the tenant's tables"))?;
+        .await;
         let _ = conn.close().await;
-        Ok(WithoutIdentity(tables))
+        found.map_err(Error::server("cannot list the tenant's tables"))
     }
 
     /// Locks the tenant's role out of this server (`NOLOGIN`) and ends its
     /// sessions, waiting until they are gone: nothing the tenant writes
     /// here is acknowledged after this returns.
     pub(crate) async fn lock_out(&self, db: &DatabaseSpec) -> Result<()> {
+        self.check_role_ours(db).await?;
         let role = quote_ident(db.role.as_str());
         self.exec(&format!("ALTER ROLE {role} WITH NOLOGIN"), || {
             format!("cannot lock role '{}' out", db.role)
@@ -114,6 +118,31 @@ impl PostgresEngine {
                 ));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Lets the tenant's role log in again (after `lock_out`), its password
+    /// untouched.
+    pub(crate) async fn let_in(&self, db: &DatabaseSpec) -> Result<()> {
+        if self.role_mark(&db.role).await?.is_none() {
+            return Ok(());
+        }
+        self.check_role_ours(db).await?;
+        let role = quote_ident(db.role.as_str());
+        self.exec(&format!("ALTER ROLE {role} WITH LOGIN"), || {
+            format!("cannot let role '{}' log in again", db.role)
+        })
+        .await
+    }
+
+    /// `NotOurs` unless the tenant's role here, if any, is this catalog's.
+    pub(crate) async fn check_role_ours(&self, db: &DatabaseSpec) -> Result<()> {
+        match self.role_mark(&db.role).await? {
+            Some(mark) if mark.as_deref() != Some(self.marker(db).as_str()) => Err(Error::NotOurs {
+                tenant: db.tenant.to_string(),
+                database: format!("(role) {}", db.role),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -195,21 +224,64 @@ impl PostgresEngine {
         // libpq takes a URL as a connection string; the password goes in as
         // a parameter (readable by superusers of this server only, and
         // dropped with the subscription at the end of the move).
-        let mut conninfo = url::Url::parse(&url).map_err(|_| Error::Config("bad source URL".into()))?;
+        // libpq decodes %XX in a URL, not `+`: every byte but letters and
+        // digits escaped.
+        let escape =
+            |value: &str| percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string();
+        let mut extra = format!("application_name={}", escape(&name));
         if let Some(password) = &password {
-            conninfo
-                .query_pairs_mut()
-                .append_pair("password", password.expose_secret());
+            extra.push_str(&format!("&password={}", escape(password.expose_secret())));
         }
-        conninfo.query_pairs_mut().append_pair("application_name", &name);
+        let conninfo = if url.contains('?') {
+            format!("{url}&{extra}")
+        } else {
+            format!("{url}?{extra}")
+        };
         let sql = format!(
             "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true, slot_name = {})",
             quote_ident(&name),
-            quote_literal(conninfo.as_str()),
+            quote_literal(&conninfo),
             quote_ident(&name),
             quote_literal(&name),
         );
-        self.run_in(db, &sql, "cannot subscribe to the source").await
+        let mut conn = self.admin_in(db).await?;
+        // Keep the statement (it carries the source's password) out of
+        // this server's log and statistics; a role that may not change
+        // these settings goes on without.
+        for setting in [
+            "SET log_min_error_statement = panic",
+            "SET log_statement = 'none'",
+            "SET pg_stat_statements.track_utility = off",
+        ] {
+            let _ = sqlx::raw_sql(setting).execute(&mut conn).await;
+        }
+        let result = sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .map(drop)
+            // The statement is not in the error: sqlx reports the server's
+            // message only.
+            .map_err(Error::server(format!(
+                "cannot subscribe to the source in '{}'",
+                db.database
+            )));
+        let _ = conn.close().await;
+        result
+    }
+
+    /// Whether the subscription's apply or copy failed (a change the target
+    /// cannot apply, such as DDL on the source during the copy).
+    pub(crate) async fn subscription_errors(&self, db: &DatabaseSpec) -> Result<i64> {
+        // `pg_stat_subscription_stats` is PostgreSQL 15+; older servers
+        // report none here (the copy's stall limit still applies).
+        let errors: std::result::Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
+            "SELECT (apply_error_count + sync_error_count)::bigint FROM pg_stat_subscription_stats \
+             WHERE subname = $1",
+        )
+        .bind(Self::move_name(db))
+        .fetch_optional(&self.inner.admin)
+        .await;
+        Ok(errors.ok().flatten().unwrap_or(0))
     }
 
     /// Tables of the subscription still copying their first rows (`None`
@@ -246,22 +318,33 @@ impl PostgresEngine {
     /// is here (logical replication carries rows, not sequences).
     pub(crate) async fn copy_sequences(&self, target: &PostgresEngine, db: &DatabaseSpec) -> Result<usize> {
         let mut here = self.admin_in(db).await?;
-        let sequences: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences \
-             WHERE last_value IS NOT NULL",
-        )
-        .fetch_all(&mut here)
-        .await
-        .map_err(Error::server("cannot read the tenant's sequences"))?;
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences")
+                .fetch_all(&mut here)
+                .await
+                .map_err(Error::server("cannot read the tenant's sequences"))?;
+        // `pg_sequences.last_value` is NULL for a sequence restarted or set
+        // with `is_called = false`: each is read itself.
+        let mut sequences = Vec::with_capacity(names.len());
+        for name in names {
+            // `name` is the server's own `%I.%I`: quoted already.
+            let (value, called): (i64, bool) =
+                sqlx::query_as(AssertSqlSafe(format!("SELECT last_value, is_called FROM {name}")))
+                    .fetch_one(&mut here)
+                    .await
+                    .map_err(Error::server(format!("cannot read sequence {name}")))?;
+            sequences.push((name, value, called));
+        }
         let _ = here.close().await;
         if sequences.is_empty() {
             return Ok(0);
         }
         let mut there = target.admin_in(db).await?;
-        for (sequence, value) in &sequences {
-            sqlx::query("SELECT setval($1::regclass, $2, true)")
+        for (sequence, value, called) in &sequences {
+            sqlx::query("SELECT setval($1::regclass, $2, $3)")
                 .bind(sequence)
                 .bind(value)
+                .bind(called)
                 .execute(&mut there)
                 .await
                 .map_err(Error::server(format!("cannot set sequence {sequence}")))?;
@@ -294,16 +377,22 @@ impl PostgresEngine {
         Ok(())
     }
 
-    /// Drops the tenant's slot and publication here (the source), if any;
-    /// waits for a slot still held by its sender to be let go.
+    /// Drops the tenant's slots and publication here (the source), if any:
+    /// the move's slot and the table-copy slots its subscription made in
+    /// the tenant's database (`pg_<oid>_sync_...`, left behind when the
+    /// subscription was dropped without reaching here); waits for a slot
+    /// still held by its sender to be let go.
     pub(crate) async fn unpublish(&self, db: &DatabaseSpec) -> Result<()> {
         let name = Self::move_name(db);
+        let ours = "(slot_name = $1 OR (database = $2 AND slot_type = 'logical' \
+                    AND slot_name LIKE 'pg\\_%\\_sync\\_%'))";
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let dropped = sqlx::query(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
-            )
+            let dropped = sqlx::query(AssertSqlSafe(format!(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE {ours}"
+            )))
             .bind(&name)
+            .bind(db.database.as_str())
             .execute(&self.inner.admin)
             .await;
             match dropped {
@@ -312,11 +401,12 @@ impl PostgresEngine {
                     if sql_state(&err).as_deref() == Some(OBJECT_IN_USE) && tokio::time::Instant::now() < deadline =>
                 {
                     // Its sender has not exited yet.
-                    let _ = sqlx::query(
+                    let _ = sqlx::query(AssertSqlSafe(format!(
                         "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
-                         WHERE slot_name = $1 AND active_pid IS NOT NULL",
-                    )
+                         WHERE {ours} AND active_pid IS NOT NULL"
+                    )))
                     .bind(&name)
+                    .bind(db.database.as_str())
                     .execute(&self.inner.admin)
                     .await;
                     tokio::time::sleep(Duration::from_millis(50)).await;

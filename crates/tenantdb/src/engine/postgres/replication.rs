@@ -18,9 +18,11 @@ pub(crate) struct ReplayState {
 }
 
 impl PostgresEngine {
-    /// The server's current WAL insert position (bytes from `0/0`).
+    /// The server's current WAL insert position (bytes from `0/0`): past
+    /// every commit acknowledged so far, even one acknowledged before its
+    /// log reached the disk (`synchronous_commit = off`).
     pub(crate) async fn wal_position(&self) -> Result<i64> {
-        sqlx::query_scalar("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
+        sqlx::query_scalar("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint")
             .fetch_one(&self.inner.admin)
             .await
             .map_err(Error::server("cannot read the server's WAL position"))
