@@ -147,6 +147,12 @@ mod tests {
             (Active, Migrating),
             (Migrating, Active),
             (Active, Deleting),
+            (Active, Moving),
+            (Active, Switching),
+            (Moving, Switching),
+            (Switching, Moving),
+            (Moving, Active),
+            (Switching, Active),
         ];
         for (from, to) in legal {
             assert!(from.can_become(to), "{from} -> {to}");
@@ -161,6 +167,10 @@ mod tests {
             (Renaming, Deleting),
             (Migrating, Deleting),
             (Provisioning, Deleting),
+            (Moving, Deleting),
+            (Switching, Deleting),
+            (Moving, Migrating),
+            (Failed, Moving),
         ];
         for (from, to) in illegal {
             assert!(!from.can_become(to), "{from} -> {to}");
@@ -168,10 +178,10 @@ mod tests {
     }
 
     #[test]
-    fn only_active_and_migrating_serve_traffic() {
+    fn only_active_migrating_and_moving_serve_traffic() {
         let serving: Vec<_> = <DbStatus as sea_orm::Iterable>::iter()
             .filter(|s| s.serves_traffic())
             .collect();
-        assert_eq!(serving, vec![Active, Migrating]);
+        assert_eq!(serving, vec![Active, Migrating, Moving]);
     }
 }

@@ -99,6 +99,29 @@ impl Doctor {
             };
             with_database.insert(tenant);
             match by_tenant.get(&tenant.as_uuid()) {
+                None if db.moved_to.is_some() && elsewhere.get(&tenant.as_uuid()) == db.moved_to.as_ref() => {
+                    let spec = DatabaseSpec {
+                        tenant,
+                        database: DatabaseName::from_catalog(db.name.clone()),
+                        role: db.owner.clone().map_or_else(
+                            || RoleName::for_tenant(self.provisioner.prefix(), tenant),
+                            RoleName::from_catalog,
+                        ),
+                    };
+                    let to = elsewhere[&tenant.as_uuid()];
+                    findings.push(
+                        Finding::about(
+                            Problem::MovedSource,
+                            db.name.clone(),
+                            Some(tenant.as_uuid()),
+                            format!(
+                                "the copy a move to server {} left in place (--keep-source), its role locked out",
+                                self.provisioner.sites().name_of(to)
+                            ),
+                        )
+                        .fix("drop it and its role".into(), Repair::DropMovedSource(spec, to)),
+                    );
+                }
                 None if elsewhere.contains_key(&tenant.as_uuid()) => findings.push(
                     Finding::about(
                         Problem::MisplacedDatabase,

@@ -38,6 +38,9 @@ pub enum Problem {
     ForeignRole,
     /// A tenant's database under a name its catalog row does not give.
     MisplacedDatabase,
+    /// The copy a move left in place (`--keep-source`) on the server the
+    /// tenant moved away from; `--fix` drops it.
+    MovedSource,
     /// An ACTIVE row whose database is missing.
     MissingDatabase,
     /// An ACTIVE row whose database name is taken by a database this
@@ -79,6 +82,7 @@ impl Problem {
             Self::ForeignDatabase => "foreign_database",
             Self::ForeignRole => "foreign_role",
             Self::MisplacedDatabase => "misplaced_database",
+            Self::MovedSource => "moved_source",
             Self::MissingDatabase => "missing_database",
             Self::NotOurs => "not_ours",
             Self::StuckRow => "stuck_row",
@@ -168,6 +172,8 @@ impl FindingWithoutRemedy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Repair {
     DropDatabase(DatabaseSpec),
+    /// The copy a move left, if the tenant is still served from `Uuid`.
+    DropMovedSource(DatabaseSpec, Uuid),
     DropRole(TenantId, RoleName),
     Reconcile,
     SetVersion {

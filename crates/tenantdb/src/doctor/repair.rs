@@ -3,6 +3,7 @@
 use uuid::Uuid;
 
 use super::{Doctor, Finding, Repair, Repaired};
+use crate::catalog::DbStatus;
 use crate::engine::DatabaseSpec;
 use crate::error::Result;
 use crate::names::TenantId;
@@ -29,6 +30,7 @@ impl Doctor {
             let Some(repair) = &finding.repair else { continue };
             let outcome = match repair {
                 Repair::DropDatabase(spec) => self.drop_orphan(spec.tenant, || self.engine().drop_tenant(spec)).await,
+                Repair::DropMovedSource(spec, to) => self.drop_moved_source(spec, *to).await,
                 Repair::DropRole(tenant, role) => {
                     self.drop_orphan(*tenant, || self.engine().drop_role(*tenant, role))
                         .await
@@ -147,6 +149,27 @@ impl Doctor {
 
     /// Runs `drop` for an orphan of `tenant` unless a catalog row for the
     /// tenant appeared since it was examined.
+    /// Drops the copy a move left here, only while the tenant is ACTIVE on
+    /// the server it moved to (never where it is served from).
+    async fn drop_moved_source(&self, spec: &DatabaseSpec, to: Uuid) -> std::result::Result<String, String> {
+        match self
+            .catalog()
+            .tenant_databases()
+            .find_by_tenant(spec.tenant.as_uuid())
+            .await
+        {
+            Ok(Some(row)) if row.server_id == to && row.server_id != self.site.id && row.status == DbStatus::Active => {
+                self.engine()
+                    .drop_tenant(spec)
+                    .await
+                    .map(|()| "dropped".to_owned())
+                    .map_err(|err| err.chain())
+            }
+            Ok(_) => Err("the tenant is not ACTIVE on the server it moved to now; left alone".into()),
+            Err(err) => Err(err.chain()),
+        }
+    }
+
     async fn drop_orphan<F, Fut>(&self, tenant: TenantId, drop: F) -> std::result::Result<String, String>
     where
         F: FnOnce() -> Fut,

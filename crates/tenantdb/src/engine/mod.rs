@@ -102,6 +102,9 @@ pub struct ServerDatabase {
     pub tenant: Option<TenantId>,
     /// The owning role (PostgreSQL).
     pub owner: Option<String>,
+    /// For the copy a move left in place (`--keep-source`): the server the
+    /// tenant moved to, from the database's mark.
+    pub moved_to: Option<uuid::Uuid>,
 }
 
 /// A login role this catalog made for a tenant.

@@ -162,6 +162,7 @@ impl SqliteEngine {
             }
             let tenant = name.strip_suffix(".db").and_then(|id| TenantId::parse(id).ok());
             inventory.databases.push(ServerDatabase {
+                moved_to: None,
                 name,
                 tenant,
                 owner: None,

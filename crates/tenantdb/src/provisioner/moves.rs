@@ -348,6 +348,7 @@ impl Provisioner {
         keeper.check()?;
         if state.keep_source {
             source.lock_out(&spec).await?;
+            source.mark_moved(&spec, state.to).await?;
         } else {
             source.drop_tenant(&spec).await?;
         }

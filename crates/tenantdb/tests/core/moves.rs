@@ -179,7 +179,17 @@ async fn a_tenant_moves_online_under_writes_then_offline_back_and_loses_nothing(
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let moved = tenancy.provisioner().move_tenant(&t, to("b")).await.unwrap();
+    let moved = tenancy
+        .provisioner()
+        .move_tenant(
+            &t,
+            MoveTenant {
+                keep_source: true,
+                ..to("b")
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!((moved.server.as_str(), moved.status), ("b", DbStatus::Active));
     assert!(moved.moving.is_none());
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -218,6 +228,43 @@ async fn a_tenant_moves_online_under_writes_then_offline_back_and_loses_nothing(
         i64::from(b.port()),
         "served from b"
     );
+    // The copy kept on a holds the same rows as b up to the switch (a
+    // checksum per table), then doctor drops it.
+    let checksum = |url: String, upto: i64| async move {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let sum: (i64, Option<String>) =
+            sqlx::query_as("SELECT count(*), md5(string_agg(l::text, ',' ORDER BY id)) FROM ledger l WHERE id <= $1")
+                .bind(upto)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        sum
+    };
+    let upto: i64 = {
+        let pool = sqlx::PgPool::connect(&a.url_for(&database)).await.unwrap();
+        let max = sqlx::query_scalar("SELECT max(id) FROM ledger")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        max
+    };
+    let (kept, moved) = (
+        checksum(a.url_for(&database), upto).await,
+        checksum(b.url_for(&database), upto).await,
+    );
+    assert_eq!(kept, moved, "the kept copy and the moved one differ up to id {upto}");
+    let doctor = tenancy.doctor_on("a").await.unwrap();
+    let findings = doctor.examine(Default::default()).await.unwrap();
+    let kept_copy: Vec<_> = findings
+        .iter()
+        .filter(|f| f.problem == tenantdb::Problem::MovedSource)
+        .map(|f| f.subject.clone())
+        .collect();
+    assert_eq!(kept_copy, [database.clone()], "{findings:#?}");
+    doctor.repair(&findings).await;
+    assert!(!holds(&a, &database).await, "doctor --fix drops the kept copy");
     // a holds nothing of the tenant any more; b no replication object.
     assert!(
         leftovers(&a)

@@ -48,10 +48,12 @@ impl PostgresEngine {
                     continue;
                 }
             }
+            let moved_to = tenant.and_then(|tenant| self.moved_mark_of(tenant, found.mark.as_deref()));
             inventory.databases.push(ServerDatabase {
                 name: found.name,
                 tenant,
                 owner: Some(found.owner),
+                moved_to,
             });
         }
         let roles: Vec<(String, Option<String>)> = sqlx::query_as(

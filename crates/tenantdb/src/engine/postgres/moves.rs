@@ -146,6 +146,28 @@ impl PostgresEngine {
         }
     }
 
+    /// Marks the tenant's database here as the copy a move to `to` left in
+    /// place (`--keep-source`): `doctor` reports it and `--fix` drops it
+    /// once the tenant is served from `to`.
+    pub(crate) async fn mark_moved(&self, db: &DatabaseSpec, to: uuid::Uuid) -> Result<()> {
+        let mark = format!("{} moved-to={to}", self.marker(db));
+        self.exec(
+            &format!(
+                "COMMENT ON DATABASE {} IS {}",
+                quote_ident(db.database.as_str()),
+                quote_literal(&mark)
+            ),
+            || format!("cannot mark database '{}'", db.database),
+        )
+        .await
+    }
+
+    /// The server a database's mark says the tenant moved to.
+    pub(crate) fn moved_mark_of(&self, tenant: crate::names::TenantId, mark: Option<&str>) -> Option<uuid::Uuid> {
+        let prefix = format!("tenantdb catalog={} tenant={tenant} moved-to=", self.inner.catalog_id);
+        uuid::Uuid::parse_str(mark?.strip_prefix(&prefix)?).ok()
+    }
+
     /// Copies the tenant's database from `self` into the (empty) one on
     /// `target`: `pg_dump` as this server's admin, `pg_restore` as the
     /// tenant's role (so everything it makes is the tenant's), in one
