@@ -262,7 +262,7 @@ async fn a_tenant_moves_online_under_writes_then_offline_back_and_loses_nothing(
         .filter(|f| f.problem == tenantdb::Problem::MovedSource)
         .map(|f| f.subject.clone())
         .collect();
-    assert_eq!(kept_copy, [database.clone()], "{findings:#?}");
+    assert_eq!(kept_copy, std::slice::from_ref(&database), "{findings:#?}");
     doctor.repair(&findings).await;
     assert!(!holds(&a, &database).await, "doctor --fix drops the kept copy");
     // a holds nothing of the tenant any more; b no replication object.
