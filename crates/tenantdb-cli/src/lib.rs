@@ -72,6 +72,7 @@ mod args;
 mod doctor;
 mod exec;
 pub mod exit;
+mod export;
 mod fleet;
 mod listing;
 mod logging;

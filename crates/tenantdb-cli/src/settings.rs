@@ -54,6 +54,11 @@ pub struct ConfigArgs {
     #[arg(long, env = "TENANTDB_SERVER_NAME", default_value = "default", global = true)]
     server_name: String,
 
+    /// The directory of pg_dump and pg_restore (as new as the newest
+    /// server), which moving and exporting tenants run [default: the PATH].
+    #[arg(long, env = "TENANTDB_PG_BIN", global = true)]
+    pg_bin: Option<PathBuf>,
+
     /// Version of TENANTDB_SECRET; raise it when rotating the secret.
     #[arg(long, env = "TENANTDB_SECRET_VERSION", default_value_t = 1, global = true)]
     secret_version: i32,
@@ -123,6 +128,7 @@ impl ConfigArgs {
         config.database_prefix =
             DatabasePrefix::parse(&self.database_prefix).context("invalid TENANTDB_DATABASE_PREFIX")?;
         config.server_name.clone_from(&self.server_name);
+        config.pg_bin.clone_from(&self.pg_bin);
         if let Some(secret) = secret_setting("TENANTDB_SECRET", env)? {
             config.secret = Some(TenantSecret::new(self.secret_version, SecretString::from(secret))?);
         }

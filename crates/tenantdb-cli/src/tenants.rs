@@ -61,6 +61,15 @@ pub enum TenantsCommand {
     /// pg_dump | pg_restore copies it). A failure or a crash before the
     /// switch leaves the tenant where it was. Exits 1 if any move failed.
     Move(crate::moves::MoveArgs),
+    /// Export the tenant's database to one file: a header (tenant, engine,
+    /// schema version), then a pg_dump custom-format archive made as the
+    /// tenant's own role, or a copy of its SQLite file. A consistent
+    /// snapshot, taken while it is served.
+    Export(crate::export::ExportArgs),
+    /// Export the chosen tenants, or every served one with --all, into a
+    /// directory (`<slug>.tenantdb` each), a few at a time; exits 1 if any
+    /// failed.
+    Backup(crate::export::BackupArgs),
     /// Delete a tenant: its database, role, memberships and subscription.
     Delete {
         tenant: String,
@@ -149,6 +158,8 @@ pub(crate) async fn tenants(
         }
         RenameDatabase { tenant, new_name, json } => rename(tenancy, &parse_ref(&tenant)?, &new_name, json).await,
         Move(args) => crate::moves::move_tenants(tenancy, args).await,
+        Export(args) => crate::export::export(tenancy, args).await,
+        Backup(args) => crate::export::backup(tenancy, args).await,
         Delete { tenant, yes } => delete(tenancy, &tenant, yes).await,
         Retry { tenant, json } => retry(tenancy, &parse_ref(&tenant)?, json).await,
         Migrate { tenant, json } => migrate(tenancy, &parse_ref(&tenant)?, json).await,

@@ -177,6 +177,9 @@ pub struct Config {
     /// How long closing waits for provisioning work under way (DDL stuck
     /// behind a lock); what is left keeps its lease and is finished later.
     pub shutdown_deadline: Duration,
+    /// The directory of `pg_dump` and `pg_restore`, which moving and
+    /// exporting tenants run (`None`: found on the `PATH`).
+    pub pg_bin: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -209,6 +212,7 @@ impl Config {
             catalog_poll_interval: DEFAULT_CATALOG_POLL,
             use_templates: true,
             shutdown_deadline: DEFAULT_SHUTDOWN_DEADLINE,
+            pg_bin: None,
         }
     }
 

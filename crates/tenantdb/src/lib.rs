@@ -59,6 +59,7 @@ mod doctor;
 #[doc(hidden)]
 pub mod engine;
 mod error;
+mod export;
 #[doc(hidden)]
 pub mod faults;
 mod file_lock;
@@ -97,6 +98,7 @@ pub use connections::{ResolvedTenant, TenantConnections};
 pub use context::{TenantContext, TenantRepository, TenantScope};
 pub use doctor::{Doctor, DoctorOptions, Finding, Problem, Remedy, Repaired};
 pub use error::{Error, Result};
+pub use export::{EXPORT_MAGIC, ExportHeader, Exported, read_export};
 pub use fleet::{Behind, Fleet, FleetEvent, FleetOptions, FleetReport};
 pub use migrate::{MigrationList, TenantMigrations};
 pub use names::{DatabaseName, DatabasePrefix, RoleName, TenantId, TenantRef, TenantSlug};
@@ -152,6 +154,7 @@ impl Tenancy {
                     catalog.id(),
                     config.role_connection_limit,
                     config::DEFAULT_ADMIN_MAX_CONNECTIONS,
+                    config.pg_bin.clone(),
                 )
                 .await?;
                 Engine::Postgres(pg)
@@ -635,6 +638,15 @@ impl Tenancy {
             });
         }
         Ok(server)
+    }
+
+    /// Exports the tenant's database to the file `output` (replaced if it
+    /// exists): a header saying what it is, then a `pg_dump` custom-format
+    /// archive made as the tenant's own role (PostgreSQL) or a copy of the
+    /// database file (SQLite); a consistent snapshot taken while it is
+    /// served. See [`read_export`].
+    pub async fn export_tenant(&self, tenant: &TenantRef, output: &std::path::Path) -> Result<Exported> {
+        export::export(&self.catalog, &self.sites, tenant, output).await
     }
 
     /// A tenant by id or slug, with its database.

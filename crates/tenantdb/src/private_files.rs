@@ -47,6 +47,13 @@ pub(crate) fn create_file(path: &Path) -> io::Result<bool> {
     }
 }
 
+/// Creates (or empties) an owner-only file for writing.
+pub(crate) fn create_private(path: &Path) -> io::Result<File> {
+    let file = owner_only(OpenOptions::new().write(true).create(true).truncate(true)).open(path)?;
+    restrict(path, false)?;
+    Ok(file)
+}
+
 /// Copies `from` to an owner-only `to` (replacing it), whatever the mode
 /// of `from`.
 pub(crate) fn copy(from: &Path, to: &Path) -> io::Result<()> {

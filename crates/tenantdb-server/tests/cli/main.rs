@@ -809,6 +809,7 @@ fn the_operator_token_comes_from_a_file() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap(),
+        None,
     );
     let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
     let address = loop {
@@ -836,10 +837,22 @@ fn the_operator_token_comes_from_a_file() {
 
 /// A service process, killed when the test ends however it ends (a
 /// failed assertion must not leave it running).
-struct Running(std::process::Child);
+/// A child process, killed when dropped; a `serve` one keeps the tail of
+/// its log, printed if the test fails after the process stopped on its own.
+struct Running(std::process::Child, Option<std::sync::Arc<std::sync::Mutex<String>>>);
 
 impl Drop for Running {
     fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Ok(Some(status)) = self.0.try_wait()
+        {
+            let log = self
+                .1
+                .as_ref()
+                .map(|log| log.lock().unwrap().clone())
+                .unwrap_or_default();
+            eprintln!("a service had stopped on its own ({status}); the end of its log:\n{log}");
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -870,7 +883,7 @@ fn start_serve(
     {
         command.env(key, value);
     }
-    let mut child = Running(command.spawn().unwrap());
+    let mut child = Running(command.spawn().unwrap(), None);
     let mut stderr = std::io::BufReader::new(child.0.stderr.take().unwrap());
     let mut log = String::new();
     let address = loop {
@@ -888,11 +901,22 @@ fn start_serve(
 /// settings: its base URL, and the process (killed when dropped). Its log
 /// is drained in the background so it never blocks on a full pipe.
 fn spawn_serve(cli: &Cli, extra: &[(&str, &str)]) -> (String, Running) {
-    use std::io::Read;
-    let (address, child, mut stderr, _) = start_serve(cli, extra);
+    use std::io::BufRead;
+    let (address, mut child, mut stderr, _) = start_serve(cli, extra);
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    child.1 = Some(log.clone());
     std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = stderr.read_to_string(&mut rest);
+        let mut line = String::new();
+        while stderr.read_line(&mut line).is_ok_and(|n| n > 0) {
+            let mut kept = log.lock().unwrap();
+            kept.push_str(&line);
+            if kept.len() > 64 * 1024 {
+                let cut = kept.len() - 32 * 1024;
+                let cut = (cut..kept.len()).find(|&i| kept.is_char_boundary(i)).unwrap_or(0);
+                kept.drain(..cut);
+            }
+            line.clear();
+        }
     });
     (format!("http://{address}"), child)
 }
@@ -1113,4 +1137,64 @@ async fn three_services_share_two_servers_and_a_killed_ones_share_returns() {
         );
     }
     assert!(served > answers.len() / 2, "served {served} of {}", answers.len());
+}
+
+/// `tenants export` and `tenants backup`: files that start with the export
+/// header and hold the tenant's database; a tenant that does not exist
+/// fails the backup with exit 1, the others are still written.
+#[test]
+fn tenants_are_exported_and_backed_up() {
+    let cli = Cli::sqlite();
+    cli.ok(&["tenants", "create", "acme"]);
+    cli.ok(&["tenants", "create", "globex"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("acme.export");
+    let exported = cli.json(&[
+        "tenants",
+        "export",
+        "acme",
+        "--output",
+        file.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(exported["header"]["slug"], "acme", "{exported}");
+    assert_eq!(exported["header"]["engine"], "sqlite", "{exported}");
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(bytes.starts_with(b"TENANTDB-EXPORT 1\n"));
+    assert_eq!(bytes.len() as u64, exported["bytes"].as_u64().unwrap());
+
+    let backups = dir.path().join("backups");
+    let all = cli.json(&[
+        "tenants",
+        "backup",
+        "--all",
+        "--output",
+        backups.to_str().unwrap(),
+        "--json",
+    ]);
+    let slugs: Vec<_> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["tenant"].clone(), r["ok"].clone()))
+        .collect();
+    assert_eq!(
+        slugs,
+        [
+            (serde_json::json!("acme"), serde_json::json!(true)),
+            (serde_json::json!("globex"), serde_json::json!(true))
+        ]
+    );
+    for slug in ["acme", "globex"] {
+        let bytes = std::fs::read(backups.join(format!("{slug}.tenantdb"))).unwrap();
+        assert!(bytes.starts_with(b"TENANTDB-EXPORT 1\n"), "{slug}");
+    }
+    assert!(
+        cli.fails(&["tenants", "backup", "--output", backups.to_str().unwrap()])
+            .contains("--all")
+    );
+    assert!(
+        cli.fails(&["tenants", "backup", "nobody", "--output", backups.to_str().unwrap()])
+            .contains("nobody")
+    );
 }

@@ -276,6 +276,23 @@ impl SqliteEngine {
         Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
     }
 
+    /// Writes a consistent copy of the tenant's database to `to` (a new
+    /// file; `VACUUM INTO`, which readers and writers do not wait for).
+    pub(crate) async fn snapshot_to(&self, db: &DatabaseSpec, to: &Path) -> Result<()> {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect_with(&self.options(db.tenant))
+            .await
+            .map_err(Error::server(format!("cannot open database '{}'", db.database)))?;
+        let target = to.to_string_lossy().replace('\'', "''");
+        let result = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("VACUUM INTO '{target}'")))
+            .execute(&mut conn)
+            .await
+            .map(drop)
+            .map_err(Error::server(format!("cannot copy database '{}'", db.database)));
+        let _ = conn.close().await;
+        result
+    }
+
     pub(crate) async fn connect(&self, db: &DatabaseSpec, max_connections: u32) -> Result<DatabaseConnection> {
         // No create_if_missing: a missing file is an error, never a silent
         // new empty database.

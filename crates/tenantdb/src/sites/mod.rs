@@ -280,6 +280,7 @@ pub(crate) struct Parts {
     pub(crate) secret: Option<TenantSecret>,
     pub(crate) previous_secret: Option<TenantSecret>,
     pub(crate) shutdown_deadline: Duration,
+    pub(crate) pg_bin: Option<std::path::PathBuf>,
 }
 
 impl Parts {
@@ -295,6 +296,7 @@ impl Parts {
             secret: config.secret.clone(),
             previous_secret: config.previous_secret.clone(),
             shutdown_deadline: config.shutdown_deadline,
+            pg_bin: config.pg_bin.clone(),
         }
     }
 
@@ -334,6 +336,7 @@ impl Parts {
             self.catalog.id(),
             self.role_connection_limit,
             config::DEFAULT_ADMIN_MAX_CONNECTIONS,
+            self.pg_bin.clone(),
         );
         match tokio::time::timeout(REACH_TIMEOUT, connect).await {
             Ok(engine) => engine,

@@ -10,6 +10,7 @@ mod crash;
 mod crash_points;
 mod create;
 mod doctor;
+mod export;
 mod fleet;
 mod instances;
 mod migrations;

@@ -17,6 +17,7 @@
 //! `options` (connections as a tenant's role).
 
 mod databases;
+mod export;
 mod inventory;
 mod moves;
 mod options;
@@ -67,6 +68,8 @@ struct Inner {
     /// password in its environment) and to a target server's subscription
     /// while a tenant moves (see `moves`).
     url: SecretString,
+    /// Where `pg_dump` and `pg_restore` are (`None`: the `PATH`).
+    pg_bin: Option<std::path::PathBuf>,
     secret: TenantSecret,
     catalog_id: Uuid,
     role_connection_limit: i32,
@@ -89,6 +92,7 @@ impl PostgresEngine {
         catalog_id: Uuid,
         role_connection_limit: i32,
         max_connections: u32,
+        pg_bin: Option<std::path::PathBuf>,
     ) -> Result<Self> {
         let options = PgConnectOptions::from_str(url.expose_secret())
             .map_err(Error::server("invalid tenant server URL"))?
@@ -125,6 +129,7 @@ impl PostgresEngine {
                 template_build: tokio::sync::Mutex::new(()),
                 options,
                 url: url.clone(),
+                pg_bin,
                 secret,
                 catalog_id,
                 role_connection_limit,

@@ -175,7 +175,7 @@ impl PostgresEngine {
     pub(crate) async fn copy_to(&self, target: &PostgresEngine, db: &DatabaseSpec, schema_only: bool) -> Result<()> {
         let (source_url, source_password) = url_parts(&self.inner.url, db.database.as_str())?;
         let login = target.tenant_login(db);
-        let mut dump = tokio::process::Command::new(pg_tool("pg_dump"));
+        let mut dump = tokio::process::Command::new(self.pg_tool("pg_dump"));
         dump.args(["--format=custom", "--no-owner", "--no-privileges"])
             .args(["--no-publications", "--no-subscriptions"])
             .args(schema_only.then_some("--schema-only"))
@@ -194,7 +194,7 @@ impl PostgresEngine {
             .take()
             .and_then(|out| out.try_into().ok())
             .ok_or_else(|| Error::Config("cannot read pg_dump's output".into()))?;
-        let restore = tokio::process::Command::new(pg_tool("pg_restore"))
+        let restore = tokio::process::Command::new(self.pg_tool("pg_restore"))
             .args([
                 "--no-owner",
                 "--no-privileges",
@@ -478,16 +478,18 @@ fn url_parts(url: &SecretString, database: &str) -> Result<(String, Option<Secre
     Ok((parsed.to_string(), password.map(SecretString::from)))
 }
 
-/// `pg_dump` or `pg_restore`: from `TENANTDB_PG_BIN` when set, else the
-/// `PATH`.
-fn pg_tool(name: &str) -> std::path::PathBuf {
-    match std::env::var_os("TENANTDB_PG_BIN") {
-        Some(dir) => std::path::Path::new(&dir).join(name),
-        None => name.into(),
+impl PostgresEngine {
+    /// `pg_dump` or `pg_restore`: in `Config::pg_bin` when set, else on
+    /// the `PATH`.
+    pub(super) fn pg_tool(&self, name: &str) -> std::path::PathBuf {
+        match &self.inner.pg_bin {
+            Some(dir) => dir.join(name),
+            None => name.into(),
+        }
     }
 }
 
-fn tool_missing(tool: &str) -> impl FnOnce(std::io::Error) -> Error {
+pub(super) fn tool_missing(tool: &str) -> impl FnOnce(std::io::Error) -> Error {
     let tool = tool.to_owned();
     move |err| {
         Error::Config(format!(
