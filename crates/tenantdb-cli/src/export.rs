@@ -1,12 +1,13 @@
-//! `tenants export` and `tenants backup`: one tenant's database in one
-//! file (a header saying what it is, then a `pg_dump` custom-format
-//! archive or a SQLite file), or every served tenant's into a directory,
-//! a few at a time with progress on stderr.
+//! `tenants export`, `tenants backup` and `tenants import`: one tenant's
+//! database in one file (a header saying what it is, then a `pg_dump`
+//! custom-format archive or a SQLite file), every served tenant's into a
+//! directory (a few at a time, progress on stderr), and a new tenant made
+//! from such a file.
 
 use std::path::PathBuf;
 
 use serde_json::json;
-use tenantdb::{Tenancy, TenantRef};
+use tenantdb::{NewTenant, Tenancy, TenantRef};
 
 use crate::args::parse_ref;
 use crate::output::{print_json, print_rows};
@@ -45,6 +46,43 @@ pub struct BackupArgs {
     /// Print `[{"tenant", "ok", "path", "bytes", "error"}]`, by slug.
     #[arg(long)]
     json: bool,
+}
+
+/// The flags of `tenants import`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The new tenant's slug.
+    slug: String,
+    /// An export (`tenants export`, `tenants backup`).
+    #[arg(long)]
+    input: PathBuf,
+    /// Display name [default: the slug].
+    #[arg(long)]
+    name: Option<String>,
+    /// The tenant server for its database [default: placement's choice].
+    #[arg(long)]
+    server: Option<String>,
+    /// Print the tenant object (docs/API.md's shape).
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn import(tenancy: &Tenancy, args: ImportArgs) -> anyhow::Result<()> {
+    let new = NewTenant {
+        slug: args.slug.clone(),
+        name: args.name,
+        server: args.server,
+        ..Default::default()
+    };
+    let created = tenancy
+        .provisioner()
+        .import_tenant(new, &args.input)
+        .await
+        .map_err(|err| anyhow::anyhow!("failed to import tenant '{}': {}", args.slug, err.chain()))?;
+    crate::output::print_tenant(
+        tenancy.tenant(&TenantRef::Id(created.tenant_id.into())).await?,
+        args.json,
+    )
 }
 
 pub(crate) async fn export(tenancy: &Tenancy, args: ExportArgs) -> anyhow::Result<()> {

@@ -70,6 +70,11 @@ pub enum TenantsCommand {
     /// directory (`<slug>.tenantdb` each), a few at a time; exits 1 if any
     /// failed.
     Backup(crate::export::BackupArgs),
+    /// Create a tenant from an export: its own role and database, the
+    /// export restored into it, then the migrations newer than the export's
+    /// version. An export from a version this program does not have is
+    /// refused; exits 0 once the tenant is ACTIVE.
+    Import(crate::export::ImportArgs),
     /// Delete a tenant: its database, role, memberships and subscription.
     Delete {
         tenant: String,
@@ -160,6 +165,7 @@ pub(crate) async fn tenants(
         Move(args) => crate::moves::move_tenants(tenancy, args).await,
         Export(args) => crate::export::export(tenancy, args).await,
         Backup(args) => crate::export::backup(tenancy, args).await,
+        Import(args) => crate::export::import(tenancy, args).await,
         Delete { tenant, yes } => delete(tenancy, &tenant, yes).await,
         Retry { tenant, json } => retry(tenancy, &parse_ref(&tenant)?, json).await,
         Migrate { tenant, json } => migrate(tenancy, &parse_ref(&tenant)?, json).await,

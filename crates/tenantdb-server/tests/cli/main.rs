@@ -1189,6 +1189,21 @@ fn tenants_are_exported_and_backed_up() {
         let bytes = std::fs::read(backups.join(format!("{slug}.tenantdb"))).unwrap();
         assert!(bytes.starts_with(b"TENANTDB-EXPORT 1\n"), "{slug}");
     }
+    let copy = cli.json(&[
+        "tenants",
+        "import",
+        "acme-copy",
+        "--input",
+        file.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(copy["database"]["status"], "ACTIVE", "{copy}");
+    let again = cli.fails(&["tenants", "import", "acme-copy", "--input", file.to_str().unwrap()]);
+    assert!(again.contains("already exists"), "{again}");
+    assert!(
+        cli.fails(&["tenants", "import", "other", "--input", "/nonexistent"])
+            .contains("export")
+    );
     assert!(
         cli.fails(&["tenants", "backup", "--output", backups.to_str().unwrap()])
             .contains("--all")

@@ -18,7 +18,7 @@ pub use postgres::{PostgresEngine, TenantLogin};
 pub use sqlite::SqliteEngine;
 
 use crate::config::PoolConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::names::{DatabaseName, DatabasePrefix, RoleName, TenantId};
 
 /// `application_name` of connections to tenant databases.
@@ -202,6 +202,32 @@ impl Engine {
 
     /// Closes the database to everybody but its owner, marks it, then lets
     /// the owner connect (PostgreSQL). Idempotent.
+    /// Makes the tenant's database from an export (the bytes of `file`
+    /// from `offset`): PostgreSQL, an empty database opened to its owner
+    /// and the archive restored as the tenant's role; SQLite, the file
+    /// copied into place.
+    pub(crate) async fn import(&self, db: &DatabaseSpec, file: &std::path::Path, offset: u64) -> Result<()> {
+        match self {
+            Self::Postgres(pg) => {
+                if pg.create_database(db, None).await? == Created::Existing {
+                    return Err(Error::AlreadyExists(format!(
+                        "database '{}' exists already: an import only fills a new one",
+                        db.database
+                    )));
+                }
+                pg.open_database(db).await?;
+                pg.restore_from(db, file, offset).await
+            }
+            Self::Sqlite(sqlite) => match sqlite.create_from(db, file, offset).await? {
+                Created::Existing => Err(Error::AlreadyExists(format!(
+                    "database '{}' exists already: an import only fills a new one",
+                    db.database
+                ))),
+                _ => Ok(()),
+            },
+        }
+    }
+
     pub async fn open_database(&self, db: &DatabaseSpec) -> Result<()> {
         match self {
             Self::Postgres(pg) => pg.open_database(db).await,

@@ -276,6 +276,40 @@ impl SqliteEngine {
         Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
     }
 
+    /// Makes the tenant's database from an export's SQLite file (the bytes
+    /// of `file` from `offset`), unless it exists; copied under a side name
+    /// and renamed, owner-only.
+    pub(crate) async fn create_from(&self, db: &DatabaseSpec, file: &Path, offset: u64) -> Result<Created> {
+        use std::io::{Read, Seek, Write};
+        let path = self.path(db.tenant);
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Ok(Created::Existing);
+        }
+        let partial = path.with_extension("db.partial");
+        let copied = (|| -> std::io::Result<()> {
+            let mut from = std::fs::File::open(file)?;
+            from.seek(std::io::SeekFrom::Start(offset))?;
+            let mut header = [0u8; 16];
+            from.read_exact(&mut header)?;
+            if &header != b"SQLite format 3\0" {
+                return Err(std::io::Error::other("the export does not hold a SQLite database"));
+            }
+            from.seek(std::io::SeekFrom::Start(offset))?;
+            let _ = std::fs::remove_file(&partial);
+            private_files::create_file(&partial)?;
+            let mut to = std::fs::OpenOptions::new().write(true).open(&partial)?;
+            std::io::copy(&mut from, &mut to)?;
+            to.flush()?;
+            to.sync_all()
+        })();
+        if let Err(err) = copied {
+            let _ = std::fs::remove_file(&partial);
+            return Err(Error::Config(format!("cannot import {}: {err}", file.display())));
+        }
+        std::fs::rename(&partial, &path).map_err(Error::io(format!("cannot create {}", path.display())))?;
+        Ok(Created::Cloned)
+    }
+
     /// Writes a consistent copy of the tenant's database to `to` (a new
     /// file; `VACUUM INTO`, which readers and writers do not wait for).
     pub(crate) async fn snapshot_to(&self, db: &DatabaseSpec, to: &Path) -> Result<()> {

@@ -16,6 +16,26 @@ use crate::names::{DatabaseName, RoleName, TenantId, TenantRef};
 use crate::sites::Site;
 use crate::tenant::TenantDatabase;
 
+/// Where an import's database comes from.
+#[derive(Debug, Clone)]
+pub(super) struct Import {
+    pub(super) file: std::path::PathBuf,
+    /// Where the database begins in the file (after the export's header).
+    pub(super) offset: u64,
+    /// `postgres` or `sqlite`, from the header.
+    pub(super) engine: String,
+}
+
+/// The key of `move_state` that marks a row being imported.
+const IMPORT_MARK: &str = "import";
+
+/// Whether the row is an import under way.
+fn is_import(row: &Row) -> bool {
+    row.move_state
+        .as_ref()
+        .is_some_and(|state| state.get(IMPORT_MARK).is_some())
+}
+
 impl Provisioner {
     /// A PROVISIONING row for a new database, leased to us.
     pub(super) fn new_row(
@@ -23,6 +43,7 @@ impl Provisioner {
         server: Uuid,
         tenant: TenantId,
         database: &DatabaseName,
+        import: bool,
     ) -> tenant_database::ActiveModel {
         let now = Utc::now();
         let lease = self.new_lease();
@@ -41,7 +62,9 @@ impl Provisioner {
             last_migration_at: Set(None),
             error_message: Set(None),
             purge_tenant: Set(false),
-            move_state: Set(None),
+            // An import says so on its row: a process that takes it over
+            // cannot read the file, and must not finish it empty.
+            move_state: Set(import.then(|| serde_json::json!({ IMPORT_MARK: true }))),
             lease_owner: Set(Some(lease.owner)),
             lease_expires_at: Set(Some(now + chrono::Duration::from_std(lease.ttl).unwrap_or_default())),
             version: Set(0),
@@ -52,12 +75,25 @@ impl Provisioner {
 
     /// Runs the create steps on a PROVISIONING row we hold.
     pub(super) async fn provision(&self, row: Row) -> Result<Row> {
+        self.provision_with(row, None).await
+    }
+
+    /// `provision`, restoring `import` into the new database.
+    pub(super) async fn provision_with(&self, row: Row, import: Option<&Import>) -> Result<Row> {
         let spec = self.tenant_db(&row);
         let keeper = self.keep(&row);
         let started = std::time::Instant::now();
+        let interrupted = import.is_none() && is_import(&row);
         let (site, outcome) = match self.site_of(&row).await {
+            Ok(_) if interrupted => (
+                None,
+                Err(Error::Config(
+                    "an import was interrupted (its file is not at hand here): delete the tenant and import it again"
+                        .into(),
+                )),
+            ),
             Ok(site) => {
-                let outcome = self.provision_steps(&site, &spec, &keeper).await;
+                let outcome = self.provision_steps(&site, &spec, &keeper, import).await;
                 (Some(site), outcome)
             }
             Err(err) => (None, Err(err)),
@@ -68,6 +104,7 @@ impl Provisioner {
                     schema_version: Set(version),
                     last_migration_at: Set(Some(Utc::now())),
                     error_message: Set(None),
+                    move_state: Set(None),
                     ..Default::default()
                 };
                 let row = self.finish(&row, DbStatus::Active, change).await?;
@@ -145,11 +182,30 @@ impl Provisioner {
         }
     }
 
-    async fn provision_steps(&self, site: &Site, spec: &DatabaseSpec, keeper: &LeaseKeeper) -> Result<Option<String>> {
+    async fn provision_steps(
+        &self,
+        site: &Site,
+        spec: &DatabaseSpec,
+        keeper: &LeaseKeeper,
+        import: Option<&Import>,
+    ) -> Result<Option<String>> {
         let tenant = spec.tenant.as_uuid();
         site.engine.ensure_role(spec).await?;
         self.step(Step::RoleCreated, tenant)?;
         keeper.check()?;
+        if let Some(import) = import {
+            site.engine.import(spec, &import.file, import.offset).await?;
+            site.engine.flush().await?;
+            keeper.check()?;
+            // An older export is brought up to this program's version.
+            let version = self
+                .apply_migrations(site, spec, &|| keeper.held())
+                .await?
+                .map_err(|failure| Self::migration_error(spec, failure))?
+                .version;
+            keeper.check()?;
+            return Ok(version);
+        }
         let template = site.templates.ready().await;
         let created = site.engine.create_database(spec, template.as_deref()).await?;
         if template.is_some() && created == Created::Empty {

@@ -252,6 +252,42 @@ impl Provisioner {
     /// `Error::ProvisioningFailed`; `retry` finishes it.
     #[tracing::instrument(skip_all, fields(tenant.slug = %new.slug))]
     pub async fn create_tenant(&self, new: NewTenant) -> Result<TenantDatabase> {
+        self.create_with(new, None).await
+    }
+
+    /// Creates a tenant from an export (`Tenancy::export_tenant`): its own
+    /// role and database, the export restored into it as that role
+    /// (`pg_restore`; the SQLite file copied), then every tenant migration
+    /// newer than the export's version applied. Refused before anything is
+    /// made: an export at a migration this program does not have (a newer
+    /// version, or another application's), or of another engine than the
+    /// server it would go to. A failed import leaves a FAILED tenant with
+    /// nothing made (delete it and import again); so does one whose process
+    /// died (`reconcile` cannot read the file it was reading).
+    #[tracing::instrument(skip_all, fields(tenant.slug = %new.slug))]
+    pub async fn import_tenant(&self, new: NewTenant, input: &std::path::Path) -> Result<TenantDatabase> {
+        let (header, offset) = crate::export::read_export(input)?;
+        if let Some(version) = &header.schema_version
+            && !self.inner.migrations.names().contains(version)
+        {
+            return Err(Error::invalid(
+                "export",
+                &input.display().to_string(),
+                &format!(
+                    "it is at tenant migration '{version}', which this program does not have \
+                     (a newer version, or another application's)"
+                ),
+            ));
+        }
+        let source = create::Import {
+            file: input.to_owned(),
+            offset,
+            engine: header.engine,
+        };
+        self.create_with(new, Some(source)).await
+    }
+
+    async fn create_with(&self, new: NewTenant, import: Option<create::Import>) -> Result<TenantDatabase> {
         let slug = TenantSlug::parse(&new.slug)?;
         let name = crate::names::plain_text(
             "tenant name",
@@ -272,6 +308,19 @@ impl Provisioner {
             )));
         }
         let site = self.place(&new).await?;
+        if let Some(import) = &import
+            && import.engine != site.engine.name()
+        {
+            return Err(Error::invalid(
+                "export",
+                &import.file.display().to_string(),
+                &format!(
+                    "it holds a {} database; the tenant would go to a {} server",
+                    import.engine,
+                    site.engine.name()
+                ),
+            ));
+        }
         let id = TenantId::new();
         let database = self.choose_name(&site, new.database_name.as_deref(), &slug, id).await?;
 
@@ -292,10 +341,12 @@ impl Provisioner {
             .inner
             .catalog
             .tenant_databases()
-            .insert_with_tenant(tenant, self.new_row(site.id, id, &database), extras)
+            .insert_with_tenant(tenant, self.new_row(site.id, id, &database, import.is_some()), extras)
             .await?;
         self.step(Step::RowInserted, row.tenant_id)?;
-        let row = self.run(move |this| async move { this.provision(row).await }).await?;
+        let row = self
+            .run(move |this| async move { this.provision_with(row, import.as_ref()).await })
+            .await?;
         Ok(self.public(&row))
     }
 
@@ -321,7 +372,7 @@ impl Provisioner {
             .inner
             .catalog
             .tenant_databases()
-            .insert(self.new_row(site.id, id, &database))
+            .insert(self.new_row(site.id, id, &database, false))
             .await?;
         self.step(Step::RowInserted, row.tenant_id)?;
         let row = self.run(move |this| async move { this.provision(row).await }).await?;

@@ -49,3 +49,50 @@ impl PostgresEngine {
         Ok(bytes)
     }
 }
+
+impl PostgresEngine {
+    /// Restores an export's archive (the bytes of `file` from `offset`)
+    /// into the tenant's empty database, as the tenant's own role (so it
+    /// owns everything restored), in one transaction.
+    pub(crate) async fn restore_from(&self, db: &DatabaseSpec, file: &std::path::Path, offset: u64) -> Result<()> {
+        use tokio::io::AsyncSeekExt;
+        let login = self.tenant_login(db);
+        let mut restore = tokio::process::Command::new(self.pg_tool("pg_restore"))
+            .args([
+                "--no-owner",
+                "--no-privileges",
+                "--exit-on-error",
+                "--single-transaction",
+            ])
+            .arg(format!("--dbname={}", login.url(false)))
+            .env("PGPASSWORD", login.password.expose_secret())
+            .env("PGAPPNAME", "tenantdb-import")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(tool_missing("pg_restore"))?;
+        let unreadable = |err: std::io::Error| Error::Config(format!("cannot read {}: {err}", file.display()));
+        let mut input = tokio::fs::File::open(file).await.map_err(unreadable)?;
+        input.seek(std::io::SeekFrom::Start(offset)).await.map_err(unreadable)?;
+        // Through a pipe: the archive is read in order, never by offsets
+        // (which would count from the file's start, header included).
+        let mut stdin = restore
+            .stdin
+            .take()
+            .ok_or_else(|| Error::Config("cannot write to pg_restore".into()))?;
+        let fed = tokio::io::copy(&mut input, &mut stdin).await;
+        drop(stdin);
+        let done = restore.wait_with_output().await.map_err(tool_missing("pg_restore"))?;
+        if !done.status.success() {
+            let said = String::from_utf8_lossy(&done.stderr);
+            let said: String = said.lines().rev().take(5).collect::<Vec<_>>().join(" / ");
+            return Err(Error::Config(format!(
+                "pg_restore failed importing into database '{}' ({}): {said}",
+                db.database, done.status
+            )));
+        }
+        fed.map(drop).map_err(unreadable)
+    }
+}
