@@ -72,6 +72,16 @@ pub fn describe_metrics() {
         "Tenant databases provisioned, by outcome (active, failed)."
     );
     describe_histogram!(
+        "tenantdb_move_pause_seconds",
+        Unit::Seconds,
+        "How long moves paused their tenant's writes (from closing its pools on the old server to the switch)."
+    );
+    describe_counter!(
+        "tenantdb_placement_skipped_total",
+        Unit::Count,
+        "Servers placement passed by because they did not answer, by server."
+    );
+    describe_histogram!(
         "tenantdb_provisioning_seconds",
         Unit::Seconds,
         "Time to provision a tenant database."
