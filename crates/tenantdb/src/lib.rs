@@ -194,10 +194,11 @@ impl Tenancy {
         let identity = catalog::InstanceIdentity::current();
         let home = sites::Site::new(&server, engine, config.pools.clone(), &parts, &identity);
         let sites = sites::Sites::new(parts, identity, home);
-        for row in catalog.servers().list().await? {
-            sites.remember(&row);
+        let rows = catalog.servers().list().await?;
+        for row in &rows {
+            sites.remember(row);
         }
-        sites.refresh_replicas().await?;
+        sites.follow_replicas(&rows).await;
         let connections =
             TenantConnections::with_sites(catalog.clone(), sites.clone(), config.catalog_poll_interval).await?;
         let settings = ProvisionerSettings {
@@ -553,18 +554,10 @@ impl Tenancy {
         }
         // A move to it (or from it, still cleaning) needs it to finish or
         // roll back.
-        for status in [DbStatus::Moving, DbStatus::Switching] {
-            for moving in self.catalog.tenant_databases().list(Some(status)).await? {
-                let state = moving.move_state.as_ref();
-                let names =
-                    |key: &str| state.and_then(|s| s.get(key)).and_then(|v| v.as_str()) == Some(&row.id.to_string());
-                if names("from") || names("to") {
-                    return Err(in_use(format!(
-                        "tenant {} is moving to or from it; wait for the move to end",
-                        moving.tenant_id
-                    )));
-                }
-            }
+        if let Some(tenant) = self.provisioner.moving_through(row.id).await? {
+            return Err(in_use(format!(
+                "tenant {tenant} is moving to or from it; wait for the move to end"
+            )));
         }
         let view = self.server_view(&row).await?;
         // Its templates, when it can be reached: refused while it has some,

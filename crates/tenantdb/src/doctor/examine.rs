@@ -98,16 +98,17 @@ impl Doctor {
                 continue;
             };
             with_database.insert(tenant);
+            // What a repair would drop, if this finding has one.
+            let spec = DatabaseSpec {
+                tenant,
+                database: DatabaseName::from_catalog(db.name.clone()),
+                role: db.owner.clone().map_or_else(
+                    || RoleName::for_tenant(self.provisioner.prefix(), tenant),
+                    RoleName::from_catalog,
+                ),
+            };
             match by_tenant.get(&tenant.as_uuid()) {
                 None if db.moved_to.is_some() && elsewhere.get(&tenant.as_uuid()) == db.moved_to.as_ref() => {
-                    let spec = DatabaseSpec {
-                        tenant,
-                        database: DatabaseName::from_catalog(db.name.clone()),
-                        role: db.owner.clone().map_or_else(
-                            || RoleName::for_tenant(self.provisioner.prefix(), tenant),
-                            RoleName::from_catalog,
-                        ),
-                    };
                     let to = elsewhere[&tenant.as_uuid()];
                     findings.push(
                         Finding::about(
@@ -139,14 +140,6 @@ impl Doctor {
                     ),
                 ),
                 None => {
-                    let spec = DatabaseSpec {
-                        tenant,
-                        database: DatabaseName::from_catalog(db.name.clone()),
-                        role: db.owner.clone().map_or_else(
-                            || RoleName::for_tenant(self.provisioner.prefix(), tenant),
-                            RoleName::from_catalog,
-                        ),
-                    };
                     findings.push(
                         Finding::about(
                             Problem::OrphanDatabase,

@@ -403,6 +403,18 @@ impl Provisioner {
         Ok(row)
     }
 
+    /// A tenant whose move goes from or to `server`, if any.
+    pub(crate) async fn moving_through(&self, server: Uuid) -> Result<Option<Uuid>> {
+        for status in [DbStatus::Moving, DbStatus::Switching] {
+            for row in self.inner.catalog.tenant_databases().list(Some(status)).await? {
+                if MoveState::of(&row).is_some_and(|state| state.from == server || state.to == server) {
+                    return Ok(Some(row.tenant_id));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// What reconcile does with a move whose process died.
     pub(super) async fn finish_abandoned_move(&self, row: Row) -> Result<Row> {
         match MoveState::of(&row) {

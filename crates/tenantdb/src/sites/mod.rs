@@ -428,10 +428,16 @@ impl Sites {
     }
 
     /// Follows the replicas the catalog records now: starts watching new
-    /// ones, stops those removed (called at start and when the catalog
-    /// generation moves).
+    /// ones, stops those removed.
     pub(crate) async fn refresh_replicas(&self) -> Result<()> {
         let rows = self.inner.parts.catalog.servers().list().await?;
+        self.follow_replicas(&rows).await;
+        Ok(())
+    }
+
+    /// `refresh_replicas` from server rows just read (at start and when the
+    /// catalog generation moves).
+    pub(crate) async fn follow_replicas(&self, rows: &[database_servers::Model]) {
         let recorded: Vec<&database_servers::Model> = rows
             .iter()
             .filter(|r| r.role == database_servers::REPLICA && r.primary_id.is_some())
@@ -466,7 +472,6 @@ impl Sites {
             tracing::info!(replica = %replica.name, "the replica was removed from the catalog: closing it");
             replica.close(self.inner.parts.shutdown_deadline).await;
         }
-        Ok(())
     }
 
     /// The server of the settings.
@@ -637,9 +642,11 @@ impl Sites {
     }
 
     /// Closes the sites of servers no longer in the catalog (removed by
-    /// another process): seen when the catalog generation moves.
+    /// another process) and follows the replicas it records now: seen when
+    /// the catalog generation moves.
     pub(crate) async fn forget_removed(&self) -> Result<()> {
-        self.refresh_replicas().await?;
+        let rows = self.inner.parts.catalog.servers().list().await?;
+        self.follow_replicas(&rows).await;
         let opened: Vec<Uuid> = self
             .inner
             .others
@@ -648,10 +655,6 @@ impl Sites {
             .keys()
             .copied()
             .collect();
-        if opened.is_empty() {
-            return Ok(());
-        }
-        let rows = self.inner.parts.catalog.servers().list().await?;
         for server in opened {
             if !rows.iter().any(|r| r.id == server) {
                 tracing::info!(%server, "the server was removed from the catalog: closing its pools");

@@ -8,7 +8,7 @@ use secrecy::ExposeSecret;
 use tokio::io::AsyncWriteExt;
 
 use super::PostgresEngine;
-use super::moves::tool_missing;
+use super::tools::{succeeded, tool_missing};
 use crate::engine::DatabaseSpec;
 use crate::error::{Error, Result};
 
@@ -33,44 +33,21 @@ impl PostgresEngine {
             .take()
             .ok_or_else(|| Error::Config("cannot read pg_dump's output".into()))?;
         let copied = tokio::io::copy(&mut stdout, out).await;
-        let done = dump.wait_with_output().await.map_err(tool_missing("pg_dump"))?;
-        if !done.status.success() {
-            let said = String::from_utf8_lossy(&done.stderr);
-            let said: String = said.lines().rev().take(5).collect::<Vec<_>>().join(" / ");
-            return Err(Error::Config(format!(
-                "pg_dump failed exporting database '{}' ({}): {said}",
-                db.database, done.status
-            )));
-        }
+        succeeded("pg_dump", "exporting", db, dump.wait_with_output().await)?;
         let bytes = copied.map_err(|err| Error::Config(format!("cannot write the export: {err}")))?;
         out.flush()
             .await
             .map_err(|err| Error::Config(format!("cannot write the export: {err}")))?;
         Ok(bytes)
     }
-}
 
-impl PostgresEngine {
     /// Restores an export's archive (the bytes of `file` from `offset`)
     /// into the tenant's empty database, as the tenant's own role (so it
     /// owns everything restored), in one transaction.
     pub(crate) async fn restore_from(&self, db: &DatabaseSpec, file: &std::path::Path, offset: u64) -> Result<()> {
         use tokio::io::AsyncSeekExt;
-        let login = self.tenant_login(db);
-        let mut restore = tokio::process::Command::new(self.pg_tool("pg_restore"))
-            .args([
-                "--no-owner",
-                "--no-privileges",
-                "--exit-on-error",
-                "--single-transaction",
-            ])
-            .arg(format!("--dbname={}", login.url(false)))
-            .env("PGPASSWORD", login.password.expose_secret())
-            .env("PGAPPNAME", "tenantdb-import")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
+        let mut restore = self
+            .restore_as_tenant(db, "tenantdb-import", Stdio::piped())
             .spawn()
             .map_err(tool_missing("pg_restore"))?;
         let unreadable = |err: std::io::Error| Error::Config(format!("cannot read {}: {err}", file.display()));
@@ -84,15 +61,7 @@ impl PostgresEngine {
             .ok_or_else(|| Error::Config("cannot write to pg_restore".into()))?;
         let fed = tokio::io::copy(&mut input, &mut stdin).await;
         drop(stdin);
-        let done = restore.wait_with_output().await.map_err(tool_missing("pg_restore"))?;
-        if !done.status.success() {
-            let said = String::from_utf8_lossy(&done.stderr);
-            let said: String = said.lines().rev().take(5).collect::<Vec<_>>().join(" / ");
-            return Err(Error::Config(format!(
-                "pg_restore failed importing into database '{}' ({}): {said}",
-                db.database, done.status
-            )));
-        }
+        succeeded("pg_restore", "importing into", db, restore.wait_with_output().await)?;
         fed.map(drop).map_err(unreadable)
     }
 }

@@ -24,6 +24,7 @@ mod options;
 mod replication;
 mod roles;
 mod templates;
+mod tools;
 
 pub use options::TenantLogin;
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection};
 
+use super::tools::{succeeded, tool_missing};
 use super::{OBJECT_IN_USE, PostgresEngine, sql_state};
 use crate::engine::DatabaseSpec;
 use crate::error::{Error, Result};
@@ -150,6 +151,12 @@ impl PostgresEngine {
     /// place (`--keep-source`): `doctor` reports it and `--fix` drops it
     /// once the tenant is served from `to`.
     pub(crate) async fn mark_moved(&self, db: &DatabaseSpec, to: uuid::Uuid) -> Result<()> {
+        if self.ownership(db, &db.database).await? != crate::engine::Ownership::Ours {
+            return Err(Error::NotOurs {
+                tenant: db.tenant.to_string(),
+                database: db.database.to_string(),
+            });
+        }
         let mark = format!("{} moved-to={to}", self.marker(db));
         self.exec(
             &format!(
@@ -174,7 +181,6 @@ impl PostgresEngine {
     /// transaction. `schema_only` copies the tables without their rows.
     pub(crate) async fn copy_to(&self, target: &PostgresEngine, db: &DatabaseSpec, schema_only: bool) -> Result<()> {
         let (source_url, source_password) = url_parts(&self.inner.url, db.database.as_str())?;
-        let login = target.tenant_login(db);
         let mut dump = tokio::process::Command::new(self.pg_tool("pg_dump"));
         dump.args(["--format=custom", "--no-owner", "--no-privileges"])
             .args(["--no-publications", "--no-subscriptions"])
@@ -194,37 +200,13 @@ impl PostgresEngine {
             .take()
             .and_then(|out| out.try_into().ok())
             .ok_or_else(|| Error::Config("cannot read pg_dump's output".into()))?;
-        let restore = tokio::process::Command::new(self.pg_tool("pg_restore"))
-            .args([
-                "--no-owner",
-                "--no-privileges",
-                "--exit-on-error",
-                "--single-transaction",
-            ])
-            .arg(format!("--dbname={}", login.url(false)))
-            .env("PGPASSWORD", login.password.expose_secret())
-            .env("PGAPPNAME", "tenantdb-move")
-            .stdin(dumped)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
+        let restore = target
+            .restore_as_tenant(db, "tenantdb-move", dumped)
             .spawn()
             .map_err(tool_missing("pg_restore"))?;
         let (dumped, restored) = tokio::join!(dump.wait_with_output(), restore.wait_with_output());
-        let failed = |tool: &str, out: std::io::Result<std::process::Output>| -> Result<()> {
-            let out = out.map_err(tool_missing(tool))?;
-            if out.status.success() {
-                return Ok(());
-            }
-            let said = String::from_utf8_lossy(&out.stderr);
-            let said: String = said.lines().rev().take(5).collect::<Vec<_>>().join(" / ");
-            Err(Error::Config(format!(
-                "{tool} failed copying database '{}' ({}): {said}",
-                db.database, out.status
-            )))
-        };
-        failed("pg_dump", dumped)?;
-        failed("pg_restore", restored)
+        succeeded("pg_dump", "copying", db, dumped)?;
+        succeeded("pg_restore", "copying", db, restored)
     }
 
     /// Publishes every table of the tenant's database (on the source).
@@ -476,25 +458,4 @@ fn url_parts(url: &SecretString, database: &str) -> Result<(String, Option<Secre
     let escaped = percent_encoding::utf8_percent_encode(database, percent_encoding::NON_ALPHANUMERIC).to_string();
     parsed.set_path(&format!("/{escaped}"));
     Ok((parsed.to_string(), password.map(SecretString::from)))
-}
-
-impl PostgresEngine {
-    /// `pg_dump` or `pg_restore`: in `Config::pg_bin` when set, else on
-    /// the `PATH`.
-    pub(super) fn pg_tool(&self, name: &str) -> std::path::PathBuf {
-        match &self.inner.pg_bin {
-            Some(dir) => dir.join(name),
-            None => name.into(),
-        }
-    }
-}
-
-pub(super) fn tool_missing(tool: &str) -> impl FnOnce(std::io::Error) -> Error {
-    let tool = tool.to_owned();
-    move |err| {
-        Error::Config(format!(
-            "cannot run {tool} ({err}): install the PostgreSQL client tools (as new as the newest server) \
-             or set TENANTDB_PG_BIN to their directory"
-        ))
-    }
 }
