@@ -164,6 +164,11 @@ impl From<Error> for ApiError {
             Error::TenantSuspended(_) => {
                 Self::new(StatusCode::FORBIDDEN, "tenant_suspended", "the tenant is suspended")
             }
+            Error::TenantDeleted(_) => Self::new(
+                StatusCode::FORBIDDEN,
+                "tenant_deleted",
+                "the tenant is deleted (an operator can restore it during its retention period)",
+            ),
             Error::TenantUnavailable { status, .. } => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "tenant_unavailable",
@@ -229,6 +234,11 @@ mod tests {
                 Error::TenantSuspended("x".into()),
                 StatusCode::FORBIDDEN,
                 "tenant_suspended",
+            ),
+            (
+                Error::TenantDeleted("x".into()),
+                StatusCode::FORBIDDEN,
+                "tenant_deleted",
             ),
             (Error::AlreadyExists("taken".into()), StatusCode::CONFLICT, "conflict"),
             (

@@ -92,6 +92,6 @@ pub use extract::{CurrentTenant, TenantDb};
 pub use json::{Json, OptionalJson};
 pub use layer::{TENANT_HEADER, TenantResolution, TenantService, tenant_of};
 pub use operator::OperatorApi;
-pub use params::{DEFAULT_LIMIT, MAX_LIMIT, Page, PageOf, Path, StatusPage};
+pub use params::{DEFAULT_LIMIT, MAX_LIMIT, Page, PageOf, Path, Query, StatusPage};
 pub use secrecy::SecretString;
 pub use tenantdb::ResolvedTenant;

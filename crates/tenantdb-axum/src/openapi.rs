@@ -29,6 +29,7 @@ pub const ERROR_CODES: &[(u16, &str)] = &[
     (401, "unauthorized"),
     (403, "forbidden"),
     (403, "tenant_suspended"),
+    (403, "tenant_deleted"),
     (404, "not_found"),
     (404, "tenant_not_found"),
     (405, "method_not_allowed"),
@@ -116,7 +117,7 @@ pub fn tenant_api(openapi: &mut OpenApi) {
         openapi,
         &[
             (401, "unauthorized: no valid bearer token"),
-            (403, "forbidden (not a user token) or tenant_suspended"),
+            (403, "forbidden (not a user token), tenant_suspended or tenant_deleted"),
             (404, "tenant_not_found: no such tenant, or the caller is not a member"),
             (503, "tenant_unavailable (its database is not serving) or busy"),
             (500, "internal: logged, never detailed"),

@@ -41,6 +41,25 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     }
 }
 
+/// axum's `Query<T>` whose rejections are [`ApiError`]s (`400
+/// invalid_request` naming the parameter).
+#[derive(Debug, Clone, Copy)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if parts.uri.query().is_some_and(encodes_nul) {
+            return Err(nul_refused());
+        }
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Self(value))
+            .map_err(|e: QueryRejection| ApiError::invalid(format!("invalid query: {}", e.body_text())))
+    }
+}
+
 /// Whether a raw path or query string encodes a NUL character.
 fn encodes_nul(raw: &str) -> bool {
     raw.as_bytes()

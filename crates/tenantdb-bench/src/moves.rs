@@ -210,7 +210,7 @@ pub async fn run(quick: bool, rows: Option<usize>) -> anyhow::Result<()> {
         offline.refused
     );
     anyhow::ensure!(online_lost == 0 && offline_lost == 0, "acknowledged writes were lost");
-    tenancy.provisioner().delete_tenant(&tenant).await?;
+    tenancy.provisioner().delete_tenant_now(&tenant).await?;
     tenancy.close().await;
     Ok(())
 }

@@ -91,6 +91,12 @@ pub struct ConfigArgs {
     #[arg(long, env = "TENANTDB_TEMPLATES", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     templates: bool,
 
+    /// How long a deleted tenant's database is kept (renamed into the
+    /// trash, its role locked out) for `tenants restore`, e.g. `7d`, `12h`,
+    /// `30m`; `0` deletes at once.
+    #[arg(long, env = "TENANTDB_DELETED_RETENTION", default_value = "7d", value_parser = humantime::parse_duration, global = true)]
+    deleted_retention: Duration,
+
     /// Milliseconds a request waits for a connection before "busy".
     #[arg(long, env = "TENANTDB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000, global = true)]
     acquire_timeout_ms: u64,
@@ -145,6 +151,7 @@ impl ConfigArgs {
         config.lease_ttl = Duration::from_secs(self.lease_secs);
         config.instance_lease = Duration::from_secs(self.instance_lease_secs);
         config.use_templates = self.templates;
+        config.deleted_retention = self.deleted_retention;
         config.pools.budget = self.pool_budget;
         config.pools.max_per_tenant = self.pool_max_per_tenant;
         config.pools.idle_timeout = Duration::from_secs(self.pool_idle_secs);

@@ -75,12 +75,41 @@ pub enum TenantsCommand {
     /// version. An export from a version this program does not have is
     /// refused; exits 0 once the tenant is ACTIVE.
     Import(crate::export::ImportArgs),
-    /// Delete a tenant: its database, role, memberships and subscription.
+    /// Delete a tenant. Its database is kept for the retention period
+    /// (TENANTDB_DELETED_RETENTION, default 7 days): renamed into the
+    /// trash, its role locked out, the tenant DELETED and refused; `tenants
+    /// restore` brings it back, `tenants purge` (or the service's sweep once
+    /// the period is over) drops it with the tenant's memberships and
+    /// subscription.
     Delete {
         tenant: String,
-        /// Confirm: the tenant's data is gone for good.
+        /// Confirm.
         #[arg(long)]
         yes: bool,
+        /// Delete for good at once, without the retention period (a
+        /// DELETED tenant's kept database too).
+        #[arg(long)]
+        now: bool,
+    },
+    /// Bring a DELETED tenant back as it was (its data, its database name,
+    /// its members), migrated if a tenant migration came meanwhile.
+    Restore {
+        tenant: String,
+        /// Print the tenant object (docs/API.md's shape) as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop what the trash holds: the named DELETED tenants (with --yes),
+    /// or, with no tenant named, every one past its retention period.
+    /// Exits 1 if any purge failed.
+    Purge {
+        tenants: Vec<String>,
+        /// Confirm purging named tenants before their period is over.
+        #[arg(long)]
+        yes: bool,
+        /// Print `[{"tenant_id", "database_name", "deleted_at", "purged", "error"}]`.
+        #[arg(long)]
+        json: bool,
     },
     /// Provision a FAILED tenant database again.
     Retry {
@@ -166,7 +195,9 @@ pub(crate) async fn tenants(
         Export(args) => crate::export::export(tenancy, args).await,
         Backup(args) => crate::export::backup(tenancy, args).await,
         Import(args) => crate::export::import(tenancy, args).await,
-        Delete { tenant, yes } => delete(tenancy, &tenant, yes).await,
+        Delete { tenant, yes, now } => delete(tenancy, &tenant, yes, now).await,
+        Restore { tenant, json } => restore(tenancy, &parse_ref(&tenant)?, json).await,
+        Purge { tenants, yes, json } => purge(tenancy, &tenants, yes, json).await,
         Retry { tenant, json } => retry(tenancy, &parse_ref(&tenant)?, json).await,
         Migrate { tenant, json } => migrate(tenancy, &parse_ref(&tenant)?, json).await,
         Check { tenant, json } => check(tenancy, &parse_ref(&tenant)?, json).await,
@@ -210,17 +241,109 @@ async fn rename(tenancy: &Tenancy, tenant: &TenantRef, new_name: &str, json: boo
     print_tenant(tenancy.tenant(tenant).await?, json)
 }
 
-async fn delete(tenancy: &Tenancy, tenant: &str, yes: bool) -> anyhow::Result<()> {
+async fn delete(tenancy: &Tenancy, tenant: &str, yes: bool, now: bool) -> anyhow::Result<()> {
+    let provisioner = tenancy.provisioner();
+    let retention = provisioner.deleted_retention();
+    let for_good = now || retention.is_zero();
     if !yes {
-        bail!("refusing to delete tenant '{tenant}' without --yes: its database and data are gone for good");
+        if for_good {
+            bail!("refusing to delete tenant '{tenant}' without --yes: its database and data are gone for good");
+        }
+        bail!(
+            "refusing to delete tenant '{tenant}' without --yes: it stops being served at once \
+             (its data is kept for {} for `tenants restore`)",
+            humantime::format_duration(retention)
+        );
     }
     let tenant = &parse_ref(tenant)?;
+    let result = if now {
+        provisioner.delete_tenant_now(tenant).await
+    } else {
+        provisioner.delete_tenant(tenant).await
+    };
+    result.with_context(|| format!("failed to delete tenant '{tenant}'"))?;
+    match tenancy.tenant(tenant).await {
+        Ok(view) if view.database.as_ref().is_some_and(|db| db.status == DbStatus::Deleted) => {
+            let until = view
+                .database
+                .as_ref()
+                .and_then(|db| db.deleted_at.as_deref())
+                .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+                .and_then(|at| at.checked_add_signed(chrono::Duration::from_std(retention).ok()?));
+            let until = until.map_or_else(|| "the end of its retention period".to_owned(), |t| t.to_rfc3339());
+            println!(
+                "deleted tenant {tenant}: its database is kept until {until}; `tenants restore {tenant}` brings it back"
+            );
+        }
+        _ => println!("deleted tenant {tenant} for good"),
+    }
+    Ok(())
+}
+
+async fn restore(tenancy: &Tenancy, tenant: &TenantRef, json: bool) -> anyhow::Result<()> {
     tenancy
         .provisioner()
-        .delete_tenant(tenant)
+        .restore_tenant(tenant)
         .await
-        .with_context(|| format!("failed to delete tenant '{tenant}'"))?;
-    println!("deleted tenant {tenant}");
+        .with_context(|| format!("failed to restore tenant '{tenant}'"))?;
+    print_tenant(tenancy.tenant(tenant).await?, json)
+}
+
+async fn purge(tenancy: &Tenancy, tenants: &[String], yes: bool, json: bool) -> anyhow::Result<()> {
+    let provisioner = tenancy.provisioner();
+    let purged = if tenants.is_empty() {
+        provisioner.purge_expired().await?
+    } else {
+        if !yes {
+            bail!("refusing to purge named tenants without --yes: their data is gone for good");
+        }
+        let mut purged = Vec::new();
+        for tenant in tenants {
+            let tenant = parse_ref(tenant)?;
+            let view = tenancy.tenant(&tenant).await?;
+            let database = view.database.as_ref();
+            let outcome = provisioner.purge_tenant(&tenant).await.map_err(|err| err.chain());
+            purged.push(tenantdb::Purged {
+                tenant_id: view.id,
+                database_name: database.map(|db| db.database_name.clone()).unwrap_or_default(),
+                deleted_at: database
+                    .and_then(|db| db.deleted_at.as_deref())
+                    .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+                    .map(|at| at.with_timezone(&chrono::Utc)),
+                outcome,
+            });
+        }
+        purged
+    };
+    let failed = purged.iter().filter(|p| p.outcome.is_err()).count();
+    if json {
+        let rows: Vec<_> = purged
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "tenant_id": p.tenant_id,
+                    "database_name": p.database_name,
+                    "deleted_at": p.deleted_at,
+                    "purged": p.outcome.is_ok(),
+                    "error": p.outcome.as_ref().err(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        for p in &purged {
+            match &p.outcome {
+                Ok(()) => println!("purged tenant {} ({})", p.tenant_id, p.database_name),
+                Err(err) => println!("could not purge tenant {}: {err}", p.tenant_id),
+            }
+        }
+        if purged.is_empty() {
+            println!("nothing to purge");
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} purges failed", purged.len());
+    }
     Ok(())
 }
 

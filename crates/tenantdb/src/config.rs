@@ -136,6 +136,9 @@ impl fmt::Debug for TenantServerConfig {
 /// How long closing waits for provisioning work under way.
 pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
 
+/// How long a deleted tenant's database is kept for `restore` (7 days).
+pub const DEFAULT_DELETED_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Everything a [`crate::Tenancy`] needs.
 #[derive(Clone)]
 pub struct Config {
@@ -180,6 +183,10 @@ pub struct Config {
     /// The directory of `pg_dump` and `pg_restore`, which moving and
     /// exporting tenants run (`None`: found on the `PATH`).
     pub pg_bin: Option<std::path::PathBuf>,
+    /// How long `delete_tenant` keeps a tenant's database (renamed into
+    /// the trash, its role locked out) so that `restore_tenant` can bring
+    /// it back; the sweep purges it after that. Zero deletes at once.
+    pub deleted_retention: Duration,
 }
 
 impl Config {
@@ -213,6 +220,7 @@ impl Config {
             use_templates: true,
             shutdown_deadline: DEFAULT_SHUTDOWN_DEADLINE,
             pg_bin: None,
+            deleted_retention: DEFAULT_DELETED_RETENTION,
         }
     }
 

@@ -119,6 +119,9 @@ impl ResolvedTenant {
             .database
             .as_ref()
             .ok_or_else(|| Error::TenantDatabaseNotFound(self.slug.clone()))?;
+        if database.status == DbStatus::Deleted {
+            return Err(Error::TenantDeleted(self.slug.clone()));
+        }
         if !database.status.serves_traffic() {
             return Err(Error::TenantUnavailable {
                 tenant: self.slug.clone(),

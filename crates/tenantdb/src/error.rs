@@ -102,6 +102,11 @@ pub enum Error {
     #[error("tenant '{0}' is suspended")]
     TenantSuspended(String),
 
+    /// The tenant was deleted (its database kept for a restore until the
+    /// retention period ends): refused at the door, like a suspended one.
+    #[error("tenant '{0}' is deleted")]
+    TenantDeleted(String),
+
     /// The tenant's database does not serve traffic in its status
     /// (PROVISIONING, RENAMING, FAILED, DELETING).
     #[error("tenant '{tenant}' database is {status}: not serving")]

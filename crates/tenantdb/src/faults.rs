@@ -39,6 +39,22 @@ pub enum Step {
     DeleteDatabaseDropped,
     /// delete: database and role are gone; the rows are still there.
     DatabaseDropped,
+    /// delete with retention: the row is DELETING with its trash name
+    /// pending.
+    TrashClaimed,
+    /// delete with retention: the role is locked out and this process's
+    /// pools are closed; the database still has its name.
+    TrashLockedOut,
+    /// delete with retention: the database has its trash name; the row is
+    /// still DELETING.
+    DatabaseTrashed,
+    /// restore: the DELETED row is RENAMING back to its name.
+    RestoreClaimed,
+    /// restore: the database has its name back; its role is still locked
+    /// out.
+    DatabaseRestored,
+    /// purge: the DELETED row is DELETING (the delete's points follow).
+    PurgeClaimed,
     /// tenant migrate: the row is MIGRATING under our lease.
     MigrateClaimed,
     /// tenant migrate: the migrations ran; the row is not ACTIVE yet.

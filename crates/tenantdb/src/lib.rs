@@ -104,7 +104,7 @@ pub use migrate::{MigrationList, TenantMigrations};
 pub use names::{DatabaseName, DatabasePrefix, RoleName, TenantId, TenantRef, TenantSlug};
 pub use pools::{PoolHandle, PoolStats, TenantPools};
 pub use provisioner::{
-    Candidate, FewestTenants, MoveTenant, NewTenant, Placement, Provisioner, ReconcileOutcome, Reconciled,
+    Candidate, FewestTenants, MoveTenant, NewTenant, Placement, Provisioner, Purged, ReconcileOutcome, Reconciled,
 };
 /// The SeaORM this crate is built with: use it for your tenant entities
 /// and queries (`PoolHandle` is a SeaORM connection), so the versions
@@ -207,6 +207,7 @@ impl Tenancy {
             secret_version: config.secret.as_ref().map_or(0, |s| s.version()),
             lease_ttl: config.lease_ttl,
             shutdown_deadline: config.shutdown_deadline,
+            deleted_retention: config.deleted_retention,
         };
         let provisioner = Provisioner::new(catalog.clone(), sites.clone(), migrations, settings);
         Ok(Self {

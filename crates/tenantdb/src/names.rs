@@ -209,6 +209,16 @@ impl DatabaseName {
                 "must not be a system database name (postgres, template0, template1, pg_*)",
             ));
         }
+        if s.starts_with(&Self::trash_stem(prefix)) {
+            return Err(Error::invalid(
+                "database name",
+                s,
+                &format!(
+                    "must not start with '{}': deleted tenants' databases are kept under such names",
+                    Self::trash_stem(prefix)
+                ),
+            ));
+        }
         if !s.starts_with(prefix.as_str()) || s.len() == prefix.as_str().len() {
             return Err(Error::invalid(
                 "database name",
@@ -238,6 +248,24 @@ impl DatabaseName {
         let body = slug.as_str().replace('-', "_");
         let room = MAX_IDENTIFIER_LEN - prefix.as_str().len() - suffix.len() - 1;
         Self(format!("{prefix}{}_{suffix}", &body[..room.min(body.len())]))
+    }
+
+    /// The name a deleted tenant's database is kept under until it is
+    /// restored or purged: `<prefix>_deleted_<tenant id as 32 hex digits>`
+    /// (at most 61 bytes). No tenant can have it: generated names never
+    /// have `_` right after the prefix (a slug starts with a letter or a
+    /// digit) and `parse` refuses requested ones of this form.
+    pub fn trash(prefix: &DatabasePrefix, id: TenantId) -> Self {
+        Self(format!("{}{}", Self::trash_stem(prefix), id.simple()))
+    }
+
+    /// Whether this is a trash name (see [`DatabaseName::trash`]).
+    pub fn is_trash(&self, prefix: &DatabasePrefix) -> bool {
+        self.0.starts_with(&Self::trash_stem(prefix))
+    }
+
+    fn trash_stem(prefix: &DatabasePrefix) -> String {
+        format!("{prefix}_deleted_")
     }
 
     /// A name read back from the catalog, which only ever stores validated
@@ -442,6 +470,24 @@ mod tests {
                     DatabaseName::parse(&template, &other).is_err(),
                     "{template} under {other}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn trash_names_fit_and_no_tenant_can_take_one() {
+        for p in ["tenant_", "t", "abcdefghijklmnopqrst"] {
+            let prefix = DatabasePrefix::parse(p).unwrap();
+            let id = TenantId::new();
+            let trash = DatabaseName::trash(&prefix, id);
+            assert!(trash.as_str().len() <= MAX_IDENTIFIER_LEN, "{trash}");
+            assert!(is_plain_identifier(trash.as_str()), "{trash}");
+            assert!(trash.is_trash(&prefix));
+            assert!(DatabaseName::parse(trash.as_str(), &prefix).is_err(), "{trash}");
+            for slug in ["deleted", "a", "x-deleted-1"] {
+                let slug = TenantSlug::parse(slug).unwrap();
+                assert!(!DatabaseName::generate(&prefix, &slug, id).is_trash(&prefix));
+                assert!(!DatabaseName::with_suffix(&prefix, &slug, "0123abcd").is_trash(&prefix));
             }
         }
     }

@@ -58,6 +58,12 @@ pub enum DbStatus {
     /// requests wait a moment, then get 503 with `Retry-After`.
     #[sea_orm(string_value = "SWITCHING")]
     Switching,
+    /// `DELETED`: deleted with a way back: its database is kept under a
+    /// trash name (`deleted_at` says since when) and its role may not log
+    /// in; refused like a suspended tenant. `restore` brings it back;
+    /// `purge`, or the sweep once the retention period is over, drops it.
+    #[sea_orm(string_value = "DELETED")]
+    Deleted,
 }
 
 impl DbStatus {
@@ -89,6 +95,12 @@ impl DbStatus {
                 | (Active, Moving | Switching)
                 | (Moving, Switching | Active | Moving)
                 | (Switching, Moving | Active | Switching)
+                | (Deleting, Deleted)
+                // Only a move into the trash goes back, and only while the
+                // database still has its name (a drop never does).
+                | (Deleting, Active)
+                | (Deleted, Deleting | Renaming)
+                | (Renaming, Deleted)
         )
     }
 }
@@ -153,6 +165,11 @@ mod tests {
             (Switching, Moving),
             (Moving, Active),
             (Switching, Active),
+            (Deleting, Deleted),
+            (Deleting, Active),
+            (Deleted, Deleting),
+            (Deleted, Renaming),
+            (Renaming, Deleted),
         ];
         for (from, to) in legal {
             assert!(from.can_become(to), "{from} -> {to}");
@@ -163,7 +180,6 @@ mod tests {
             (Active, Active),
             (Failed, Active),
             (Failed, Failed),
-            (Deleting, Active),
             (Renaming, Deleting),
             (Migrating, Deleting),
             (Provisioning, Deleting),
@@ -171,6 +187,11 @@ mod tests {
             (Switching, Deleting),
             (Moving, Migrating),
             (Failed, Moving),
+            (Deleted, Active),
+            (Deleted, Deleted),
+            (Deleted, Migrating),
+            (Deleted, Moving),
+            (Active, Deleted),
         ];
         for (from, to) in illegal {
             assert!(!from.can_become(to), "{from} -> {to}");

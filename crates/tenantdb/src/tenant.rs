@@ -33,6 +33,10 @@ pub struct TenantDatabase {
     /// While it moves to another server (MOVING, SWITCHING): from where,
     /// to where, how, and how far.
     pub moving: Option<TenantMove>,
+    /// When the tenant was deleted (DELETED: its database is kept for a
+    /// restore until the retention period after this ends; RFC 3339).
+    #[cfg_attr(feature = "utoipa", schema(format = DateTime))]
+    pub deleted_at: Option<String>,
 }
 
 /// A move under way.
@@ -95,6 +99,7 @@ impl TenantDatabase {
                 .move_state
                 .clone()
                 .and_then(|state| serde_json::from_value::<TenantMove>(state).ok()),
+            deleted_at: row.deleted_at.map(rfc3339),
         }
     }
 }

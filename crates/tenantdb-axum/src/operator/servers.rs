@@ -2,7 +2,7 @@
 //! instances sharing them; adding one, draining one (no new tenants),
 //! accepting again, removing an empty one.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::{Admin, ApiResult, OperatorApi};
 use crate::openapi::PageParams;
-use crate::{ApiError, Json, Page, PageOf, Path};
+use crate::{ApiError, Json, Page, PageOf, Path, Query};
 
 pub(super) fn routes() -> OpenApiRouter<OperatorApi> {
     OpenApiRouter::new()

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{Admin, ApiResult, OperatorApi, tenant_ref, tenant_view};
 use crate::openapi::PageParams;
-use crate::{ApiError, Json, PageOf, Path, StatusPage};
+use crate::{ApiError, Json, PageOf, Path, Query, StatusPage};
 
 pub(super) fn routes() -> OpenApiRouter<OperatorApi> {
     OpenApiRouter::new()
@@ -28,6 +28,7 @@ pub(super) fn provisioning_routes() -> OpenApiRouter<OperatorApi> {
         .routes(routes!(rename_database))
         .routes(routes!(retry_database))
         .routes(routes!(move_tenant))
+        .routes(routes!(restore_tenant))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -117,10 +118,37 @@ async fn patch_tenant(
     Ok(Json(tenant_view(&api, &TenantRef::Id(found.id.into())).await?).into_response())
 }
 
-#[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 204, description = "the tenant, its database, role, members and subscription are gone"), (status = 404, description = "tenant_not_found"), (status = 409, description = "conflict")))]
-async fn delete_tenant(_: Admin, State(api): State<OperatorApi>, Path(tenant): Path<String>) -> ApiResult {
-    api.tenancy().provisioner().delete_tenant(&tenant_ref(&tenant)?).await?;
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct DeleteParams {
+    /// Delete for good at once, without the retention period (a DELETED
+    /// tenant too: its kept database is dropped).
+    now: Option<bool>,
+}
+
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug"), DeleteParams), responses((status = 204, description = "the tenant is DELETED: refused with 403 tenant_deleted, its database kept under a trash name and its role locked out until `POST /v1/tenants/{tenant}/restore` or the end of the retention period (TENANTDB_DELETED_RETENTION); with `now=true` or no retention period, the tenant, its database, role, members and subscription are gone"), (status = 404, description = "tenant_not_found"), (status = 409, description = "conflict: its database is busy (renaming, migrating, moving)")))]
+async fn delete_tenant(
+    _: Admin,
+    State(api): State<OperatorApi>,
+    Path(tenant): Path<String>,
+    Query(params): Query<DeleteParams>,
+) -> ApiResult {
+    let tenant = tenant_ref(&tenant)?;
+    let provisioner = api.tenancy().provisioner();
+    if params.now.unwrap_or(false) {
+        provisioner.delete_tenant_now(&tenant).await?;
+    } else {
+        provisioner.delete_tenant(&tenant).await?;
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/restore", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the tenant, ACTIVE again with its data, under its database name (migrated if a tenant migration came while it was deleted)", body = Tenant), (status = 404, description = "tenant_not_found: no such tenant (a purged one is gone)"), (status = 409, description = "conflict: it is not DELETED")))]
+async fn restore_tenant(_: Admin, State(api): State<OperatorApi>, Path(tenant): Path<String>) -> ApiResult {
+    let tenant = tenant_ref(&tenant)?;
+    api.tenancy().provisioner().restore_tenant(&tenant).await?;
+    Ok(Json(tenant_view(&api, &tenant).await?).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/database", tag = "operator", params(("tenant" = String, Path, description = "the tenant's id or slug")), responses((status = 200, description = "the tenant database", body = TenantDatabase), (status = 404, description = "tenant_not_found")))]

@@ -357,7 +357,23 @@ async fn operator_session(cli: Cli) {
     assert!(err.contains("is ACTIVE: cannot retry"), "{err}");
     let err = cli.fails(&["tenants", "delete", "acme"]);
     assert!(err.contains("--yes"), "{err}");
+    // Deleted with a way back: kept, refused, restored; then purged.
+    let out = cli.ok(&["tenants", "delete", "acme", "--yes"]);
+    assert!(out.contains("tenants restore acme"), "{out}");
+    let deleted = cli.json(&["tenants", "list", "--database-status", "DELETED", "--json"]);
+    assert_eq!(deleted[0]["slug"], "acme", "{deleted}");
+    let err = cli.fails(&["tenants", "check", "acme"]);
+    assert!(err.contains("deleted"), "{err}");
+    let restored = cli.json(&["tenants", "restore", "acme", "--json"]);
+    assert_eq!(restored["database"]["status"], "ACTIVE", "{restored}");
+    cli.ok(&["tenants", "check", "acme"]);
     cli.ok(&["tenants", "delete", "acme", "--yes"]);
+    let nothing = cli.json(&["tenants", "purge", "--json"]);
+    assert_eq!(nothing, serde_json::json!([]), "within its retention period");
+    let err = cli.fails(&["tenants", "purge", "acme"]);
+    assert!(err.contains("--yes"), "{err}");
+    let purged = cli.json(&["tenants", "purge", "acme", "--yes", "--json"]);
+    assert_eq!(purged[0]["purged"], true, "{purged}");
     assert!(cli.json(&["tenants", "list", "--json"]).as_array().unwrap().is_empty());
     assert!(cli.ok(&["reconcile"]).contains("nothing to reconcile"));
 }
@@ -534,7 +550,7 @@ async fn a_second_server_is_added_used_examined_and_removed() {
             .contains("removed server 'eu'")
     );
     assert_eq!(cli.json(&["servers", "list", "--json"]).as_array().unwrap().len(), 1);
-    cli.ok(&["tenants", "delete", "euro", "--yes"]);
+    cli.ok(&["tenants", "delete", "euro", "--yes", "--now"]);
 }
 
 #[test]

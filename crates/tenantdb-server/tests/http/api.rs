@@ -11,7 +11,68 @@ both_backends!(
     roles_and_revocation_take_effect_at_once,
     shutdown_lets_a_provisioning_request_finish,
     renaming_under_load_keeps_the_data,
+    a_deleted_tenant_is_refused_then_restored_with_its_data,
 );
+
+async fn a_deleted_tenant_is_refused_then_restored_with_its_data(backend: Backend) {
+    let service = Service::start(backend).await;
+    let (ada, token) = service.user("ada@example.com").await;
+    service.tenant("acme", Some(&ada)).await;
+    let project = || {
+        service.call(
+            Method::POST,
+            "/v1/projects",
+            Some(&token),
+            Some("acme"),
+            Some(json!({"name": "Kept"})),
+        )
+    };
+    assert_eq!(project().await.0, StatusCode::CREATED);
+    let (status, body) = service.admin(Method::POST, "/v1/tenants/acme/restore", None).await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "conflict"), "{body}");
+
+    let (status, _) = service.admin(Method::DELETE, "/v1/tenants/acme", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = service
+        .call(Method::GET, "/v1/projects", Some(&token), Some("acme"), None)
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "tenant_deleted"),
+        "{body}"
+    );
+    let (status, view) = service.admin(Method::GET, "/v1/tenants/acme", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(view["database"]["status"], "DELETED", "{view}");
+    assert!(view["database"]["deleted_at"].is_string(), "{view}");
+    let (status, body) = service.admin(Method::DELETE, "/v1/tenants/acme?now=maybe", None).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "{body}"
+    );
+
+    let (status, view) = service.admin(Method::POST, "/v1/tenants/acme/restore", None).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["database"]["status"], "ACTIVE", "{view}");
+    assert_eq!(view["database"]["deleted_at"], Value::Null);
+    let (status, projects) = service
+        .call(Method::GET, "/v1/projects", Some(&token), Some("acme"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{projects}");
+    assert_eq!(projects["items"][0]["name"], "Kept", "{projects}");
+
+    // For good: deleted (again) with now=true, it is gone.
+    let (status, _) = service.admin(Method::DELETE, "/v1/tenants/acme", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = service.admin(Method::DELETE, "/v1/tenants/acme?now=true", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = service.admin(Method::GET, "/v1/tenants/acme", None).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "tenant_not_found"));
+    let (status, body) = service.admin(Method::POST, "/v1/tenants/acme/restore", None).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "tenant_not_found"));
+    service.stop().await;
+}
 
 async fn the_readme_session_works_and_tenants_are_separate(backend: Backend) {
     let service = Service::start(backend).await;
@@ -452,7 +513,7 @@ async fn operator_endpoints_round_trip(backend: Backend) {
         (StatusCode::OK, &renamed["database_name"])
     );
 
-    let (status, _) = service.admin(Method::DELETE, "/v1/tenants/acme", None).await;
+    let (status, _) = service.admin(Method::DELETE, "/v1/tenants/acme?now=true", None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = service.admin(Method::GET, "/v1/tenants/acme", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

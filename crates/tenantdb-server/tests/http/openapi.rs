@@ -177,7 +177,9 @@ async fn the_openapi_document_is_valid_and_complete() {
 
 /// The POST routes that are verbs on what their path names, with no body.
 fn takes_no_body(path: &str) -> bool {
-    ["/retry", "/drain", "/accept"].iter().any(|end| path.ends_with(end))
+    ["/retry", "/drain", "/accept", "/restore"]
+        .iter()
+        .any(|end| path.ends_with(end))
 }
 
 /// `docs/API.md`'s routes: `(METHOD, path) -> success status`, from its

@@ -129,7 +129,7 @@ async fn a_server_is_added_used_and_removed_over_http() {
         );
         assert!(refused.to_string().contains(why), "{refused}");
     }
-    let (status, _) = service.admin(Method::DELETE, "/v1/tenants/euro", None).await;
+    let (status, _) = service.admin(Method::DELETE, "/v1/tenants/euro?now=true", None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, refused) = service.admin(Method::DELETE, "/v1/servers/eu", None).await;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
@@ -306,7 +306,7 @@ async fn a_tenant_is_moved_over_http() {
         .await;
     assert_eq!(status, StatusCode::OK, "{projects}");
     assert_eq!(projects["items"][0]["name"], "Packed", "{projects}");
-    let (status, _) = service.admin(Method::DELETE, "/v1/tenants/mover", None).await;
+    let (status, _) = service.admin(Method::DELETE, "/v1/tenants/mover?now=true", None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     service.stop().await;
 }

@@ -429,6 +429,9 @@ pub mod tenant_databases {
         /// While its database moves to another server (MOVING, SWITCHING):
         /// from where to where, how and how far (see `provisioner::moves`).
         pub move_state: Option<Json>,
+        /// When the tenant was deleted with a way back (DELETED, and while
+        /// a restore runs); `None` otherwise.
+        pub deleted_at: Option<DateTimeUtc>,
         /// Who holds the lease while an operation works on the row: the process
         /// id and a token per operation (`<pid>:<token>`).
         pub lease_owner: Option<String>,

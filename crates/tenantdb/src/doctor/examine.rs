@@ -9,7 +9,7 @@ use super::{Doctor, DoctorOptions, Finding, Problem, Repair};
 use crate::catalog::{DbStatus, tenant_database};
 use crate::engine::{DatabaseSpec, Engine, Inventory};
 use crate::error::Result;
-use crate::names::{DatabaseName, RoleName};
+use crate::names::{DatabaseName, RoleName, TenantId};
 
 impl Doctor {
     /// Finds drift between the catalog and the tenant server. ChangeStamp
@@ -208,7 +208,10 @@ impl Doctor {
         rows: &[tenant_database::Model],
         findings: &mut Vec<Finding>,
     ) -> Result<()> {
-        for row in rows.iter().filter(|row| row.status == DbStatus::Active) {
+        for row in rows
+            .iter()
+            .filter(|row| matches!(row.status, DbStatus::Active | DbStatus::Deleted))
+        {
             if self.locate(inventory, row).is_some() {
                 continue;
             }
@@ -222,7 +225,11 @@ impl Doctor {
             } else {
                 (
                     Problem::MissingDatabase,
-                    "the row is ACTIVE but its database is missing",
+                    if row.status == DbStatus::Deleted {
+                        "the tenant is DELETED but its kept database is missing: it cannot be restored"
+                    } else {
+                        "the row is ACTIVE but its database is missing"
+                    },
                 )
             };
             findings.push(
@@ -230,6 +237,33 @@ impl Doctor {
                     "restore the database from a backup, or delete the tenant (the `tenants delete {}` command)",
                     row.tenant_id
                 )),
+            );
+        }
+        let retention =
+            chrono::Duration::from_std(self.provisioner.deleted_retention()).unwrap_or(chrono::Duration::MAX);
+        let now = chrono::Utc::now();
+        for row in rows.iter().filter(|row| row.status == DbStatus::Deleted) {
+            let Some(end) = row.deleted_at.and_then(|at| at.checked_add_signed(retention)) else {
+                continue;
+            };
+            if end > now {
+                continue;
+            }
+            findings.push(
+                Finding::about(
+                    Problem::ExpiredTrash,
+                    row.database_name.clone(),
+                    Some(row.tenant_id),
+                    format!(
+                        "deleted at {}: its retention period ended at {end} and the sweep has not purged it \
+                         (is a service with the reconciler running?)",
+                        row.deleted_at.map(|at| at.to_rfc3339()).unwrap_or_default()
+                    ),
+                )
+                .fix(
+                    "purge it (drop its kept database and role, and the tenant)".into(),
+                    Repair::Purge(TenantId::from(row.tenant_id)),
+                ),
             );
         }
         let abandoned = self.catalog().tenant_databases().abandoned().await?;

@@ -51,6 +51,9 @@ pub enum Problem {
     StuckRow,
     /// A FAILED row.
     FailedRow,
+    /// A DELETED tenant past its retention period that the sweep has not
+    /// purged; `--fix` purges it.
+    ExpiredTrash,
     /// The catalog's `schema_version` disagrees with the tenant's own
     /// migration table.
     VersionDrift,
@@ -87,6 +90,7 @@ impl Problem {
             Self::NotOurs => "not_ours",
             Self::StuckRow => "stuck_row",
             Self::FailedRow => "failed_row",
+            Self::ExpiredTrash => "expired_trash",
             Self::VersionDrift => "version_drift",
             Self::Unreadable => "unreadable",
             Self::StaleSecret => "stale_secret",
@@ -191,6 +195,8 @@ enum Repair {
     ClearTemplatePointer,
     CloseRun(Uuid),
     Reseal,
+    /// A DELETED tenant past its retention period.
+    Purge(TenantId),
 }
 
 /// What `--fix` did about one finding.

@@ -65,6 +65,12 @@ impl Doctor {
                     }),
                 Repair::Rekey { row, spec, from } => self.rekey(*row, spec, *from).await,
                 Repair::Reseal => self.reseal().await.map_err(|err| err.chain()),
+                Repair::Purge(tenant) => self
+                    .provisioner
+                    .purge_tenant(&crate::names::TenantRef::Id(*tenant))
+                    .await
+                    .map(|()| "purged".to_owned())
+                    .map_err(|err| err.chain()),
                 Repair::DropTemplate(name) => self
                     .engine()
                     .drop_template(name)

@@ -260,6 +260,24 @@ impl Engine {
         }
     }
 
+    /// Refuses the tenant's role new logins and ends its sessions
+    /// (PostgreSQL; SQLite has no roles: the catalog's status is the lock).
+    pub(crate) async fn lock_out(&self, db: &DatabaseSpec) -> Result<()> {
+        match self {
+            Self::Postgres(pg) => pg.lock_out(db).await,
+            Self::Sqlite(_) => Ok(()),
+        }
+    }
+
+    /// Lets the tenant's role log in again (PostgreSQL; a missing role is
+    /// left missing).
+    pub(crate) async fn let_in(&self, db: &DatabaseSpec) -> Result<()> {
+        match self {
+            Self::Postgres(pg) => pg.let_in(db).await,
+            Self::Sqlite(_) => Ok(()),
+        }
+    }
+
     /// What exists on the server under `prefix` and the template `stem`
     /// (see `Inventory`). Read-only.
     pub async fn inventory(&self, prefix: &DatabasePrefix, stem: &str) -> Result<Inventory> {

@@ -65,6 +65,7 @@ impl Provisioner {
             // An import says so on its row: a process that takes it over
             // cannot read the file, and must not finish it empty.
             move_state: Set(import.then(|| serde_json::json!({ IMPORT_MARK: true }))),
+            deleted_at: Set(None),
             lease_owner: Set(Some(lease.owner)),
             lease_expires_at: Set(Some(now + chrono::Duration::from_std(lease.ttl).unwrap_or_default())),
             version: Set(0),

@@ -1,53 +1,174 @@
-//! Delete: the tenant's database and role, and with `purge` the tenant
-//! itself; a failure leaves the row DELETING for a retry or the
-//! reconciler.
+//! Delete: with a way back (the database renamed into the trash and its
+//! role locked out until `restore` or `purge`), or for good (the database
+//! and role dropped, and with `purge_tenant` the tenant itself). A failure
+//! leaves the row DELETING for a retry or the reconciler.
 
+use chrono::{DateTime, Utc};
 use sea_orm::Set;
+use uuid::Uuid;
 
 use super::steps::{Change, Row, is_crash};
 use super::{DRAIN_WAIT, Provisioner, Step};
 use crate::catalog::DbStatus;
+use crate::engine::Ownership;
 use crate::error::{Error, Result};
-use crate::names::TenantRef;
+use crate::names::{DatabaseName, TenantId, TenantRef, TenantSlug};
+use crate::tenant::TenantDatabase;
+
+/// How a delete treats the tenant's database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Into the trash when a retention period is set, else for good.
+    Retain,
+    /// For good, whatever its status.
+    Now,
+    /// For good, and only a DELETED one.
+    Purge,
+}
+
+/// One deleted tenant `purge_expired` found past its retention period.
+#[derive(Debug, Clone)]
+pub struct Purged {
+    /// The tenant.
+    pub tenant_id: Uuid,
+    /// The trash name its database had.
+    pub database_name: String,
+    /// When it was deleted.
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// `Ok`: the database, role and tenant are gone; `Err`: why not (the
+    /// row says it too, and the next sweep tries again).
+    pub outcome: std::result::Result<(), String>,
+}
 
 impl Provisioner {
-    /// Deletes the tenant: its database, role, memberships, subscription and
-    /// the tenant itself.
+    /// Deletes the tenant. With a retention period (`Config::deleted_retention`,
+    /// default 7 days) an ACTIVE tenant's database is kept: renamed into the
+    /// trash ([`DatabaseName::trash`]), its role locked out, the tenant
+    /// DELETED and refused at the door, until [`Provisioner::restore_tenant`]
+    /// brings it back or [`Provisioner::purge_tenant`] or the sweep
+    /// ([`Provisioner::purge_expired`]) drops it. Without one, or for a
+    /// FAILED tenant (nothing to keep), it goes for good, like
+    /// [`Provisioner::delete_tenant_now`]. Deleting a DELETED tenant again
+    /// does nothing.
     #[tracing::instrument(skip_all, fields(tenant = %tenant))]
     pub async fn delete_tenant(&self, tenant: &TenantRef) -> Result<()> {
-        self.delete(tenant, true).await
+        self.delete(tenant, true, Mode::Retain).await
     }
 
-    /// Deletes the tenant's database and role; the tenant stays, without a
-    /// database.
+    /// Deletes the tenant for good, now, whatever the retention period: its
+    /// database, role, memberships, subscription and the tenant itself (a
+    /// DELETED one's kept database too).
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn delete_tenant_now(&self, tenant: &TenantRef) -> Result<()> {
+        self.delete(tenant, true, Mode::Now).await
+    }
+
+    /// Drops a DELETED tenant's kept database and role and the tenant
+    /// before its retention period is over. Refused for any other status.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn purge_tenant(&self, tenant: &TenantRef) -> Result<()> {
+        self.delete(tenant, true, Mode::Purge).await
+    }
+
+    /// Deletes the tenant's database and role at once (no retention); the
+    /// tenant stays, without a database.
     #[tracing::instrument(skip_all, fields(tenant = %tenant))]
     pub async fn delete_tenant_database(&self, tenant: &TenantRef) -> Result<()> {
-        self.delete(tenant, false).await
+        self.delete(tenant, false, Mode::Now).await
     }
 
-    async fn delete(&self, tenant: &TenantRef, purge: bool) -> Result<()> {
+    async fn delete(&self, tenant: &TenantRef, purge: bool, mode: Mode) -> Result<()> {
         let tenant = self.inner.catalog.tenants().get(tenant).await?;
-        let Some(row) = self.inner.catalog.tenant_databases().find_by_tenant(tenant.id).await? else {
-            if purge {
+        let Some(mut row) = self.inner.catalog.tenant_databases().find_by_tenant(tenant.id).await? else {
+            if purge && mode != Mode::Purge {
                 return self.inner.catalog.tenants().delete(tenant.id).await;
             }
             return Err(Error::TenantDatabaseNotFound(tenant.slug));
         };
+        if row.status == DbStatus::Deleting && self.trash_target(&row).is_some() {
+            // A move into the trash that failed or whose process died is
+            // finished first: then the database is where the row says.
+            let claimed = self.claim(&row, DbStatus::Deleting, Change::default()).await?;
+            row = self
+                .run(move |this| async move { this.finish_trash(claimed).await })
+                .await?;
+        }
+        match (mode, row.status) {
+            (Mode::Retain, DbStatus::Deleted) => return Ok(()),
+            (Mode::Retain, DbStatus::Active) if !self.inner.deleted_retention.is_zero() => {
+                return self.trash(row).await;
+            }
+            (Mode::Purge, status) if status != DbStatus::Deleted && status != DbStatus::Deleting => {
+                return Err(Error::IllegalState {
+                    tenant: row.tenant_id.to_string(),
+                    database: row.database_name.clone(),
+                    status,
+                    action: "purge it (only a DELETED tenant is purged)",
+                });
+            }
+            _ => {}
+        }
         self.expect(
             &row,
-            &[DbStatus::Active, DbStatus::Failed, DbStatus::Deleting],
+            &[
+                DbStatus::Active,
+                DbStatus::Failed,
+                DbStatus::Deleting,
+                DbStatus::Deleted,
+            ],
             "delete it",
         )?;
+        let from_trash = row.status == DbStatus::Deleted;
         let change = Change {
             purge_tenant: Set(purge || row.purge_tenant),
+            // A kept database's reserved name is let go with the rest.
+            pending_database_name: Set(None),
             ..Default::default()
         };
         let row = self.claim(&row, DbStatus::Deleting, change).await?;
-        self.step(Step::DeleteClaimed, row.tenant_id)?;
+        self.step(
+            if from_trash {
+                Step::PurgeClaimed
+            } else {
+                Step::DeleteClaimed
+            },
+            row.tenant_id,
+        )?;
         self.run(move |this| async move { this.finish_delete(row).await }).await
     }
 
+    /// Claims an ACTIVE row for the trash: DELETING, the trash name pending
+    /// (reserved in the catalog first), the time of deletion recorded.
+    async fn trash(&self, row: Row) -> Result<()> {
+        let trash = DatabaseName::trash(&self.inner.prefix, TenantId::from(row.tenant_id));
+        let change = Change {
+            purge_tenant: Set(true),
+            pending_database_name: Set(Some(trash.as_str().to_owned())),
+            deleted_at: Set(Some(Utc::now())),
+            error_message: Set(None),
+            ..Default::default()
+        };
+        let row = self.claim(&row, DbStatus::Deleting, change).await?;
+        self.step(Step::TrashClaimed, row.tenant_id)?;
+        self.run(move |this| async move { this.finish_trash(row).await.map(drop) })
+            .await
+    }
+
+    /// The trash name a DELETING row is moving its database to, if it is
+    /// one (a delete for good has none pending).
+    fn trash_target(&self, row: &Row) -> Option<DatabaseName> {
+        row.pending_database_name
+            .clone()
+            .map(DatabaseName::from_catalog)
+            .filter(|name| name.is_trash(&self.inner.prefix))
+    }
+
+    /// Finishes a claimed DELETING row: into the trash when a trash name is
+    /// pending, else for good.
     pub(super) async fn finish_delete(&self, row: Row) -> Result<()> {
+        if self.trash_target(&row).is_some() {
+            return self.finish_trash(row).await.map(drop);
+        }
         let spec = self.tenant_db(&row);
         let keeper = self.keep(&row);
         let steps = async {
@@ -87,5 +208,211 @@ impl Provisioner {
             }
         }
         result
+    }
+
+    /// Into the trash: this process's pools closed, the role locked out
+    /// (its sessions everywhere ended), the database renamed to its trash
+    /// name; the row DELETED under that name, its old name still reserved
+    /// (pending) for the restore. Every step is idempotent. A failure while
+    /// the database still has its name rolls back to ACTIVE.
+    async fn finish_trash(&self, row: Row) -> Result<Row> {
+        let spec = self.tenant_db(&row);
+        let Some(trash) = self.trash_target(&row) else {
+            return Err(Error::Task(format!("tenant {}: no trash name pending", row.tenant_id)));
+        };
+        let keeper = self.keep(&row);
+        let site = self.site_of(&row).await?;
+        let steps = async {
+            site.pools.invalidate_and_wait(spec.tenant, DRAIN_WAIT).await;
+            keeper.check()?;
+            site.engine.lock_out(&spec).await?;
+            site.engine.flush().await?;
+            self.step(Step::TrashLockedOut, row.tenant_id)?;
+            keeper.check()?;
+            site.engine.rename(&spec, &trash).await?;
+            site.engine.flush().await?;
+            self.step(Step::DatabaseTrashed, row.tenant_id)?;
+            keeper.check()
+        };
+        match steps.await {
+            Ok(()) => {
+                let change = Change {
+                    database_name: Set(trash.as_str().to_owned()),
+                    read_database_name: Set(trash.as_str().to_owned()),
+                    pending_database_name: Set(Some(row.database_name.clone())),
+                    error_message: Set(None),
+                    ..Default::default()
+                };
+                let done = self.finish(&row, DbStatus::Deleted, change).await?;
+                tracing::info!(tenant.id = %row.tenant_id, database = %trash, "tenant deleted; its database is kept in the trash");
+                Ok(done)
+            }
+            Err(err) if is_crash(&err) => Err(err),
+            Err(err) => {
+                let in_place = site.engine.ownership(&spec, &spec.database).await;
+                let change = Change {
+                    error_message: Set(Some(format!("delete failed: {}", err.chain()))),
+                    ..Default::default()
+                };
+                if matches!(in_place, Ok(Ownership::Ours)) && site.engine.let_in(&spec).await.is_ok() {
+                    let back = Change {
+                        pending_database_name: Set(None),
+                        deleted_at: Set(None),
+                        purge_tenant: Set(false),
+                        ..change
+                    };
+                    if let Err(finish) = self.finish(&row, DbStatus::Active, back).await {
+                        tracing::error!(tenant.id = %row.tenant_id, error = %finish.chain(), "cannot roll back a failed delete");
+                    }
+                } else if let Err(finish) = self.finish(&row, DbStatus::Deleting, change).await {
+                    tracing::error!(tenant.id = %row.tenant_id, error = %finish.chain(), "cannot record a failed delete");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Brings a DELETED tenant back as it was: its database renamed back
+    /// to its name, its role let in, the tenant ACTIVE; then migrated if a
+    /// tenant migration came while it was deleted.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn restore_tenant(&self, tenant: &TenantRef) -> Result<TenantDatabase> {
+        let (model, row) = self.load(tenant).await?;
+        self.expect(&row, &[DbStatus::Deleted, DbStatus::Renaming], "restore it")?;
+        if row.status == DbStatus::Renaming && row.deleted_at.is_none() {
+            return Err(Error::IllegalState {
+                tenant: row.tenant_id.to_string(),
+                database: row.database_name.clone(),
+                status: row.status,
+                action: "restore it (it is not deleted)",
+            });
+        }
+        let to = match &row.pending_database_name {
+            Some(name) => DatabaseName::from_catalog(name.clone()),
+            // A row with no reserved name (none recorded): a fresh one.
+            None => {
+                let site = self.site_of(&row).await?;
+                let slug = TenantSlug::parse(&model.slug)?;
+                self.choose_name(&site, None, &slug, TenantId::from(row.tenant_id))
+                    .await?
+            }
+        };
+        let change = Change {
+            pending_database_name: Set(Some(to.as_str().to_owned())),
+            error_message: Set(None),
+            ..Default::default()
+        };
+        let row = self.claim(&row, DbStatus::Renaming, change).await?;
+        self.step(Step::RestoreClaimed, row.tenant_id)?;
+        let row = self
+            .run(move |this| async move { this.finish_restore(row).await })
+            .await?;
+        if row.schema_version == self.inner.migrations.latest_version() {
+            return Ok(self.public(&row));
+        }
+        // Restored, but behind: migrated like any tenant. A failure keeps
+        // it ACTIVE at its version with the error on its row (as a fleet
+        // run would), and is said, not hidden, by the row returned.
+        let tenant = TenantRef::Id(TenantId::from(row.tenant_id));
+        match self.migrate_tenant(&tenant).await {
+            Ok(migrated) => Ok(migrated),
+            Err(err) => {
+                tracing::warn!(tenant.id = %row.tenant_id, error = %err.chain(), "restored, but its migration failed");
+                let (_, row) = self.load(&tenant).await?;
+                Ok(self.public(&row))
+            }
+        }
+    }
+
+    /// Out of the trash: the database renamed back to the pending name,
+    /// the role let in, the row ACTIVE. A failure while the database is
+    /// still in the trash goes back to DELETED.
+    pub(super) async fn finish_restore(&self, row: Row) -> Result<Row> {
+        let spec = self.tenant_db(&row);
+        let Some(to) = row.pending_database_name.clone().map(DatabaseName::from_catalog) else {
+            return self.finish(&row, DbStatus::Deleted, Change::default()).await;
+        };
+        let keeper = self.keep(&row);
+        let site = self.site_of(&row).await?;
+        let steps = async {
+            keeper.check()?;
+            site.engine.rename(&spec, &to).await?;
+            site.engine.flush().await?;
+            self.step(Step::DatabaseRestored, row.tenant_id)?;
+            site.engine.let_in(&spec).await?;
+            site.engine.flush().await?;
+            keeper.check()
+        };
+        match steps.await {
+            Ok(()) => {
+                let change = Change {
+                    database_name: Set(to.as_str().to_owned()),
+                    read_database_name: Set(to.as_str().to_owned()),
+                    pending_database_name: Set(None),
+                    deleted_at: Set(None),
+                    purge_tenant: Set(false),
+                    error_message: Set(None),
+                    ..Default::default()
+                };
+                let done = self.finish(&row, DbStatus::Active, change).await?;
+                tracing::info!(tenant.id = %row.tenant_id, database = %to, "tenant restored");
+                Ok(done)
+            }
+            Err(err) if is_crash(&err) => Err(err),
+            Err(err) => {
+                let in_trash = site.engine.ownership(&spec, &spec.database).await;
+                if matches!(in_trash, Ok(Ownership::Ours)) {
+                    let change = Change {
+                        error_message: Set(Some(format!("restore failed: {}", err.chain()))),
+                        ..Default::default()
+                    };
+                    if let Err(finish) = self.finish(&row, DbStatus::Deleted, change).await {
+                        tracing::error!(tenant.id = %row.tenant_id, error = %finish.chain(), "cannot roll back a failed restore");
+                    }
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Purges every DELETED tenant whose retention period is over (the
+    /// sweep runs this about once a minute in every process that runs the
+    /// reconciler; rows another process holds are left to it).
+    #[tracing::instrument(skip_all)]
+    pub async fn purge_expired(&self) -> Result<Vec<Purged>> {
+        let retention = chrono::Duration::from_std(self.inner.deleted_retention).unwrap_or(chrono::Duration::MAX);
+        let now = Utc::now();
+        let rows = self
+            .inner
+            .catalog
+            .tenant_databases()
+            .list(Some(DbStatus::Deleted))
+            .await?;
+        let mut purged = Vec::new();
+        for row in rows {
+            let due = row
+                .deleted_at
+                .is_none_or(|at| at.checked_add_signed(retention).is_none_or(|end| end <= now));
+            if !due {
+                continue;
+            }
+            let tenant = TenantRef::Id(TenantId::from(row.tenant_id));
+            let outcome = match self.purge_tenant(&tenant).await {
+                Err(Error::Locked { .. } | Error::TenantNotFound(_)) => continue,
+                other => other.map_err(|err| err.chain()),
+            };
+            purged.push(Purged {
+                tenant_id: row.tenant_id,
+                database_name: row.database_name,
+                deleted_at: row.deleted_at,
+                outcome,
+            });
+        }
+        Ok(purged)
+    }
+
+    /// The retention period of deleted tenants.
+    pub fn deleted_retention(&self) -> std::time::Duration {
+        self.inner.deleted_retention
     }
 }

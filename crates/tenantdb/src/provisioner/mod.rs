@@ -40,6 +40,7 @@ use crate::sites::{Site, Sites};
 use crate::templates::Templates;
 use crate::tenant::TenantDatabase;
 
+pub use delete::Purged;
 pub use moves::MoveTenant;
 pub use placement::{Candidate, FewestTenants, Placement};
 pub use reconcile::{ReconcileOutcome, Reconciled};
@@ -99,6 +100,7 @@ struct Inner {
     lease_prefix: String,
     lease_ttl: Duration,
     shutdown_deadline: Duration,
+    deleted_retention: Duration,
     tasks: tokio_util::task::TaskTracker,
     crash_after: Mutex<Option<Step>>,
 }
@@ -121,6 +123,8 @@ pub(crate) struct ProvisionerSettings {
     pub(crate) lease_ttl: Duration,
     /// How long `shutdown` waits for work under way.
     pub(crate) shutdown_deadline: Duration,
+    /// How long a deleted tenant's database is kept (zero: not kept).
+    pub(crate) deleted_retention: Duration,
 }
 
 impl Provisioner {
@@ -143,6 +147,7 @@ impl Provisioner {
                 lease_prefix: std::process::id().to_string(),
                 lease_ttl: settings.lease_ttl,
                 shutdown_deadline: settings.shutdown_deadline,
+                deleted_retention: settings.deleted_retention,
                 tasks: tokio_util::task::TaskTracker::new(),
                 crash_after: Mutex::new(None),
             }),

@@ -8,6 +8,10 @@ use super::steps::{Change, Row};
 use crate::catalog::DbStatus;
 use crate::error::Result;
 
+/// How often the reconciler also purges deleted tenants past their
+/// retention period.
+const TRASH_SWEEP_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What `reconcile` did with one abandoned row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReconcileOutcome {
@@ -35,13 +39,16 @@ pub struct Reconciled {
 impl Provisioner {
     /// Finishes abandoned work in the background: every third of a lease
     /// period, rows whose lease expired (a process died or was restarted
-    /// mid-operation) are reconciled, until `stop` is cancelled. Several
+    /// mid-operation) are reconciled, and about once a minute deleted
+    /// tenants past their retention period are purged, until `stop` is
+    /// cancelled. Several
     /// instances may run one each: a row is claimed by one conditional
     /// UPDATE, so the work is never done twice.
     pub fn spawn_reconciler(&self, stop: tokio_util::sync::CancellationToken) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         let period = self.inner.lease_ttl / 3;
         tokio::spawn(async move {
+            let mut last_sweep: Option<tokio::time::Instant> = None;
             loop {
                 tokio::select! {
                     () = stop.cancelled() => return,
@@ -57,6 +64,24 @@ impl Provisioner {
                         }
                     }
                     Err(err) => tracing::warn!(error = %err.chain(), "reconciling abandoned work failed"),
+                }
+                if last_sweep.is_none_or(|at| at.elapsed() >= TRASH_SWEEP_PERIOD) {
+                    last_sweep = Some(tokio::time::Instant::now());
+                    match this.purge_expired().await {
+                        Ok(purged) => {
+                            for entry in purged {
+                                match entry.outcome {
+                                    Ok(()) => {
+                                        tracing::info!(tenant.id = %entry.tenant_id, "purged a deleted tenant past its retention period")
+                                    }
+                                    Err(err) => {
+                                        tracing::warn!(tenant.id = %entry.tenant_id, error = %err, "purging a deleted tenant failed")
+                                    }
+                                }
+                            }
+                        }
+                        Err(err) => tracing::warn!(error = %err.chain(), "sweeping deleted tenants failed"),
+                    }
                 }
             }
         })
@@ -115,6 +140,10 @@ impl Provisioner {
         match row.status {
             DbStatus::Provisioning => {
                 self.run(move |this| async move { this.provision(row).await.map(drop) })
+                    .await
+            }
+            DbStatus::Renaming if row.deleted_at.is_some() => {
+                self.run(move |this| async move { this.finish_restore(row).await.map(drop) })
                     .await
             }
             DbStatus::Renaming => {

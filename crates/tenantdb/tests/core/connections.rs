@@ -367,7 +367,11 @@ async fn deleting_under_traffic_ends_in_clean_errors(backend: Backend) {
     write_note(&env, "doomed", "last words").await;
     let (reading, stop) = reader(&env, "doomed", "last words");
     tokio::time::sleep(Duration::from_millis(100)).await;
-    env.tenancy.provisioner().delete_tenant(&slug("doomed")).await.unwrap();
+    env.tenancy
+        .provisioner()
+        .delete_tenant_now(&slug("doomed"))
+        .await
+        .unwrap();
     let err = env.tenancy.connections().connection(&slug("doomed")).await.unwrap_err();
     assert!(matches!(err, Error::TenantNotFound(_)), "{err}");
     tokio::time::sleep(Duration::from_millis(100)).await;

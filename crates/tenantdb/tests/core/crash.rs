@@ -105,7 +105,7 @@ async fn a_delete_stopped_after_any_step_is_finished_by_reconcile(backend: Backe
         let row = env.raw(&provisioner.create_tenant(new(&slug)).await.unwrap()).await;
         provisioner.crash_after(step);
         let err = provisioner
-            .delete_tenant(&TenantRef::parse(&slug).unwrap())
+            .delete_tenant_now(&TenantRef::parse(&slug).unwrap())
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Interrupted { .. }), "{step:?}: {err}");

@@ -30,6 +30,9 @@ enum Expect {
     Whole,
     /// It is gone: no tenant, row, database or role.
     Gone,
+    /// It is DELETED with its database kept (restored afterwards, its
+    /// note must be there).
+    Deleted,
 }
 
 /// One kill: the operation a child runs and the point it dies at.
@@ -66,6 +69,12 @@ fn plans() -> Vec<Plan> {
         plan(Step::DeleteClaimed, "delete", "d-claimed", "v1", Gone),
         plan(Step::DeleteDatabaseDropped, "delete", "d-db", "v1", Gone),
         plan(Step::DatabaseDropped, "delete", "d-role", "v1", Gone),
+        plan(Step::TrashClaimed, "trash", "x-claimed", "v1", Deleted),
+        plan(Step::TrashLockedOut, "trash", "x-locked", "v1", Deleted),
+        plan(Step::DatabaseTrashed, "trash", "x-renamed", "v1", Deleted),
+        plan(Step::RestoreClaimed, "restore", "u-claimed", "v1", Whole),
+        plan(Step::DatabaseRestored, "restore", "u-renamed", "v1", Whole),
+        plan(Step::PurgeClaimed, "purge", "p-claimed", "v1", Gone),
         plan(Step::MigrateClaimed, "migrate", "m-claimed", "v2", Whole),
         plan(Step::MigrationApplied, "migrate", "m-applied", "v2", Whole),
         plan(Step::FleetStarted, "fleet", "f-started", "v2", Whole),
@@ -89,7 +98,10 @@ fn tenant(slug: &str) -> TenantRef {
 
 /// Tenants that exist before the kills (created with v1, each with a note).
 fn needs_tenant(plan: &Plan) -> bool {
-    matches!(plan.op, "rename" | "delete" | "migrate" | "fleet")
+    matches!(
+        plan.op,
+        "rename" | "delete" | "migrate" | "fleet" | "trash" | "restore" | "purge"
+    )
 }
 
 async fn write_note(env: &TestEnv, slug: &str) {
@@ -119,6 +131,13 @@ async fn every_fault_point_is_repaired_after_a_kill(backend: Backend) {
     for plan in plans.iter().filter(|p| needs_tenant(p)) {
         env.create(&plan.slug).await;
         write_note(&env, &plan.slug).await;
+        if matches!(plan.op, "restore" | "purge") {
+            env.tenancy
+                .provisioner()
+                .delete_tenant(&tenant(&plan.slug))
+                .await
+                .unwrap();
+        }
     }
     let broken = env.second(schema_broken()).await;
     broken.provisioner().create_tenant(new("retried")).await.unwrap_err();
@@ -194,6 +213,32 @@ async fn check(env: &TestEnv, survivor: &Tenancy, plan: &Plan) -> &'static str {
             assert!(found.is_err(), "{:?}: the tenant must be gone: {found:?}", plan.point);
             "gone"
         }
+        Expect::Deleted => {
+            let view = found.unwrap_or_else(|err| panic!("{:?}: the tenant must exist: {err}", plan.point));
+            let db = view.database.expect("it has a database");
+            assert_eq!(db.status, DbStatus::Deleted, "{:?}: {db:?}", plan.point);
+            let row = env.row(view.id).await.unwrap();
+            assert!(
+                env.database_exists(&row).await,
+                "{:?}: the database is kept",
+                plan.point
+            );
+            survivor
+                .provisioner()
+                .restore_tenant(&tenant(&plan.slug))
+                .await
+                .unwrap();
+            let row = env.row(view.id).await.unwrap();
+            let conn = env.connect_tenant(&row).await;
+            let backend = conn.get_database_backend();
+            let rows = conn
+                .query_all_raw(Statement::from_string(backend, "SELECT body FROM notes"))
+                .await
+                .unwrap();
+            assert_eq!(rows.len(), 1, "{:?}: the tenant's data must survive", plan.point);
+            conn.close().await.unwrap();
+            "kept, restored"
+        }
         Expect::Whole => {
             let view = found.unwrap_or_else(|err| panic!("{:?}: the tenant must exist: {err}", plan.point));
             let db = view.database.expect("it has a database");
@@ -246,7 +291,10 @@ async fn crash_child() {
             .rename_tenant_database(&tenant(&slug), &var("TENANTDB_CHILD_TARGET"))
             .await
             .map(drop),
-        "delete" => provisioner.delete_tenant(&tenant(&slug)).await,
+        "delete" => provisioner.delete_tenant_now(&tenant(&slug)).await,
+        "trash" => provisioner.delete_tenant(&tenant(&slug)).await,
+        "restore" => provisioner.restore_tenant(&tenant(&slug)).await.map(drop),
+        "purge" => provisioner.purge_tenant(&tenant(&slug)).await,
         "migrate" => provisioner.migrate_tenant(&tenant(&slug)).await.map(drop),
         "fleet" => {
             let options = FleetOptions {

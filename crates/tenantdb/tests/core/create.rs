@@ -135,7 +135,7 @@ async fn concurrent_creates_of_one_tenant_make_exactly_one_database(backend: Bac
         let winner = env.tenancy.catalog().tenants().list(None, None, 10).await.unwrap();
         env.tenancy
             .provisioner()
-            .delete_tenant(&TenantRef::Id(winner[0].id.into()))
+            .delete_tenant_now(&TenantRef::Id(winner[0].id.into()))
             .await
             .unwrap();
     }

@@ -23,3 +23,4 @@ mod safety;
 mod server_faults;
 mod servers;
 mod templates;
+mod trash;

@@ -301,7 +301,7 @@ async fn a_tenant_moves_online_under_writes_then_offline_back_and_loses_nothing(
     assert_eq!(scalar(&tenancy, &t, "SELECT count(*) FROM ledger").await, total);
     exec(&tenancy, &t, "INSERT INTO ledger (n) VALUES (0)").await;
     assert!(!holds(&b, &database).await, "{:?}", leftovers(&b).await);
-    tenancy.provisioner().delete_tenant(&t).await.unwrap();
+    tenancy.provisioner().delete_tenant_now(&t).await.unwrap();
     env.tenancy.close().await;
 }
 
@@ -359,7 +359,7 @@ async fn a_move_killed_at_any_step_is_rolled_back_or_finished() {
             .filter(|l| l.starts_with("slot") || l.starts_with("subscription"))
             .collect();
         assert!(replication.is_empty(), "{step:?}: {replication:?}");
-        tenancy.provisioner().delete_tenant(&t).await.unwrap();
+        tenancy.provisioner().delete_tenant_now(&t).await.unwrap();
     }
 
     // Killed while paused, and the target stopped before anyone rolls back:
@@ -382,6 +382,6 @@ async fn a_move_killed_at_any_step_is_rolled_back_or_finished() {
     let on_a = leftovers(&a).await;
     assert!(!on_a.iter().any(|l| l.starts_with("slot")), "{on_a:?}");
     b.pg_ctl_start();
-    tenancy.provisioner().delete_tenant(&t).await.unwrap();
+    tenancy.provisioner().delete_tenant_now(&t).await.unwrap();
     env.tenancy.close().await;
 }

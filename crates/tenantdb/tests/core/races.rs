@@ -191,7 +191,7 @@ async fn a_delete_racing_a_rename_leaves_no_stuck_row(backend: Backend) {
         let name = format!("{}escape_{round}", env.db_prefix());
         let (pa, pb) = (a.provisioner().clone(), b.provisioner().clone());
         let s2 = slug.clone();
-        let (ra, rb) = race(async move { pa.delete_tenant(&tenant(&slug)).await }, async move {
+        let (ra, rb) = race(async move { pa.delete_tenant_now(&tenant(&slug)).await }, async move {
             pb.rename_tenant_database(&tenant(&s2), &name).await
         })
         .await;
@@ -220,7 +220,7 @@ async fn a_delete_racing_a_migration_leaves_no_stuck_row(backend: Backend) {
         let slug = format!("moving-{round}");
         let (pa, pb) = (a.provisioner().clone(), b.provisioner().clone());
         let s2 = slug.clone();
-        let (ra, rb) = race(async move { pa.delete_tenant(&tenant(&slug)).await }, async move {
+        let (ra, rb) = race(async move { pa.delete_tenant_now(&tenant(&slug)).await }, async move {
             pb.migrate_tenant(&tenant(&s2)).await
         })
         .await;

@@ -152,7 +152,7 @@ async fn deleting_a_tenant_leaves_no_database_role_or_row(backend: Backend) {
     write_note(&open, "bye").await;
 
     provisioner
-        .delete_tenant(&TenantRef::parse("doomed").unwrap())
+        .delete_tenant_now(&TenantRef::parse("doomed").unwrap())
         .await
         .unwrap();
 
@@ -187,7 +187,7 @@ async fn deleting_a_tenant_leaves_no_database_role_or_row(backend: Backend) {
         );
     }
     let err = provisioner
-        .delete_tenant(&TenantRef::parse("doomed").unwrap())
+        .delete_tenant_now(&TenantRef::parse("doomed").unwrap())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::TenantNotFound(_)), "{err}");

@@ -256,7 +256,7 @@ async fn a_replica_takes_reads_within_its_bound_and_is_left_out_when_behind_or_s
     let conn = tenancy.connections().read_connection(&r1).await.unwrap();
     assert_eq!(read(&conn).await.unwrap(), (primary_port, id));
     drop((conn, write));
-    tenancy.provisioner().delete_tenant(&r1).await.unwrap();
+    tenancy.provisioner().delete_tenant_now(&r1).await.unwrap();
     assert!(tenancy.remove_server("p", true).await.unwrap().is_some());
     env.tenancy.close().await;
 }

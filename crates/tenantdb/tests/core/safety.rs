@@ -215,7 +215,7 @@ async fn the_minefield_survives_a_whole_workload() {
         .unwrap();
     v2.provisioner().create_tenant(new("mine-c")).await.unwrap();
     v2.provisioner()
-        .delete_tenant(&TenantRef::parse("mine-b").unwrap())
+        .delete_tenant_now(&TenantRef::parse("mine-b").unwrap())
         .await
         .unwrap();
     let findings = v2.doctor().examine(DoctorOptions::default()).await.unwrap();
@@ -297,7 +297,7 @@ async fn deleting_a_tenant_whose_database_is_invalid_finishes() {
         .unwrap();
     env.tenancy
         .provisioner()
-        .delete_tenant(&TenantRef::parse("invalid").unwrap())
+        .delete_tenant_now(&TenantRef::parse("invalid").unwrap())
         .await
         .unwrap();
     assert!(!env.pg_database_exists(&row.database_name).await);
@@ -327,7 +327,7 @@ async fn a_role_that_cannot_be_dropped_does_not_leave_the_tenant_deleting() {
     .await;
     env.tenancy
         .provisioner()
-        .delete_tenant(&TenantRef::parse("granted").unwrap())
+        .delete_tenant_now(&TenantRef::parse("granted").unwrap())
         .await
         .unwrap();
     assert!(env.row(row.tenant_id).await.is_none());
@@ -376,7 +376,7 @@ async fn a_running_service_finishes_work_a_killed_process_left_within_a_few_leas
         .unwrap_err();
     provisioner.crash_after(Step::DeleteClaimed);
     provisioner
-        .delete_tenant(&TenantRef::parse("deleted").unwrap())
+        .delete_tenant_now(&TenantRef::parse("deleted").unwrap())
         .await
         .unwrap_err();
 

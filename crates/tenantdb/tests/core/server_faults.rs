@@ -235,7 +235,7 @@ async fn an_admin_role_that_is_not_a_superuser_runs_every_operation() {
         .await
         .expect("builds a new template and clones it");
     v2.provisioner()
-        .delete_tenant(&TenantRef::parse("other").unwrap())
+        .delete_tenant_now(&TenantRef::parse("other").unwrap())
         .await
         .expect("deletes");
     let findings = v2.doctor().examine(DoctorOptions::default()).await.unwrap();

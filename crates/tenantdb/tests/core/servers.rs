@@ -291,7 +291,7 @@ async fn tenants_are_placed_served_migrated_and_examined_across_three_servers() 
     for slug in &placed["a"] {
         if slug != "t0" {
             v2.provisioner()
-                .delete_tenant(&TenantRef::parse(slug).unwrap())
+                .delete_tenant_now(&TenantRef::parse(slug).unwrap())
                 .await
                 .unwrap();
         }

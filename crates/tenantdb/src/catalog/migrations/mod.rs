@@ -11,6 +11,7 @@ mod m0004_catalog_template;
 mod m0005_safety;
 mod m0006_instances;
 mod m0007_moves;
+mod m0008_trash;
 
 use sea_orm_migration::prelude::*;
 
@@ -21,6 +22,7 @@ use m0004_catalog_template::AddTemplatePointer;
 use m0005_safety::AddSafety;
 use m0006_instances::CreateInstances;
 use m0007_moves::AddMoves;
+use m0008_trash::AddTrash;
 
 /// Every catalog migration, oldest first.
 pub(super) fn all() -> Vec<Box<dyn MigrationTrait>> {
@@ -32,6 +34,7 @@ pub(super) fn all() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(AddSafety),
         Box::new(CreateInstances),
         Box::new(AddMoves),
+        Box::new(AddTrash),
     ]
 }
 
