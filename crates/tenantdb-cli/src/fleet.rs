@@ -294,9 +294,11 @@ pub(crate) async fn overview(tenancy: &Tenancy, args: StatusArgs) -> anyhow::Res
         ],
         None => tenancy.servers().await?,
     };
+    let warm = tenancy.provisioner().warm_stock().await.unwrap_or_default();
     if args.json {
         return print_json(&json!({
             "tenants_by_status": by_status,
+            "warm": warm,
             "server": {
                 "name": tenancy.server_name(), "engine": engine.name(), "describe": engine.describe(),
                 "budget": pools.config().budget, "max_per_tenant": pools.config().max_per_tenant,
@@ -309,6 +311,10 @@ pub(crate) async fn overview(tenancy: &Tenancy, args: StatusArgs) -> anyhow::Res
     }
     println!("tenants by status:");
     print_counts(&by_status);
+    let wanted = tenancy.provisioner().warm_databases();
+    for stock in &warm {
+        println!("warm databases on '{}': {} of {wanted}", stock.server, stock.ready);
+    }
     println!(
         "tenant server '{}': {} ({}), budget {} connections, up to {} per tenant",
         tenancy.server_name(),

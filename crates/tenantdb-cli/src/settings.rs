@@ -97,6 +97,13 @@ pub struct ConfigArgs {
     #[arg(long, env = "TENANTDB_DELETED_RETENTION", default_value = "7d", value_parser = humantime::parse_duration, global = true)]
     deleted_retention: Duration,
 
+    /// Databases each server keeps cloned from the current template for new
+    /// tenants (a new tenant claims one instead of waiting for a copy);
+    /// refilled in the background by `serve` and after `migrate`. 0 turns
+    /// it off.
+    #[arg(long, env = "TENANTDB_WARM_DATABASES", default_value_t = config::DEFAULT_WARM_DATABASES, global = true)]
+    warm_databases: usize,
+
     /// Milliseconds a request waits for a connection before "busy".
     #[arg(long, env = "TENANTDB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000, global = true)]
     acquire_timeout_ms: u64,
@@ -152,6 +159,7 @@ impl ConfigArgs {
         config.instance_lease = Duration::from_secs(self.instance_lease_secs);
         config.use_templates = self.templates;
         config.deleted_retention = self.deleted_retention;
+        config.warm_databases = self.warm_databases;
         config.pools.budget = self.pool_budget;
         config.pools.max_per_tenant = self.pool_max_per_tenant;
         config.pools.idle_timeout = Duration::from_secs(self.pool_idle_secs);

@@ -266,11 +266,8 @@ async fn delete(tenancy: &Tenancy, tenant: &str, yes: bool, now: bool) -> anyhow
         Ok(view) if view.database.as_ref().is_some_and(|db| db.status == DbStatus::Deleted) => {
             let until = view
                 .database
-                .as_ref()
-                .and_then(|db| db.deleted_at.as_deref())
-                .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
-                .and_then(|at| at.checked_add_signed(chrono::Duration::from_std(retention).ok()?));
-            let until = until.map_or_else(|| "the end of its retention period".to_owned(), |t| t.to_rfc3339());
+                .and_then(|db| db.purge_after)
+                .unwrap_or_else(|| "the end of its retention period".to_owned());
             println!(
                 "deleted tenant {tenant}: its database is kept until {until}; `tenants restore {tenant}` brings it back"
             );

@@ -139,6 +139,9 @@ pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a deleted tenant's database is kept for `restore` (7 days).
 pub const DEFAULT_DELETED_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// Warm databases each server keeps ready for new tenants.
+pub const DEFAULT_WARM_DATABASES: usize = 3;
+
 /// Everything a [`crate::Tenancy`] needs.
 #[derive(Clone)]
 pub struct Config {
@@ -187,6 +190,12 @@ pub struct Config {
     /// the trash, its role locked out) so that `restore_tenant` can bring
     /// it back; the sweep purges it after that. Zero deletes at once.
     pub deleted_retention: Duration,
+    /// Databases each server keeps cloned from the current template ahead
+    /// of need, so that a new tenant claims one (a rename) instead of
+    /// waiting for a copy; refilled in the background
+    /// (`Provisioner::spawn_warm_stock`). Zero turns it off. Needs
+    /// templates.
+    pub warm_databases: usize,
 }
 
 impl Config {
@@ -221,6 +230,7 @@ impl Config {
             shutdown_deadline: DEFAULT_SHUTDOWN_DEADLINE,
             pg_bin: None,
             deleted_retention: DEFAULT_DELETED_RETENTION,
+            warm_databases: DEFAULT_WARM_DATABASES,
         }
     }
 

@@ -105,6 +105,7 @@ pub use names::{DatabaseName, DatabasePrefix, RoleName, TenantId, TenantRef, Ten
 pub use pools::{PoolHandle, PoolStats, TenantPools};
 pub use provisioner::{
     Candidate, FewestTenants, MoveTenant, NewTenant, Placement, Provisioner, Purged, ReconcileOutcome, Reconciled,
+    WarmStock,
 };
 /// The SeaORM this crate is built with: use it for your tenant entities
 /// and queries (`PoolHandle` is a SeaORM connection), so the versions
@@ -208,6 +209,7 @@ impl Tenancy {
             lease_ttl: config.lease_ttl,
             shutdown_deadline: config.shutdown_deadline,
             deleted_retention: config.deleted_retention,
+            warm_databases: config.warm_databases,
         };
         let provisioner = Provisioner::new(catalog.clone(), sites.clone(), migrations, settings);
         Ok(Self {

@@ -27,6 +27,11 @@ pub fn describe_metrics() {
     );
     describe_gauge!("tenantdb_pools_open", Unit::Count, "Tenant pools open now.");
     describe_gauge!(
+        "tenantdb_warm_databases",
+        Unit::Count,
+        "Warm databases ready for new tenants on a server, after the last refill."
+    );
+    describe_gauge!(
         "tenantdb_replica_lag_ms",
         Unit::Milliseconds,
         "How far a read replica was behind its server at its last check, by replica."

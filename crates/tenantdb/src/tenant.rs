@@ -37,6 +37,10 @@ pub struct TenantDatabase {
     /// restore until the retention period after this ends; RFC 3339).
     #[cfg_attr(feature = "utoipa", schema(format = DateTime))]
     pub deleted_at: Option<String>,
+    /// When a DELETED tenant's retention period ends: it is purged (for
+    /// good) after this unless restored (RFC 3339).
+    #[cfg_attr(feature = "utoipa", schema(format = DateTime))]
+    pub purge_after: Option<String>,
 }
 
 /// A move under way.
@@ -100,6 +104,7 @@ impl TenantDatabase {
                 .clone()
                 .and_then(|state| serde_json::from_value::<TenantMove>(state).ok()),
             deleted_at: row.deleted_at.map(rfc3339),
+            purge_after: row.purge_after.map(rfc3339),
         }
     }
 }

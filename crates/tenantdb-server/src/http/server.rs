@@ -124,12 +124,18 @@ impl Server {
         // within a lease period, or another instance dying) is finished too.
         let stop_reconciler = tokio_util::sync::CancellationToken::new();
         let reconciler = tenancy.provisioner().spawn_reconciler(stop_reconciler.clone());
+        // The warm stock (TENANTDB_WARM_DATABASES) is filled in the background.
+        let warm = tenancy.provisioner().spawn_warm_stock(stop_reconciler.clone());
         serve::serve(listener, app, options.connections, shutdown).await;
         // Stop looking for abandoned work; what a pass already claimed runs in
         // the provisioner's tasks, which closing waits for (up to its deadline).
         stop_reconciler.cancel();
         reconciler.abort();
         let _ = reconciler.await;
+        // A clone under way is left to finish on the server; a warm
+        // database it leaves half-made is dropped by the next refill.
+        warm.abort();
+        let _ = warm.await;
         tenancy.close().await;
         Ok(())
     }

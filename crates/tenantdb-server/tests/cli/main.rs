@@ -255,6 +255,9 @@ async fn operator_session(cli: Cli) {
     assert_eq!(overview["server"]["name"], "default");
     assert!(overview["pools"]["open"].is_u64());
     assert_eq!(overview["versions"]["behind"], 0);
+    // The fleet run filled the warm stock (TENANTDB_WARM_DATABASES, 3).
+    assert_eq!(overview["warm"][0]["ready"], 3, "{overview}");
+    assert!(cli.ok(&["status"]).contains("warm databases on 'default': 3 of 3"));
     // Each command is its own short process: those that opened tenant
     // pools left the instances when they ended, and `status` opened none.
     assert_eq!(overview["instances"], serde_json::json!([]), "{overview}");

@@ -432,6 +432,9 @@ pub mod tenant_databases {
         /// When the tenant was deleted with a way back (DELETED, and while
         /// a restore runs); `None` otherwise.
         pub deleted_at: Option<DateTimeUtc>,
+        /// When a DELETED tenant's retention period ends (set by the
+        /// process that deleted it): the sweep purges it after this.
+        pub purge_after: Option<DateTimeUtc>,
         /// Who holds the lease while an operation works on the row: the process
         /// id and a token per operation (`<pid>:<token>`).
         pub lease_owner: Option<String>,

@@ -9,7 +9,7 @@ use super::{Doctor, DoctorOptions, Finding, Problem, Repair};
 use crate::catalog::{DbStatus, tenant_database};
 use crate::engine::{DatabaseSpec, Engine, Inventory};
 use crate::error::Result;
-use crate::names::{DatabaseName, RoleName, TenantId};
+use crate::names::{DatabaseName, RoleName};
 
 impl Doctor {
     /// Finds drift between the catalog and the tenant server. ChangeStamp
@@ -233,19 +233,21 @@ impl Doctor {
                 )
             };
             findings.push(
-                Finding::about(problem, row.database_name.clone(), Some(row.tenant_id), detail.into()).manual(format!(
-                    "restore the database from a backup, or delete the tenant (the `tenants delete {}` command)",
-                    row.tenant_id
-                )),
+                Finding::about(problem, row.database_name.clone(), Some(row.tenant_id), detail.into()).manual(
+                    if row.status == DbStatus::Deleted {
+                        format!("purge the tenant (the `tenants purge {} --yes` command)", row.tenant_id)
+                    } else {
+                        format!(
+                            "restore the database from a backup, or delete the tenant (the `tenants delete {} --yes --now` command)",
+                            row.tenant_id
+                        )
+                    },
+                ),
             );
         }
-        let retention =
-            chrono::Duration::from_std(self.provisioner.deleted_retention()).unwrap_or(chrono::Duration::MAX);
         let now = chrono::Utc::now();
         for row in rows.iter().filter(|row| row.status == DbStatus::Deleted) {
-            let Some(end) = row.deleted_at.and_then(|at| at.checked_add_signed(retention)) else {
-                continue;
-            };
+            let Some(end) = row.purge_after else { continue };
             if end > now {
                 continue;
             }
@@ -262,7 +264,7 @@ impl Doctor {
                 )
                 .fix(
                     "purge it (drop its kept database and role, and the tenant)".into(),
-                    Repair::Purge(TenantId::from(row.tenant_id)),
+                    Repair::Purge(row.tenant_id),
                 ),
             );
         }

@@ -68,6 +68,9 @@ pub enum Problem {
     StaleSealedPassword,
     /// A template of another version, or one a crash left half-built.
     StaleTemplate,
+    /// A warm database made from another template than the current one
+    /// (or half-made); `--fix` drops it.
+    StaleWarm,
     /// The current template is missing or half-built, or the catalog does
     /// not point at it.
     TemplateMissing,
@@ -96,6 +99,7 @@ impl Problem {
             Self::StaleSecret => "stale_secret",
             Self::StaleSealedPassword => "stale_sealed_password",
             Self::StaleTemplate => "stale_template",
+            Self::StaleWarm => "stale_warm",
             Self::TemplateMissing => "template_missing",
             Self::AbandonedRun => "abandoned_run",
         }
@@ -196,7 +200,9 @@ enum Repair {
     CloseRun(Uuid),
     Reseal,
     /// A DELETED tenant past its retention period.
-    Purge(TenantId),
+    Purge(Uuid),
+    /// A stale warm database.
+    DropWarm(String),
 }
 
 /// What `--fix` did about one finding.

@@ -65,12 +65,17 @@ impl Doctor {
                     }),
                 Repair::Rekey { row, spec, from } => self.rekey(*row, spec, *from).await,
                 Repair::Reseal => self.reseal().await.map_err(|err| err.chain()),
-                Repair::Purge(tenant) => self
-                    .provisioner
-                    .purge_tenant(&crate::names::TenantRef::Id(*tenant))
+                Repair::DropWarm(name) => self
+                    .engine()
+                    .drop_warm(name)
                     .await
-                    .map(|()| "purged".to_owned())
+                    .map(|()| "dropped".to_owned())
                     .map_err(|err| err.chain()),
+                Repair::Purge(tenant) => match self.provisioner.purge_if_due(*tenant).await {
+                    Ok(true) => Ok("purged".to_owned()),
+                    Ok(false) => Ok("no longer due (restored or purged meanwhile)".to_owned()),
+                    Err(err) => Err(err.chain()),
+                },
                 Repair::DropTemplate(name) => self
                     .engine()
                     .drop_template(name)

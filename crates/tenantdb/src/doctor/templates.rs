@@ -54,6 +54,31 @@ impl Doctor {
                 .fix("drop it".into(), Repair::DropTemplate(template.name.clone())),
             );
         }
+        let current_name = current.as_ref().map(|c| c.name.as_str());
+        for warm in &inventory.warm {
+            if Some(warm.template.as_str()) == current_name {
+                continue;
+            }
+            findings.push(
+                Finding::about(
+                    Problem::StaleWarm,
+                    warm.name.clone(),
+                    None,
+                    if warm.template.is_empty() {
+                        "a warm database a crash left half-made".into()
+                    } else {
+                        format!(
+                            "a warm database made from template '{}', not the current one",
+                            warm.template
+                        )
+                    },
+                )
+                .fix(
+                    "drop it (the stock is refilled from the current template)".into(),
+                    Repair::DropWarm(warm.name.clone()),
+                ),
+            );
+        }
         let pointer = self.catalog().template().await?;
         let squatted = |name: &str| {
             inventory

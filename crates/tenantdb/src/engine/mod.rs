@@ -91,6 +91,19 @@ pub struct Inventory {
     /// Roles under the prefix that this catalog did not mark (PostgreSQL).
     pub foreign_roles: Vec<String>,
     pub templates: Vec<ServerTemplate>,
+    /// Warm databases of this catalog (see `Engine::make_warm`).
+    pub warm: Vec<WarmDatabase>,
+}
+
+/// A warm database: made from a template ahead of need, serving nobody
+/// until a new tenant claims it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarmDatabase {
+    /// Its name (PostgreSQL) or file name (SQLite).
+    pub name: String,
+    /// The template it was made from: it is stale unless that is the
+    /// current one.
+    pub template: String,
 }
 
 /// A database on the tenant server.
@@ -292,6 +305,33 @@ impl Engine {
         match self {
             Self::Postgres(pg) => pg.drop_role(tenant, role).await,
             Self::Sqlite(_) => Ok(()),
+        }
+    }
+
+    /// This catalog's warm databases on the server (templates under `stem`
+    /// on SQLite).
+    pub(crate) async fn warm_databases(&self, stem: &str) -> Result<Vec<WarmDatabase>> {
+        match self {
+            Self::Postgres(pg) => pg.warm_databases().await,
+            Self::Sqlite(sqlite) => sqlite.warm_databases(stem),
+        }
+    }
+
+    /// Makes one more warm database from `template` (owned by the template
+    /// role `owner` on PostgreSQL); returns its name. `create_database`
+    /// claims one before it clones.
+    pub(crate) async fn make_warm(&self, template: &str, owner: &RoleName) -> Result<String> {
+        match self {
+            Self::Postgres(pg) => pg.make_warm(template, owner).await,
+            Self::Sqlite(sqlite) => sqlite.make_warm(template).await,
+        }
+    }
+
+    /// Drops a warm database found by `warm_databases` or `inventory`.
+    pub(crate) async fn drop_warm(&self, name: &str) -> Result<()> {
+        match self {
+            Self::Postgres(pg) => pg.drop_template(name).await,
+            Self::Sqlite(sqlite) => sqlite.drop_warm(name).await,
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use sea_orm::{DatabaseConnection, SqlxSqliteConnector};
 use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
-use super::{Created, DatabaseSpec, Inventory, Ownership, ServerDatabase, ServerTemplate};
+use super::{Created, DatabaseSpec, Inventory, Ownership, ServerDatabase, ServerTemplate, WarmDatabase};
 use crate::config::PoolConfig;
 use crate::error::{Error, Result};
 use crate::file_lock::FileLock;
@@ -190,7 +190,88 @@ impl SqliteEngine {
         }
         inventory.databases.sort_by(|a, b| a.name.cmp(&b.name));
         inventory.templates.sort_by(|a, b| a.name.cmp(&b.name));
+        inventory.warm = self.warm_databases(stem)?;
         Ok(inventory)
+    }
+
+    /// Where warm databases live: beside the tenant directory.
+    fn warm_dir(&self) -> PathBuf {
+        let mut dir = self.dir.as_os_str().to_owned();
+        dir.push("-warm");
+        PathBuf::from(dir)
+    }
+
+    /// The warm files (`<template>.<6 hex>.db`) of templates under `stem`;
+    /// a copy a crash cut short (`.db.partial`) has no template (stale).
+    pub(crate) fn warm_databases(&self, stem: &str) -> Result<Vec<WarmDatabase>> {
+        let dir = self.warm_dir();
+        if !dir.exists() {
+            return Ok(Vec::new());
+        }
+        let mut warm = Vec::new();
+        for name in list_dir(&dir)? {
+            if !name.starts_with(stem) {
+                continue;
+            }
+            let template = match name.strip_suffix(".db") {
+                Some(rest) => rest
+                    .rsplit_once('.')
+                    .map(|(template, _)| template.to_owned())
+                    .unwrap_or_default(),
+                None => String::new(),
+            };
+            warm.push(WarmDatabase { name, template });
+        }
+        warm.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(warm)
+    }
+
+    /// Copies the template into one more warm file; returns its name.
+    pub(crate) async fn make_warm(&self, template: &str) -> Result<String> {
+        let dir = self.warm_dir();
+        private_files::create_dir_all(&dir).map_err(Error::io(format!("cannot create {}", dir.display())))?;
+        let name = format!("{template}.{:06x}.db", rand::random::<u32>() & 0xff_ffff);
+        let path = dir.join(&name);
+        let partial = path.with_extension("db.partial");
+        let source = self.template_path(template);
+        let copied = tokio::task::spawn_blocking(move || private_files::copy(&source, &partial).map(|()| partial))
+            .await
+            .map_err(|err| Error::Task(err.to_string()))?;
+        let partial = copied.map_err(Error::io(format!("cannot make warm database {}", path.display())))?;
+        std::fs::rename(&partial, &path).map_err(Error::io(format!("cannot make warm database {}", path.display())))?;
+        Ok(name)
+    }
+
+    /// Moves a warm file of `template` to the tenant's file name (a rename:
+    /// only one claimer of a file can succeed). `false` when none is left.
+    fn claim_warm(&self, db: &DatabaseSpec, template: &str) -> bool {
+        let dir = self.warm_dir();
+        let Ok(names) = list_dir(&dir) else { return false };
+        let prefix = format!("{template}.");
+        for name in names.iter().filter(|n| n.starts_with(&prefix) && n.ends_with(".db")) {
+            match std::fs::rename(dir.join(name), self.path(db.tenant)) {
+                Ok(()) => return true,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(err) => {
+                    tracing::warn!(tenant.id = %db.tenant, warm = %name, error = %err, "claiming a warm database failed");
+                    return false;
+                }
+            }
+        }
+        false
+    }
+
+    /// Removes a warm file found by `warm_databases`.
+    pub(crate) async fn drop_warm(&self, name: &str) -> Result<()> {
+        if name.contains(['/', '\\']) || name.starts_with('.') {
+            return Err(Error::Config(format!("'{name}' is not a warm database")));
+        }
+        let file = self.warm_dir().join(name);
+        match tokio::fs::remove_file(&file).await {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(Error::io(format!("cannot remove {}", file.display()))(err)),
+        }
     }
 
     /// Removes a template file (and a half-built one of that name).
@@ -212,6 +293,11 @@ impl SqliteEngine {
         let path = self.path(db.tenant);
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
             return Ok(Created::Existing);
+        }
+        if let Some(name) = template
+            && self.claim_warm(db, name)
+        {
+            return Ok(Created::Cloned);
         }
         if let Some(name) = template {
             // Copy to a side name, then rename: a crash never leaves a

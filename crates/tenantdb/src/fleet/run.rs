@@ -39,6 +39,12 @@ impl Fleet {
         for site in self.provisioner.sites().all_opened() {
             site.templates.refresh().await;
         }
+        // Warm databases of the older set are stale: dropped and made again.
+        if self.provisioner.warm_databases() > 0
+            && let Err(err) = self.provisioner.refill_warm().await
+        {
+            tracing::warn!(error = %err.chain(), "refilling the warm stock after the run failed");
+        }
         let report = FleetReport {
             run_id,
             target,

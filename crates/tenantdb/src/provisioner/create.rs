@@ -66,6 +66,7 @@ impl Provisioner {
             // cannot read the file, and must not finish it empty.
             move_state: Set(import.then(|| serde_json::json!({ IMPORT_MARK: true }))),
             deleted_at: Set(None),
+            purge_after: Set(None),
             lease_owner: Set(Some(lease.owner)),
             lease_expires_at: Set(Some(now + chrono::Duration::from_std(lease.ttl).unwrap_or_default())),
             version: Set(0),
@@ -209,6 +210,10 @@ impl Provisioner {
         }
         let template = site.templates.ready().await;
         let created = site.engine.create_database(spec, template.as_deref()).await?;
+        if created == Created::Cloned {
+            // Perhaps a warm one: the stock is looked at again.
+            self.warm_used();
+        }
         if template.is_some() && created == Created::Empty {
             site.templates.forget();
         }

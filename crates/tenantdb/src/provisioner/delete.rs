@@ -15,6 +15,12 @@ use crate::error::{Error, Result};
 use crate::names::{DatabaseName, TenantId, TenantRef, TenantSlug};
 use crate::tenant::TenantDatabase;
 
+/// Whether a DELETED row's retention period is over at `now` (one that
+/// records no end is: nothing says to keep it).
+fn is_due(row: &Row, now: DateTime<Utc>) -> bool {
+    row.purge_after.is_none_or(|end| end <= now)
+}
+
 /// How a delete treats the tenant's database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -89,9 +95,14 @@ impl Provisioner {
             // A move into the trash that failed or whose process died is
             // finished first: then the database is where the row says.
             let claimed = self.claim(&row, DbStatus::Deleting, Change::default()).await?;
-            row = self
+            match self
                 .run(move |this| async move { this.finish_trash(claimed).await })
-                .await?;
+                .await?
+            {
+                Some(kept) => row = kept,
+                // Nothing was left to keep: it went for good.
+                None => return Ok(()),
+            }
         }
         match (mode, row.status) {
             (Mode::Retain, DbStatus::Deleted) => return Ok(()),
@@ -120,7 +131,9 @@ impl Provisioner {
         )?;
         let from_trash = row.status == DbStatus::Deleted;
         let change = Change {
-            purge_tenant: Set(purge || row.purge_tenant),
+            // A kept tenant was to go with its database; dropping only the
+            // database (`delete_tenant_database`) keeps the tenant.
+            purge_tenant: Set(purge || (row.purge_tenant && !from_trash)),
             // A kept database's reserved name is let go with the rest.
             pending_database_name: Set(None),
             ..Default::default()
@@ -138,13 +151,22 @@ impl Provisioner {
     }
 
     /// Claims an ACTIVE row for the trash: DELETING, the trash name pending
-    /// (reserved in the catalog first), the time of deletion recorded.
+    /// (reserved in the catalog first), the time of deletion and the end of
+    /// the retention period recorded.
     async fn trash(&self, row: Row) -> Result<()> {
         let trash = DatabaseName::trash(&self.inner.prefix, TenantId::from(row.tenant_id));
+        let now = Utc::now();
+        // This process's period, written on the row: the sweep of any
+        // process, whatever its own setting, keeps to it.
+        let purge_after = chrono::Duration::from_std(self.inner.deleted_retention)
+            .ok()
+            .and_then(|retention| now.checked_add_signed(retention))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let change = Change {
             purge_tenant: Set(true),
             pending_database_name: Set(Some(trash.as_str().to_owned())),
-            deleted_at: Set(Some(Utc::now())),
+            deleted_at: Set(Some(now)),
+            purge_after: Set(Some(purge_after)),
             error_message: Set(None),
             ..Default::default()
         };
@@ -169,6 +191,11 @@ impl Provisioner {
         if self.trash_target(&row).is_some() {
             return self.finish_trash(row).await.map(drop);
         }
+        self.drop_for_good(row).await
+    }
+
+    /// The delete for good of a claimed DELETING row with nothing pending.
+    async fn drop_for_good(&self, row: Row) -> Result<()> {
         let spec = self.tenant_db(&row);
         let keeper = self.keep(&row);
         let steps = async {
@@ -214,14 +241,32 @@ impl Provisioner {
     /// (its sessions everywhere ended), the database renamed to its trash
     /// name; the row DELETED under that name, its old name still reserved
     /// (pending) for the restore. Every step is idempotent. A failure while
-    /// the database still has its name rolls back to ACTIVE.
-    async fn finish_trash(&self, row: Row) -> Result<Row> {
+    /// the database still has its name rolls back to ACTIVE. A database
+    /// under neither name leaves nothing to keep: the tenant goes for good
+    /// (`None`).
+    async fn finish_trash(&self, row: Row) -> Result<Option<Row>> {
         let spec = self.tenant_db(&row);
         let Some(trash) = self.trash_target(&row) else {
             return Err(Error::Task(format!("tenant {}: no trash name pending", row.tenant_id)));
         };
-        let keeper = self.keep(&row);
         let site = self.site_of(&row).await?;
+        let here = site.engine.ownership(&spec, &spec.database).await?;
+        let there = site.engine.ownership(&spec, &trash).await?;
+        if here == Ownership::Missing && there == Ownership::Missing {
+            tracing::warn!(
+                tenant.id = %row.tenant_id, database = %row.database_name,
+                "the tenant's database is missing: nothing to keep, deleting the tenant for good"
+            );
+            let change = Change {
+                pending_database_name: Set(None),
+                ..Default::default()
+            };
+            let row = self.finish(&row, DbStatus::Deleting, change).await?;
+            let row = self.claim(&row, DbStatus::Deleting, Change::default()).await?;
+            self.drop_for_good(row).await?;
+            return Ok(None);
+        }
+        let keeper = self.keep(&row);
         let steps = async {
             site.pools.invalidate_and_wait(spec.tenant, DRAIN_WAIT).await;
             keeper.check()?;
@@ -245,7 +290,7 @@ impl Provisioner {
                 };
                 let done = self.finish(&row, DbStatus::Deleted, change).await?;
                 tracing::info!(tenant.id = %row.tenant_id, database = %trash, "tenant deleted; its database is kept in the trash");
-                Ok(done)
+                Ok(Some(done))
             }
             Err(err) if is_crash(&err) => Err(err),
             Err(err) => {
@@ -258,6 +303,7 @@ impl Provisioner {
                     let back = Change {
                         pending_database_name: Set(None),
                         deleted_at: Set(None),
+                        purge_after: Set(None),
                         purge_tenant: Set(false),
                         ..change
                     };
@@ -273,8 +319,9 @@ impl Provisioner {
     }
 
     /// Brings a DELETED tenant back as it was: its database renamed back
-    /// to its name, its role let in, the tenant ACTIVE; then migrated if a
-    /// tenant migration came while it was deleted.
+    /// to its name, its role let in (with the current secret's password),
+    /// the tenant ACTIVE; then migrated if a tenant migration came while it
+    /// was deleted.
     #[tracing::instrument(skip_all, fields(tenant = %tenant))]
     pub async fn restore_tenant(&self, tenant: &TenantRef) -> Result<TenantDatabase> {
         let (model, row) = self.load(tenant).await?;
@@ -325,8 +372,9 @@ impl Provisioner {
     }
 
     /// Out of the trash: the database renamed back to the pending name,
-    /// the role let in, the row ACTIVE. A failure while the database is
-    /// still in the trash goes back to DELETED.
+    /// the role let in with the current password, the row ACTIVE. A failure
+    /// goes back to DELETED (with the error) unless the database already
+    /// has its name back, which the reconciler finishes.
     pub(super) async fn finish_restore(&self, row: Row) -> Result<Row> {
         let spec = self.tenant_db(&row);
         let Some(to) = row.pending_database_name.clone().map(DatabaseName::from_catalog) else {
@@ -339,7 +387,9 @@ impl Provisioner {
             site.engine.rename(&spec, &to).await?;
             site.engine.flush().await?;
             self.step(Step::DatabaseRestored, row.tenant_id)?;
-            site.engine.let_in(&spec).await?;
+            // Its role logs in again, with the password of the current
+            // secret (the secret may have been rotated meanwhile).
+            site.engine.ensure_role(&spec).await?;
             site.engine.flush().await?;
             keeper.check()
         };
@@ -350,7 +400,9 @@ impl Provisioner {
                     read_database_name: Set(to.as_str().to_owned()),
                     pending_database_name: Set(None),
                     deleted_at: Set(None),
+                    purge_after: Set(None),
                     purge_tenant: Set(false),
+                    secret_version: Set(self.inner.secret_version),
                     error_message: Set(None),
                     ..Default::default()
                 };
@@ -360,8 +412,13 @@ impl Provisioner {
             }
             Err(err) if is_crash(&err) => Err(err),
             Err(err) => {
-                let in_trash = site.engine.ownership(&spec, &spec.database).await;
-                if matches!(in_trash, Ok(Ownership::Ours)) {
+                // SQLite files are named by tenant id: the name is never
+                // "back" there, and nothing was renamed.
+                let renamed = match &site.engine {
+                    crate::engine::Engine::Postgres(_) => site.engine.ownership(&spec, &to).await,
+                    crate::engine::Engine::Sqlite(_) => Ok(Ownership::Missing),
+                };
+                if !matches!(renamed, Ok(Ownership::Ours)) {
                     let change = Change {
                         error_message: Set(Some(format!("restore failed: {}", err.chain()))),
                         ..Default::default()
@@ -376,11 +433,11 @@ impl Provisioner {
     }
 
     /// Purges every DELETED tenant whose retention period is over (the
-    /// sweep runs this about once a minute in every process that runs the
-    /// reconciler; rows another process holds are left to it).
+    /// end recorded on its row when it was deleted). The reconciler's sweep
+    /// runs this about once a minute; a row that changed since it was
+    /// listed (restored, deleted again, taken by another process) is left.
     #[tracing::instrument(skip_all)]
     pub async fn purge_expired(&self) -> Result<Vec<Purged>> {
-        let retention = chrono::Duration::from_std(self.inner.deleted_retention).unwrap_or(chrono::Duration::MAX);
         let now = Utc::now();
         let rows = self
             .inner
@@ -389,26 +446,45 @@ impl Provisioner {
             .list(Some(DbStatus::Deleted))
             .await?;
         let mut purged = Vec::new();
-        for row in rows {
-            let due = row
-                .deleted_at
-                .is_none_or(|at| at.checked_add_signed(retention).is_none_or(|end| end <= now));
-            if !due {
-                continue;
-            }
-            let tenant = TenantRef::Id(TenantId::from(row.tenant_id));
-            let outcome = match self.purge_tenant(&tenant).await {
+        for row in rows.into_iter().filter(|row| is_due(row, now)) {
+            let (tenant_id, database_name, deleted_at) = (row.tenant_id, row.database_name.clone(), row.deleted_at);
+            let outcome = match self.purge_row(row).await {
                 Err(Error::Locked { .. } | Error::TenantNotFound(_)) => continue,
                 other => other.map_err(|err| err.chain()),
             };
             purged.push(Purged {
-                tenant_id: row.tenant_id,
-                database_name: row.database_name,
-                deleted_at: row.deleted_at,
+                tenant_id,
+                database_name,
+                deleted_at,
                 outcome,
             });
         }
         Ok(purged)
+    }
+
+    /// Purges the DELETED row as it was read: the claim fails (`Locked`) if
+    /// it changed since.
+    async fn purge_row(&self, row: Row) -> Result<()> {
+        let change = Change {
+            purge_tenant: Set(true),
+            pending_database_name: Set(None),
+            ..Default::default()
+        };
+        let row = self.claim(&row, DbStatus::Deleting, change).await?;
+        self.step(Step::PurgeClaimed, row.tenant_id)?;
+        self.run(move |this| async move { this.finish_delete(row).await }).await
+    }
+
+    /// Purges the tenant if it is DELETED and past the end of its retention
+    /// period now (`doctor --fix` for `expired_trash`); `false` if not.
+    pub(crate) async fn purge_if_due(&self, tenant: Uuid) -> Result<bool> {
+        let Some(row) = self.inner.catalog.tenant_databases().find_by_tenant(tenant).await? else {
+            return Ok(false);
+        };
+        if row.status != DbStatus::Deleted || !is_due(&row, Utc::now()) {
+            return Ok(false);
+        }
+        self.purge_row(row).await.map(|()| true)
     }
 
     /// The retention period of deleted tenants.

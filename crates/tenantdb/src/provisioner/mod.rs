@@ -23,6 +23,7 @@ mod placement;
 mod reconcile;
 mod rename;
 mod steps;
+mod warm;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,6 +45,7 @@ pub use delete::Purged;
 pub use moves::MoveTenant;
 pub use placement::{Candidate, FewestTenants, Placement};
 pub use reconcile::{ReconcileOutcome, Reconciled};
+pub use warm::WarmStock;
 
 /// How long a rename or delete waits for this process's borrowed
 /// connections to come back before going ahead (PostgreSQL then ends the
@@ -101,6 +103,8 @@ struct Inner {
     lease_ttl: Duration,
     shutdown_deadline: Duration,
     deleted_retention: Duration,
+    warm_databases: usize,
+    warm_wanted: tokio::sync::Notify,
     tasks: tokio_util::task::TaskTracker,
     crash_after: Mutex<Option<Step>>,
 }
@@ -125,6 +129,8 @@ pub(crate) struct ProvisionerSettings {
     pub(crate) shutdown_deadline: Duration,
     /// How long a deleted tenant's database is kept (zero: not kept).
     pub(crate) deleted_retention: Duration,
+    /// Warm databases each server keeps (zero: none).
+    pub(crate) warm_databases: usize,
 }
 
 impl Provisioner {
@@ -148,6 +154,8 @@ impl Provisioner {
                 lease_ttl: settings.lease_ttl,
                 shutdown_deadline: settings.shutdown_deadline,
                 deleted_retention: settings.deleted_retention,
+                warm_databases: settings.warm_databases,
+                warm_wanted: tokio::sync::Notify::new(),
                 tasks: tokio_util::task::TaskTracker::new(),
                 crash_after: Mutex::new(None),
             }),

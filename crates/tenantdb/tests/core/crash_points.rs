@@ -139,6 +139,8 @@ async fn every_fault_point_is_repaired_after_a_kill(backend: Backend) {
                 .unwrap();
         }
     }
+    // A warm stock: the creates below claim from it (then clone).
+    env.tenancy.provisioner().refill_warm().await.unwrap();
     let broken = env.second(schema_broken()).await;
     broken.provisioner().create_tenant(new("retried")).await.unwrap_err();
     broken.close().await;

@@ -24,3 +24,4 @@ mod server_faults;
 mod servers;
 mod templates;
 mod trash;
+mod warm;

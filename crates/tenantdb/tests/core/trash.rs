@@ -15,6 +15,7 @@ both_backends!(
     a_deleted_tenant_is_kept_refused_and_restored_as_it_was,
     the_trash_is_purged_by_name_by_the_sweep_and_by_doctor,
     without_a_retention_period_delete_is_for_good,
+    a_tenant_whose_database_vanished_is_deleted_for_good,
 );
 
 fn tenant(slug: &str) -> TenantRef {
@@ -91,8 +92,8 @@ async fn a_deleted_tenant_is_kept_refused_and_restored_as_it_was(backend: Backen
         .connection(&tenant("bystander"))
         .await
         .unwrap();
-    let view = env.tenancy.tenant(&tenant("acme")).await.unwrap();
-    assert!(view.database.unwrap().deleted_at.is_some());
+    let view = env.tenancy.tenant(&tenant("acme")).await.unwrap().database.unwrap();
+    assert!(view.deleted_at.is_some() && view.purge_after.is_some(), "{view:?}");
 
     // Deleting again does nothing; other work is refused; its slug and its
     // database name stay taken until it is purged.
@@ -165,7 +166,10 @@ async fn a_deleted_tenant_is_kept_refused_and_restored_as_it_was(backend: Backen
     let restored = newer.provisioner().restore_tenant(&tenant("acme")).await.unwrap();
     assert_eq!(restored.status, DbStatus::Active);
     assert_eq!(restored.database_name, before.database_name);
-    assert_eq!(restored.deleted_at, None);
+    assert_eq!(
+        (restored.deleted_at.as_deref(), restored.purge_after.as_deref()),
+        (None, None)
+    );
     assert_eq!(restored.schema_version, schema_v2().latest_version());
     let row = env.row(before.tenant_id).await.unwrap();
     assert_eq!(
@@ -220,6 +224,13 @@ async fn the_trash_is_purged_by_name_by_the_sweep_and_by_doctor(backend: Backend
     }
     provisioner.delete_tenant(&tenant("old")).await.unwrap();
     provisioner.delete_tenant(&tenant("fixed")).await.unwrap();
+    // A process configured with no retention keeps to the period written
+    // on each row, not its own: it purges nothing yet.
+    let mut eager_config = env.config.clone();
+    eager_config.deleted_retention = Duration::ZERO;
+    let eager = tenantdb::Tenancy::connect(eager_config, schema_v1()).await.unwrap();
+    assert!(eager.provisioner().purge_expired().await.unwrap().is_empty());
+    eager.close().await;
     tokio::time::sleep(Duration::from_millis(1700)).await;
     provisioner.delete_tenant(&tenant("young")).await.unwrap();
     provisioner.delete_tenant(&tenant("named")).await.unwrap();
@@ -289,6 +300,33 @@ async fn the_trash_is_purged_by_name_by_the_sweep_and_by_doctor(backend: Backend
         }
     }
     let findings = doctor.examine(DoctorOptions::default()).await.unwrap();
+    assert!(findings.is_empty(), "{findings:#?}");
+}
+
+async fn a_tenant_whose_database_vanished_is_deleted_for_good(backend: Backend) {
+    let env = TestEnv::new(backend, schema_v1()).await;
+    let row = env.create("vanished").await;
+    match backend {
+        Backend::Postgres => {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE \"{}\" WITH (FORCE)",
+                row.database_name
+            )))
+            .execute(env.admin())
+            .await
+            .unwrap();
+        }
+        Backend::Sqlite => std::fs::remove_file(env.sqlite().path(row.tenant_id.into())).unwrap(),
+    }
+    // Nothing to keep: not stuck DELETING, gone, role and all.
+    env.tenancy
+        .provisioner()
+        .delete_tenant(&tenant("vanished"))
+        .await
+        .unwrap();
+    assert!(env.row(row.tenant_id).await.is_none());
+    assert!(env.roles().await.is_empty());
+    let findings = env.tenancy.doctor().examine(DoctorOptions::default()).await.unwrap();
     assert!(findings.is_empty(), "{findings:#?}");
 }
 

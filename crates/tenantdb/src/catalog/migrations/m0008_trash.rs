@@ -6,11 +6,13 @@ use sea_orm_migration::prelude::*;
 enum TenantDatabases {
     Table,
     DeletedAt,
+    PurgeAfter,
 }
 
-/// `tenant_databases.deleted_at`: when the tenant was deleted (status
-/// DELETED, its database kept under a trash name); `NULL` otherwise. The
-/// sweep purges rows whose retention period has passed.
+/// `tenant_databases.deleted_at` and `purge_after`: when the tenant was
+/// deleted (status DELETED, its database kept under a trash name) and when
+/// its retention period, as set by the process that deleted it, ends (the
+/// sweep purges it then); `NULL` otherwise.
 pub(super) struct AddTrash;
 
 impl MigrationName for AddTrash {
@@ -22,28 +24,30 @@ impl MigrationName for AddTrash {
 #[async_trait::async_trait]
 impl MigrationTrait for AddTrash {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(TenantDatabases::Table)
-                    .add_column(
-                        ColumnDef::new(TenantDatabases::DeletedAt)
-                            .timestamp_with_time_zone()
-                            .null(),
-                    )
-                    .to_owned(),
-            )
-            .await
+        for column in [TenantDatabases::DeletedAt, TenantDatabases::PurgeAfter] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(TenantDatabases::Table)
+                        .add_column(ColumnDef::new(column).timestamp_with_time_zone().null())
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(TenantDatabases::Table)
-                    .drop_column(TenantDatabases::DeletedAt)
-                    .to_owned(),
-            )
-            .await
+        for column in [TenantDatabases::DeletedAt, TenantDatabases::PurgeAfter] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(TenantDatabases::Table)
+                        .drop_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 }

@@ -59,6 +59,13 @@ impl PostgresEngine {
                 };
                 let context = || format!("cannot create database '{}'", db.database);
                 let is_duplicate = |err: &Error| matches!(err, Error::Server { source, .. } if sql_state(source).as_deref() == Some(DUPLICATE_DATABASE));
+                // A warm database of this template, if one is in stock:
+                // a rename instead of a copy.
+                if let Some(from) = template
+                    && self.claim_warm(db, from).await.unwrap_or(false)
+                {
+                    return Ok(Created::Cloned);
+                }
                 let mut cloned = None;
                 if let Some(from) = template {
                     match self.clone_template(&create(from), context).await {
@@ -96,7 +103,7 @@ impl PostgresEngine {
     /// waiting up to 5 s itself for the sessions to leave. A busy template
     /// is tried once more after a short pause, then the caller falls back
     /// to replaying migrations rather than waiting longer.
-    async fn clone_template(&self, sql: &str, context: impl Fn() -> String) -> Result<()> {
+    pub(super) async fn clone_template(&self, sql: &str, context: impl Fn() -> String) -> Result<()> {
         let run = || sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&self.inner.admin);
         let result = match run().await {
             Err(err) if sql_state(&err).as_deref() == Some(OBJECT_IN_USE) => {

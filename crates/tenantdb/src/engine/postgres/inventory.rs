@@ -38,6 +38,13 @@ impl PostgresEngine {
                 let version = match self.classify_template(&found) {
                     TemplateState::Ready(version) => Some(Some(version)),
                     TemplateState::Building => Some(None),
+                    TemplateState::Warm(template) => {
+                        inventory.warm.push(crate::engine::WarmDatabase {
+                            name: found.name,
+                            template,
+                        });
+                        continue;
+                    }
                     TemplateState::Missing | TemplateState::Foreign => None,
                 };
                 if let Some(version) = version {

@@ -25,6 +25,7 @@ mod replication;
 mod roles;
 mod templates;
 mod tools;
+mod warm;
 
 pub use options::TenantLogin;
 

@@ -62,6 +62,9 @@ pub(super) enum TemplateState {
     Building,
     /// This catalog's, finished at this migration hash.
     Ready(String),
+    /// A warm database of this catalog, cloned from this template (see
+    /// `warm`).
+    Warm(String),
 }
 
 impl PostgresEngine {
@@ -85,6 +88,11 @@ impl PostgresEngine {
             .and_then(|m| m.strip_prefix(&self.template_mark_prefix()));
         let version = mark.and_then(|m| m.strip_prefix("version="));
         if found.owner_mark.as_deref() == Some(self.template_owner_marker().as_str()) {
+            if let Some(template) = self.warm_template_of(found.mark.as_deref())
+                && !found.is_template
+            {
+                return TemplateState::Warm(template.to_owned());
+            }
             return match version {
                 Some(version) if found.is_template => TemplateState::Ready(version.to_owned()),
                 _ => TemplateState::Building,
@@ -254,7 +262,7 @@ impl PostgresEngine {
                 tenant: "(template)".into(),
                 database: name.to_owned(),
             }),
-            TemplateState::Building | TemplateState::Ready(_) => {
+            TemplateState::Building | TemplateState::Ready(_) | TemplateState::Warm(_) => {
                 let quoted = quote_ident(name);
                 let context = || format!("cannot drop template '{name}'");
                 // A template whose DROP was interrupted is invalid: every

@@ -1,0 +1,146 @@
+//! Warm databases: clones of the current template made ahead of need, so
+//! that a new tenant's database is a rename and an ownership change (both
+//! catalog-only DDL, well under a millisecond) instead of a copy.
+//!
+//! A warm database is named after its template, in the template name space
+//! no tenant database can enter (`<prefix>-wrm-<catalog id>-<hash>-<6 hex>`),
+//! owned by this catalog's NOLOGIN template role (the mark templates carry)
+//! and commented `tenantdb warm catalog=<id> template=<template>`, accepting
+//! no connections. One made without its comment (a crash between the two
+//! statements) reads as a half-built template: `doctor --fix` drops it.
+//! A claim renames it to the tenant's name and gives it to the tenant's role
+//! in one transaction, so two processes can never claim the same one and a
+//! crash leaves either a warm database or the tenant's own.
+
+use sqlx::AssertSqlSafe;
+
+use super::{PostgresEngine, sql_state};
+use crate::engine::{DatabaseSpec, WarmDatabase};
+use crate::error::{Error, Result};
+use crate::names::{RoleName, quote_ident, quote_literal};
+
+/// `invalid_catalog_name`: the database does not exist (another process
+/// claimed it first).
+const UNDEFINED_DATABASE: &str = "3D000";
+
+impl PostgresEngine {
+    fn warm_mark_prefix(&self) -> String {
+        format!("tenantdb warm catalog={} template=", self.inner.catalog_id)
+    }
+
+    /// The template a warm database's comment names, if it is this
+    /// catalog's warm comment.
+    pub(super) fn warm_template_of<'a>(&self, mark: Option<&'a str>) -> Option<&'a str> {
+        mark?.strip_prefix(&self.warm_mark_prefix())
+    }
+
+    /// This catalog's warm databases on the server, with the template each
+    /// was made from.
+    pub(crate) async fn warm_databases(&self) -> Result<Vec<WarmDatabase>> {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT d.datname::text, shobj_description(d.oid, 'pg_database') FROM pg_database d \
+             JOIN pg_roles r ON r.oid = d.datdba \
+             WHERE shobj_description(r.oid, 'pg_authid') = $1 AND NOT d.datistemplate \
+             AND starts_with(shobj_description(d.oid, 'pg_database'), $2) ORDER BY 1",
+        )
+        .bind(self.template_owner_marker())
+        .bind(self.warm_mark_prefix())
+        .fetch_all(&self.inner.admin)
+        .await
+        .map_err(Error::server("cannot list the warm databases"))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(name, mark)| {
+                let template = self.warm_template_of(mark.as_deref())?.to_owned();
+                Some(WarmDatabase { name, template })
+            })
+            .collect())
+    }
+
+    /// Makes one warm database from `template` (owned by `owner`, the
+    /// template role); returns its name.
+    pub(crate) async fn make_warm(&self, template: &str, owner: &RoleName) -> Result<String> {
+        let Some(name) = warm_name(template) else {
+            return Err(Error::Config(format!("'{template}' is not a template name")));
+        };
+        let quoted = quote_ident(&name);
+        let context = || format!("cannot make warm database '{name}'");
+        let create = format!(
+            "CREATE DATABASE {quoted} WITH OWNER {} TEMPLATE {} ALLOW_CONNECTIONS false",
+            quote_ident(owner.as_str()),
+            quote_ident(template)
+        );
+        self.clone_template(&create, context).await?;
+        let mark = format!("{}{template}", self.warm_mark_prefix());
+        self.exec(
+            &format!("COMMENT ON DATABASE {quoted} IS {}", quote_literal(&mark)),
+            context,
+        )
+        .await?;
+        Ok(name)
+    }
+
+    /// Takes a warm database made from `template` for the tenant: renamed
+    /// to its name and owned by its role, in one transaction (the objects
+    /// inside belong to `pg_database_owner`, so they follow). `false` when
+    /// none could be had (the stock is empty, or others took them first):
+    /// the caller clones.
+    pub(crate) async fn claim_warm(&self, db: &DatabaseSpec, template: &str) -> Result<bool> {
+        let candidates: Vec<String> = sqlx::query_scalar(
+            "SELECT d.datname::text FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba \
+             WHERE shobj_description(r.oid, 'pg_authid') = $1 AND NOT d.datistemplate \
+             AND shobj_description(d.oid, 'pg_database') = $2 ORDER BY random() LIMIT 3",
+        )
+        .bind(self.template_owner_marker())
+        .bind(format!("{}{template}", self.warm_mark_prefix()))
+        .fetch_all(&self.inner.admin)
+        .await
+        .map_err(Error::server("cannot list the warm databases"))?;
+        let to = quote_ident(db.database.as_str());
+        for name in candidates {
+            let sql = format!(
+                "ALTER DATABASE {} RENAME TO {to}; ALTER DATABASE {to} OWNER TO {}",
+                quote_ident(&name),
+                quote_ident(db.role.as_str())
+            );
+            match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.inner.admin).await {
+                Ok(_) => {
+                    tracing::debug!(tenant.id = %db.tenant, warm = %name, "claimed a warm database");
+                    return Ok(true);
+                }
+                Err(err) if sql_state(&err).as_deref() == Some(UNDEFINED_DATABASE) => continue,
+                Err(err) => {
+                    // The tenant's name taken meanwhile, or the server
+                    // refusing: the caller's clone path says what is wrong.
+                    tracing::warn!(tenant.id = %db.tenant, warm = %name, error = %err, "claiming a warm database failed");
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// `<prefix>-wrm-<catalog id>-<hash>-<6 hex>` for a template named
+/// `<prefix>-tpl-<catalog id>-<hash>`: at most 61 bytes.
+fn warm_name(template: &str) -> Option<String> {
+    template.contains("-tpl-").then(|| {
+        format!(
+            "{}-{:06x}",
+            template.replacen("-tpl-", "-wrm-", 1),
+            rand::random::<u32>() & 0xff_ffff
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn warm_names_fit_and_stay_out_of_the_tenant_name_space() {
+        let template = format!("{}-tpl-{}-{}", "a".repeat(19), "0".repeat(16), "f".repeat(12));
+        let name = super::warm_name(&template).unwrap();
+        assert!(name.len() <= 63, "{name}");
+        assert!(name.contains('-') && name.contains("-wrm-"), "{name}");
+        assert_eq!(super::warm_name("tenant_acme"), None);
+    }
+}

@@ -1,0 +1,174 @@
+//! Warm databases: the stock is filled from the current template, a new
+//! tenant claims one (never two tenants the same one, even racing), a new
+//! tenant migration makes the stock stale and a refill or `doctor --fix`
+//! replaces it, and a tenant never gets a database behind the latest
+//! version.
+
+use sea_orm::{ConnectionTrait, Statement};
+use tenantdb::{DbStatus, DoctorOptions, FleetOptions, NewTenant};
+use tenantdb_test_support::both_backends;
+
+use crate::support::{Backend, TestEnv, schema_v1, schema_v2, tables};
+
+both_backends!(
+    new_tenants_claim_warm_databases_and_the_stock_is_refilled,
+    a_new_migration_makes_the_stock_stale_and_it_is_replaced,
+);
+
+fn new(slug: &str) -> NewTenant {
+    NewTenant {
+        slug: slug.into(),
+        ..Default::default()
+    }
+}
+
+fn ready(stock: &[tenantdb::WarmStock]) -> usize {
+    stock.iter().map(|s| s.ready).sum()
+}
+
+async fn new_tenants_claim_warm_databases_and_the_stock_is_refilled(backend: Backend) {
+    let env = TestEnv::with(backend, schema_v1(), |config| config.warm_databases = 2).await;
+    let provisioner = env.tenancy.provisioner();
+    let filled = provisioner.refill_warm().await.unwrap();
+    assert_eq!(
+        (filled[0].made, filled[0].ready, &filled[0].error),
+        (2, 2, &None),
+        "{filled:?}"
+    );
+    let again = provisioner.refill_warm().await.unwrap();
+    assert_eq!((again[0].made, again[0].ready), (0, 2), "a full stock is left alone");
+    let findings = env.tenancy.doctor().examine(DoctorOptions::default()).await.unwrap();
+    assert!(findings.is_empty(), "warm databases are no orphans: {findings:#?}");
+
+    // A database that wears a warm database's name and comment but is not
+    // owned by this catalog's template role is never claimed or dropped.
+    let decoy = format!("{}-wrm-decoy", env.db_prefix().trim_end_matches('_'));
+    if backend == Backend::Postgres {
+        let template = provisioner.templates().current().unwrap().name;
+        let mark = format!(
+            "tenantdb warm catalog={} template={template}",
+            env.tenancy.catalog().id()
+        );
+        for sql in [
+            format!("CREATE DATABASE \"{decoy}\""),
+            format!("COMMENT ON DATABASE \"{decoy}\" IS '{mark}'"),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(env.admin())
+                .await
+                .unwrap();
+        }
+        assert_eq!(ready(&provisioner.warm_stock().await.unwrap()), 2);
+    }
+
+    let created = provisioner.create_tenant(new("first")).await.unwrap();
+    assert_eq!(created.status, DbStatus::Active);
+    assert_eq!(ready(&provisioner.warm_stock().await.unwrap()), 1, "one was claimed");
+    let row = env.raw(&created).await;
+    let conn = env.connect_tenant(&row).await;
+    conn.execute_unprepared("INSERT INTO notes (id, body) VALUES (1, 'mine')")
+        .await
+        .unwrap();
+    assert!(tables(&conn).await.contains(&"notes".to_owned()));
+    conn.close().await.unwrap();
+
+    // More creates at once than the stock holds: each gets a database of
+    // its own (warm or cloned), all served, none sharing another's.
+    let racers: Vec<_> = (0..5)
+        .map(|i| {
+            let provisioner = provisioner.clone();
+            tokio::spawn(async move { provisioner.create_tenant(new(&format!("racer-{i}"))).await })
+        })
+        .collect();
+    let mut rows = vec![row];
+    for racer in racers {
+        rows.push(env.raw(&racer.await.unwrap().unwrap()).await);
+    }
+    assert_eq!(ready(&provisioner.warm_stock().await.unwrap()), 0);
+    for (i, row) in rows.iter().enumerate() {
+        let conn = env.connect_tenant(row).await;
+        let count = conn
+            .query_one_raw(Statement::from_string(
+                conn.get_database_backend(),
+                "SELECT count(*) AS n FROM notes",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        assert_eq!(count, i64::from(i == 0), "tenant {i} sees only its own rows");
+        conn.close().await.unwrap();
+    }
+    if backend == Backend::Postgres {
+        assert!(env.pg_database_exists(&decoy).await, "the decoy is untouched");
+    }
+    let refilled = provisioner.refill_warm().await.unwrap();
+    assert_eq!((refilled[0].made, refilled[0].ready), (2, 2));
+    let findings = env.tenancy.doctor().examine(DoctorOptions::default()).await.unwrap();
+    assert!(findings.is_empty(), "{findings:#?}");
+
+    if backend == Backend::Postgres {
+        assert!(env.pg_database_exists(&decoy).await, "the decoy is untouched");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{decoy}\"")))
+            .execute(env.admin())
+            .await
+            .unwrap();
+    }
+    // Turned off: the stock is dropped.
+    let mut config = env.config.clone();
+    config.warm_databases = 0;
+    let without = tenantdb::Tenancy::connect(config, schema_v1()).await.unwrap();
+    let emptied = without.provisioner().refill_warm().await.unwrap();
+    assert_eq!((emptied[0].dropped, emptied[0].ready), (2, 0), "{emptied:?}");
+    without.close().await;
+}
+
+async fn a_new_migration_makes_the_stock_stale_and_it_is_replaced(backend: Backend) {
+    let env = TestEnv::with(backend, schema_v1(), |config| config.warm_databases = 2).await;
+    env.create("old").await;
+    env.tenancy.provisioner().refill_warm().await.unwrap();
+
+    // A newer program: doctor sees the stock as stale and --fix drops it;
+    // a create before any refill clones (never takes a stale one).
+    let newer = env.second(schema_v2()).await;
+    let doctor = newer.doctor();
+    let findings = doctor.examine(DoctorOptions::default()).await.unwrap();
+    let stale: Vec<_> = findings
+        .iter()
+        .filter(|f| f.problem.as_str() == "stale_warm")
+        .cloned()
+        .collect();
+    assert_eq!(stale.len(), 2, "{findings:#?}");
+    let fresh = newer.provisioner().create_tenant(new("fresh")).await.unwrap();
+    assert_eq!(fresh.schema_version, schema_v2().latest_version());
+    let conn = env.connect_tenant(&env.raw(&fresh).await).await;
+    assert!(
+        tables(&conn).await.contains(&"tags".to_owned()),
+        "at the newest version"
+    );
+    conn.close().await.unwrap();
+    for done in doctor.repair(&stale).await {
+        assert_eq!(done.outcome, Ok("dropped".to_owned()), "{done:?}");
+    }
+    // The older program, refused by the newer set, makes and drops nothing.
+    let old = env.tenancy.provisioner().refill_warm().await.unwrap();
+    assert_eq!((old[0].made, old[0].dropped), (0, 0), "{old:?}");
+
+    // The fleet run brings the old tenant up and refills from the new
+    // template: the next tenant claims a database at the newest version.
+    let report = newer.fleet().migrate(&FleetOptions::default(), |_| {}).await.unwrap();
+    assert!(report.failures.is_empty(), "{report:?}");
+    let stock = newer.provisioner().warm_stock().await.unwrap();
+    assert_eq!(ready(&stock), 2, "{stock:?}");
+    let next = newer.provisioner().create_tenant(new("next")).await.unwrap();
+    assert_eq!(next.schema_version, schema_v2().latest_version());
+    assert_eq!(ready(&newer.provisioner().warm_stock().await.unwrap()), 1);
+    let conn = env.connect_tenant(&env.raw(&next).await).await;
+    assert!(tables(&conn).await.contains(&"tags".to_owned()));
+    conn.close().await.unwrap();
+    let findings = doctor.examine(DoctorOptions::default()).await.unwrap();
+    let about_warm: Vec<_> = findings.iter().filter(|f| f.problem.as_str() == "stale_warm").collect();
+    assert!(about_warm.is_empty(), "{about_warm:#?}");
+    newer.close().await;
+}
