@@ -189,8 +189,87 @@ pub async fn run(engine: Engine, quick: bool, counts: Counts) -> anyhow::Result<
         started.elapsed().as_secs_f64()
     );
     let result = measure(&env, engine, tenants, budget, requests, rounds).await;
+    let scale = match result {
+        Ok(()) => at_scale(&env, tenants).await,
+        Err(err) => Err(err),
+    };
     env.close().await;
-    result
+    scale
+}
+
+/// What the fleet's size costs: the process's memory after the load (every
+/// tenant resolved and cached), the catalog's size, and the catalog queries
+/// whose cost grows with it.
+async fn at_scale(env: &BenchEnv, tenants: usize) -> anyhow::Result<()> {
+    let rss = crate::env::rss_bytes()? as f64;
+    println!(
+        "  resident memory after the rounds {:.1} MiB ({:.1} KiB per tenant, every one resolved and cached, {} pools open)",
+        rss / 1048576.0,
+        rss / 1024.0 / tenants as f64,
+        env.tenancy.pools().stats().pools
+    );
+    let catalog_bytes = match env.tenancy.catalog().postgres_database_name().await? {
+        Some(name) => {
+            let size: i64 = sqlx::query_scalar("SELECT pg_database_size($1)")
+                .bind(&name)
+                .fetch_one(&sqlx::PgPool::connect(&postgres_url()).await?)
+                .await?;
+            size as f64
+        }
+        None => {
+            use secrecy::ExposeSecret;
+            let url = env.config.catalog_url.expose_secret();
+            let path = url
+                .trim_start_matches("sqlite://")
+                .split('?')
+                .next()
+                .unwrap_or_default();
+            std::fs::metadata(path).map(|m| m.len() as f64).unwrap_or(f64::NAN)
+        }
+    };
+    println!("  catalog size {:.1} MiB", catalog_bytes / 1048576.0);
+    // Slug lookups (the catalog, not the routing cache), 1,000 at random.
+    let mut lookups = Vec::new();
+    for i in 0..1000u64 {
+        let n = (i.wrapping_mul(2_654_435_761) % tenants as u64) as usize;
+        let slug = TenantRef::parse(&format!("b{n}"))?;
+        let started = Instant::now();
+        env.tenancy.tenant(&slug).await?;
+        lookups.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    println!(
+        "  tenant by slug from the catalog: p50 {:.2} ms, p99 {:.2} ms",
+        percentile(&mut lookups, 0.5),
+        percentile(&mut lookups, 0.99)
+    );
+    // The whole list, 500 a page (keyset paging).
+    let started = Instant::now();
+    let (mut pages, mut listed, mut after) = (Vec::new(), 0, None);
+    loop {
+        let page_started = Instant::now();
+        let page = env.tenancy.list_tenants(None, after, 500).await?;
+        pages.push(page_started.elapsed().as_secs_f64() * 1e3);
+        listed += page.len();
+        if page.len() < 500 {
+            break;
+        }
+        after = page.last().map(|t| t.id);
+    }
+    println!(
+        "  tenants list, 500 a page: {} pages ({listed} tenants) in {:.2} s, page p50 {:.2} ms, p99 {:.2} ms",
+        pages.len(),
+        started.elapsed().as_secs_f64(),
+        percentile(&mut pages, 0.5),
+        percentile(&mut pages, 0.99)
+    );
+    let started = Instant::now();
+    let behind = env.tenancy.fleet().behind(&[]).await?;
+    println!(
+        "  migrate: finding who is behind took {:.1} ms ({} behind)",
+        started.elapsed().as_secs_f64() * 1e3,
+        behind.len()
+    );
+    Ok(())
 }
 
 async fn measure(

@@ -574,9 +574,13 @@ impl Tenancy {
             Err(err) => return Err(err),
         };
         let mut templates = Vec::new();
+        let mut warm = Vec::new();
         if let Some(site) = &site {
             let stem = site.templates.stem();
-            templates = site.engine.inventory(self.provisioner.prefix(), &stem).await?.templates;
+            let inventory = site.engine.inventory(self.provisioner.prefix(), &stem).await?;
+            templates = inventory.templates;
+            // Its warm databases serve nobody: they go with it.
+            warm = inventory.warm;
             if !templates.is_empty() && !drop_templates {
                 let names: Vec<_> = templates.iter().map(|t| t.name.as_str()).collect();
                 return Err(in_use(format!(
@@ -605,6 +609,13 @@ impl Tenancy {
                 }
                 Err(err) => {
                     tracing::warn!(server = name, template = %template.name, error = %err.chain(), "cannot drop a template of a removed server; drop it yourself")
+                }
+            }
+        }
+        if let Some(site) = &site {
+            for database in &warm {
+                if let Err(err) = site.engine.drop_warm(&database.name).await {
+                    tracing::warn!(server = name, warm = %database.name, error = %err.chain(), "cannot drop a warm database of a removed server; drop it yourself");
                 }
             }
         }

@@ -33,6 +33,17 @@ pub(crate) async fn check(catalog: &Catalog, migrations: &TenantMigrations) -> R
     }
 }
 
+/// Whether `migrations` is exactly the set the catalog records, or none is
+/// recorded yet (read only: unlike `check`, it never moves the catalog to
+/// an extension of its set, which background work must not do).
+pub(crate) async fn is_the_catalogs(catalog: &Catalog, migrations: &TenantMigrations) -> Result<bool> {
+    let recorded = catalog.tenant_migrations().await?;
+    Ok(matches!(
+        match_sets(recorded.as_deref(), &migrations.identity()),
+        SetMatch::Same | SetMatch::Unrecorded
+    ))
+}
+
 /// Whether `ours` is the recorded set's first migrations and what it leaves
 /// out was applied to no tenant (no row records such a version).
 async fn unapplied_only(catalog: &Catalog, recorded: Option<&str>, ours: &str) -> Result<bool> {

@@ -133,7 +133,8 @@ impl Server {
         reconciler.abort();
         let _ = reconciler.await;
         // A clone under way is left to finish on the server; a warm
-        // database it leaves half-made is dropped by the next refill.
+        // database left without its comment is stale: the next refill (or
+        // doctor --fix) drops it.
         warm.abort();
         let _ = warm.await;
         tenancy.close().await;

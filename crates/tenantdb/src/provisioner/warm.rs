@@ -38,8 +38,10 @@ pub struct WarmStock {
 impl Provisioner {
     /// Fills the warm stock of every ACCEPTING server up to
     /// `Config::warm_databases` and drops stale warm databases (made from
-    /// another template than the current one); with a stock of 0, drops
-    /// them all. Several processes may refill at once: the stock may then
+    /// another template than the current one, or half-made); with a stock
+    /// of 0, on a server that takes no new tenants or with templates off,
+    /// drops them all. Does nothing unless this program's migration set is
+    /// the one the catalog records. Several processes may refill at once: the stock may then
     /// pass its size by a few, which the next creates use up.
     #[tracing::instrument(skip_all)]
     pub async fn refill_warm(&self) -> Result<Vec<WarmStock>> {
@@ -53,15 +55,20 @@ impl Provisioner {
     }
 
     async fn each_stock(&self, refill: bool) -> Result<Vec<WarmStock>> {
-        // A program whose migration set is not the catalog's creates no
-        // tenant: it makes no stock and judges none stale.
-        let refill = refill && self.check_migration_set().await.is_ok();
+        // Only a program whose migration set is the catalog's (read, never
+        // recorded here: a refill must not move the catalog to its set)
+        // makes stock or judges it stale.
+        let refill =
+            refill && crate::migration_set::is_the_catalogs(&self.inner.catalog, &self.inner.migrations).await?;
         let rows = self.inner.catalog.servers().list().await?;
         let mut report = Vec::new();
         for row in rows
             .iter()
-            .filter(|r| r.role == crate::catalog::database_servers::PRIMARY && r.accepts_new_tenants)
+            .filter(|r| r.role == crate::catalog::database_servers::PRIMARY)
         {
+            if !row.accepts_new_tenants && !refill {
+                continue;
+            }
             let site = match self.inner.sites.open(row).await {
                 Ok(site) => site,
                 Err(err) => {
@@ -75,12 +82,18 @@ impl Provisioner {
                     continue;
                 }
             };
-            report.push(self.refill_site(&site, refill).await);
+            // A server that takes no new tenants keeps no stock.
+            let target = if row.accepts_new_tenants {
+                self.inner.warm_databases
+            } else {
+                0
+            };
+            report.push(self.refill_site(&site, refill, target).await);
         }
         Ok(report)
     }
 
-    async fn refill_site(&self, site: &Arc<Site>, refill: bool) -> WarmStock {
+    async fn refill_site(&self, site: &Arc<Site>, refill: bool, target: usize) -> WarmStock {
         let mut stock = WarmStock {
             server: site.name.clone(),
             ready: 0,
@@ -88,18 +101,17 @@ impl Provisioner {
             dropped: 0,
             error: None,
         };
-        let target = self.inner.warm_databases;
-        // Turned off, every warm database goes; else only those of another
-        // template than the current one, and nothing at all while the
-        // current one cannot be had (this program's migration set is not
-        // the catalog's: a newer program's stock is not ours to judge).
-        let current = match (refill, target) {
-            (true, 0) => None,
-            (true, _) => match site.templates.ready().await {
+        // The template the stock must be of: none when the stock is off,
+        // the server takes no new tenants, or templates are off (then every
+        // warm database goes). A current template that cannot be had now
+        // (being built elsewhere, unreachable) leaves the stock as it is.
+        let current = match (refill, target, site.templates.current()) {
+            (true, 0, _) | (true, _, None) => None,
+            (true, _, Some(_)) => match site.templates.ready().await {
                 Some(template) => Some(template),
                 None => return stock,
             },
-            (false, _) => site.templates.current().map(|t| t.name),
+            (false, _, template) => template.map(|t| t.name),
         };
         let stem = site.templates.stem();
         let result = async {
@@ -119,7 +131,12 @@ impl Provisioner {
             };
             let owner = RoleName::for_templates(&self.inner.prefix, self.inner.catalog.id());
             while stock.ready < target {
-                site.engine.make_warm(template, &owner).await?;
+                if let Err(err) = site.engine.make_warm(template, &owner).await {
+                    // The template may be gone (replaced by a newer deploy):
+                    // found or built again on the next refill.
+                    site.templates.forget();
+                    return Err(err);
+                }
                 stock.made += 1;
                 stock.ready += 1;
             }

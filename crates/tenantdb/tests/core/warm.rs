@@ -100,11 +100,34 @@ async fn new_tenants_claim_warm_databases_and_the_stock_is_refilled(backend: Bac
         assert_eq!(count, i64::from(i == 0), "tenant {i} sees only its own rows");
         conn.close().await.unwrap();
     }
+    let mut half_made = None;
     if backend == Backend::Postgres {
         assert!(env.pg_database_exists(&decoy).await, "the decoy is untouched");
+        // One a stop cut short: made by the template role, never commented.
+        let name = format!("{}-wrm-halfmade", env.db_prefix().trim_end_matches('_'));
+        let owner = tenantdb::RoleName::for_templates(&env.config.database_prefix, env.tenancy.catalog().id());
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE \"{name}\" OWNER \"{owner}\" ALLOW_CONNECTIONS false"
+        )))
+        .execute(env.admin())
+        .await
+        .unwrap();
+        let findings = env.tenancy.doctor().examine(DoctorOptions::default()).await.unwrap();
+        assert_eq!(
+            findings
+                .iter()
+                .map(|f| (f.problem.as_str(), f.subject.as_str()))
+                .collect::<Vec<_>>(),
+            vec![("stale_warm", name.as_str())]
+        );
+        half_made = Some(name);
     }
     let refilled = provisioner.refill_warm().await.unwrap();
     assert_eq!((refilled[0].made, refilled[0].ready), (2, 2));
+    assert_eq!(refilled[0].dropped, usize::from(half_made.is_some()), "{refilled:?}");
+    if let Some(name) = &half_made {
+        assert!(!env.pg_database_exists(name).await);
+    }
     let findings = env.tenancy.doctor().examine(DoctorOptions::default()).await.unwrap();
     assert!(findings.is_empty(), "{findings:#?}");
 

@@ -93,6 +93,11 @@ impl PostgresEngine {
             {
                 return TemplateState::Warm(template.to_owned());
             }
+            // Made, but its comment never written (a crash or a stop
+            // between the two statements): a stale warm database.
+            if found.mark.is_none() && !found.is_template && found.name.contains("-wrm-") {
+                return TemplateState::Warm(String::new());
+            }
             return match version {
                 Some(version) if found.is_template => TemplateState::Ready(version.to_owned()),
                 _ => TemplateState::Building,

@@ -6,8 +6,9 @@
 //! no tenant database can enter (`<prefix>-wrm-<catalog id>-<hash>-<6 hex>`),
 //! owned by this catalog's NOLOGIN template role (the mark templates carry)
 //! and commented `tenantdb warm catalog=<id> template=<template>`, accepting
-//! no connections. One made without its comment (a crash between the two
-//! statements) reads as a half-built template: `doctor --fix` drops it.
+//! no connections. One made without its comment (a crash or a stop between
+//! the two statements) is a stale warm database: the next refill, or
+//! `doctor --fix`, drops it.
 //! A claim renames it to the tenant's name and gives it to the tenant's role
 //! in one transaction, so two processes can never claim the same one and a
 //! crash leaves either a warm database or the tenant's own.
@@ -41,7 +42,9 @@ impl PostgresEngine {
             "SELECT d.datname::text, shobj_description(d.oid, 'pg_database') FROM pg_database d \
              JOIN pg_roles r ON r.oid = d.datdba \
              WHERE shobj_description(r.oid, 'pg_authid') = $1 AND NOT d.datistemplate \
-             AND starts_with(shobj_description(d.oid, 'pg_database'), $2) ORDER BY 1",
+             AND (starts_with(shobj_description(d.oid, 'pg_database'), $2) \
+                  OR (shobj_description(d.oid, 'pg_database') IS NULL AND strpos(d.datname, '-wrm-') > 0)) \
+             ORDER BY 1",
         )
         .bind(self.template_owner_marker())
         .bind(self.warm_mark_prefix())
@@ -50,9 +53,10 @@ impl PostgresEngine {
         .map_err(Error::server("cannot list the warm databases"))?;
         Ok(rows
             .into_iter()
-            .filter_map(|(name, mark)| {
-                let template = self.warm_template_of(mark.as_deref())?.to_owned();
-                Some(WarmDatabase { name, template })
+            .map(|(name, mark)| {
+                // No comment: a crash (or a stop) cut its making short.
+                let template = self.warm_template_of(mark.as_deref()).unwrap_or_default().to_owned();
+                WarmDatabase { name, template }
             })
             .collect())
     }
@@ -89,7 +93,8 @@ impl PostgresEngine {
         let candidates: Vec<String> = sqlx::query_scalar(
             "SELECT d.datname::text FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba \
              WHERE shobj_description(r.oid, 'pg_authid') = $1 AND NOT d.datistemplate \
-             AND shobj_description(d.oid, 'pg_database') = $2 ORDER BY random() LIMIT 3",
+             AND d.datconnlimit <> -2 AND shobj_description(d.oid, 'pg_database') = $2 \
+             ORDER BY random() LIMIT 3",
         )
         .bind(self.template_owner_marker())
         .bind(format!("{}{template}", self.warm_mark_prefix()))
@@ -110,10 +115,9 @@ impl PostgresEngine {
                 }
                 Err(err) if sql_state(&err).as_deref() == Some(UNDEFINED_DATABASE) => continue,
                 Err(err) => {
-                    // The tenant's name taken meanwhile, or the server
-                    // refusing: the caller's clone path says what is wrong.
+                    // This one cannot be had (the caller's clone path says
+                    // what is wrong if none can): the next one is tried.
                     tracing::warn!(tenant.id = %db.tenant, warm = %name, error = %err, "claiming a warm database failed");
-                    return Ok(false);
                 }
             }
         }
