@@ -12,6 +12,7 @@
 //!
 //! [`AdminToken`]: crate::AdminToken
 
+mod export;
 mod members;
 mod migrations;
 mod servers;
@@ -84,7 +85,7 @@ impl OperatorApi {
     /// The routes whose work runs in the provisioner: no request timeout
     /// (see the module doc).
     pub fn provisioning_routes<S: Clone + Send + Sync + 'static>(&self) -> OpenApiRouter<S> {
-        documented(tenants::provisioning_routes()).with_state(self.clone())
+        documented(tenants::provisioning_routes().merge(export::routes())).with_state(self.clone())
     }
 
     /// Every operator route, for an application that sets no request

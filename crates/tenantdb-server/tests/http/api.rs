@@ -12,7 +12,96 @@ both_backends!(
     shutdown_lets_a_provisioning_request_finish,
     renaming_under_load_keeps_the_data,
     a_deleted_tenant_is_refused_then_restored_with_its_data,
+    a_tenant_is_exported_and_imported_over_http,
 );
+
+async fn a_tenant_is_exported_and_imported_over_http(backend: Backend) {
+    let service = Service::start(backend).await;
+    let (ada, token) = service.user("ada@example.com").await;
+    service.tenant("acme", Some(&ada)).await;
+    let (status, _) = service
+        .call(
+            Method::POST,
+            "/v1/projects",
+            Some(&token),
+            Some("acme"),
+            Some(json!({"name": "Exported"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let response = service
+        .client
+        .get(format!("{}/v1/tenants/acme/export", service.base))
+        .bearer_auth(crate::support::ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/octet-stream");
+    assert!(
+        response.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("acme.tenantdb")
+    );
+    let export = response.bytes().await.unwrap();
+    assert!(
+        export.starts_with(b"TENANTDB-EXPORT 1\n"),
+        "{:?}",
+        &export[..40.min(export.len())]
+    );
+
+    // A client per import: a request refused before its body is read ends
+    // its connection (the body is not read to the end), which a pooled
+    // client could otherwise reuse.
+    let import = |query: &str, body: Vec<u8>| {
+        reqwest::Client::new()
+            .post(format!("{}/v1/imports{query}", service.base))
+            .bearer_auth(crate::support::ADMIN)
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+    };
+    // Bad input changes nothing: no slug, a bad slug, not an export, a
+    // taken slug.
+    for (query, body, status) in [
+        ("", export.to_vec(), StatusCode::BAD_REQUEST),
+        ("?slug=Bad_Slug", export.to_vec(), StatusCode::BAD_REQUEST),
+        ("?slug=junk", b"not an export".to_vec(), StatusCode::BAD_REQUEST),
+        ("?slug=acme", export.to_vec(), StatusCode::CONFLICT),
+    ] {
+        let response = import(query, body).await.unwrap();
+        assert_eq!(response.status(), status, "{query}: {}", response.text().await.unwrap());
+    }
+    let (_, list) = service.admin(Method::GET, "/v1/tenants", None).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+
+    let response = import("?slug=copy&name=Copy", export.to_vec()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let copy: Value = response.json().await.unwrap();
+    assert_eq!(
+        (copy["slug"].as_str(), copy["name"].as_str()),
+        (Some("copy"), Some("Copy"))
+    );
+    assert_eq!(copy["database"]["status"], "ACTIVE", "{copy}");
+    let (status, _) = service
+        .admin(
+            Method::PUT,
+            &format!("/v1/tenants/copy/members/{ada}"),
+            Some(json!({"role": "OWNER"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, projects) = service
+        .call(Method::GET, "/v1/projects", Some(&token), Some("copy"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{projects}");
+    assert_eq!(projects["items"][0]["name"], "Exported", "{projects}");
+    let (status, body) = service.admin(Method::GET, "/v1/tenants/nobody/export", None).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "tenant_not_found"));
+    service.stop().await;
+}
 
 async fn a_deleted_tenant_is_refused_then_restored_with_its_data(backend: Backend) {
     let service = Service::start(backend).await;

@@ -19,7 +19,7 @@ mod run;
 use run::AbortOnDrop;
 use uuid::Uuid;
 
-use crate::catalog::{DbStatus, MigrationRun};
+use crate::catalog::MigrationRun;
 use crate::error::{Error, Result};
 use crate::names::TenantRef;
 use crate::provisioner::Provisioner;
@@ -165,7 +165,7 @@ impl Fleet {
             .provisioner
             .catalog()
             .tenant_databases()
-            .list(Some(DbStatus::Active))
+            .active_behind(latest.as_deref())
             .await?;
         Ok(rows
             .into_iter()

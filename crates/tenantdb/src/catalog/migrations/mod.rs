@@ -12,6 +12,7 @@ mod m0005_safety;
 mod m0006_instances;
 mod m0007_moves;
 mod m0008_trash;
+mod m0009_scale;
 
 use sea_orm_migration::prelude::*;
 
@@ -23,6 +24,7 @@ use m0005_safety::AddSafety;
 use m0006_instances::CreateInstances;
 use m0007_moves::AddMoves;
 use m0008_trash::AddTrash;
+use m0009_scale::AddScaleIndexes;
 
 /// Every catalog migration, oldest first.
 pub(super) fn all() -> Vec<Box<dyn MigrationTrait>> {
@@ -35,6 +37,7 @@ pub(super) fn all() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(CreateInstances),
         Box::new(AddMoves),
         Box::new(AddTrash),
+        Box::new(AddScaleIndexes),
     ]
 }
 
