@@ -197,13 +197,13 @@ pub async fn run(engine: Engine, quick: bool, counts: Counts) -> anyhow::Result<
     scale
 }
 
-/// What the fleet's size costs: the process's memory after the load (every
-/// tenant resolved and cached), the catalog's size, and the catalog queries
-/// whose cost grows with it.
+/// What the fleet's size costs: the process's memory after the load (the
+/// tenants the rounds reached resolved and cached), the catalog's size, and
+/// the catalog queries whose cost grows with it.
 async fn at_scale(env: &BenchEnv, tenants: usize) -> anyhow::Result<()> {
     let rss = crate::env::rss_bytes()? as f64;
     println!(
-        "  resident memory after the rounds {:.1} MiB ({:.1} KiB per tenant, every one resolved and cached, {} pools open)",
+        "  resident memory after the rounds {:.1} MiB ({:.1} KiB per tenant in the catalog, {} pools open)",
         rss / 1048576.0,
         rss / 1024.0 / tenants as f64,
         env.tenancy.pools().stats().pools
