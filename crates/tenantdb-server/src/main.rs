@@ -121,19 +121,25 @@ async fn serve(library_config: Config, data_dir: &Path, service: &ServiceArgs) -
     http::start(library_config, options, listener, shutdown_signal()).await
 }
 
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// SIGINT or SIGTERM. The SIGTERM handler is installed here, before the
+/// service listens: a SIGTERM that comes at once (a supervisor stopping
+/// a service it just started) is a graceful stop too, not the default
+/// action that kills the process.
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        let terminate = async {
+            match terminate {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
             }
-            Err(_) => std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminate => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
+        tracing::info!("shutting down: finishing requests in flight");
     }
-    tracing::info!("shutting down: finishing requests in flight");
 }
