@@ -33,12 +33,12 @@ fn v4() -> Vec<Box<dyn MigrationTrait>> {
     ]
 }
 
-pub async fn run(engine: Engine, quick: bool) -> anyhow::Result<()> {
-    let tenants = match (engine, quick) {
+pub async fn run(engine: Engine, quick: bool, tenants: Option<usize>) -> anyhow::Result<()> {
+    let tenants = tenants.unwrap_or(match (engine, quick) {
         (_, true) => 20,
         (Engine::Postgres, false) => 200,
         (Engine::Sqlite, false) => 500,
-    };
+    });
     let started = Instant::now();
     let env = BenchEnv::with_schema(engine, tenants, 16, 1, TenantMigrations::from_fn(v1)).await?;
     println!(

@@ -65,7 +65,8 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// many-tenants: tenants (default 1,000 PostgreSQL databases, 5,000
-    /// SQLite files); memory: cached tenants (default 1,000).
+    /// SQLite files); fleet-migrate: tenants (default 200 PostgreSQL, 500
+    /// SQLite); memory: cached tenants (default 1,000).
     #[arg(long)]
     tenants: Option<usize>,
     /// many-tenants and http: the connection budget (default 20; http on
@@ -115,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
         provision::run(args.engine, args.quick).await?;
     }
     if matches!(args.scenario, Scenario::FleetMigrate | Scenario::All) {
-        fleet::run(args.engine, args.quick).await?;
+        fleet::run(args.engine, args.quick, args.tenants).await?;
     }
     let counts = Counts {
         tenants: args.tenants,

@@ -91,6 +91,26 @@ impl ChangeStamp {
     /// commits: they look at the generation at once instead of at their
     /// next poll.
     pub(crate) async fn record(txn: &impl ConnectionTrait) -> Result<()> {
+        Self::record_with(txn, "").await
+    }
+
+    /// `record` for a transaction whose commit need not wait for the disk
+    /// (PostgreSQL: `synchronous_commit = off` for it, set in the same
+    /// round trip). The caller says why that is safe.
+    pub(crate) async fn record_without_waiting(txn: &impl ConnectionTrait) -> Result<()> {
+        Self::record_with(txn, "SET LOCAL synchronous_commit = off; ").await
+    }
+
+    async fn record_with(txn: &impl ConnectionTrait, postgres_first: &str) -> Result<()> {
+        if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+            // One round trip (sign-up time is mostly round trips).
+            txn.execute_unprepared(&format!(
+                "{postgres_first}UPDATE catalog_info SET generation = generation + 1 WHERE id = 1; \
+                 NOTIFY {CHANGES_CHANNEL}"
+            ))
+            .await?;
+            return Ok(());
+        }
         catalog_info::Entity::update_many()
             .col_expr(
                 catalog_info::Column::Generation,
@@ -99,9 +119,6 @@ impl ChangeStamp {
             .filter(catalog_info::Column::Id.eq(1))
             .exec(txn)
             .await?;
-        if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
-            txn.execute_unprepared(&format!("NOTIFY {CHANGES_CHANNEL}")).await?;
-        }
         Ok(())
     }
 

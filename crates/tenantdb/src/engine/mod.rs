@@ -73,6 +73,10 @@ pub enum Created {
     /// A clone of the template: every migration of the template's version
     /// is in it.
     Cloned,
+    /// A warm database (a clone of the template made ahead), claimed and
+    /// opened in one step (PostgreSQL): as `Cloned`, with `open_database`
+    /// and `flush` done.
+    Claimed,
     /// A new empty database: the migrations must run.
     Empty,
     /// It was there already (a step run again after a crash): its state is
@@ -184,15 +188,36 @@ impl Engine {
         }
     }
 
+    /// `ensure_role` for a new tenant, whose role should not exist yet: one
+    /// round trip fewer when it does not (PostgreSQL).
+    pub(crate) async fn create_role(&self, db: &DatabaseSpec) -> Result<()> {
+        match self {
+            Self::Postgres(pg) => pg.create_role(db).await,
+            Self::Sqlite(_) => Ok(()),
+        }
+    }
+
     /// Creates the tenant's database owned by its role, accepting no
     /// connections yet (PostgreSQL); nothing to do if it exists and is ours.
     /// With a `template` (see `ensure_template`) it is a clone of it; if
     /// cloning fails (the template is gone, or still busy after one retry)
     /// the database is made empty and the migrations replay.
     pub async fn create_database(&self, db: &DatabaseSpec, template: Option<&str>) -> Result<Created> {
+        self.create_database_from(db, template, true).await
+    }
+
+    /// `create_database`, looking for a warm database of the template
+    /// first only if `warm` (the deployment keeps a stock: else the look
+    /// is a wasted round trip).
+    pub(crate) async fn create_database_from(
+        &self,
+        db: &DatabaseSpec,
+        template: Option<&str>,
+        warm: bool,
+    ) -> Result<Created> {
         match self {
-            Self::Postgres(pg) => pg.create_database(db, template).await,
-            Self::Sqlite(sqlite) => sqlite.create_database(db, template).await,
+            Self::Postgres(pg) => pg.create_database(db, template, warm).await,
+            Self::Sqlite(sqlite) => sqlite.create_database(db, template, warm).await,
         }
     }
 
@@ -222,7 +247,7 @@ impl Engine {
     pub(crate) async fn import(&self, db: &DatabaseSpec, file: &std::path::Path, offset: u64) -> Result<()> {
         match self {
             Self::Postgres(pg) => {
-                if pg.create_database(db, None).await? == Created::Existing {
+                if pg.create_database(db, None, false).await? == Created::Existing {
                     return Err(Error::AlreadyExists(format!(
                         "database '{}' exists already: an import only fills a new one",
                         db.database
@@ -244,6 +269,16 @@ impl Engine {
     pub async fn open_database(&self, db: &DatabaseSpec) -> Result<()> {
         match self {
             Self::Postgres(pg) => pg.open_database(db).await,
+            Self::Sqlite(_) => Ok(()),
+        }
+    }
+
+    /// `open_database` for one `create_database` just made (`Cloned` or
+    /// `Empty`: created owned by the tenant's role, so certainly ours): the
+    /// ownership is not looked up again.
+    pub(crate) async fn open_new_database(&self, db: &DatabaseSpec) -> Result<()> {
+        match self {
+            Self::Postgres(pg) => pg.secure_database(db).await,
             Self::Sqlite(_) => Ok(()),
         }
     }

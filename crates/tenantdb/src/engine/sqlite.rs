@@ -289,12 +289,18 @@ impl SqliteEngine {
         Ok(())
     }
 
-    pub(crate) async fn create_database(&self, db: &DatabaseSpec, template: Option<&str>) -> Result<Created> {
+    pub(crate) async fn create_database(
+        &self,
+        db: &DatabaseSpec,
+        template: Option<&str>,
+        warm: bool,
+    ) -> Result<Created> {
         let path = self.path(db.tenant);
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
             return Ok(Created::Existing);
         }
         if let Some(name) = template
+            && warm
             && self.claim_warm(db, name)
         {
             return Ok(Created::Cloned);

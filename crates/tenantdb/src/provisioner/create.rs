@@ -29,6 +29,12 @@ pub(super) struct Import {
 /// The key of `move_state` that marks a row being imported.
 const IMPORT_MARK: &str = "import";
 
+/// Whether `row` is as its insert left it (every claim and change of a row
+/// adds one to its `version`): nothing of its tenant was made yet.
+fn is_new(row: &Row) -> bool {
+    row.version == 0
+}
+
 /// Whether the row is an import under way.
 fn is_import(row: &Row) -> bool {
     row.move_state
@@ -95,7 +101,7 @@ impl Provisioner {
                 )),
             ),
             Ok(site) => {
-                let outcome = self.provision_steps(&site, &spec, &keeper, import).await;
+                let outcome = self.provision_steps(&site, &spec, &keeper, import, is_new(&row)).await;
                 (Some(site), outcome)
             }
             Err(err) => (None, Err(err)),
@@ -190,9 +196,14 @@ impl Provisioner {
         spec: &DatabaseSpec,
         keeper: &LeaseKeeper,
         import: Option<&Import>,
+        new: bool,
     ) -> Result<Option<String>> {
         let tenant = spec.tenant.as_uuid();
-        site.engine.ensure_role(spec).await?;
+        if new {
+            site.engine.create_role(spec).await?;
+        } else {
+            site.engine.ensure_role(spec).await?;
+        }
         self.step(Step::RoleCreated, tenant)?;
         keeper.check()?;
         if let Some(import) = import {
@@ -209,8 +220,11 @@ impl Provisioner {
             return Ok(version);
         }
         let template = site.templates.ready().await;
-        let created = site.engine.create_database(spec, template.as_deref()).await?;
-        if created == Created::Cloned {
+        let created = site
+            .engine
+            .create_database_from(spec, template.as_deref(), self.inner.warm_databases > 0)
+            .await?;
+        if matches!(created, Created::Cloned | Created::Claimed) {
             // Perhaps a warm one: the stock is looked at again.
             self.warm_used();
         }
@@ -219,12 +233,23 @@ impl Provisioner {
         }
         self.step(Step::DatabaseCreated, tenant)?;
         keeper.check()?;
-        site.engine.open_database(spec).await?;
         // The role and database are durable before anything is recorded.
-        site.engine.flush().await?;
+        match created {
+            // Claimed and opened in one step, which waited for the log
+            // (covering the role made before it).
+            Created::Claimed => {}
+            Created::Cloned | Created::Empty => {
+                site.engine.open_new_database(spec).await?;
+                site.engine.flush().await?;
+            }
+            Created::Existing => {
+                site.engine.open_database(spec).await?;
+                site.engine.flush().await?;
+            }
+        }
         self.step(Step::DatabaseOpened, tenant)?;
         keeper.check()?;
-        let version = if created == Created::Cloned {
+        let version = if matches!(created, Created::Cloned | Created::Claimed) {
             // The template holds every migration of this version (it is
             // marked only once they all applied): no connection needed.
             self.inner.migrations.latest_version()

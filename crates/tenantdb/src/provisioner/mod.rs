@@ -105,6 +105,9 @@ struct Inner {
     deleted_retention: Duration,
     warm_databases: usize,
     warm_wanted: tokio::sync::Notify,
+    /// Tenants per server as placement last read them (see
+    /// `placement::TenantCounts`).
+    counts: placement::TenantCounts,
     tasks: tokio_util::task::TaskTracker,
     crash_after: Mutex<Option<Step>>,
 }
@@ -156,6 +159,7 @@ impl Provisioner {
                 deleted_retention: settings.deleted_retention,
                 warm_databases: settings.warm_databases,
                 warm_wanted: tokio::sync::Notify::new(),
+                counts: placement::TenantCounts::default(),
                 tasks: tokio_util::task::TaskTracker::new(),
                 crash_after: Mutex::new(None),
             }),
@@ -307,20 +311,18 @@ impl Provisioner {
             new.name.as_deref().unwrap_or(slug.as_str()),
             MAX_TENANT_NAME_LEN,
         )?;
-        self.check_migration_set().await?;
-        if self
-            .inner
-            .catalog
-            .tenants()
-            .find(&TenantRef::Slug(slug.clone()))
-            .await?
-            .is_some()
-        {
+        // Three independent reads at once (sign-up time is mostly round
+        // trips), their errors judged in this order.
+        let slug_ref = TenantRef::Slug(slug.clone());
+        let tenants = self.inner.catalog.tenants();
+        let (set, existing, site) = tokio::join!(self.check_migration_set(), tenants.find(&slug_ref), self.place(&new));
+        set?;
+        if existing?.is_some() {
             return Err(Error::AlreadyExists(format!(
                 "a tenant with slug '{slug}' already exists"
             )));
         }
-        let site = self.place(&new).await?;
+        let site = site?;
         if let Some(import) = &import
             && import.engine != site.engine.name()
         {
@@ -356,6 +358,7 @@ impl Provisioner {
             .tenant_databases()
             .insert_with_tenant(tenant, self.new_row(site.id, id, &database, import.is_some()), extras)
             .await?;
+        self.inner.counts.placed(site.id);
         self.step(Step::RowInserted, row.tenant_id)?;
         let row = self
             .run(move |this| async move { this.provision_with(row, import.as_ref()).await })
@@ -387,6 +390,7 @@ impl Provisioner {
             .tenant_databases()
             .insert(self.new_row(site.id, id, &database, false))
             .await?;
+        self.inner.counts.placed(site.id);
         self.step(Step::RowInserted, row.tenant_id)?;
         let row = self.run(move |this| async move { this.provision(row).await }).await?;
         Ok(self.public(&row))

@@ -456,7 +456,7 @@ impl Provisioner {
 /// The tenant's role and an empty database of its own on the target.
 async fn make_target(target: &PostgresEngine, spec: &DatabaseSpec) -> Result<()> {
     target.ensure_role(spec).await?;
-    target.create_database(spec, None).await?;
+    target.create_database(spec, None, false).await?;
     target.open_database(spec).await
 }
 

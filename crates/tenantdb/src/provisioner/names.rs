@@ -28,16 +28,13 @@ impl Provisioner {
                 "database name '{name}' is the catalog's own database"
             )));
         }
-        if self
-            .inner
-            .catalog
-            .tenant_databases()
-            .name_taken(site.id, name.as_str())
-            .await?
-        {
+        // Both at once, judged in this order.
+        let rows = self.inner.catalog.tenant_databases();
+        let (taken, in_use) = tokio::join!(rows.name_taken(site.id, name.as_str()), site.engine.name_in_use(name));
+        if taken? {
             return Err(Error::AlreadyExists(format!("database name '{name}' is already taken")));
         }
-        if site.engine.name_in_use(name).await? {
+        if in_use? {
             return Err(Error::AlreadyExists(format!(
                 "database '{name}' already exists on the server; tenantdb never adopts a database it did not create"
             )));

@@ -4,11 +4,17 @@
 //! (the ACCEPTING servers, fewest tenants first, ties by name) in the
 //! order the deployment's [`Placement`] gives them, and the first that
 //! answers takes the tenant. A server that does not answer is skipped with
-//! a warning and the next one tried.
+//! a warning and the next one tried. The counts are read from the catalog
+//! at most once a second (see `TenantCounts`).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
 
 use super::{NewTenant, Provisioner};
+use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::sites::Site;
 
@@ -64,6 +70,39 @@ impl Placement for FewestTenants {
     }
 }
 
+/// How long placement trusts the tenant counts it read: counting every
+/// row on each sign-up would cost more with each tenant.
+const COUNTS_FRESH: Duration = Duration::from_secs(1);
+
+/// Tenants per server, read from the catalog at most once a `COUNTS_FRESH`,
+/// with the tenants this process placed since added. Placement by fewest
+/// tenants is a balance, not a count that must be exact: what other
+/// processes placed, and rows deleted, show within a second.
+#[derive(Debug, Default)]
+pub(super) struct TenantCounts {
+    read: Mutex<Option<(Instant, HashMap<Uuid, u64>)>>,
+}
+
+impl TenantCounts {
+    async fn get(&self, catalog: &Catalog) -> Result<HashMap<Uuid, u64>> {
+        if let Some((at, counts)) = &*self.read.lock().unwrap_or_else(|e| e.into_inner())
+            && at.elapsed() < COUNTS_FRESH
+        {
+            return Ok(counts.clone());
+        }
+        let counts = catalog.tenant_databases().count_by_server().await?;
+        *self.read.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), counts.clone()));
+        Ok(counts)
+    }
+
+    /// A row was inserted for a tenant database on `server`.
+    pub(super) fn placed(&self, server: Uuid) {
+        if let Some((_, counts)) = &mut *self.read.lock().unwrap_or_else(|e| e.into_inner()) {
+            *counts.entry(server).or_default() += 1;
+        }
+    }
+}
+
 impl Provisioner {
     /// The site of `row`, opened and answering now; a failure is
     /// remembered (see `Sites::failed_recently`).
@@ -103,7 +142,7 @@ impl Provisioner {
             }
             return self.answering(row).await;
         }
-        let counts = catalog.tenant_databases().count_by_server().await?;
+        let counts = self.inner.counts.get(catalog).await?;
         let mut candidates: Vec<Candidate> = rows
             .iter()
             .filter(|r| r.accepts_new_tenants)

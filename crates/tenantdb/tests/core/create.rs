@@ -8,6 +8,7 @@ both_backends!(
     creating_a_tenant_makes_an_active_database_at_the_latest_version,
     bad_names_are_refused_and_change_nothing,
     a_taken_slug_or_database_name_is_a_conflict,
+    a_new_tenant_gets_its_owner_and_plan_or_nothing_is_made,
     concurrent_creates_of_one_tenant_make_exactly_one_database,
     illegal_transitions_are_refused,
 );
@@ -106,6 +107,52 @@ async fn a_taken_slug_or_database_name_is_a_conflict(backend: Backend) {
     let tenants = env.tenancy.catalog().tenants().list(None, None, 100).await.unwrap();
     assert_eq!(tenants.len(), 1);
     assert_eq!(env.physical_databases().await.len(), 1);
+}
+
+async fn a_new_tenant_gets_its_owner_and_plan_or_nothing_is_made(backend: Backend) {
+    let env = TestEnv::new(backend, schema_v1()).await;
+    let catalog = env.tenancy.catalog();
+    let ada = catalog.users().create("ada@example.com", "Ada").await.unwrap();
+    let owned = NewTenant {
+        slug: "owned".into(),
+        owner_user_id: Some(ada.id),
+        plan: Some("pro".into()),
+        ..Default::default()
+    };
+    let made = env.tenancy.provisioner().create_tenant(owned).await.unwrap();
+    let member = catalog
+        .memberships()
+        .find(made.tenant_id, ada.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(member.role, tenantdb::MemberRole::Owner);
+    let subscription = catalog.subscriptions().find(made.tenant_id).await.unwrap().unwrap();
+    assert_eq!(subscription.plan, "pro");
+
+    // An owner who is not a user refuses the whole insert: no tenant, no
+    // row, no name reserved, no database.
+    let nobody = uuid::Uuid::now_v7();
+    let orphan = NewTenant {
+        slug: "orphan".into(),
+        owner_user_id: Some(nobody),
+        plan: Some("pro".into()),
+        ..Default::default()
+    };
+    let err = env.tenancy.provisioner().create_tenant(orphan).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Invalid { kind: "owner_user_id", value, .. } if *value == nobody.to_string()),
+        "{err}"
+    );
+    let tenants = catalog.tenants().list(None, None, 100).await.unwrap();
+    assert_eq!(tenants.len(), 1, "{tenants:?}");
+    assert_eq!(catalog.tenant_databases().list(None).await.unwrap().len(), 1);
+    assert_eq!(env.physical_databases().await.len(), 1);
+    let again = NewTenant {
+        slug: "orphan".into(),
+        ..Default::default()
+    };
+    env.tenancy.provisioner().create_tenant(again).await.unwrap();
 }
 
 async fn concurrent_creates_of_one_tenant_make_exactly_one_database(backend: Backend) {

@@ -112,6 +112,10 @@ async fn creates_of_one_slug_race_to_one_winner(backend: Backend) {
         })
         .await;
         expect_winners(&[ra.as_ref().map(drop), rb.as_ref().map(drop)], 1, &slug);
+        for err in [ra.err(), rb.err()].into_iter().flatten() {
+            // Refused by the check before the insert, or by the insert.
+            assert!(err.to_string().contains(&format!("slug '{slug}'")), "{err}");
+        }
     }
     assert_settled(&env, "create/create slug").await;
     a.close().await;
@@ -131,6 +135,9 @@ async fn creates_of_one_database_name_race_to_one_winner(backend: Backend) {
         )
         .await;
         expect_winners(&[ra.as_ref().map(drop), rb.as_ref().map(drop)], 1, &name);
+        for err in [ra.err(), rb.err()].into_iter().flatten() {
+            assert!(err.to_string().contains(&name), "{err}");
+        }
     }
     assert_settled(&env, "create/create name").await;
     a.close().await;

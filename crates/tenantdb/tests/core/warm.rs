@@ -39,6 +39,30 @@ async fn new_tenants_claim_warm_databases_and_the_stock_is_refilled(backend: Bac
     assert_eq!((again[0].made, again[0].ready), (0, 2), "a full stock is left alone");
     let findings = env.tenancy.doctor().examine(DoctorOptions::default()).await.unwrap();
     assert!(findings.is_empty(), "warm databases are no orphans: {findings:#?}");
+    if backend == Backend::Postgres {
+        // Closed, closed to PUBLIC, and with the relation cache file an
+        // admin session built (a copy has none): the tenant's first
+        // connection does not build it.
+        let warm: Vec<(String, bool, String, bool)> = sqlx::query_as(
+            "SELECT datname::text, datallowconn, coalesce(datacl::text, ''), \
+             (pg_stat_file('base/' || oid || '/pg_internal.init', true)).size IS NOT NULL \
+             FROM pg_database WHERE starts_with(datname, $1)",
+        )
+        .bind(format!("{}-wrm-", env.db_prefix().trim_end_matches('_')))
+        .fetch_all(env.admin())
+        .await
+        .unwrap();
+        assert_eq!(warm.len(), 2, "{warm:?}");
+        for (name, accepts, acl, cached) in &warm {
+            assert!(!accepts, "{name} accepts no connections");
+            // (No ACL at all would be the default: PUBLIC may connect.)
+            assert!(
+                !acl.is_empty() && !acl.contains("{=") && !acl.contains(",="),
+                "{name}: nothing for PUBLIC: {acl}"
+            );
+            assert!(cached, "{name} has its relation cache file");
+        }
+    }
 
     // A database that wears a warm database's name and comment but is not
     // owned by this catalog's template role is never claimed or dropped.
@@ -65,6 +89,23 @@ async fn new_tenants_claim_warm_databases_and_the_stock_is_refilled(backend: Bac
     assert_eq!(created.status, DbStatus::Active);
     assert_eq!(ready(&provisioner.warm_stock().await.unwrap()), 1, "one was claimed");
     let row = env.raw(&created).await;
+    if backend == Backend::Postgres {
+        // Claimed and opened in one step: as a clone is left.
+        let (accepts, acl, owner): (bool, String, String) = sqlx::query_as(
+            "SELECT datallowconn, coalesce(datacl::text, ''), pg_get_userbyid(datdba)::text \
+             FROM pg_database WHERE datname = $1",
+        )
+        .bind(&row.database_name)
+        .fetch_one(env.admin())
+        .await
+        .unwrap();
+        assert!(accepts);
+        assert_eq!(owner, row.role_name);
+        assert!(
+            !acl.is_empty() && !acl.contains("{=") && !acl.contains(",="),
+            "nothing for PUBLIC: {acl}"
+        );
+    }
     let conn = env.connect_tenant(&row).await;
     conn.execute_unprepared("INSERT INTO notes (id, body) VALUES (1, 'mine')")
         .await

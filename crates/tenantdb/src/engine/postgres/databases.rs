@@ -38,8 +38,22 @@ impl PostgresEngine {
         Ok(if ours { Ownership::Ours } else { Ownership::Foreign })
     }
 
-    pub(crate) async fn create_database(&self, db: &DatabaseSpec, template: Option<&str>) -> Result<Created> {
+    pub(crate) async fn create_database(
+        &self,
+        db: &DatabaseSpec,
+        template: Option<&str>,
+        warm: bool,
+    ) -> Result<Created> {
         let name = quote_ident(db.database.as_str());
+        // A warm database of this template, if one is in stock: a rename
+        // instead of a copy. Tried first: its rename fails, changing
+        // nothing, when the name is taken (by whatever holds it).
+        if let Some(from) = template
+            && warm
+            && self.claim_warm(db, from).await.unwrap_or(false)
+        {
+            return Ok(Created::Claimed);
+        }
         match self.ownership(db, &db.database).await? {
             Ownership::Foreign => Err(Error::NotOurs {
                 tenant: db.tenant.to_string(),
@@ -59,13 +73,6 @@ impl PostgresEngine {
                 };
                 let context = || format!("cannot create database '{}'", db.database);
                 let is_duplicate = |err: &Error| matches!(err, Error::Server { source, .. } if sql_state(source).as_deref() == Some(DUPLICATE_DATABASE));
-                // A warm database of this template, if one is in stock:
-                // a rename instead of a copy.
-                if let Some(from) = template
-                    && self.claim_warm(db, from).await.unwrap_or(false)
-                {
-                    return Ok(Created::Cloned);
-                }
                 let mut cloned = None;
                 if let Some(from) = template {
                     match self.clone_template(&create(from), context).await {
@@ -122,6 +129,12 @@ impl PostgresEngine {
                 database: db.database.to_string(),
             });
         }
+        self.secure_database(db).await
+    }
+
+    /// Closes the tenant's database to PUBLIC, marks it and lets
+    /// connections in (its ownership already checked).
+    pub(crate) async fn secure_database(&self, db: &DatabaseSpec) -> Result<()> {
         let name = quote_ident(db.database.as_str());
         let context = || format!("cannot secure database '{}'", db.database);
         // One simple query is one transaction: the database opens only

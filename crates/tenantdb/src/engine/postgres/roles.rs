@@ -32,6 +32,39 @@ impl PostgresEngine {
         Ok(row.map(|(mark,)| mark))
     }
 
+    /// `ensure_role` for a role that should not exist yet (a new tenant's):
+    /// the create is tried first, one round trip; if a role holds the name
+    /// after all, `ensure_role` decides as ever.
+    pub(crate) async fn create_role(&self, db: &DatabaseSpec) -> Result<()> {
+        match sqlx::raw_sql(AssertSqlSafe(self.create_role_sql(db)))
+            .execute(&self.inner.admin)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) if sql_state(&err).as_deref() == Some(DUPLICATE_OBJECT) => self.ensure_role(db).await,
+            Err(err) => Err(Error::server(format!("cannot create role '{}'", db.role))(err)),
+        }
+    }
+
+    /// Creates the role with its mark, and lets the admin act as it: one
+    /// simple query, so one implicit transaction and one round trip, and
+    /// the role never exists without its mark.
+    fn create_role_sql(&self, db: &DatabaseSpec) -> String {
+        let role = quote_ident(db.role.as_str());
+        let password = quote_literal(&self.inner.secret.verifier_for(db.tenant));
+        let limit = self.inner.role_connection_limit;
+        let create = format!(
+            "CREATE ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
+             NOBYPASSRLS CONNECTION LIMIT {limit} PASSWORD {password}"
+        );
+        let comment = format!("COMMENT ON ROLE {role} IS {}", quote_literal(&self.marker(db)));
+        // An admin that is not a superuser (CREATEDB and CREATEROLE only)
+        // must be a member of a role to create a database owned by it, and
+        // to alter or drop that database later.
+        let grant = format!("GRANT {role} TO current_user");
+        format!("{create}; {comment}; {grant}")
+    }
+
     pub(crate) async fn ensure_role(&self, db: &DatabaseSpec) -> Result<()> {
         let role = quote_ident(db.role.as_str());
         let password = quote_literal(&self.inner.secret.verifier_for(db.tenant));
@@ -49,18 +82,7 @@ impl PostgresEngine {
                 database: format!("(role) {}", db.role),
             }),
             None => {
-                let create = format!(
-                    "CREATE ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
-                     NOBYPASSRLS CONNECTION LIMIT {limit} PASSWORD {password}"
-                );
-                let comment = format!("COMMENT ON ROLE {role} IS {}", quote_literal(&self.marker(db)));
-                // An admin that is not a superuser (CREATEDB and CREATEROLE
-                // only) must be a member of a role to create a database
-                // owned by it, and to alter or drop that database later.
-                let grant = format!("GRANT {role} TO current_user");
-                // One simple query: one implicit transaction, one round
-                // trip, and the role never exists without its mark.
-                let result = sqlx::raw_sql(AssertSqlSafe(format!("{create}; {comment}; {grant}")))
+                let result = sqlx::raw_sql(AssertSqlSafe(self.create_role_sql(db)))
                     .execute(&self.inner.admin)
                     .await;
                 match result {

@@ -6,16 +6,18 @@
 //! no tenant database can enter (`<prefix>-wrm-<catalog id>-<hash>-<6 hex>`),
 //! owned by this catalog's NOLOGIN template role (the mark templates carry)
 //! and commented `tenantdb warm catalog=<id> template=<template>`, accepting
-//! no connections. One made without its comment (a crash or a stop between
-//! the two statements) is a stale warm database: the next refill, or
-//! `doctor --fix`, drops it.
-//! A claim renames it to the tenant's name and gives it to the tenant's role
-//! in one transaction, so two processes can never claim the same one and a
-//! crash leaves either a warm database or the tenant's own.
+//! no connections. Before it is commented, one admin session in it builds
+//! its relation cache file, which a copy lacks, so that the tenant's first
+//! connection is as quick as any later one. One left without its comment (a
+//! crash or a stop while it was made) is a stale warm database: the next
+//! refill, or `doctor --fix`, drops it.
+//! A claim renames it to the tenant's name, gives it to the tenant's role and
+//! opens it in one transaction, so two processes can never claim the same
+//! one and a crash leaves either a warm database or the tenant's own.
 
 use sqlx::AssertSqlSafe;
 
-use super::{PostgresEngine, sql_state};
+use super::{DUPLICATE_DATABASE, PostgresEngine, sql_state};
 use crate::engine::{DatabaseSpec, WarmDatabase};
 use crate::error::{Error, Result};
 use crate::names::{RoleName, quote_ident, quote_literal};
@@ -75,38 +77,102 @@ impl PostgresEngine {
             quote_ident(template)
         );
         self.clone_template(&create, context).await?;
+        // A copy has no relation cache file (`pg_internal.init`): the first
+        // session in it builds one from the system catalogs, which takes
+        // longer than the rest of a connection. One admin session builds it
+        // now, so that the tenant's first connection does not. (Closed to
+        // PUBLIC first; its owner, the template role, cannot log in.)
+        self.exec(
+            &format!(
+                "REVOKE ALL ON DATABASE {quoted} FROM PUBLIC; ALTER DATABASE {quoted} WITH ALLOW_CONNECTIONS true"
+            ),
+            context,
+        )
+        .await?;
+        if let Err(err) = self.touch(&name).await {
+            // Only slower for its tenant's first connection.
+            tracing::debug!(warm = %name, error = %err.chain(), "cannot open a session in a warm database");
+        }
+        // Marked last: only now may it be claimed (a claim's rename waits
+        // for every other session to leave the database).
         let mark = format!("{}{template}", self.warm_mark_prefix());
         self.exec(
-            &format!("COMMENT ON DATABASE {quoted} IS {}", quote_literal(&mark)),
+            &format!(
+                "COMMENT ON DATABASE {quoted} IS {}; ALTER DATABASE {quoted} WITH ALLOW_CONNECTIONS false",
+                quote_literal(&mark)
+            ),
             context,
         )
         .await?;
         Ok(name)
     }
 
-    /// Takes a warm database made from `template` for the tenant: renamed
-    /// to its name and owned by its role, in one transaction (the objects
-    /// inside belong to `pg_database_owner`, so they follow). `false` when
-    /// none could be had (the stock is empty, or others took them first):
-    /// the caller clones.
+    /// One admin session in `name`, then waits (up to a second) until it
+    /// has left the server.
+    async fn touch(&self, name: &str) -> Result<()> {
+        let context = || format!("cannot open a session in warm database '{name}'");
+        let mut conn =
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&self.inner.options.clone().database(name))
+                .await
+                .map_err(Error::server(context()))?;
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(Error::server(context()))?;
+        sqlx::Connection::close(conn).await.map_err(Error::server(context()))?;
+        for _ in 0..200 {
+            let gone: bool = sqlx::query_scalar("SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1)")
+                .bind(pid)
+                .fetch_one(&self.inner.admin)
+                .await
+                .map_err(Error::server(context()))?;
+            if gone {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+
+    /// Takes a warm database made from `template` for the tenant and opens
+    /// it, in one transaction: renamed to its name, owned by its role (the
+    /// objects inside belong to `pg_database_owner`, so they follow), closed
+    /// to PUBLIC, marked and accepting connections, as `open_database`
+    /// leaves a new one, and committed durably (as `flush`). `false` when
+    /// none could be had (the stock is empty,
+    /// others took them first, or the tenant's name is taken: the caller
+    /// looks at what holds it).
     pub(crate) async fn claim_warm(&self, db: &DatabaseSpec, template: &str) -> Result<bool> {
+        let Some(prefix) = warm_prefix(template) else {
+            return Ok(false);
+        };
+        // The name's prefix first: the comments are looked up only for the
+        // few databases that have it, not for each of the server's tenants.
         let candidates: Vec<String> = sqlx::query_scalar(
             "SELECT d.datname::text FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba \
-             WHERE shobj_description(r.oid, 'pg_authid') = $1 AND NOT d.datistemplate \
-             AND d.datconnlimit <> -2 AND shobj_description(d.oid, 'pg_database') = $2 \
+             WHERE starts_with(d.datname, $3) AND NOT d.datistemplate AND d.datconnlimit <> -2 \
+             AND shobj_description(r.oid, 'pg_authid') = $1 AND shobj_description(d.oid, 'pg_database') = $2 \
              ORDER BY random() LIMIT 3",
         )
         .bind(self.template_owner_marker())
         .bind(format!("{}{template}", self.warm_mark_prefix()))
+        .bind(&prefix)
         .fetch_all(&self.inner.admin)
         .await
         .map_err(Error::server("cannot list the warm databases"))?;
         let to = quote_ident(db.database.as_str());
         for name in candidates {
+            // Committed durably: the log is flushed up to this commit,
+            // which covers the tenant's role made before it (the caller
+            // needs no flush of its own).
             let sql = format!(
-                "ALTER DATABASE {} RENAME TO {to}; ALTER DATABASE {to} OWNER TO {}",
+                "SET LOCAL synchronous_commit = on; \
+                 ALTER DATABASE {} RENAME TO {to}; ALTER DATABASE {to} OWNER TO {}; \
+                 REVOKE ALL ON DATABASE {to} FROM PUBLIC; COMMENT ON DATABASE {to} IS {}; \
+                 ALTER DATABASE {to} WITH ALLOW_CONNECTIONS true",
                 quote_ident(&name),
-                quote_ident(db.role.as_str())
+                quote_ident(db.role.as_str()),
+                quote_literal(&self.marker(db))
             );
             match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.inner.admin).await {
                 Ok(_) => {
@@ -114,6 +180,8 @@ impl PostgresEngine {
                     return Ok(true);
                 }
                 Err(err) if sql_state(&err).as_deref() == Some(UNDEFINED_DATABASE) => continue,
+                // Something holds the tenant's name: no warm one can have it.
+                Err(err) if sql_state(&err).as_deref() == Some(DUPLICATE_DATABASE) => return Ok(false),
                 Err(err) => {
                     // This one cannot be had (the caller's clone path says
                     // what is wrong if none can): the next one is tried.
@@ -128,13 +196,14 @@ impl PostgresEngine {
 /// `<prefix>-wrm-<catalog id>-<hash>-<6 hex>` for a template named
 /// `<prefix>-tpl-<catalog id>-<hash>`: at most 61 bytes.
 fn warm_name(template: &str) -> Option<String> {
-    template.contains("-tpl-").then(|| {
-        format!(
-            "{}-{:06x}",
-            template.replacen("-tpl-", "-wrm-", 1),
-            rand::random::<u32>() & 0xff_ffff
-        )
-    })
+    warm_prefix(template).map(|prefix| format!("{prefix}{:06x}", rand::random::<u32>() & 0xff_ffff))
+}
+
+/// What the names of `template`'s warm databases begin with.
+fn warm_prefix(template: &str) -> Option<String> {
+    template
+        .contains("-tpl-")
+        .then(|| format!("{}-", template.replacen("-tpl-", "-wrm-", 1)))
 }
 
 #[cfg(test)]
