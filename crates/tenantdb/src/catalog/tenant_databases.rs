@@ -175,9 +175,10 @@ impl<'a> TenantDatabases<'a> {
         let server = row.server_id.clone().unwrap();
         // The row must be durable before the tenant's role and database
         // exist (so that one without a row is an orphan). On the same
-        // server the provisioner's flush, which comes after this commit in
-        // the one log, makes it so: no need to wait here. (A tenant placed
-        // on another server gets a synchronous commit.)
+        // server the log is written in order: the role's commit comes after
+        // this one, and the synchronous commit that opens the database
+        // flushes both: no need to wait here. (A tenant placed on another
+        // server gets a synchronous commit.)
         let lazily = self.changes.shares_log_with(server);
         if self.db.get_database_backend() == DbBackend::Postgres {
             return self.insert_at_once(tenant, row, extras, lazily).await;

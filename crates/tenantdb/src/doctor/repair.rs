@@ -65,12 +65,11 @@ impl Doctor {
                     }),
                 Repair::Rekey { row, spec, from } => self.rekey(*row, spec, *from).await,
                 Repair::Reseal => self.reseal().await.map_err(|err| err.chain()),
-                Repair::DropWarm(name) => self
-                    .engine()
-                    .drop_warm(name)
-                    .await
-                    .map(|()| "dropped".to_owned())
-                    .map_err(|err| err.chain()),
+                Repair::DropWarm(name) => match self.engine().drop_warm(name).await {
+                    Ok(true) => Ok("dropped".to_owned()),
+                    Ok(false) => Ok("left alone: another process is making it now".to_owned()),
+                    Err(err) => Err(err.chain()),
+                },
                 Repair::Purge(tenant) => match self.provisioner.purge_if_due(*tenant).await {
                     Ok(true) => Ok("purged".to_owned()),
                     Ok(false) => Ok("no longer due (restored or purged meanwhile)".to_owned()),

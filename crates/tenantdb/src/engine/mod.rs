@@ -266,6 +266,10 @@ impl Engine {
         }
     }
 
+    /// Lets connections into the tenant's database, refused unless it is
+    /// ours (PostgreSQL: closed to PUBLIC, marked and `ALLOW_CONNECTIONS
+    /// true` in one transaction committed durably, so that the role and
+    /// database made before it are durable too, as after `flush`).
     pub async fn open_database(&self, db: &DatabaseSpec) -> Result<()> {
         match self {
             Self::Postgres(pg) => pg.open_database(db).await,
@@ -275,7 +279,8 @@ impl Engine {
 
     /// `open_database` for one `create_database` just made (`Cloned` or
     /// `Empty`: created owned by the tenant's role, so certainly ours): the
-    /// ownership is not looked up again.
+    /// ownership is not looked up again. Like `open_database`, it leaves
+    /// the role and database durable (as `flush`).
     pub(crate) async fn open_new_database(&self, db: &DatabaseSpec) -> Result<()> {
         match self {
             Self::Postgres(pg) => pg.secure_database(db).await,
@@ -362,11 +367,13 @@ impl Engine {
         }
     }
 
-    /// Drops a warm database found by `warm_databases` or `inventory`.
-    pub(crate) async fn drop_warm(&self, name: &str) -> Result<()> {
+    /// Drops a warm database found by `warm_databases` or `inventory`;
+    /// `false` when it was left alone because another process is making it
+    /// now (PostgreSQL).
+    pub(crate) async fn drop_warm(&self, name: &str) -> Result<bool> {
         match self {
-            Self::Postgres(pg) => pg.drop_template(name).await,
-            Self::Sqlite(sqlite) => sqlite.drop_warm(name).await,
+            Self::Postgres(pg) => pg.drop_warm(name).await,
+            Self::Sqlite(sqlite) => sqlite.drop_warm(name).await.map(|()| true),
         }
     }
 

@@ -233,19 +233,13 @@ impl Provisioner {
         }
         self.step(Step::DatabaseCreated, tenant)?;
         keeper.check()?;
-        // The role and database are durable before anything is recorded.
+        // The role and database are durable before anything is recorded:
+        // opening (or the claim, which opened) commits durably, which
+        // covers everything made before it.
         match created {
-            // Claimed and opened in one step, which waited for the log
-            // (covering the role made before it).
             Created::Claimed => {}
-            Created::Cloned | Created::Empty => {
-                site.engine.open_new_database(spec).await?;
-                site.engine.flush().await?;
-            }
-            Created::Existing => {
-                site.engine.open_database(spec).await?;
-                site.engine.flush().await?;
-            }
+            Created::Cloned | Created::Empty => site.engine.open_new_database(spec).await?,
+            Created::Existing => site.engine.open_database(spec).await?,
         }
         self.step(Step::DatabaseOpened, tenant)?;
         keeper.check()?;

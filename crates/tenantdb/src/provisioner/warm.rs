@@ -123,8 +123,9 @@ impl Provisioner {
                 if !refill {
                     continue;
                 }
-                site.engine.drop_warm(&warm.name).await?;
-                stock.dropped += 1;
+                if site.engine.drop_warm(&warm.name).await? {
+                    stock.dropped += 1;
+                }
             }
             let Some(template) = current.as_deref().filter(|_| refill) else {
                 return Ok(());

@@ -163,8 +163,32 @@ async fn new_tenants_claim_warm_databases_and_the_stock_is_refilled(backend: Bac
         );
         half_made = Some(name);
     }
+    if let Some(name) = &half_made {
+        // While another process makes it (holding the advisory lock a
+        // maker holds on its name), it is left alone.
+        let mut maker = env.admin().acquire().await.unwrap();
+        let key = format!("tenantdb warm {name}");
+        sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
+            .bind(&key)
+            .execute(&mut *maker)
+            .await
+            .unwrap();
+        let refilled = provisioner.refill_warm().await.unwrap();
+        assert_eq!(
+            (refilled[0].made, refilled[0].ready, refilled[0].dropped),
+            (2, 2, 0),
+            "{refilled:?}"
+        );
+        assert!(env.pg_database_exists(name).await, "being made: left alone");
+        sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
+            .bind(&key)
+            .execute(&mut *maker)
+            .await
+            .unwrap();
+    }
     let refilled = provisioner.refill_warm().await.unwrap();
-    assert_eq!((refilled[0].made, refilled[0].ready), (2, 2));
+    let made = if half_made.is_some() { 0 } else { 2 };
+    assert_eq!((refilled[0].made, refilled[0].ready), (made, 2));
     assert_eq!(refilled[0].dropped, usize::from(half_made.is_some()), "{refilled:?}");
     if let Some(name) = &half_made {
         assert!(!env.pg_database_exists(name).await);

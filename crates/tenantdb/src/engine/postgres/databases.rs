@@ -133,14 +133,17 @@ impl PostgresEngine {
     }
 
     /// Closes the tenant's database to PUBLIC, marks it and lets
-    /// connections in (its ownership already checked).
+    /// connections in (its ownership already checked), committed durably:
+    /// the log is flushed up to this commit, which covers the role and the
+    /// database made before it (as `flush`).
     pub(crate) async fn secure_database(&self, db: &DatabaseSpec) -> Result<()> {
         let name = quote_ident(db.database.as_str());
         let context = || format!("cannot secure database '{}'", db.database);
         // One simple query is one transaction: the database opens only
         // together with its revoke and mark, at the cost of one commit.
         let sql = format!(
-            "REVOKE ALL ON DATABASE {name} FROM PUBLIC; COMMENT ON DATABASE {name} IS {}; \
+            "SET LOCAL synchronous_commit = on; \
+             REVOKE ALL ON DATABASE {name} FROM PUBLIC; COMMENT ON DATABASE {name} IS {}; \
              ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true",
             quote_literal(&self.marker(db))
         );

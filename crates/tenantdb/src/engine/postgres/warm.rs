@@ -15,7 +15,7 @@
 //! opens it in one transaction, so two processes can never claim the same
 //! one and a crash leaves either a warm database or the tenant's own.
 
-use sqlx::AssertSqlSafe;
+use sqlx::{AssertSqlSafe, Connection};
 
 use super::{DUPLICATE_DATABASE, PostgresEngine, sql_state};
 use crate::engine::{DatabaseSpec, WarmDatabase};
@@ -64,12 +64,51 @@ impl PostgresEngine {
     }
 
     /// Makes one warm database from `template` (owned by `owner`, the
-    /// template role); returns its name.
+    /// template role); returns its name. While it is made (uncommented, so
+    /// it reads as half-made) its maker holds an advisory lock on its name,
+    /// on a connection of its own: `drop_warm` in another process leaves
+    /// it alone, and a crash of the maker releases the lock.
     pub(crate) async fn make_warm(&self, template: &str, owner: &RoleName) -> Result<String> {
         let Some(name) = warm_name(template) else {
             return Err(Error::Config(format!("'{template}' is not a template name")));
         };
-        let quoted = quote_ident(&name);
+        let mut lock = sqlx::PgConnection::connect_with(&self.inner.options)
+            .await
+            .map_err(Error::server("cannot take a warm database's lock"))?;
+        sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
+            .bind(warm_lock_key(&name))
+            .execute(&mut lock)
+            .await
+            .map_err(Error::server("cannot take a warm database's lock"))?;
+        let made = self.make_warm_locked(template, owner, &name).await;
+        // Closing the connection releases the lock.
+        let _ = lock.close().await;
+        made.map(|()| name)
+    }
+
+    /// Drops a warm database (a half-made one too) unless another process
+    /// is making it now (it holds the lock `make_warm` takes): `false` then.
+    pub(crate) async fn drop_warm(&self, name: &str) -> Result<bool> {
+        let mut lock = sqlx::PgConnection::connect_with(&self.inner.options)
+            .await
+            .map_err(Error::server("cannot take a warm database's lock"))?;
+        let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+            .bind(warm_lock_key(name))
+            .fetch_one(&mut lock)
+            .await
+            .map_err(Error::server("cannot take a warm database's lock"))?;
+        let dropped = if free {
+            self.drop_template(name).await.map(|()| true)
+        } else {
+            tracing::debug!(warm = name, "a warm database being made elsewhere is left alone");
+            Ok(false)
+        };
+        let _ = lock.close().await;
+        dropped
+    }
+
+    async fn make_warm_locked(&self, template: &str, owner: &RoleName, name: &str) -> Result<()> {
+        let quoted = quote_ident(name);
         let context = || format!("cannot make warm database '{name}'");
         let create = format!(
             "CREATE DATABASE {quoted} WITH OWNER {} TEMPLATE {} ALLOW_CONNECTIONS false",
@@ -89,9 +128,9 @@ impl PostgresEngine {
             context,
         )
         .await?;
-        if let Err(err) = self.touch(&name).await {
+        if let Err(err) = self.touch(name).await {
             // Only slower for its tenant's first connection.
-            tracing::debug!(warm = %name, error = %err.chain(), "cannot open a session in a warm database");
+            tracing::warn!(warm = %name, error = %err.chain(), "cannot open a session in a warm database: its tenant's first connection will be slower");
         }
         // Marked last: only now may it be claimed (a claim's rename waits
         // for every other session to leave the database).
@@ -103,23 +142,21 @@ impl PostgresEngine {
             ),
             context,
         )
-        .await?;
-        Ok(name)
+        .await
     }
 
     /// One admin session in `name`, then waits (up to a second) until it
     /// has left the server.
     async fn touch(&self, name: &str) -> Result<()> {
         let context = || format!("cannot open a session in warm database '{name}'");
-        let mut conn =
-            <sqlx::PgConnection as sqlx::Connection>::connect_with(&self.inner.options.clone().database(name))
-                .await
-                .map_err(Error::server(context()))?;
+        let mut conn = sqlx::PgConnection::connect_with(&self.inner.options.clone().database(name))
+            .await
+            .map_err(Error::server(context()))?;
         let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
             .fetch_one(&mut conn)
             .await
             .map_err(Error::server(context()))?;
-        sqlx::Connection::close(conn).await.map_err(Error::server(context()))?;
+        conn.close().await.map_err(Error::server(context()))?;
         for _ in 0..200 {
             let gone: bool = sqlx::query_scalar("SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1)")
                 .bind(pid)
@@ -148,8 +185,8 @@ impl PostgresEngine {
         };
         // The name's prefix first: the comments are looked up only for the
         // few databases that have it, not for each of the server's tenants.
-        let candidates: Vec<String> = sqlx::query_scalar(
-            "SELECT d.datname::text FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba \
+        let candidates: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT d.datname::text, d.oid::int8 FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba \
              WHERE starts_with(d.datname, $3) AND NOT d.datistemplate AND d.datconnlimit <> -2 \
              AND shobj_description(r.oid, 'pg_authid') = $1 AND shobj_description(d.oid, 'pg_database') = $2 \
              ORDER BY random() LIMIT 3",
@@ -161,16 +198,24 @@ impl PostgresEngine {
         .await
         .map_err(Error::server("cannot list the warm databases"))?;
         let to = quote_ident(db.database.as_str());
-        for name in candidates {
+        for (name, oid) in candidates {
             // Committed durably: the log is flushed up to this commit,
             // which covers the tenant's role made before it (the caller
             // needs no flush of its own).
+            // Once renamed (nobody else can touch it under the tenant's
+            // name), it must still be the database listed (the same oid:
+            // not one dropped and made again under that name by someone
+            // else meanwhile), checked in the same transaction: else the
+            // claim fails by a division by zero, changing nothing.
             let sql = format!(
                 "SET LOCAL synchronous_commit = on; \
-                 ALTER DATABASE {} RENAME TO {to}; ALTER DATABASE {to} OWNER TO {}; \
+                 ALTER DATABASE {} RENAME TO {to}; \
+                 SELECT 1 / count(*)::int FROM pg_database WHERE datname = {} AND oid = {oid}; \
+                 ALTER DATABASE {to} OWNER TO {}; \
                  REVOKE ALL ON DATABASE {to} FROM PUBLIC; COMMENT ON DATABASE {to} IS {}; \
                  ALTER DATABASE {to} WITH ALLOW_CONNECTIONS true",
                 quote_ident(&name),
+                quote_literal(db.database.as_str()),
                 quote_ident(db.role.as_str()),
                 quote_literal(&self.marker(db))
             );
@@ -197,6 +242,11 @@ impl PostgresEngine {
 /// `<prefix>-tpl-<catalog id>-<hash>`: at most 61 bytes.
 fn warm_name(template: &str) -> Option<String> {
     warm_prefix(template).map(|prefix| format!("{prefix}{:06x}", rand::random::<u32>() & 0xff_ffff))
+}
+
+/// The text whose hash keys the advisory lock held while `name` is made.
+fn warm_lock_key(name: &str) -> String {
+    format!("tenantdb warm {name}")
 }
 
 /// What the names of `template`'s warm databases begin with.
