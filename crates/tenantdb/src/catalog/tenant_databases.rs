@@ -41,6 +41,30 @@ pub struct TenantExtras {
     pub plan: Option<String>,
 }
 
+impl TenantExtras {
+    /// The rows these extras make for tenant `tenant_id`: its owner's
+    /// membership and its subscription.
+    fn rows(&self, tenant_id: Uuid) -> (Option<memberships::ActiveModel>, Option<subscriptions::ActiveModel>) {
+        let now = Utc::now();
+        let member = self.owner_user_id.map(|owner| memberships::ActiveModel {
+            tenant_id: Set(tenant_id),
+            user_id: Set(owner),
+            role: Set(super::MemberRole::Owner),
+            created_at: Set(now),
+        });
+        let subscription = self.plan.clone().map(|plan| subscriptions::ActiveModel {
+            tenant_id: Set(tenant_id),
+            plan: Set(plan),
+            status: Set(super::SubscriptionStatus::Trialing),
+            seats: Set(1),
+            current_period_end: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        });
+        (member, subscription)
+    }
+}
+
 /// Who holds a row's lease and for how long each claim or renewal lasts.
 #[derive(Debug, Clone)]
 pub struct Lease {
@@ -193,35 +217,18 @@ impl<'a> TenantDatabases<'a> {
                 .unwrap_or_else(|err| taken(|| format!("database name '{name}' is already taken"))(err))
         })?;
         reserve(&txn, &row, &row.database_name).await?;
-        let now = chrono::Utc::now();
-        if let Some(owner) = extras.owner_user_id {
-            memberships::ActiveModel {
-                tenant_id: Set(row.tenant_id),
-                user_id: Set(owner),
-                role: Set(super::MemberRole::Owner),
-                created_at: Set(now),
-            }
-            .insert(&txn)
-            .await
-            .map_err(|err| match err.sql_err() {
+        let (member, subscription) = extras.rows(row.tenant_id);
+        if let Some(member) = member {
+            let owner = member.user_id.clone().unwrap();
+            member.insert(&txn).await.map_err(|err| match err.sql_err() {
                 Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => {
                     Error::invalid("owner_user_id", &owner.to_string(), "must be an existing user")
                 }
                 _ => Error::Catalog(err),
             })?;
         }
-        if let Some(plan) = extras.plan {
-            subscriptions::ActiveModel {
-                tenant_id: Set(row.tenant_id),
-                plan: Set(plan),
-                status: Set(super::SubscriptionStatus::Trialing),
-                seats: Set(1),
-                current_period_end: Set(None),
-                created_at: Set(now),
-                updated_at: Set(now),
-            }
-            .insert(&txn)
-            .await?;
+        if let Some(subscription) = subscription {
+            subscription.insert(&txn).await?;
         }
         if lazily {
             ChangeStamp::record_without_waiting(&txn).await?;
@@ -316,34 +323,15 @@ impl<'a> TenantDatabases<'a> {
         let slug = tenant.slug.clone().unwrap();
         let name = row.database_name.clone().unwrap();
         let tenant_id = tenant.id.clone().unwrap();
-        let now = chrono::Utc::now();
         let reservation = database_names::ActiveModel {
             server_id: row.server_id.clone(),
             name: Set(name.clone()),
             tenant_id: Set(tenant_id),
         };
         let mut parts = vec![database_names::Entity::insert(reservation).build(pg)];
-        if let Some(owner) = extras.owner_user_id {
-            let member = memberships::ActiveModel {
-                tenant_id: Set(tenant_id),
-                user_id: Set(owner),
-                role: Set(super::MemberRole::Owner),
-                created_at: Set(now),
-            };
-            parts.push(memberships::Entity::insert(member).build(pg));
-        }
-        if let Some(plan) = extras.plan {
-            let subscription = subscriptions::ActiveModel {
-                tenant_id: Set(tenant_id),
-                plan: Set(plan),
-                status: Set(super::SubscriptionStatus::Trialing),
-                seats: Set(1),
-                current_period_end: Set(None),
-                created_at: Set(now),
-                updated_at: Set(now),
-            };
-            parts.push(subscriptions::Entity::insert(subscription).build(pg));
-        }
+        let (member, subscription) = extras.rows(tenant_id);
+        parts.extend(member.map(|m| memberships::Entity::insert(m).build(pg)));
+        parts.extend(subscription.map(|s| subscriptions::Entity::insert(s).build(pg)));
         // PostgreSQL runs the sub-statements nothing asks for in an order
         // of its own: they are asked for, so that the locks are taken in
         // the order of every other catalog write (the tenant, its row, the
