@@ -813,9 +813,16 @@ async fn protect_catalog(catalog: &Catalog, engine: &Engine) -> Result<Vec<Strin
              give the catalog a database of its own so tenant roles cannot reach it"
         );
     } else {
+        // Services that start together would otherwise update the
+        // database's row at once, and PostgreSQL fails the second with
+        // "tuple concurrently updated": one at a time (a transaction lock,
+        // released at commit), and nothing written once it is done.
         let sql = "DO $$ BEGIN \
-                   EXECUTE format('REVOKE CONNECT ON DATABASE %I FROM PUBLIC', current_database()); \
+                   PERFORM pg_advisory_xact_lock(hashtextextended('tenantdb protect catalog', 0)); \
+                   IF has_database_privilege('public', current_database(), 'CONNECT') THEN \
                    EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), current_user); \
+                   EXECUTE format('REVOKE CONNECT ON DATABASE %I FROM PUBLIC', current_database()); \
+                   END IF; \
                    END $$";
         sqlx::raw_sql(sql)
             .execute(catalog.db().get_postgres_connection_pool())

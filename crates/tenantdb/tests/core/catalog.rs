@@ -10,6 +10,7 @@ use tenantdb_test_support::both_backends;
 both_backends!(
     the_catalog_migrates_once_when_many_processes_start_together,
     catalog_repositories_round_trip,
+    services_that_start_together_over_a_new_catalog_all_start,
 );
 
 async fn the_catalog_migrates_once_when_many_processes_start_together(backend: Backend) {
@@ -122,4 +123,34 @@ async fn catalog_repositories_round_trip(backend: Backend) {
         .unwrap();
     assert_eq!(suspended.status, tenantdb::TenantStatus::Suspended);
     assert_eq!(suspended.name, "Acme Inc.");
+}
+
+/// Services that start together over a catalog no one has used: each one
+/// closes the catalog's database to tenant roles at start, and none may fail
+/// because another is doing the same (PostgreSQL once answered the second
+/// `REVOKE` with "tuple concurrently updated" and a CI run lost a service).
+async fn services_that_start_together_over_a_new_catalog_all_start(backend: Backend) {
+    let env = TestEnv::new(backend, schema_v1()).await;
+    for round in 0..8 {
+        let mut config = env.config.clone();
+        config.catalog_url = SecretString::from(env.fresh_catalog_url(&format!("together{round}")).await);
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                let config = config.clone();
+                tokio::spawn(async move { tenantdb::Tenancy::connect(config, schema_v1()).await })
+            })
+            .collect();
+        for start in starts {
+            let tenancy = start.await.unwrap().expect("every service starts");
+            if backend == Backend::Postgres {
+                let open: bool =
+                    sqlx::query_scalar("SELECT has_database_privilege('public', current_database(), 'CONNECT')")
+                        .fetch_one(tenancy.catalog().db().get_postgres_connection_pool())
+                        .await
+                        .unwrap();
+                assert!(!open, "the catalog's database is closed to PUBLIC");
+            }
+            tenancy.close().await;
+        }
+    }
 }
