@@ -170,10 +170,22 @@ impl Catalog {
                 }
                 private_files::create_file(file).map_err(Error::io(format!("cannot create {}", file.display())))?;
             }
-            let pool = pool_options::sqlite_job(max_connections)
-                .connect_with(options)
-                .await
-                .map_err(Error::server("cannot open the catalog SQLite database"))?;
+            // Processes opening a new catalog file together: switching it
+            // to WAL takes an exclusive lock, and SQLite answers "database
+            // is locked" at once (no busy wait) to all but one of them.
+            let mut attempt = 0;
+            let pool = loop {
+                match pool_options::sqlite_job(max_connections)
+                    .connect_with(options.clone())
+                    .await
+                {
+                    Err(err) if attempt < 50 && sqlite_busy(&err) => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    other => break other.map_err(Error::server("cannot open the catalog SQLite database"))?,
+                }
+            };
             SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
         } else {
             let options = PgConnectOptions::from_str(url)
@@ -418,6 +430,14 @@ fn on_disk(url: &str) -> bool {
     let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
     !database.is_empty() && database != ":memory:" && !params.split('&').any(|param| param == "mode=memory")
+}
+
+/// SQLITE_BUSY or SQLITE_LOCKED (any extended code of them).
+fn sqlite_busy(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|db| db.code())
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| matches!(code & 0xff, 5 | 6))
 }
 
 #[cfg(test)]

@@ -312,17 +312,23 @@ impl Provisioner {
             MAX_TENANT_NAME_LEN,
         )?;
         // Three independent reads at once (sign-up time is mostly round
-        // trips), their errors judged in this order.
+        // trips), their errors judged in this order; placement finds the
+        // database name on the server it chose too.
         let slug_ref = TenantRef::Slug(slug.clone());
         let tenants = self.inner.catalog.tenants();
-        let (set, existing, site) = tokio::join!(self.check_migration_set(), tenants.find(&slug_ref), self.place(&new));
+        let id = TenantId::new();
+        let (set, existing, placed) = tokio::join!(
+            self.check_migration_set(),
+            tenants.find(&slug_ref),
+            self.place_named(&new, &slug, id)
+        );
         set?;
         if existing?.is_some() {
             return Err(Error::AlreadyExists(format!(
                 "a tenant with slug '{slug}' already exists"
             )));
         }
-        let site = site?;
+        let (site, database) = placed?;
         if let Some(import) = &import
             && import.engine != site.engine.name()
         {
@@ -336,8 +342,6 @@ impl Provisioner {
                 ),
             ));
         }
-        let id = TenantId::new();
-        let database = self.choose_name(&site, new.database_name.as_deref(), &slug, id).await?;
 
         let now = Utc::now();
         let tenant = tenants::ActiveModel {
@@ -375,15 +379,14 @@ impl Provisioner {
     ) -> Result<TenantDatabase> {
         let tenant = self.inner.catalog.tenants().get(tenant).await?;
         self.check_migration_set().await?;
-        let site = self
-            .place(&NewTenant {
-                slug: tenant.slug.clone(),
-                ..Default::default()
-            })
-            .await?;
         let id = TenantId::from(tenant.id);
         let slug = TenantSlug::parse(&tenant.slug)?;
-        let database = self.choose_name(&site, database_name, &slug, id).await?;
+        let new = NewTenant {
+            slug: tenant.slug.clone(),
+            database_name: database_name.map(str::to_owned),
+            ..Default::default()
+        };
+        let (site, database) = self.place_named(&new, &slug, id).await?;
         let row = self
             .inner
             .catalog

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::{NewTenant, Provisioner};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::names::{DatabaseName, TenantId, TenantSlug};
 use crate::sites::Site;
 
 /// A tenant server a new tenant may be placed on.
@@ -103,12 +104,34 @@ impl TenantCounts {
     }
 }
 
+/// What `choose_name` needs (see `place_named`).
+struct Naming<'a> {
+    requested: Option<&'a str>,
+    slug: &'a TenantSlug,
+    id: TenantId,
+}
+
 impl Provisioner {
-    /// The site of `row`, opened and answering now; a failure is
-    /// remembered (see `Sites::failed_recently`).
-    async fn answering(&self, row: &crate::catalog::database_servers::Model) -> Result<Arc<Site>> {
+    /// The site of `row`, opened and answering now (a failure is
+    /// remembered: see `Sites::failed_recently`), with the name `naming`
+    /// chose on it: looked for at the same time as the ping, it counts only
+    /// if the server answered the ping.
+    async fn answering_with(
+        &self,
+        row: &crate::catalog::database_servers::Model,
+        naming: Option<&Naming<'_>>,
+    ) -> Result<(Arc<Site>, Result<Option<DatabaseName>>)> {
         let site = match self.inner.sites.open(row).await {
-            Ok(site) => site.reachable().await.map(|()| site),
+            Ok(site) => {
+                let name = async {
+                    match naming {
+                        Some(n) => self.choose_name(&site, n.requested, n.slug, n.id).await.map(Some),
+                        None => Ok(None),
+                    }
+                };
+                // A ping that fails (or times out) ends the lookup too.
+                tokio::try_join!(site.reachable(), async { Ok(name.await) }).map(|((), done)| (site, done))
+            }
             Err(err) => Err(err),
         };
         if site.is_err() {
@@ -119,6 +142,33 @@ impl Provisioner {
 
     /// The site a new tenant's database goes to (see the module docs).
     pub(super) async fn place(&self, new: &NewTenant) -> Result<Arc<Site>> {
+        self.place_with(new, None).await.map(|(site, _)| site)
+    }
+
+    /// `place`, and the new tenant's database name on the site chosen
+    /// (`choose_name`), found while the server is asked whether it answers
+    /// (a sign-up waits for one round trip instead of two).
+    pub(super) async fn place_named(
+        &self,
+        new: &NewTenant,
+        slug: &TenantSlug,
+        id: TenantId,
+    ) -> Result<(Arc<Site>, DatabaseName)> {
+        let naming = Naming {
+            requested: new.database_name.as_deref(),
+            slug,
+            id,
+        };
+        let (site, name) = self.place_with(new, Some(&naming)).await?;
+        let name = name.ok_or_else(|| Error::Config("placement chose no name".into()))?;
+        Ok((site, name))
+    }
+
+    async fn place_with(
+        &self,
+        new: &NewTenant,
+        naming: Option<&Naming<'_>>,
+    ) -> Result<(Arc<Site>, Option<DatabaseName>)> {
         let catalog = &self.inner.catalog;
         let mut rows = catalog.servers().list().await?;
         for row in &rows {
@@ -140,7 +190,8 @@ impl Provisioner {
             if !row.accepts_new_tenants {
                 return Err(Error::ServerDraining(row.name.clone()));
             }
-            return self.answering(row).await;
+            let (site, done) = self.answering_with(row, naming).await?;
+            return Ok((site, done?));
         }
         let counts = self.inner.counts.get(catalog).await?;
         let mut candidates: Vec<Candidate> = rows
@@ -172,8 +223,8 @@ impl Provisioner {
                 refused.push(format!("{}: did not answer a moment ago", row.name));
                 continue;
             }
-            match self.answering(row).await {
-                Ok(site) => return Ok(site),
+            match self.answering_with(row, naming).await {
+                Ok((site, done)) => return Ok((site, done?)),
                 Err(err) => {
                     tracing::warn!(server = %row.name, error = %err.chain(), "server does not answer: placing the tenant on the next one");
                     metrics::counter!("tenantdb_placement_skipped_total", "server" => row.name.clone()).increment(1);

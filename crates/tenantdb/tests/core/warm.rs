@@ -260,3 +260,62 @@ async fn a_new_migration_makes_the_stock_stale_and_it_is_replaced(backend: Backe
     assert!(about_warm.is_empty(), "{about_warm:#?}");
     newer.close().await;
 }
+
+/// A refill stopped while it makes a warm database (a shutdown, a timeout
+/// around it) leaves a half-made one, which the next refill drops: the
+/// maker's lock goes with the stopped work (its connection is closed, not
+/// returned to the pool still holding the lock, which would make every
+/// refill leave the half-made database alone as "being made elsewhere").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refill_stopped_halfway_leaves_no_lock_behind() {
+    let env = TestEnv::with(Backend::Postgres, schema_v1(), |config| config.warm_databases = 1).await;
+    let provisioner = env.tenancy.provisioner().clone();
+    // The template first, so that the refill below starts making at once.
+    env.create("first").await;
+    let prefix = format!("{}-wrm-", env.db_prefix().trim_end_matches('_'));
+    let half_made = async || -> Option<String> {
+        sqlx::query_scalar(
+            "SELECT datname::text FROM pg_database WHERE starts_with(datname, $1) \
+             AND shobj_description(oid, 'pg_database') IS NULL",
+        )
+        .bind(&prefix)
+        .fetch_optional(env.admin())
+        .await
+        .unwrap()
+    };
+    let mut stopped = None;
+    for attempt in 0..5 {
+        let refill = tokio::spawn({
+            let provisioner = provisioner.clone();
+            async move { provisioner.refill_warm().await }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut seen = None;
+        while seen.is_none() && !refill.is_finished() && std::time::Instant::now() < deadline {
+            seen = half_made().await;
+        }
+        refill.abort();
+        let _ = refill.await;
+        if let Some(name) = seen
+            && half_made().await.as_deref() == Some(name.as_str())
+        {
+            stopped = Some(name);
+            break;
+        }
+        // Made in full before the stop landed: use it up and try again.
+        env.create(&format!("use-{attempt}")).await;
+    }
+    let name = stopped.expect("a refill was stopped while it made a warm database");
+    // The stopped maker's connection closes in the background: a moment.
+    let mut dropped = 0;
+    for _ in 0..50 {
+        dropped += provisioner.refill_warm().await.unwrap()[0].dropped;
+        if dropped > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(dropped, 1, "the half-made warm database was dropped");
+    assert!(!env.pg_database_exists(&name).await);
+    assert_eq!(ready(&provisioner.warm_stock().await.unwrap()), 1);
+}

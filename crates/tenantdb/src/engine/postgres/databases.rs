@@ -50,59 +50,65 @@ impl PostgresEngine {
         // nothing, when the name is taken (by whatever holds it).
         if let Some(from) = template
             && warm
-            && self.claim_warm(db, from).await.unwrap_or(false)
         {
-            return Ok(Created::Claimed);
-        }
-        match self.ownership(db, &db.database).await? {
-            Ownership::Foreign => Err(Error::NotOurs {
-                tenant: db.tenant.to_string(),
-                database: db.database.to_string(),
-            }),
-            Ownership::Ours => Ok(Created::Existing),
-            Ownership::Missing => {
-                // template0, not template1: nobody can connect to template0,
-                // so no session can block the copy and no role can have
-                // planted objects in it.
-                let create = |from: &str| {
-                    format!(
-                        "CREATE DATABASE {name} WITH OWNER {} TEMPLATE {} ALLOW_CONNECTIONS false",
-                        quote_ident(db.role.as_str()),
-                        quote_ident(from)
-                    )
-                };
-                let context = || format!("cannot create database '{}'", db.database);
-                let is_duplicate = |err: &Error| matches!(err, Error::Server { source, .. } if sql_state(source).as_deref() == Some(DUPLICATE_DATABASE));
-                let mut cloned = None;
-                if let Some(from) = template {
-                    match self.clone_template(&create(from), context).await {
-                        Ok(()) => cloned = Some(Ok(Created::Cloned)),
-                        Err(err) if is_duplicate(&err) => cloned = Some(Err(err)),
-                        // The template is gone (a newer deploy replaced it)
-                        // or busy: the migrations replayed on template0
-                        // give the same schema, only slower.
-                        Err(err) => {
-                            tracing::warn!(template = from, error = %err.chain(), "cloning the template failed; replaying migrations");
-                        }
-                    }
-                }
-                let result = match cloned {
-                    Some(result) => result,
-                    None => self
-                        .exec_retrying(&create("template0"), context)
-                        .await
-                        .map(|()| Created::Empty),
-                };
-                match result {
-                    Ok(created) => Ok(created),
-                    // Lost a race to another creator: only fine if it is ours.
-                    Err(err) if is_duplicate(&err) && self.ownership(db, &db.database).await? == Ownership::Ours => {
-                        Ok(Created::Existing)
-                    }
-                    Err(err) => Err(err),
+            match self.claim_warm(db, from).await {
+                Ok(true) => return Ok(Created::Claimed),
+                Ok(false) => {}
+                // The clone path says what is wrong, if anything is.
+                Err(err) => {
+                    tracing::warn!(database = %db.database, error = %err.chain(), "claiming a warm database failed; cloning")
                 }
             }
         }
+        // Created first, looked at only if that fails: a new tenant's name
+        // is free (checked when it was reserved), so the lookup would cost
+        // every create a round trip to help only a retry. PostgreSQL checks
+        // the name before it copies anything.
+        let create = |from: &str| {
+            format!(
+                "CREATE DATABASE {name} WITH OWNER {} TEMPLATE {} ALLOW_CONNECTIONS false",
+                quote_ident(db.role.as_str()),
+                quote_ident(from)
+            )
+        };
+        let context = || format!("cannot create database '{}'", db.database);
+        let is_duplicate = |err: &Error| matches!(err, Error::Server { source, .. } if sql_state(source).as_deref() == Some(DUPLICATE_DATABASE));
+        if let Some(from) = template {
+            let Err(err) = self.clone_template(&create(from), context).await else {
+                return Ok(Created::Cloned);
+            };
+            if let Some(held) = self.holder(db).await? {
+                return held;
+            }
+            if is_duplicate(&err) {
+                return Err(err);
+            }
+            // The template is gone (a newer deploy replaced it) or busy:
+            // the migrations replayed on template0 give the same schema,
+            // only slower.
+            tracing::warn!(template = from, error = %err.chain(), "cloning the template failed; replaying migrations");
+        }
+        // template0, not template1: nobody can connect to template0, so no
+        // session can block the copy and no role can have planted objects
+        // in it.
+        match self.exec_retrying(&create("template0"), context).await {
+            Ok(()) => Ok(Created::Empty),
+            Err(err) => self.holder(db).await?.unwrap_or(Err(err)),
+        }
+    }
+
+    /// After a failed `CREATE DATABASE`: what holds the tenant's name.
+    /// Ours (a retry, or a race lost to another creator): it exists.
+    /// Foreign: refused. `None` when nothing does.
+    async fn holder(&self, db: &DatabaseSpec) -> Result<Option<Result<Created>>> {
+        Ok(match self.ownership(db, &db.database).await? {
+            Ownership::Ours => Some(Ok(Created::Existing)),
+            Ownership::Foreign => Some(Err(Error::NotOurs {
+                tenant: db.tenant.to_string(),
+                database: db.database.to_string(),
+            })),
+            Ownership::Missing => None,
+        })
     }
 
     /// Clones a template: PostgreSQL refuses while anyone is connected to

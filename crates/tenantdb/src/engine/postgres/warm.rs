@@ -22,9 +22,8 @@ use crate::engine::{DatabaseSpec, WarmDatabase};
 use crate::error::{Error, Result};
 use crate::names::{RoleName, quote_ident, quote_literal};
 
-/// `invalid_catalog_name`: the database does not exist (another process
-/// claimed it first).
-const UNDEFINED_DATABASE: &str = "3D000";
+/// `no_data_found`: raised by the claim when no warm database could be had.
+const NO_DATA_FOUND: &str = "P0002";
 
 impl PostgresEngine {
     fn warm_mark_prefix(&self) -> String {
@@ -66,28 +65,23 @@ impl PostgresEngine {
     /// Makes one warm database from `template` (owned by `owner`, the
     /// template role); returns its name. While it is made (uncommented, so
     /// it reads as half-made) its maker holds an advisory lock on its name,
-    /// on a connection of its own: `drop_warm` in another process leaves
-    /// it alone, and a crash of the maker releases the lock.
+    /// on an admin connection it keeps meanwhile: `drop_warm` in another
+    /// process leaves it alone, and a crash of the maker releases the lock.
     pub(crate) async fn make_warm(&self, template: &str, owner: &RoleName) -> Result<String> {
         let Some(name) = warm_name(template) else {
             return Err(Error::Config(format!("'{template}' is not a template name")));
         };
-        let mut lock = sqlx::PgConnection::connect_with(&self.inner.options)
-            .await
-            .map_err(Error::server("cannot take a warm database's lock"))?;
-        sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
-            .bind(warm_lock_key(&name))
-            .execute(&mut lock)
-            .await
-            .map_err(Error::server("cannot take a warm database's lock"))?;
-        let made = self.make_warm_locked(template, owner, &name).await;
-        // Closing the connection releases the lock.
-        let _ = lock.close().await;
+        let mut lock = WarmLock::take(self, &name).await?;
+        let made = self.make_warm_locked(&mut lock.conn, template, owner, &name).await;
+        lock.release().await;
         made.map(|()| name)
     }
 
     /// Drops a warm database (a half-made one too) unless another process
     /// is making it now (it holds the lock `make_warm` takes): `false` then.
+    /// The try-lock is on a connection of its own (drops are rare; the
+    /// drop itself needs the admin pool), closed at the end or when this
+    /// is cancelled, which releases the lock.
     pub(crate) async fn drop_warm(&self, name: &str) -> Result<bool> {
         let mut lock = sqlx::PgConnection::connect_with(&self.inner.options)
             .await
@@ -107,7 +101,15 @@ impl PostgresEngine {
         dropped
     }
 
-    async fn make_warm_locked(&self, template: &str, owner: &RoleName, name: &str) -> Result<()> {
+    /// The making, every statement on `conn` (the lock's connection: a
+    /// refill takes no other admin connection from the creates).
+    async fn make_warm_locked(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        template: &str,
+        owner: &RoleName,
+        name: &str,
+    ) -> Result<()> {
         let quoted = quote_ident(name);
         let context = || format!("cannot make warm database '{name}'");
         let create = format!(
@@ -115,39 +117,49 @@ impl PostgresEngine {
             quote_ident(owner.as_str()),
             quote_ident(template)
         );
-        self.clone_template(&create, context).await?;
+        let mut created = run(conn, &create).await;
+        if let Err(err) = &created
+            && sql_state(err).as_deref() == Some(super::OBJECT_IN_USE)
+        {
+            // The template is busy (as `clone_template`): once more.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            created = run(conn, &create).await;
+        }
+        created.map_err(Error::server(context()))?;
         // A copy has no relation cache file (`pg_internal.init`): the first
         // session in it builds one from the system catalogs, which takes
         // longer than the rest of a connection. One admin session builds it
         // now, so that the tenant's first connection does not. (Closed to
         // PUBLIC first; its owner, the template role, cannot log in.)
-        self.exec(
+        run(
+            conn,
             &format!(
                 "REVOKE ALL ON DATABASE {quoted} FROM PUBLIC; ALTER DATABASE {quoted} WITH ALLOW_CONNECTIONS true"
             ),
-            context,
         )
-        .await?;
-        if let Err(err) = self.touch(name).await {
+        .await
+        .map_err(Error::server(context()))?;
+        if let Err(err) = self.touch(conn, name).await {
             // Only slower for its tenant's first connection.
             tracing::warn!(warm = %name, error = %err.chain(), "cannot open a session in a warm database: its tenant's first connection will be slower");
         }
         // Marked last: only now may it be claimed (a claim's rename waits
         // for every other session to leave the database).
         let mark = format!("{}{template}", self.warm_mark_prefix());
-        self.exec(
+        run(
+            conn,
             &format!(
                 "COMMENT ON DATABASE {quoted} IS {}; ALTER DATABASE {quoted} WITH ALLOW_CONNECTIONS false",
                 quote_literal(&mark)
             ),
-            context,
         )
         .await
+        .map_err(Error::server(context()))
     }
 
-    /// One admin session in `name`, then waits (up to a second) until it
-    /// has left the server.
-    async fn touch(&self, name: &str) -> Result<()> {
+    /// One admin session in `name`, then waits (up to a second, watching
+    /// from `admin`) until it has left the server.
+    async fn touch(&self, admin: &mut sqlx::PgConnection, name: &str) -> Result<()> {
         let context = || format!("cannot open a session in warm database '{name}'");
         let mut conn = sqlx::PgConnection::connect_with(&self.inner.options.clone().database(name))
             .await
@@ -160,7 +172,7 @@ impl PostgresEngine {
         for _ in 0..200 {
             let gone: bool = sqlx::query_scalar("SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1)")
                 .bind(pid)
-                .fetch_one(&self.inner.admin)
+                .fetch_one(&mut *admin)
                 .await
                 .map_err(Error::server(context()))?;
             if gone {
@@ -183,58 +195,70 @@ impl PostgresEngine {
         let Some(prefix) = warm_prefix(template) else {
             return Ok(false);
         };
-        // The name's prefix first: the comments are looked up only for the
-        // few databases that have it, not for each of the server's tenants.
-        let candidates: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT d.datname::text, d.oid::int8 FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba \
-             WHERE starts_with(d.datname, $3) AND NOT d.datistemplate AND d.datconnlimit <> -2 \
-             AND shobj_description(r.oid, 'pg_authid') = $1 AND shobj_description(d.oid, 'pg_database') = $2 \
-             ORDER BY random() LIMIT 3",
-        )
-        .bind(self.template_owner_marker())
-        .bind(format!("{}{template}", self.warm_mark_prefix()))
-        .bind(&prefix)
-        .fetch_all(&self.inner.admin)
-        .await
-        .map_err(Error::server("cannot list the warm databases"))?;
+        // One simple query, so one round trip and one transaction,
+        // committed durably: the log is flushed up to this commit, which
+        // covers the tenant's role made before it (the caller needs no
+        // flush of its own). The candidates are found by their name's
+        // prefix first: the comments are looked up only for the few
+        // databases that have it, not for each of the server's tenants.
+        // Each is tried in a subtransaction of its own: one another claim
+        // renamed first is gone (`invalid_catalog_name`), one that cannot be
+        // had is reported and the next tried. Once renamed (nobody else can
+        // touch it under the tenant's name), it must still be the database
+        // listed (the same oid: not one dropped and made again under that
+        // name meanwhile). A held tenant name (`duplicate_database`) ends
+        // the claim: no warm one can have it.
         let to = quote_ident(db.database.as_str());
-        for (name, oid) in candidates {
-            // Committed durably: the log is flushed up to this commit,
-            // which covers the tenant's role made before it (the caller
-            // needs no flush of its own).
-            // Once renamed (nobody else can touch it under the tenant's
-            // name), it must still be the database listed (the same oid:
-            // not one dropped and made again under that name by someone
-            // else meanwhile), checked in the same transaction: else the
-            // claim fails by a division by zero, changing nothing.
-            let sql = format!(
-                "SET LOCAL synchronous_commit = on; \
-                 ALTER DATABASE {} RENAME TO {to}; \
-                 SELECT 1 / count(*)::int FROM pg_database WHERE datname = {} AND oid = {oid}; \
-                 ALTER DATABASE {to} OWNER TO {}; \
-                 REVOKE ALL ON DATABASE {to} FROM PUBLIC; COMMENT ON DATABASE {to} IS {}; \
-                 ALTER DATABASE {to} WITH ALLOW_CONNECTIONS true",
-                quote_ident(&name),
-                quote_literal(db.database.as_str()),
-                quote_ident(db.role.as_str()),
-                quote_literal(&self.marker(db))
-            );
-            match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.inner.admin).await {
-                Ok(_) => {
-                    tracing::debug!(tenant.id = %db.tenant, warm = %name, "claimed a warm database");
-                    return Ok(true);
-                }
-                Err(err) if sql_state(&err).as_deref() == Some(UNDEFINED_DATABASE) => continue,
-                // Something holds the tenant's name: no warm one can have it.
-                Err(err) if sql_state(&err).as_deref() == Some(DUPLICATE_DATABASE) => return Ok(false),
-                Err(err) => {
-                    // This one cannot be had (the caller's clone path says
-                    // what is wrong if none can): the next one is tried.
-                    tracing::warn!(tenant.id = %db.tenant, warm = %name, error = %err, "claiming a warm database failed");
-                }
+        // Written into a dollar-quoted body: no value may hold a `$` (none
+        // can: names are validated, marks are fixed text and ids).
+        debug_assert!(
+            [&prefix, db.database.as_str(), db.role.as_str(), template]
+                .iter()
+                .all(|v| !v.contains('$'))
+        );
+        let sql = format!(
+            "SET LOCAL synchronous_commit = on; \
+             DO $claim$ DECLARE c record; BEGIN \
+             FOR c IN SELECT d.datname::text AS name, d.oid FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba \
+                 WHERE starts_with(d.datname, {prefix}) AND NOT d.datistemplate AND d.datconnlimit <> -2 \
+                 AND shobj_description(r.oid, 'pg_authid') = {owner_mark} \
+                 AND shobj_description(d.oid, 'pg_database') = {warm_mark} \
+                 ORDER BY random() LIMIT 3 LOOP \
+               BEGIN \
+                 EXECUTE format('ALTER DATABASE %I RENAME TO %I', c.name, {to_literal}); \
+                 IF NOT EXISTS (SELECT FROM pg_database WHERE datname = {to_literal} AND oid = c.oid) THEN \
+                   RAISE EXCEPTION 'it was replaced while it was claimed'; \
+                 END IF; \
+                 ALTER DATABASE {to} OWNER TO {role}; \
+                 REVOKE ALL ON DATABASE {to} FROM PUBLIC; COMMENT ON DATABASE {to} IS {tenant_mark}; \
+                 ALTER DATABASE {to} WITH ALLOW_CONNECTIONS true; \
+                 RETURN; \
+               EXCEPTION \
+                 WHEN invalid_catalog_name THEN NULL; \
+                 WHEN duplicate_database THEN RAISE; \
+                 WHEN OTHERS THEN RAISE WARNING 'claiming warm database % failed: %', c.name, SQLERRM; \
+               END; \
+             END LOOP; \
+             RAISE EXCEPTION 'no warm database could be claimed' USING ERRCODE = 'no_data_found'; \
+             END $claim$",
+            prefix = quote_literal(&prefix),
+            owner_mark = quote_literal(&self.template_owner_marker()),
+            warm_mark = quote_literal(&format!("{}{template}", self.warm_mark_prefix())),
+            to_literal = quote_literal(db.database.as_str()),
+            role = quote_ident(db.role.as_str()),
+            tenant_mark = quote_literal(&self.marker(db)),
+        );
+        match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.inner.admin).await {
+            Ok(_) => {
+                tracing::debug!(tenant.id = %db.tenant, "claimed a warm database");
+                Ok(true)
             }
+            // The stock is empty or others took them first.
+            Err(err) if sql_state(&err).as_deref() == Some(NO_DATA_FOUND) => Ok(false),
+            // Something holds the tenant's name.
+            Err(err) if sql_state(&err).as_deref() == Some(DUPLICATE_DATABASE) => Ok(false),
+            Err(err) => Err(Error::server("cannot claim a warm database")(err)),
         }
-        Ok(false)
     }
 }
 
@@ -254,6 +278,66 @@ fn warm_prefix(template: &str) -> Option<String> {
     template
         .contains("-tpl-")
         .then(|| format!("{}-", template.replacen("-tpl-", "-wrm-", 1)))
+}
+
+/// The advisory lock a warm database's maker holds on its name (session
+/// level), on an admin connection taken out of the pool while it is held
+/// (every statement of the making runs on it: a refill takes no other
+/// admin connection from the creates). Released by an unlock before the
+/// connection goes back to the pool; if that fails, or the making is
+/// cancelled (dropped) while the lock may be held, the connection is
+/// closed instead, which releases it as surely. A new connection of its
+/// own would cost a backend's start and exit for each warm database made.
+struct WarmLock {
+    conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
+    key: String,
+    /// The lock is certainly not held on `conn`.
+    clean: bool,
+}
+
+impl WarmLock {
+    async fn take(pg: &PostgresEngine, name: &str) -> Result<Self> {
+        let context = || format!("cannot take warm database '{name}''s lock");
+        let conn = pg.inner.admin.acquire().await.map_err(Error::server(context()))?;
+        // Not clean from here on: a cancel while the lock is waited for
+        // may leave it granted.
+        let mut lock = Self {
+            conn,
+            key: warm_lock_key(name),
+            clean: false,
+        };
+        sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
+            .bind(&lock.key)
+            .execute(&mut *lock.conn)
+            .await
+            .map_err(Error::server(context()))?;
+        Ok(lock)
+    }
+
+    async fn release(mut self) {
+        let unlocked: std::result::Result<bool, _> =
+            sqlx::query_scalar("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
+                .bind(&self.key)
+                .fetch_one(&mut *self.conn)
+                .await;
+        self.clean = matches!(unlocked, Ok(true));
+    }
+}
+
+impl Drop for WarmLock {
+    fn drop(&mut self) {
+        if !self.clean {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+/// One simple query on `conn`.
+async fn run(conn: &mut sqlx::PgConnection, sql: &str) -> std::result::Result<(), sqlx::Error> {
+    sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+        .execute(conn)
+        .await
+        .map(drop)
 }
 
 #[cfg(test)]
