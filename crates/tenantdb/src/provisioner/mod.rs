@@ -311,6 +311,11 @@ impl Provisioner {
             new.name.as_deref().unwrap_or(slug.as_str()),
             MAX_TENANT_NAME_LEN,
         )?;
+        // Bad input is refused before anything is asked of a server (a
+        // malformed name is a 400 even when no server answers).
+        if let Some(requested) = new.database_name.as_deref() {
+            self.parse_database_name(requested)?;
+        }
         // Three independent reads at once (sign-up time is mostly round
         // trips), their errors judged in this order; placement finds the
         // database name on the server it chose too.

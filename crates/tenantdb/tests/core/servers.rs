@@ -161,6 +161,18 @@ async fn tenants_are_placed_served_migrated_and_examined_across_three_servers() 
     assert_eq!(moved, "default", "skipped b, a is DRAINING");
     let down = create(tenancy, "on-b-down", Some("b")).await.unwrap_err();
     assert!(down.is_unreachable(), "{down}");
+    // Bad input is refused as such, before any server is asked.
+    let malformed = tenancy
+        .provisioner()
+        .create_tenant(NewTenant {
+            slug: "bad-name-b-down".into(),
+            server: Some("b".into()),
+            database_name: Some("Not A Name".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(malformed, Error::Invalid { .. }), "{malformed}");
     b.pg_ctl_start();
 
     // Doctor finds an orphan on the second server: a's tenant t0 loses its
