@@ -17,6 +17,11 @@ pub(crate) const MAX_PREFIX_LEN: usize = 20;
 /// Names no tenant database may take, whatever the prefix.
 const RESERVED_DATABASE_NAMES: &[&str] = &["postgres", "template0", "template1"];
 
+/// A system database's name, or one in PostgreSQL's `pg_` space.
+fn is_system_name(s: &str) -> bool {
+    RESERVED_DATABASE_NAMES.contains(&s) || s.starts_with("pg_")
+}
+
 /// A tenant's id (a UUID).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TenantId(Uuid);
@@ -202,7 +207,7 @@ impl DatabaseName {
                 "must be 1-63 characters of a-z, 0-9 and '_', starting with a letter",
             ));
         }
-        if RESERVED_DATABASE_NAMES.contains(&s) || s.starts_with("pg_") {
+        if is_system_name(s) {
             return Err(Error::invalid(
                 "database name",
                 s,
@@ -234,7 +239,9 @@ impl DatabaseName {
     /// and eight hex digits of the tenant id's random part keep it unique.
     pub fn generate(prefix: &DatabasePrefix, slug: &TenantSlug, id: TenantId) -> Self {
         let full = format!("{prefix}{}", slug.as_str().replace('-', "_"));
-        if full.len() <= MAX_IDENTIFIER_LEN {
+        // A short prefix and slug may spell a system name (`p` and `g-x`:
+        // `pg_x`; `t` and `emplate0`): those take the suffixed form too.
+        if full.len() <= MAX_IDENTIFIER_LEN && !is_system_name(&full) {
             return Self(full);
         }
         // A version 7 id starts with its timestamp, which stays the same
@@ -245,7 +252,12 @@ impl DatabaseName {
     /// The prefix, the slug cut to fit, `_` and `suffix` (8 hex digits):
     /// another name for a tenant whose generated one is taken.
     pub fn with_suffix(prefix: &DatabasePrefix, slug: &TenantSlug, suffix: &str) -> Self {
-        let body = slug.as_str().replace('-', "_");
+        let mut body = slug.as_str().replace('-', "_");
+        if format!("{prefix}{body}_").starts_with("pg_") {
+            // Prefix `p` and a slug `g` or `g-…`: a `t` between keeps the
+            // name out of the system's `pg_` space.
+            body.insert(0, 't');
+        }
         let room = MAX_IDENTIFIER_LEN - prefix.as_str().len() - suffix.len() - 1;
         Self(format!("{prefix}{}_{suffix}", &body[..room.min(body.len())]))
     }
@@ -537,6 +549,26 @@ mod tests {
                 any::<String>(),
                 "(tenant_|app|pg_|template)[a-z0-9_]{0,60}",
             ]
+        }
+
+        /// A short prefix and slug that would spell a system name (found
+        /// by the property below: prefix `p`, slug `g`).
+        #[test]
+        fn generated_names_that_would_spell_a_system_name_are_valid_too() {
+            for (prefix, slug) in [
+                ("p", "g"),
+                ("p", "g-x"),
+                ("p", "ostgres"),
+                ("t", "emplate0"),
+                ("te", "mplate1"),
+            ] {
+                let prefix = DatabasePrefix::parse(prefix).unwrap();
+                let slug = TenantSlug::parse(slug).unwrap();
+                let name = DatabaseName::generate(&prefix, &slug, TenantId::new());
+                assert!(DatabaseName::parse(name.as_str(), &prefix).is_ok(), "{name}");
+                let other = DatabaseName::with_suffix(&prefix, &slug, "0badf00d");
+                assert!(DatabaseName::parse(other.as_str(), &prefix).is_ok(), "{other}");
+            }
         }
 
         proptest! {
