@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::Row;
 
-use super::{DUPLICATE_DATABASE, OBJECT_IN_USE, PostgresEngine, sql_state};
+use super::{DUPLICATE_DATABASE, OBJECT_IN_USE, PostgresEngine, run, sql_state};
 use crate::engine::{Created, DatabaseSpec, Ownership};
 use crate::error::{Error, Result};
 use crate::names::{DatabaseName, quote_ident, quote_literal};
@@ -74,7 +74,10 @@ impl PostgresEngine {
         let context = || format!("cannot create database '{}'", db.database);
         let is_duplicate = |err: &Error| matches!(err, Error::Server { source, .. } if sql_state(source).as_deref() == Some(DUPLICATE_DATABASE));
         if let Some(from) = template {
-            let Err(err) = self.clone_template(&create(from), context).await else {
+            let mut conn = self.inner.admin.acquire().await.map_err(Error::server(context()))?;
+            let cloned = clone_template(&mut conn, &create(from), context).await;
+            drop(conn);
+            let Err(err) = cloned else {
                 return Ok(Created::Cloned);
             };
             if let Some(held) = self.holder(db).await? {
@@ -109,23 +112,6 @@ impl PostgresEngine {
             })),
             Ownership::Missing => None,
         })
-    }
-
-    /// Clones a template: PostgreSQL refuses while anyone is connected to
-    /// it (nobody should be: templates accept no connections), after
-    /// waiting up to 5 s itself for the sessions to leave. A busy template
-    /// is tried once more after a short pause, then the caller falls back
-    /// to replaying migrations rather than waiting longer.
-    pub(super) async fn clone_template(&self, sql: &str, context: impl Fn() -> String) -> Result<()> {
-        let run = || sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&self.inner.admin);
-        let result = match run().await {
-            Err(err) if sql_state(&err).as_deref() == Some(OBJECT_IN_USE) => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                run().await
-            }
-            other => other,
-        };
-        result.map(drop).map_err(|err| Error::server(context())(err))
     }
 
     pub(crate) async fn open_database(&self, db: &DatabaseSpec) -> Result<()> {
@@ -252,4 +238,25 @@ impl PostgresEngine {
         .map_err(Error::server(format!("cannot end the sessions of database '{name}'")))?;
         Ok(())
     }
+}
+
+/// Clones a template on `conn`: PostgreSQL refuses while anyone is
+/// connected to it (nobody should be: templates accept no connections),
+/// after waiting up to 5 s itself for the sessions to leave. A busy
+/// template is tried once more after a short pause, then the caller falls
+/// back (to replaying migrations, or to no warm database) rather than
+/// waiting longer.
+pub(super) async fn clone_template(
+    conn: &mut sqlx::PgConnection,
+    sql: &str,
+    context: impl Fn() -> String,
+) -> Result<()> {
+    let mut result = run(conn, sql).await;
+    if let Err(err) = &result
+        && sql_state(err).as_deref() == Some(OBJECT_IN_USE)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        result = run(conn, sql).await;
+    }
+    result.map_err(|err| Error::server(context())(err))
 }

@@ -273,3 +273,11 @@ fn sql_state(err: &sqlx::Error) -> Option<String> {
         _ => None,
     }
 }
+
+/// One simple query on `conn`.
+pub(super) async fn run(conn: &mut sqlx::PgConnection, sql: &str) -> std::result::Result<(), sqlx::Error> {
+    sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+        .execute(conn)
+        .await
+        .map(drop)
+}

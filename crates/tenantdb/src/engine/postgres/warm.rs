@@ -17,7 +17,7 @@
 
 use sqlx::{AssertSqlSafe, Connection};
 
-use super::{DUPLICATE_DATABASE, PostgresEngine, sql_state};
+use super::{DUPLICATE_DATABASE, PostgresEngine, run, sql_state};
 use crate::engine::{DatabaseSpec, WarmDatabase};
 use crate::error::{Error, Result};
 use crate::names::{RoleName, quote_ident, quote_literal};
@@ -117,15 +117,7 @@ impl PostgresEngine {
             quote_ident(owner.as_str()),
             quote_ident(template)
         );
-        let mut created = run(conn, &create).await;
-        if let Err(err) = &created
-            && sql_state(err).as_deref() == Some(super::OBJECT_IN_USE)
-        {
-            // The template is busy (as `clone_template`): once more.
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            created = run(conn, &create).await;
-        }
-        created.map_err(Error::server(context()))?;
+        super::databases::clone_template(conn, &create, context).await?;
         // A copy has no relation cache file (`pg_internal.init`): the first
         // session in it builds one from the system catalogs, which takes
         // longer than the rest of a connection. One admin session builds it
@@ -330,14 +322,6 @@ impl Drop for WarmLock {
             self.conn.close_on_drop();
         }
     }
-}
-
-/// One simple query on `conn`.
-async fn run(conn: &mut sqlx::PgConnection, sql: &str) -> std::result::Result<(), sqlx::Error> {
-    sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
-        .execute(conn)
-        .await
-        .map(drop)
 }
 
 #[cfg(test)]
