@@ -23,6 +23,8 @@
 //! catalog the poller also LISTENs (one connection of its own): a change
 //! committed by another process wakes it at once, so the interval is only
 //! the bound for a notification that was lost (a listener reconnecting).
+//! The same connection hears instances joining, giving back and leaving
+//! (`catalog::INSTANCES_CHANNEL`), passed on to the heartbeats.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -397,11 +399,22 @@ async fn poll(inner: Weak<Inner>, interval: Duration, mut seen: i64) {
         match listener.as_mut() {
             Some(listening) => {
                 tokio::select! {
-                    got = listening.recv() => if let Err(err) = got {
-                        // It reconnects on the next `recv`; meanwhile the
-                        // interval is the bound.
-                        tracing::warn!(error = %err, "listening for catalog changes failed");
-                        tokio::time::sleep(interval).await;
+                    got = listening.recv() => match got {
+                        // Another instance joined, gave back or left: the
+                        // heartbeats look (see `instance`); no routing change.
+                        Ok(heard) if heard.channel() == crate::catalog::INSTANCES_CHANNEL => {
+                            if let Some(inner) = inner.upgrade() {
+                                inner.catalog.heard_instance_news();
+                            }
+                            continue;
+                        }
+                        Ok(_) => {}
+                        Err(err) => {
+                            // It reconnects on the next `recv`; meanwhile the
+                            // interval is the bound.
+                            tracing::warn!(error = %err, "listening for catalog changes failed");
+                            tokio::time::sleep(interval).await;
+                        }
                     },
                     () = tokio::time::sleep(interval) => {}
                 }
@@ -437,7 +450,9 @@ async fn listen(catalog: &Catalog) -> Option<sqlx::postgres::PgListener> {
         .connect_lazy_with((*options).clone());
     let listening = async {
         let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
-        listener.listen(crate::catalog::CHANGES_CHANNEL).await?;
+        listener
+            .listen_all([crate::catalog::CHANGES_CHANNEL, crate::catalog::INSTANCES_CHANNEL])
+            .await?;
         Ok::<_, sqlx::Error>(listener)
     };
     match listening.await {

@@ -8,6 +8,11 @@
 //! no tenant pool never joins, and never makes the others shrink); until
 //! then its share is nothing. While its share is below its fair share it
 //! beats four times as often, to take what the others give back soon.
+//! On a PostgreSQL catalog it does not wait that long: joining, giving
+//! back and leaving are notified, and every instance beats when it hears
+//! one (and when its pools have shrunk to a share lowered by a beat), so a
+//! joiner has room within a few round trips instead of the others' next
+//! beat.
 //!
 //! The heartbeat runs every fifth of the lease, each beat limited to that
 //! long. When it cannot reach the catalog for so long that the lease might
@@ -115,10 +120,16 @@ async fn heartbeat(
     let mut fenced = false;
     let mut joined = false;
     let mut wait = Duration::ZERO;
+    let mut news = catalog.instance_news();
     loop {
+        // Besides the interval: another instance joined, gave back or
+        // left (its notification), or this one's pools shrank to a share
+        // lowered by the last beat; either way the shares move now.
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
+            Ok(()) = news.changed() => {}
+            () = pools.repaid() => {}
         }
         wait = every;
         // The budget is recorded by the beat that joins (a process that

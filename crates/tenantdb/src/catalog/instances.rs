@@ -14,7 +14,8 @@ use std::time::Duration;
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -58,6 +59,16 @@ impl InstanceIdentity {
             pid: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
         }
     }
+}
+
+/// Tells the other instances (PostgreSQL: `INSTANCES_CHANNEL`, delivered
+/// when `tx` commits) to beat now rather than at their next interval.
+async fn notify_instances(tx: &impl ConnectionTrait) -> Result<()> {
+    if tx.get_database_backend() == sea_orm::DbBackend::Postgres {
+        tx.execute_unprepared(&format!("NOTIFY {}", super::INSTANCES_CHANNEL))
+            .await?;
+    }
+    Ok(())
 }
 
 /// What one heartbeat decided for this instance.
@@ -182,10 +193,17 @@ impl<'a> Instances<'a> {
             lease_expires_at: Set(lease),
             share: Set(i32::try_from(share).unwrap_or(i32::MAX)),
         };
+        // Joining, or giving back: the others look at once (the one that
+        // gives back to a joiner, and the joiner taking it) instead of at
+        // their next beat. Delivered only if this commits.
+        let tell = mine.is_none() || share < recorded;
         if mine.is_some() {
             row.update(&tx).await?;
         } else {
             row.insert(&tx).await?;
+        }
+        if tell {
+            notify_instances(&tx).await?;
         }
         tx.commit().await?;
         Ok(Beat {
@@ -198,11 +216,14 @@ impl<'a> Instances<'a> {
     /// Removes `me`'s row of `server` (a clean shutdown: its share returns
     /// at once).
     pub async fn leave(&self, me: &InstanceIdentity, server: Uuid) -> Result<()> {
+        let tx = self.db.begin().await?;
         instances::Entity::delete_many()
             .filter(instances::Column::Id.eq(me.id))
             .filter(instances::Column::ServerId.eq(server))
-            .exec(self.db)
+            .exec(&tx)
             .await?;
+        notify_instances(&tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 

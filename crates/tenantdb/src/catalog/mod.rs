@@ -60,6 +60,11 @@ const MIGRATION_LOCK_KEY: i64 = 0x7465_6e61_6e74_6462;
 /// stay within the catalog's database).
 pub(crate) const CHANGES_CHANNEL: &str = "tenantdb_catalog_changes";
 
+/// The PostgreSQL channel an instance tells the others on that the
+/// budget's shares should be looked at now (it joined, gave back, or left):
+/// see `Instances::beat`.
+pub(crate) const INSTANCES_CHANNEL: &str = "tenantdb_instances";
+
 /// Counts catalog writes that change routing, in this process. Bumping it
 /// also bumps `catalog_info.generation`, which other processes poll.
 #[derive(Debug, Default)]
@@ -146,6 +151,8 @@ pub struct Catalog {
     db: DatabaseConnection,
     id: Uuid,
     changes: Arc<ChangeStamp>,
+    /// Counts the `INSTANCES_CHANNEL` notifications this process heard.
+    instance_news: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Catalog {
@@ -202,6 +209,7 @@ impl Catalog {
             db,
             id,
             changes: Arc::new(ChangeStamp::default()),
+            instance_news: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -310,6 +318,18 @@ impl Catalog {
     /// The `instances` table: processes sharing the servers' budgets.
     pub fn instances(&self) -> Instances<'_> {
         Instances::new(&self.db)
+    }
+
+    /// Changes each time another instance says the shares should be looked
+    /// at now (heard on `INSTANCES_CHANNEL`; never on SQLite, where the
+    /// heartbeats' own interval is the bound).
+    pub(crate) fn instance_news(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.instance_news.subscribe()
+    }
+
+    /// A notification on `INSTANCES_CHANNEL` was heard.
+    pub(crate) fn heard_instance_news(&self) {
+        self.instance_news.send_modify(|heard| *heard += 1);
     }
     /// The `migration_runs` table (fleet migration runs).
     pub fn migration_runs(&self) -> MigrationRuns<'_> {

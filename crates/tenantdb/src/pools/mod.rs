@@ -107,6 +107,8 @@ struct Inner {
     pools: PoolMap,
     /// Woken when a pool closes and its permits return.
     freed: Notify,
+    /// Woken when a lowered share's debt is paid (see `share`).
+    repaid: Notify,
     /// Serialises evictions so that waiters do not close several pools for
     /// one free slot.
     evicting: Mutex<()>,
@@ -143,6 +145,7 @@ impl TenantPools {
             config,
             pools: PoolMap::default(),
             freed: Notify::new(),
+            repaid: Notify::new(),
             evicting: Mutex::new(()),
             epoch: Instant::now(),
             created: AtomicU64::new(0),

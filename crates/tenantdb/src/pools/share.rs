@@ -69,6 +69,14 @@ impl TenantPools {
         }
     }
 
+    /// Resolves once a lowered share's debt has been paid (the pools hold
+    /// no more than the share): the membership then records the smaller
+    /// share at once, for the instance waiting for it. A payment made
+    /// while nobody waited is kept for the next call.
+    pub(crate) async fn repaid(&self) {
+        self.inner.repaid.notified().await;
+    }
+
     /// Called by a pool that needs budget: asks for a share if it is given
     /// on demand and none was asked for yet.
     pub(super) fn ask_for_share(&self) {
@@ -135,6 +143,8 @@ impl TenantPools {
                 let mut share = self.share_state();
                 if share.debt == 0 {
                     share.shrinking = false;
+                    drop(share);
+                    self.inner.repaid.notify_one();
                     return;
                 }
                 started = Instant::now();

@@ -279,3 +279,57 @@ async fn an_instance_that_cannot_reach_its_catalog_gives_up_its_share_in_time() 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// An instance that joins while another holds the whole budget is given
+/// room long before the other's next regular beat: the joiner tells the
+/// others (PostgreSQL catalog: a notification), the other gives back what
+/// it does not use at once and says so, and the joiner takes it. A clean
+/// leave is told the same way. Beats here are 6 s apart and a request
+/// waits at most 1 s: waiting for the next regular beat would be `busy`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_instance_is_given_room_before_the_others_next_beat() {
+    let env = TestEnv::with(Backend::Postgres, schema_v1(), |config| {
+        quick(config);
+        config.pools.acquire_timeout = Duration::from_millis(1000);
+        config.instance_lease = Duration::from_secs(30);
+    })
+    .await;
+    let a = &env.tenancy;
+    for slug in ["acme", "beta"] {
+        a.provisioner()
+            .create_tenant(NewTenant {
+                slug: slug.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    touch(a).await;
+    assert_eq!(a.pools().share(), BUDGET, "alone, an instance has the whole budget");
+
+    let b = env.second(schema_v1()).await;
+    let asked = Instant::now();
+    let conn = b
+        .connections()
+        .connection(&TenantRef::parse("beta").unwrap())
+        .await
+        .unwrap_or_else(|err| {
+            panic!(
+                "the joining instance got no connection after {:?}: {err}",
+                asked.elapsed()
+            )
+        });
+    let waited = asked.elapsed();
+    drop(conn);
+    eprintln!("the joining instance had a connection after {waited:?}");
+    settle(&[a, &b], &[3, 3]).await;
+
+    b.close().await;
+    let left = Instant::now();
+    settle(&[a], &[BUDGET]).await;
+    assert!(
+        left.elapsed() < Duration::from_secs(2),
+        "the leaver's share came back only after {:?} (the next regular beat)",
+        left.elapsed()
+    );
+}
