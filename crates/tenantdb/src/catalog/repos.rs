@@ -486,7 +486,21 @@ impl Servers<'_> {
 
     /// Lets the server take new tenant databases (`true`, ACCEPTING) or
     /// not (`false`, DRAINING); false if there is no such server.
+    ///
+    /// A drain takes the row `FOR UPDATE` first (PostgreSQL): it waits for
+    /// the creates that checked the server under `FOR KEY SHARE` and are
+    /// not committed yet, and those that check after it see DRAINING (see
+    /// `tenant_databases::still_accepting`). So when this returns, every
+    /// tenant database a create will place here is already in the catalog.
     pub async fn set_accepting(&self, id: Uuid, accepting: bool) -> Result<bool> {
+        use sea_orm::{ConnectionTrait, QuerySelect, TransactionTrait};
+        let tx = self.db.begin().await?;
+        if tx.get_database_backend() == sea_orm::DbBackend::Postgres {
+            database_servers::Entity::find_by_id(id)
+                .lock_exclusive()
+                .one(&tx)
+                .await?;
+        }
         let updated = database_servers::Entity::update_many()
             .col_expr(
                 database_servers::Column::AcceptsNewTenants,
@@ -497,8 +511,9 @@ impl Servers<'_> {
                 sea_orm::sea_query::Expr::value(Utc::now()),
             )
             .filter(database_servers::Column::Id.eq(id))
-            .exec(self.db)
+            .exec(&tx)
             .await?;
+        tx.commit().await?;
         Ok(updated.rows_affected == 1)
     }
 

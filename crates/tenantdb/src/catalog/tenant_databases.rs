@@ -212,6 +212,9 @@ impl<'a> TenantDatabases<'a> {
             .insert(&txn)
             .await
             .map_err(taken(|| format!("a tenant with slug '{slug}' already exists")))?;
+        // After a write: a SQLite transaction that read first could not
+        // write once another one had (busy snapshot).
+        still_accepting(&txn, server).await?;
         let row = row.insert(&txn).await.map_err(|err| {
             removed_meanwhile(err)
                 .unwrap_or_else(|err| taken(|| format!("database name '{name}' is already taken"))(err))
@@ -244,6 +247,7 @@ impl<'a> TenantDatabases<'a> {
     pub async fn insert(&self, row: td::ActiveModel) -> Result<td::Model> {
         let name = row.database_name.clone().unwrap();
         let tenant = row.tenant_id.clone().unwrap();
+        let server = row.server_id.clone().unwrap();
         let txn = self.db.begin().await?;
         let row = row.insert(&txn).await.map_err(|err| {
             removed_meanwhile(err).unwrap_or_else(|err| {
@@ -252,6 +256,8 @@ impl<'a> TenantDatabases<'a> {
                 })(err)
             })
         })?;
+        // After the write (see `insert_with_tenant`).
+        still_accepting(&txn, server).await?;
         reserve(&txn, &row, &row.database_name).await?;
         ChangeStamp::record(&txn).await?;
         txn.commit().await?;
@@ -338,7 +344,17 @@ impl<'a> TenantDatabases<'a> {
         // name, the generation last; a create taking the generation's row
         // before a name another transaction reserved could deadlock with
         // it), and a taken slug is what a create of one slug is refused for.
-        let mut values = Vec::new();
+        // The server must still take new tenants, checked under the lock
+        // a drain waits for (see `still_accepting`): the first thing the
+        // statement does (the main query's one-time filter asks for it
+        // before any insert runs), a failed check failing it all.
+        let server = row.server_id.clone().unwrap();
+        let mut values: Vec<sea_orm::Value> = vec![server.into()];
+        let mut ctes = vec![format!(
+            "accepting AS MATERIALIZED (SELECT CASE WHEN s.accepts_new_tenants THEN 1 \
+             ELSE ('{DRAINING_MARK} ''' || s.name || ''' takes no new tenants')::int END AS ok \
+             FROM database_servers s WHERE s.id = $1 FOR KEY SHARE OF s)"
+        )];
         let mut with = |name: &str, statement: Statement, returning: &str| {
             let sql = format!(
                 "{name} AS ({} RETURNING {returning})",
@@ -347,10 +363,8 @@ impl<'a> TenantDatabases<'a> {
             values.extend(statement.values.map(|v| v.0).unwrap_or_default());
             sql
         };
-        let mut ctes = vec![
-            with("tenant", tenants::Entity::insert(tenant).build(pg), "1"),
-            with("inserted", td::Entity::insert(row).build(pg), "*"),
-        ];
+        ctes.push(with("tenant", tenants::Entity::insert(tenant).build(pg), "1"));
+        ctes.push(with("inserted", td::Entity::insert(row).build(pg), "*"));
         let mut after = vec!["EXISTS (SELECT FROM inserted)".to_owned()];
         for (i, part) in parts.into_iter().enumerate() {
             ctes.push(with(&format!("w{i}"), part, "1"));
@@ -370,9 +384,12 @@ impl<'a> TenantDatabases<'a> {
         if lazily {
             sql.push_str(", set_config('synchronous_commit', 'off', true) AS commit_mode");
         }
-        sql.push_str(" FROM inserted WHERE EXISTS (SELECT FROM tenant)");
+        sql.push_str(" FROM inserted WHERE (SELECT ok FROM accepting) = 1 AND EXISTS (SELECT FROM tenant)");
         let statement = Statement::from_sql_and_values(pg, sql, values);
         let inserted = self.db.query_one_raw(statement).await.map_err(|err| {
+            if let Some(draining) = draining_server(&err) {
+                return Error::ServerDraining(draining);
+            }
             let message = match err.sql_err() {
                 Some(sea_orm::SqlErr::UniqueConstraintViolation(message))
                 | Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(message)) => message,
@@ -668,6 +685,42 @@ fn lease_free_or_ours(owner: &str, now: DateTime<Utc>) -> Condition {
 /// A row insert refused by a foreign key: the server it was placed on (or
 /// its tenant) was removed between the check and the insert. Nothing was
 /// made; trying again places it anew. Other errors come back as they were.
+/// Marks the error `insert_at_once` raises for a server that takes no new
+/// tenants (PostgreSQL has no RAISE outside PL/pgSQL: a failed cast of a
+/// text that says so).
+const DRAINING_MARK: &str = "tenantdb: server";
+
+/// The server named by `insert_at_once`'s "takes no new tenants" error.
+fn draining_server(err: &sea_orm::DbErr) -> Option<String> {
+    let text = err.to_string();
+    let (_, rest) = text.split_once(&format!("{DRAINING_MARK} '"))?;
+    let (name, _) = rest.split_once("' takes no new tenants")?;
+    Some(name.to_owned())
+}
+
+/// Refuses a new tenant database on `server` unless it still takes new
+/// tenants (`Error::ServerDraining`), inside the transaction that inserts
+/// it. On PostgreSQL the server's row is locked `FOR KEY SHARE` (the lock
+/// the row's foreign key takes anyway), which `Servers::set_accepting`'s
+/// `FOR UPDATE` waits for: once a drain has committed no new row can land
+/// on the server, and every row that did was committed before, so a
+/// listing after the drain sees it. (Placement reads the servers before
+/// this, so without it a create that chose the server just before a drain
+/// could land after it.) SQLite's writes take turns anyway.
+async fn still_accepting(txn: &sea_orm::DatabaseTransaction, server: Uuid) -> Result<()> {
+    use super::entities::database_servers;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+    let mut query = database_servers::Entity::find().filter(database_servers::Column::Id.eq(server));
+    if txn.get_database_backend() == DbBackend::Postgres {
+        query = query.lock(sea_orm::sea_query::LockType::KeyShare);
+    }
+    match query.one(txn).await? {
+        Some(row) if !row.accepts_new_tenants => Err(Error::ServerDraining(row.name)),
+        // No row: the server was removed; the insert's foreign key says so.
+        _ => Ok(()),
+    }
+}
+
 fn removed_meanwhile(err: sea_orm::DbErr) -> std::result::Result<Error, sea_orm::DbErr> {
     match err.sql_err() {
         Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => Ok(Error::NoServerAvailable(

@@ -304,6 +304,10 @@ impl Provisioner {
         self.create_with(new, Some(source)).await
     }
 
+    /// How many times a create is placed when the server placement chose
+    /// is drained before the tenant's row is in (see `create_with`).
+    const PLACEMENT_ATTEMPTS: u32 = 3;
+
     async fn create_with(&self, new: NewTenant, import: Option<create::Import>) -> Result<TenantDatabase> {
         let slug = TenantSlug::parse(&new.slug)?;
         let name = crate::names::plain_text(
@@ -316,16 +320,46 @@ impl Provisioner {
         if let Some(requested) = new.database_name.as_deref() {
             self.parse_database_name(requested)?;
         }
+        let id = TenantId::new();
+        // A server drained after placement read it refuses the insert: the
+        // tenant is placed again (a server named in the request is not).
+        let mut attempt = 1;
+        let row = loop {
+            match self.place_and_insert(&new, &slug, id, &name, import.as_ref()).await {
+                Err(Error::ServerDraining(server)) if new.server.is_none() && attempt < Self::PLACEMENT_ATTEMPTS => {
+                    tracing::info!(%server, "the server was drained after placement chose it: placing the tenant again");
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
+        self.inner.counts.placed(row.server_id);
+        self.step(Step::RowInserted, row.tenant_id)?;
+        let row = self
+            .run(move |this| async move { this.provision_with(row, import.as_ref()).await })
+            .await?;
+        Ok(self.public(&row))
+    }
+
+    /// `create_with`'s reads, placement and the insert of the tenant and
+    /// its PROVISIONING row (one attempt).
+    async fn place_and_insert(
+        &self,
+        new: &NewTenant,
+        slug: &TenantSlug,
+        id: TenantId,
+        name: &str,
+        import: Option<&create::Import>,
+    ) -> Result<tenant_database::Model> {
+        let slug_ref = TenantRef::Slug(slug.clone());
+        let tenants = self.inner.catalog.tenants();
         // Three independent reads at once (sign-up time is mostly round
         // trips), their errors judged in this order; placement finds the
         // database name on the server it chose too.
-        let slug_ref = TenantRef::Slug(slug.clone());
-        let tenants = self.inner.catalog.tenants();
-        let id = TenantId::new();
         let (set, existing, placed) = tokio::join!(
             self.check_migration_set(),
             tenants.find(&slug_ref),
-            self.place_named(&new, &slug, id)
+            self.place_named(new, slug, id)
         );
         set?;
         if existing?.is_some() {
@@ -334,7 +368,7 @@ impl Provisioner {
             )));
         }
         let (site, database) = placed?;
-        if let Some(import) = &import
+        if let Some(import) = import
             && import.engine != site.engine.name()
         {
             return Err(Error::invalid(
@@ -347,12 +381,11 @@ impl Provisioner {
                 ),
             ));
         }
-
         let now = Utc::now();
         let tenant = tenants::ActiveModel {
             id: Set(id.as_uuid()),
             slug: Set(slug.as_str().to_owned()),
-            name: Set(name),
+            name: Set(name.to_owned()),
             status: Set(TenantStatus::Active),
             created_at: Set(now),
             updated_at: Set(now),
@@ -361,18 +394,11 @@ impl Provisioner {
             owner_user_id: new.owner_user_id,
             plan: new.plan.clone(),
         };
-        let row = self
-            .inner
+        self.inner
             .catalog
             .tenant_databases()
             .insert_with_tenant(tenant, self.new_row(site.id, id, &database, import.is_some()), extras)
-            .await?;
-        self.inner.counts.placed(site.id);
-        self.step(Step::RowInserted, row.tenant_id)?;
-        let row = self
-            .run(move |this| async move { this.provision_with(row, import.as_ref()).await })
-            .await?;
-        Ok(self.public(&row))
+            .await
     }
 
     /// Creates the database of an existing tenant that has none.
@@ -391,14 +417,23 @@ impl Provisioner {
             database_name: database_name.map(str::to_owned),
             ..Default::default()
         };
-        let (site, database) = self.place_named(&new, &slug, id).await?;
-        let row = self
-            .inner
-            .catalog
-            .tenant_databases()
-            .insert(self.new_row(site.id, id, &database, false))
-            .await?;
-        self.inner.counts.placed(site.id);
+        let mut attempt = 1;
+        let row = loop {
+            let (site, database) = self.place_named(&new, &slug, id).await?;
+            let inserted = self
+                .inner
+                .catalog
+                .tenant_databases()
+                .insert(self.new_row(site.id, id, &database, false))
+                .await;
+            match inserted {
+                Err(Error::ServerDraining(_)) if new.server.is_none() && attempt < Self::PLACEMENT_ATTEMPTS => {
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
+        self.inner.counts.placed(row.server_id);
         self.step(Step::RowInserted, row.tenant_id)?;
         let row = self.run(move |this| async move { this.provision(row).await }).await?;
         Ok(self.public(&row))

@@ -22,6 +22,8 @@ both_backends!(
     a_delete_racing_a_rename_leaves_no_stuck_row,
     a_delete_racing_a_migration_leaves_no_stuck_row,
     two_reconcilers_finish_an_expired_lease_once,
+    no_create_lands_on_a_server_after_its_drain_returned,
+    a_drain_between_placement_and_insert_refuses_the_create,
 );
 
 const ROUNDS: usize = 4;
@@ -281,4 +283,125 @@ async fn two_reconcilers_finish_an_expired_lease_once(backend: Backend) {
     assert_settled(&env, "reconcile/reconcile").await;
     a.close().await;
     b.close().await;
+}
+
+/// Creates keep coming from two processes while a third drains their only
+/// server: once the drain has returned, no new tenant database lands on
+/// it (a create that chose the server just before is refused at its
+/// insert, `ServerDraining`), and every create either was placed there
+/// before (ACTIVE now) or was refused. So a listing taken right after the
+/// drain (what `tenants move --all-from` moves) is the server's final list.
+/// Several rounds, the drain at a different moment each time.
+async fn no_create_lands_on_a_server_after_its_drain_returned(backend: Backend) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let env = TestEnv::with(backend, schema_v1(), |config| config.warm_databases = 0).await;
+    let (a, b) = two(&env).await;
+    let server = env.config.server_name.clone();
+    let rows = |env: &TestEnv| {
+        let tenancy = env.tenancy.clone();
+        async move { tenancy.catalog().tenant_databases().list(None).await.unwrap().len() }
+    };
+    let refused = Arc::new(AtomicUsize::new(0));
+    for round in 0..ROUNDS {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut creators = Vec::new();
+        for (n, tenancy) in [&a, &b, &a, &b].into_iter().enumerate() {
+            let (tenancy, stop, refused) = (tenancy.clone(), stop.clone(), refused.clone());
+            creators.push(tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(Ordering::Acquire) {
+                    i += 1;
+                    match tenancy
+                        .provisioner()
+                        .create_tenant(new(&format!("d{round}-{n}-{i}"), None))
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(Error::ServerDraining(_)) => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                        }
+                        Err(err) => panic!("a create during a drain failed with: {err}"),
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(60 + 17 * round as u64)).await;
+        env.tenancy.set_server_accepting(&server, false).await.unwrap().unwrap();
+        let at_drain = rows(&env).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        stop.store(true, Ordering::Release);
+        for creator in creators {
+            creator.await.unwrap();
+        }
+        let after = rows(&env).await;
+        assert_eq!(
+            after,
+            at_drain,
+            "round {round}: {} tenant databases were placed on the server after its drain returned",
+            after - at_drain
+        );
+        assert_settled(&env, "after a drain").await;
+        env.tenancy.set_server_accepting(&server, true).await.unwrap().unwrap();
+    }
+    assert!(
+        refused.load(Ordering::Relaxed) > 0,
+        "no create was refused: the drain raced nothing"
+    );
+}
+
+/// The drain's window made certain: a placement that drains the server
+/// it is about to choose (another process's drain, run from inside
+/// `rank`). The create must be refused (`ServerDraining`: placed again, it
+/// finds no server that takes tenants) with nothing recorded; before the
+/// insert checked, it landed on the drained server.
+async fn a_drain_between_placement_and_insert_refuses_the_create(backend: Backend) {
+    #[derive(Debug)]
+    struct DrainWhileRanking {
+        other: Tenancy,
+        server: String,
+    }
+    impl tenantdb::Placement for DrainWhileRanking {
+        fn rank(&self, _: &NewTenant, candidates: Vec<tenantdb::Candidate>) -> Vec<tenantdb::Candidate> {
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(self.other.set_server_accepting(&self.server, false))
+            })
+            .unwrap();
+            candidates
+        }
+    }
+    let env = TestEnv::new(backend, schema_v1()).await;
+    let server = env.config.server_name.clone();
+    let other = env.second(schema_v1()).await;
+    env.tenancy.set_placement(std::sync::Arc::new(DrainWhileRanking {
+        other: other.clone(),
+        server: server.clone(),
+    }));
+    let before = env.tenancy.catalog().tenant_databases().list(None).await.unwrap().len();
+    match env.tenancy.provisioner().create_tenant(new("late", None)).await {
+        Err(Error::ServerDraining(name)) => assert_eq!(name, server),
+        other => panic!("a create whose server was drained after placement: {other:?}"),
+    }
+    assert_eq!(
+        env.tenancy.catalog().tenant_databases().list(None).await.unwrap().len(),
+        before
+    );
+    assert!(
+        env.tenancy
+            .catalog()
+            .tenants()
+            .find(&tenant("late"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    other.set_server_accepting(&server, true).await.unwrap();
+    env.tenancy.set_placement(std::sync::Arc::new(tenantdb::FewestTenants));
+    env.tenancy
+        .provisioner()
+        .create_tenant(new("late", None))
+        .await
+        .unwrap();
+    assert_settled(&env, "after the drain was undone").await;
 }

@@ -260,6 +260,34 @@ async fn tenants_are_placed_served_migrated_and_examined_across_three_servers() 
         .await
         .unwrap();
 
+    // A server drained between placement's read and the insert (by
+    // another process, here from inside the ranking) refuses the row: the
+    // tenant is placed again, on a server that still takes tenants.
+    #[derive(Debug)]
+    struct DrainTheFirst(Tenancy, std::sync::Mutex<Option<String>>);
+    impl tenantdb::Placement for DrainTheFirst {
+        fn rank(&self, _: &NewTenant, candidates: Vec<tenantdb::Candidate>) -> Vec<tenantdb::Candidate> {
+            let mut drained = self.1.lock().unwrap();
+            if drained.is_none() {
+                let first = candidates[0].name.clone();
+                tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(self.0.set_server_accepting(&first, false))
+                })
+                .unwrap();
+                *drained = Some(first);
+            }
+            candidates
+        }
+    }
+    let drain = std::sync::Arc::new(DrainTheFirst(tenancy.clone(), std::sync::Mutex::new(None)));
+    v2.set_placement(drain.clone());
+    let landed = create(&v2, "placed-again", None).await.unwrap();
+    let drained = drain.1.lock().unwrap().clone().unwrap();
+    assert_ne!(landed, drained, "the create landed on the server drained under it");
+    assert_ne!(landed, "a");
+    tenancy.set_server_accepting(&drained, true).await.unwrap();
+    v2.set_placement(std::sync::Arc::new(tenantdb::FewestTenants));
+
     // The secret is rotated: an instance with only the new secret cannot
     // open b's sealed password, and says which version it needs; one that
     // also has the previous secret can, and doctor seals it again.
