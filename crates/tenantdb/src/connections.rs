@@ -204,6 +204,9 @@ impl TenantConnections {
         poll_interval: Duration,
     ) -> Result<Self> {
         let generation = catalog.generation().await?;
+        // Listening before this returns: a change (or an instance's news)
+        // committed after it is heard.
+        let listener = listen(&catalog).await;
         let inner = Arc::new(Inner {
             catalog,
             home,
@@ -215,7 +218,7 @@ impl TenantConnections {
             misses: metrics::counter!("tenantdb_resolve_cache_misses_total"),
             poller: std::sync::Mutex::new(None),
         });
-        let poller = tokio::spawn(poll(Arc::downgrade(&inner), poll_interval, generation));
+        let poller = tokio::spawn(poll(Arc::downgrade(&inner), listener, poll_interval, generation));
         *inner.poller.lock().unwrap_or_else(|e| e.into_inner()) = Some(poller);
         Ok(Self { inner })
     }
@@ -388,23 +391,23 @@ impl TenantConnections {
     }
 }
 
-async fn poll(inner: Weak<Inner>, interval: Duration, mut seen: i64) {
-    let mut listener = match inner.upgrade() {
-        Some(inner) => listen(&inner.catalog).await,
-        None => return,
-    };
+async fn poll(inner: Weak<Inner>, mut listener: Option<sqlx::postgres::PgListener>, interval: Duration, mut seen: i64) {
+    // The next poll is due at a fixed time: notifications that are not
+    // routing changes (instances' news) do not put it off.
+    let mut due = tokio::time::Instant::now() + interval;
     loop {
-        // Wake on a notification (a PostgreSQL catalog) or after the
-        // interval, whichever comes first.
+        // Wake on a notification (a PostgreSQL catalog) or when the poll
+        // is due, whichever comes first.
         match listener.as_mut() {
             Some(listening) => {
                 tokio::select! {
                     got = listening.recv() => match got {
                         // Another instance joined, gave back or left: the
-                        // heartbeats look (see `instance`); no routing change.
+                        // heartbeats of that server look (see `instance`);
+                        // no routing change.
                         Ok(heard) if heard.channel() == crate::catalog::INSTANCES_CHANNEL => {
                             if let Some(inner) = inner.upgrade() {
-                                inner.catalog.heard_instance_news();
+                                inner.catalog.heard_instance_news(heard.payload());
                             }
                             continue;
                         }
@@ -413,14 +416,15 @@ async fn poll(inner: Weak<Inner>, interval: Duration, mut seen: i64) {
                             // It reconnects on the next `recv`; meanwhile the
                             // interval is the bound.
                             tracing::warn!(error = %err, "listening for catalog changes failed");
-                            tokio::time::sleep(interval).await;
+                            tokio::time::sleep_until(due).await;
                         }
                     },
-                    () = tokio::time::sleep(interval) => {}
+                    () = tokio::time::sleep_until(due) => {}
                 }
             }
-            None => tokio::time::sleep(interval).await,
+            None => tokio::time::sleep_until(due).await,
         }
+        due = tokio::time::Instant::now() + interval;
         let Some(inner) = inner.upgrade() else {
             return;
         };

@@ -120,7 +120,7 @@ async fn heartbeat(
     let mut fenced = false;
     let mut joined = false;
     let mut wait = Duration::ZERO;
-    let mut news = catalog.instance_news();
+    let mut news = catalog.instance_news(server);
     loop {
         // Besides the interval: another instance joined, gave back or
         // left (its notification), or this one's pools shrank to a share

@@ -61,11 +61,13 @@ impl InstanceIdentity {
     }
 }
 
-/// Tells the other instances (PostgreSQL: `INSTANCES_CHANNEL`, delivered
-/// when `tx` commits) to beat now rather than at their next interval.
-async fn notify_instances(tx: &impl ConnectionTrait) -> Result<()> {
+/// Tells the other instances of `server` (PostgreSQL: `INSTANCES_CHANNEL`
+/// with the server's id, delivered when `tx` commits) to beat now rather
+/// than at their next interval.
+async fn notify_instances(tx: &impl ConnectionTrait, server: Uuid) -> Result<()> {
     if tx.get_database_backend() == sea_orm::DbBackend::Postgres {
-        tx.execute_unprepared(&format!("NOTIFY {}", super::INSTANCES_CHANNEL))
+        // A UUID's text needs no quoting beyond the literal's.
+        tx.execute_unprepared(&format!("NOTIFY {}, '{server}'", super::INSTANCES_CHANNEL))
             .await?;
     }
     Ok(())
@@ -203,7 +205,7 @@ impl<'a> Instances<'a> {
             row.insert(&tx).await?;
         }
         if tell {
-            notify_instances(&tx).await?;
+            notify_instances(&tx, server).await?;
         }
         tx.commit().await?;
         Ok(Beat {
@@ -222,7 +224,7 @@ impl<'a> Instances<'a> {
             .filter(instances::Column::ServerId.eq(server))
             .exec(&tx)
             .await?;
-        notify_instances(&tx).await?;
+        notify_instances(&tx, server).await?;
         tx.commit().await?;
         Ok(())
     }

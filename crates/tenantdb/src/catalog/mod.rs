@@ -151,8 +151,9 @@ pub struct Catalog {
     db: DatabaseConnection,
     id: Uuid,
     changes: Arc<ChangeStamp>,
-    /// Counts the `INSTANCES_CHANNEL` notifications this process heard.
-    instance_news: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Per server, counts the `INSTANCES_CHANNEL` notifications this
+    /// process heard about it.
+    instance_news: Arc<std::sync::Mutex<std::collections::HashMap<Uuid, tokio::sync::watch::Sender<u64>>>>,
 }
 
 impl Catalog {
@@ -209,7 +210,7 @@ impl Catalog {
             db,
             id,
             changes: Arc::new(ChangeStamp::default()),
-            instance_news: Arc::new(tokio::sync::watch::Sender::new(0)),
+            instance_news: Arc::default(),
         })
     }
 
@@ -320,16 +321,26 @@ impl Catalog {
         Instances::new(&self.db)
     }
 
-    /// Changes each time another instance says the shares should be looked
-    /// at now (heard on `INSTANCES_CHANNEL`; never on SQLite, where the
-    /// heartbeats' own interval is the bound).
-    pub(crate) fn instance_news(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.instance_news.subscribe()
+    /// Changes each time an instance says the shares of `server` should be
+    /// looked at now (heard on `INSTANCES_CHANNEL`; never on SQLite, where
+    /// the heartbeats' own interval is the bound).
+    pub(crate) fn instance_news(&self, server: Uuid) -> tokio::sync::watch::Receiver<u64> {
+        let mut news = self.instance_news.lock().unwrap_or_else(|e| e.into_inner());
+        news.entry(server)
+            .or_insert_with(|| tokio::sync::watch::Sender::new(0))
+            .subscribe()
     }
 
-    /// A notification on `INSTANCES_CHANNEL` was heard.
-    pub(crate) fn heard_instance_news(&self) {
-        self.instance_news.send_modify(|heard| *heard += 1);
+    /// A notification on `INSTANCES_CHANNEL` was heard; `payload` is the
+    /// server's id.
+    pub(crate) fn heard_instance_news(&self, payload: &str) {
+        let Ok(server) = payload.parse::<Uuid>() else {
+            return;
+        };
+        let news = self.instance_news.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sender) = news.get(&server) {
+            sender.send_modify(|heard| *heard += 1);
+        }
     }
     /// The `migration_runs` table (fleet migration runs).
     pub fn migration_runs(&self) -> MigrationRuns<'_> {

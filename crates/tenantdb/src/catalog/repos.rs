@@ -463,8 +463,16 @@ impl Servers<'_> {
     /// the catalog's foreign key refuses, so a create placed on it
     /// meanwhile is never orphaned.
     pub async fn remove(&self, id: Uuid) -> Result<bool> {
-        use sea_orm::TransactionTrait;
+        use sea_orm::{ConnectionTrait, QuerySelect, TransactionTrait};
         let tx = self.db.begin().await?;
+        // The server row first, as a heartbeat takes it before its
+        // instance row (the other order could deadlock with a beat).
+        if tx.get_database_backend() == sea_orm::DbBackend::Postgres {
+            database_servers::Entity::find_by_id(id)
+                .lock_exclusive()
+                .one(&tx)
+                .await?;
+        }
         super::entities::instances::Entity::delete_many()
             .filter(super::entities::instances::Column::ServerId.eq(id))
             .exec(&tx)

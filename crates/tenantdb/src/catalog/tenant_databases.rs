@@ -345,9 +345,12 @@ impl<'a> TenantDatabases<'a> {
         // before a name another transaction reserved could deadlock with
         // it), and a taken slug is what a create of one slug is refused for.
         // The server must still take new tenants, checked under the lock
-        // a drain waits for (see `still_accepting`): the first thing the
-        // statement does (the main query's one-time filter asks for it
-        // before any insert runs), a failed check failing it all.
+        // a drain waits for (see `still_accepting`), a failed check
+        // failing it all. The main query's one-time filter asks for it
+        // before it reads `inserted` (the tenant's insert may run first:
+        // PostgreSQL orders the filter's terms by cost, so a taken slug is
+        // reported before a draining server; no lock cycle, a drain holds
+        // only the server's row).
         let server = row.server_id.clone().unwrap();
         let mut values: Vec<sea_orm::Value> = vec![server.into()];
         let mut ctes = vec![format!(
@@ -682,9 +685,6 @@ fn lease_free_or_ours(owner: &str, now: DateTime<Utc>) -> Condition {
         .add(td::Column::LeaseOwner.eq(owner))
 }
 
-/// A row insert refused by a foreign key: the server it was placed on (or
-/// its tenant) was removed between the check and the insert. Nothing was
-/// made; trying again places it anew. Other errors come back as they were.
 /// Marks the error `insert_at_once` raises for a server that takes no new
 /// tenants (PostgreSQL has no RAISE outside PL/pgSQL: a failed cast of a
 /// text that says so).
@@ -721,6 +721,9 @@ async fn still_accepting(txn: &sea_orm::DatabaseTransaction, server: Uuid) -> Re
     }
 }
 
+/// A row insert refused by a foreign key: the server it was placed on (or
+/// its tenant) was removed between the check and the insert. Nothing was
+/// made; trying again places it anew. Other errors come back as they were.
 fn removed_meanwhile(err: sea_orm::DbErr) -> std::result::Result<Error, sea_orm::DbErr> {
     match err.sql_err() {
         Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => Ok(Error::NoServerAvailable(

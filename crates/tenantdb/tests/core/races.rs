@@ -287,11 +287,13 @@ async fn two_reconcilers_finish_an_expired_lease_once(backend: Backend) {
 
 /// Creates keep coming from two processes while a third drains their only
 /// server: once the drain has returned, no new tenant database lands on
-/// it (a create that chose the server just before is refused at its
-/// insert, `ServerDraining`), and every create either was placed there
-/// before (ACTIVE now) or was refused. So a listing taken right after the
-/// drain (what `tenants move --all-from` moves) is the server's final list.
-/// Several rounds, the drain at a different moment each time.
+/// it, and every create either was placed there before (ACTIVE now) or
+/// was refused with `ServerDraining` (never another error). So a listing
+/// taken right after the drain (what `tenants move --all-from` moves) is
+/// the server's final list. Several rounds, the drain at a different
+/// moment each time. (Whether a create falls in the window between
+/// placement and insert is left to timing here; the next test makes it
+/// certain.)
 async fn no_create_lands_on_a_server_after_its_drain_returned(backend: Backend) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -337,18 +339,13 @@ async fn no_create_lands_on_a_server_after_its_drain_returned(backend: Backend) 
         }
         let after = rows(&env).await;
         assert_eq!(
-            after,
-            at_drain,
-            "round {round}: {} tenant databases were placed on the server after its drain returned",
-            after - at_drain
+            after, at_drain,
+            "round {round}: tenant databases on the server when the drain returned, and after"
         );
         assert_settled(&env, "after a drain").await;
         env.tenancy.set_server_accepting(&server, true).await.unwrap().unwrap();
     }
-    assert!(
-        refused.load(Ordering::Relaxed) > 0,
-        "no create was refused: the drain raced nothing"
-    );
+    eprintln!("creates refused while draining: {}", refused.load(Ordering::Relaxed));
 }
 
 /// The drain's window made certain: a placement that drains the server
