@@ -29,7 +29,8 @@ pub struct WarmStock {
     pub ready: usize,
     /// Made by this refill.
     pub made: usize,
-    /// Stale ones (made from an older template) dropped by this refill.
+    /// Stale ones (made from an older template) and ones beyond the
+    /// stock's size dropped by this refill.
     pub dropped: usize,
     /// Why the refill stopped short, if it did.
     pub error: Option<String>,
@@ -38,11 +39,13 @@ pub struct WarmStock {
 impl Provisioner {
     /// Fills the warm stock of every ACCEPTING server up to
     /// `Config::warm_databases` and drops stale warm databases (made from
-    /// another template than the current one, or half-made); with a stock
-    /// of 0, on a server that takes no new tenants or with templates off,
-    /// drops them all. Does nothing unless this program's migration set is
-    /// the one the catalog records. Several processes may refill at once: the stock may then
-    /// pass its size by a few, which the next creates use up.
+    /// another template than the current one, or half-made) and those
+    /// beyond that size; with a stock of 0, on a server that takes no new
+    /// tenants or with templates off, drops them all. Does nothing unless
+    /// this program's migration set is the one the catalog records.
+    /// Several processes may refill at once: the stock may then pass its
+    /// size by a few, which the next creates use up or the next refill
+    /// drops (as it does when the size was lowered).
     #[tracing::instrument(skip_all)]
     pub async fn refill_warm(&self) -> Result<Vec<WarmStock>> {
         self.each_stock(true).await
@@ -115,8 +118,11 @@ impl Provisioner {
         };
         let stem = site.templates.stem();
         let result = async {
+            // In name order (every process lists them alike, so refills
+            // running at once trim the same ones).
             for warm in site.engine.warm_databases(&stem).await? {
-                if Some(&warm.template) == current.as_ref() {
+                let surplus = refill && stock.ready >= target;
+                if Some(&warm.template) == current.as_ref() && !surplus {
                     stock.ready += 1;
                     continue;
                 }

@@ -37,6 +37,20 @@ async fn new_tenants_claim_warm_databases_and_the_stock_is_refilled(backend: Bac
     );
     let again = provisioner.refill_warm().await.unwrap();
     assert_eq!((again[0].made, again[0].ready), (0, 2), "a full stock is left alone");
+    // A process that keeps a smaller stock (the size lowered in a deploy,
+    // or several refills having passed it) drops what is beyond it.
+    let mut smaller = env.config.clone();
+    smaller.warm_databases = 1;
+    let smaller = tenantdb::Tenancy::connect(smaller, schema_v1()).await.unwrap();
+    let trimmed = smaller.provisioner().refill_warm().await.unwrap();
+    assert_eq!(
+        (trimmed[0].made, trimmed[0].dropped, trimmed[0].ready, &trimmed[0].error),
+        (0, 1, 1, &None),
+        "{trimmed:?}"
+    );
+    smaller.close().await;
+    let refilled = provisioner.refill_warm().await.unwrap();
+    assert_eq!((refilled[0].made, refilled[0].ready), (1, 2), "{refilled:?}");
     let findings = env.tenancy.doctor().examine(DoctorOptions::default()).await.unwrap();
     assert!(findings.is_empty(), "warm databases are no orphans: {findings:#?}");
     if backend == Backend::Postgres {
