@@ -403,6 +403,21 @@ impl NewServer<'_> {
     }
 }
 
+/// Takes server `id`'s row `FOR UPDATE` in `tx` (PostgreSQL; SQLite's
+/// writes take turns anyway), as a drain and a removal do first: a
+/// heartbeat locks the same row first (by updating it), and a create's
+/// `FOR KEY SHARE` check waits for this lock.
+async fn lock_server_row(tx: &sea_orm::DatabaseTransaction, id: Uuid) -> Result<()> {
+    use sea_orm::{ConnectionTrait, QuerySelect};
+    if tx.get_database_backend() == sea_orm::DbBackend::Postgres {
+        database_servers::Entity::find_by_id(id)
+            .lock_exclusive()
+            .one(tx)
+            .await?;
+    }
+    Ok(())
+}
+
 impl Servers<'_> {
     /// Records the server under its name, or updates its settings; returns
     /// the row. Safe to call from several processes at once.
@@ -463,16 +478,11 @@ impl Servers<'_> {
     /// the catalog's foreign key refuses, so a create placed on it
     /// meanwhile is never orphaned.
     pub async fn remove(&self, id: Uuid) -> Result<bool> {
-        use sea_orm::{ConnectionTrait, QuerySelect, TransactionTrait};
+        use sea_orm::TransactionTrait;
         let tx = self.db.begin().await?;
         // The server row first, as a heartbeat takes it before its
         // instance row (the other order could deadlock with a beat).
-        if tx.get_database_backend() == sea_orm::DbBackend::Postgres {
-            database_servers::Entity::find_by_id(id)
-                .lock_exclusive()
-                .one(&tx)
-                .await?;
-        }
+        lock_server_row(&tx, id).await?;
         super::entities::instances::Entity::delete_many()
             .filter(super::entities::instances::Column::ServerId.eq(id))
             .exec(&tx)
@@ -501,14 +511,9 @@ impl Servers<'_> {
     /// `tenant_databases::still_accepting`). So when this returns, every
     /// tenant database a create will place here is already in the catalog.
     pub async fn set_accepting(&self, id: Uuid, accepting: bool) -> Result<bool> {
-        use sea_orm::{ConnectionTrait, QuerySelect, TransactionTrait};
+        use sea_orm::TransactionTrait;
         let tx = self.db.begin().await?;
-        if tx.get_database_backend() == sea_orm::DbBackend::Postgres {
-            database_servers::Entity::find_by_id(id)
-                .lock_exclusive()
-                .one(&tx)
-                .await?;
-        }
+        lock_server_row(&tx, id).await?;
         let updated = database_servers::Entity::update_many()
             .col_expr(
                 database_servers::Column::AcceptsNewTenants,

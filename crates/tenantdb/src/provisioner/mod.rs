@@ -305,8 +305,29 @@ impl Provisioner {
     }
 
     /// How many times a create is placed when the server placement chose
-    /// is drained before the tenant's row is in (see `create_with`).
+    /// is drained before the tenant's row is in (see `placed`).
     const PLACEMENT_ATTEMPTS: u32 = 3;
+
+    /// Runs `place_and_insert` (placement, then the insert of the row),
+    /// again while the insert finds the chosen server drained since
+    /// placement read it (up to `PLACEMENT_ATTEMPTS`; never when `new`
+    /// names the server: then that is the answer).
+    async fn placed<F, Fut>(new: &NewTenant, mut place_and_insert: F) -> Result<tenant_database::Model>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<tenant_database::Model>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match place_and_insert().await {
+                Err(Error::ServerDraining(server)) if new.server.is_none() && attempt < Self::PLACEMENT_ATTEMPTS => {
+                    tracing::info!(%server, "the server was drained after placement chose it: placing the tenant again");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
 
     async fn create_with(&self, new: NewTenant, import: Option<create::Import>) -> Result<TenantDatabase> {
         let slug = TenantSlug::parse(&new.slug)?;
@@ -321,18 +342,7 @@ impl Provisioner {
             self.parse_database_name(requested)?;
         }
         let id = TenantId::new();
-        // A server drained after placement read it refuses the insert: the
-        // tenant is placed again (a server named in the request is not).
-        let mut attempt = 1;
-        let row = loop {
-            match self.place_and_insert(&new, &slug, id, &name, import.as_ref()).await {
-                Err(Error::ServerDraining(server)) if new.server.is_none() && attempt < Self::PLACEMENT_ATTEMPTS => {
-                    tracing::info!(%server, "the server was drained after placement chose it: placing the tenant again");
-                    attempt += 1;
-                }
-                other => break other?,
-            }
-        };
+        let row = Self::placed(&new, || self.place_and_insert(&new, &slug, id, &name, import.as_ref())).await?;
         self.inner.counts.placed(row.server_id);
         self.step(Step::RowInserted, row.tenant_id)?;
         let row = self
@@ -417,22 +427,15 @@ impl Provisioner {
             database_name: database_name.map(str::to_owned),
             ..Default::default()
         };
-        let mut attempt = 1;
-        let row = loop {
+        let row = Self::placed(&new, || async {
             let (site, database) = self.place_named(&new, &slug, id).await?;
-            let inserted = self
-                .inner
+            self.inner
                 .catalog
                 .tenant_databases()
                 .insert(self.new_row(site.id, id, &database, false))
-                .await;
-            match inserted {
-                Err(Error::ServerDraining(_)) if new.server.is_none() && attempt < Self::PLACEMENT_ATTEMPTS => {
-                    attempt += 1;
-                }
-                other => break other?,
-            }
-        };
+                .await
+        })
+        .await?;
         self.inner.counts.placed(row.server_id);
         self.step(Step::RowInserted, row.tenant_id)?;
         let row = self.run(move |this| async move { this.provision(row).await }).await?;
